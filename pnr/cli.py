@@ -1,0 +1,287 @@
+"""The `pnr` command: parses, calls into pnr, renders. Exit status: 0 ok, 1 run failed, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pnr.exceptions import ConfigError, EngineError, PnrError, RunError
+
+app = typer.Typer(
+    name="pnr", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Bring up Docker containers in order of real readiness, as Prefect flows.",
+)
+signal_app = typer.Typer(no_args_is_help=True, help="Read or set signals in the runtime folder.")
+app.add_typer(signal_app, name="signal")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
+RuntimeOpt = Annotated[Optional[Path], typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")]
+
+PHASE_STYLE = {"waiting": "yellow", "starting": "cyan", "probing": "blue", "ready": "green", "failed": "red", "blocked": "red"}
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Offline-friendly, quiet Prefect defaults; anything the user set explicitly wins."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_CLI_COLORS", "false")
+
+
+def _fail(exc: PnrError) -> typer.Exit:
+    code = 2 if isinstance(exc, ConfigError) else 1
+    label = {2: "error"}.get(code, "failed")
+    err.print(f"[bold red]{label}:[/] {_escape(str(exc))}" if code == 1 else _escape(str(exc)))
+    return typer.Exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _plan(config: Path) -> Any:
+    from pnr.plan import load_plan
+
+    try:
+        return load_plan(str(config))
+    except ConfigError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def validate(config: ConfigArg) -> None:
+    """Check a config; print "ok" or every problem with file and JSON path (exit 2)."""
+    plan = _plan(config)
+    n = len(plan.chunks)
+    out.print(f"ok: {config}: domain {plan.domain.name}, {n} chunk{'s' * (n != 1)} in {len(plan.domain.cpuxs)} cpux")
+    for sig in plan.external:
+        out.print(f"  external signal {sig}: nothing produces it; `pnr up` waits until it is set "
+                  f"(pnr signal set {config} {sig} --tv Y)")
+
+
+class PlanFormat(str, Enum):
+    text = "text"
+    json = "json"
+    mermaid = "mermaid"
+
+
+@app.command()
+def plan(config: ConfigArg, format: Annotated[PlanFormat, typer.Option("--format", "-f")] = PlanFormat.text) -> None:
+    """Show the signal graph: producers, consumers, levels (start order), external signals."""
+    p = _plan(config)
+    text = {PlanFormat.text: p.render_text, PlanFormat.json: p.render_json, PlanFormat.mermaid: p.render_mermaid}[format]()
+    print(text)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a domain config."""
+    from pnr.config import domain_json_schema
+
+    print(json.dumps(domain_json_schema(), indent=2))
+
+
+class _Progress:
+    """Renders chunk phase changes as lines a person can follow."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.last: dict[str, str] = {}
+
+    def __call__(self, event: Any) -> None:
+        phase = event.phase.value
+        if self.last.get(event.chunk) == phase and phase != "probing":
+            return
+        self.last[event.chunk] = phase
+        style = PHASE_STYLE.get(phase, "white")
+        detail = event.detail.splitlines()[0] if event.detail else ""
+        out.print(f"  {time.monotonic() - self.t0:7.2f}s  {event.chunk:<22} [{style}]{phase:<9}[/] {_escape(detail)}")
+
+
+@app.command()
+def up(
+    config: ConfigArg,
+    cpux: Annotated[Optional[str], typer.Option(help="bring up only this cpux")] = None,
+    runtime_dir: RuntimeOpt = None,
+    timeout: Annotated[float, typer.Option(help="seconds before giving up (bounds waiting on external signals)", min=0.1)] = 300.0,
+    build: Annotated[bool, typer.Option("--build", help="rebuild images that have a build_path")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False,
+) -> None:
+    """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed."""
+    plan = _plan(config)
+    _quiet_prefect(verbose)
+    from pnr.flows import bring_up, quiet_prefect_run
+    from pnr.run import add_listener
+    from pnr.settings import resolve_runtime_dir
+
+    rdir = resolve_runtime_dir(runtime_dir)
+    out.print(f"pnr up [bold]{plan.domain.name}[/] ({len(plan.chunks)} chunks, cpux {', '.join(plan.cpux_order)}); runtime {rdir}")
+    progress = _Progress()
+    unsubscribe = add_listener(progress)
+    try:
+        with quiet_prefect_run():
+            result = bring_up(config_path=str(config), cpux=cpux, runtime_dir=str(rdir), timeout_seconds=timeout, build=build)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted.[/] Containers already started are left running; see `pnr status {config}` "
+                  f"and remove them with `pnr down {config}`.")
+        raise typer.Exit(130) from None
+    except PnrError as exc:
+        _summary(plan, rdir)
+        raise _fail(exc) from None
+    finally:
+        unsubscribe()
+    _summary(plan, rdir)
+    n = sum(len(v) for v in result["cpuxs"].values())
+    out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - progress.t0:.1f}s")
+
+
+def _summary(plan: Any, rdir: Path) -> None:
+    from pnr.engine import Engine
+    from pnr.ops import domain_status
+
+    try:
+        status = domain_status(plan, Engine(), rdir)
+    except PnrError:
+        return
+    table = Table(title=f"domain {plan.domain.name}", title_justify="left")
+    for col in ("chunk", "status", "container", "detail"):
+        table.add_column(col)
+    for name, c in status["chunks"].items():
+        style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c["status"], "yellow")
+        table.add_row(name, f"[{style}]{c['status']}[/]", c["container"] or "-", _escape((c["detail"] or "").splitlines()[0] if c["detail"] else ""))
+    out.print(table)
+
+
+@app.command()
+def status(
+    config: ConfigArg,
+    runtime_dir: RuntimeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Truth values, chunk states and containers of a domain."""
+    plan = _plan(config)
+    from pnr.engine import Engine
+    from pnr.ops import domain_status
+    from pnr.settings import resolve_runtime_dir
+
+    engine: Engine | None = Engine()
+    try:
+        engine.ping()  # type: ignore[union-attr]
+    except EngineError as exc:
+        err.print(f"[yellow]warning:[/] {_escape(str(exc))}; showing runtime files only")
+        engine = None
+    data = domain_status(plan, engine, resolve_runtime_dir(runtime_dir))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    _summary(plan, resolve_runtime_dir(runtime_dir))
+    table = Table(title="signals", title_justify="left")
+    for col in ("signal", "tv", "response", "prompt"):
+        table.add_column(col)
+    for name, s in data["signals"].items():
+        table.add_row(name, s["tv"], ", ".join(s["response"]), s["prompt"])
+    out.print(table)
+    for file, problem in data["problems"].items():
+        err.print(f"[yellow]warning:[/] runtime file {file} ignored: {_escape(problem)}")
+
+
+@app.command()
+def down(
+    config: ConfigArg,
+    runtime_dir: RuntimeOpt = None,
+    volumes: Annotated[bool, typer.Option("--volumes", "-v", help="also remove named volumes pnr created")] = False,
+) -> None:
+    """Remove exactly what pnr created for this domain (labels), in reverse order."""
+    plan = _plan(config)
+    from pnr.engine import Engine
+    from pnr.ops import tear_down_domain
+    from pnr.settings import resolve_runtime_dir
+
+    try:
+        report = tear_down_domain(plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes)
+    except PnrError as exc:
+        raise _fail(exc) from None
+    for name in report["containers"]:
+        out.print(f"  removed container {name}")
+    for name in report["networks"]:
+        out.print(f"  removed network {name}")
+    for name in report["volumes"]:
+        out.print(f"  removed volume {name}")
+    out.print(f"down: {plan.domain.name}: {len(report['containers'])} container(s), {len(report['networks'])} network(s) removed")
+
+
+@signal_app.command("set")
+def signal_set(
+    config: ConfigArg,
+    name: Annotated[str, typer.Argument(help="signal name")],
+    tv: Annotated[str, typer.Option("--tv", help="Y, N or U (any case)")],
+    response: Annotated[Optional[list[str]], typer.Option("--response", help="response word (repeatable)")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="prompt text")] = None,
+    runtime_dir: RuntimeOpt = None,
+) -> None:
+    """Set a signal (written to external.json in the runtime folder): opens gates of a waiting run."""
+    plan = _plan(config)
+    from pnr.config import _check_signal
+    from pnr.exceptions import ConfigIssue
+    from pnr.settings import resolve_runtime_dir
+    from pnr.signals import EXTERNAL_FILE, make_pnr, update_signal_file
+
+    try:
+        try:
+            _check_signal(name)
+        except ValueError as exc:
+            raise ConfigError("signal", [ConfigIssue("", str(exc))]) from None
+        value = make_pnr(name, tv, response, prompt)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    rdir = resolve_runtime_dir(runtime_dir)
+    update_signal_file(rdir, EXTERNAL_FILE, {name: value})
+    note = "" if name in plan.consumers else " (no chunk of this domain waits on it)"
+    out.print(f"{name} = {value.tv} in {rdir / EXTERNAL_FILE}{note}")
+
+
+@signal_app.command("get")
+def signal_get(
+    config: ConfigArg,
+    name: Annotated[Optional[str], typer.Argument(help="signal name (all if omitted)")] = None,
+    runtime_dir: RuntimeOpt = None,
+) -> None:
+    """Print current signal values as JSON."""
+    plan = _plan(config)
+    from pnr.settings import resolve_runtime_dir
+    from pnr.signals import UNKNOWN, read_state
+
+    state, _problems = read_state(resolve_runtime_dir(runtime_dir), plan.domain.name)
+    if name is not None:
+        print(json.dumps(state.get(name, UNKNOWN).model_dump()))
+    else:
+        print(json.dumps({k: v.model_dump() for k, v in sorted(state.items())}, indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except PnrError as exc:  # anything not handled by a command
+        err.print(_escape(str(exc)))
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""Config models (pydantic v2) and the loader that turns a JSON file into a validated `Domain`.
+
+Every model forbids unknown keys, so a typo in hand-written JSON is an error, not a silent default.
+`load_domain` wraps every failure once, naming the file and the JSON path of each problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pnr.exceptions import ConfigError, ConfigIssue
+
+MAX_CONFIG_BYTES = 5 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_SIGNAL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _check_signal(value: str) -> str:
+    if not _SIGNAL_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid signal name: use letters, digits, '_', '.', ':' or '-' (at most 128)"
+        )
+    return value
+
+
+def _upper_tv(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+SignalName = Annotated[str, AfterValidator(_check_signal)]
+TruthValue = Annotated[Literal["Y", "N", "U"], BeforeValidator(_upper_tv)]
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PnR(_Model):
+    """A signal value: prompt, response, trivalent truth value (any case in, upper case stored)."""
+
+    prompt: str = ""
+    response: list[str] = Field(default_factory=list)
+    tv: TruthValue = "U"
+
+
+class MappedSignal(_Model):
+    """What a probe outcome writes: `key` is the signal name."""
+
+    key: SignalName
+    response: list[str] = Field(default_factory=list)
+    tv: TruthValue
+
+    def to_pnr(self, prompt: str = "") -> PnR:
+        return PnR(prompt=prompt, response=list(self.response), tv=self.tv)
+
+
+class StatusMapping(_Model):
+    success: MappedSignal | None = None
+    failure: MappedSignal | None = None
+
+
+class _CheckBase(_Model):
+    port_key: str | None = None
+    timeout_seconds: Seconds = 2.0
+    interval_seconds: Seconds = 0.25
+    deadline_seconds: Seconds = 60.0
+    status_mapping: StatusMapping = Field(default_factory=StatusMapping)
+
+
+class TcpCheck(_CheckBase):
+    """Ready when a TCP connection to the published host port of `port_key` is accepted and kept open."""
+
+    type: Literal["tcp"]
+
+
+class HttpCheck(_CheckBase):
+    """Ready when GET http://HOST:PORT{path} answers `expected_code` (and contains `body_contains`, if set)."""
+
+    type: Literal["http"]
+    path: str = "/"
+    expected_code: Annotated[int, Field(ge=100, le=599)] = 200
+    body_contains: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path_starts_with_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"path must start with '/', e.g. '/{value}'")
+        return value
+
+
+HealthCheck = Annotated[Union[TcpCheck, HttpCheck], Field(discriminator="type")]
+
+
+class PortBinding(_Model):
+    container_port: int
+    protocol: Literal["tcp", "udp"]
+    host_ip: str
+    host_port: int
+
+
+_HOST_RE = re.compile(r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost):)?(?P<port>\d{1,5})$")
+_CPORT_RE = re.compile(r"^(?P<port>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
+DEFAULT_HOST_IP = "127.0.0.1"
+
+
+def parse_port(container_key: str, host_value: str | int) -> PortBinding:
+    """`"27017"` → `"27017"`, or `"8080/tcp"` → `"0.0.0.0:8080"`; host address defaults to 127.0.0.1."""
+    cmatch = _CPORT_RE.match(container_key)
+    if not cmatch:
+        raise ValueError(f"container port {container_key!r} must look like '8080' or '8080/tcp'")
+    hmatch = _HOST_RE.match(str(host_value))
+    if not hmatch:
+        raise ValueError(f"host port {host_value!r} must look like '8080' or '127.0.0.1:8080'")
+    cport, hport = int(cmatch["port"]), int(hmatch["port"])
+    for label, port in (("container port", cport), ("host port", hport)):
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{label} {port} is out of range 1-65535")
+    ip = hmatch["ip"] or DEFAULT_HOST_IP
+    if ip == "localhost":
+        ip = "127.0.0.1"
+    return PortBinding(
+        container_port=cport, protocol=cmatch["proto"] or "tcp", host_ip=ip.strip("[]"), host_port=hport
+    )
+
+
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class ContainerSpec(_Model):
+    """One container: what to run and how to publish it."""
+
+    name: Name
+    image: str | None = None
+    ports: dict[str, Union[str, int]] = Field(default_factory=dict)
+    env: Union[list[str], dict[str, Union[str, int, float, bool]]] = Field(default_factory=dict)
+    command: Union[str, list[str], None] = None
+    volumes: list[str] = Field(default_factory=list)
+    build_path: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("ports")
+    @classmethod
+    def _ports_parse(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        for key, host in value.items():
+            parse_port(key, host)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_shape(cls, value: list[str] | dict[str, Any]) -> list[str] | dict[str, Any]:
+        keys = [item.split("=", 1)[0] for item in value] if isinstance(value, list) else list(value)
+        if isinstance(value, list):
+            bad = [item for item in value if "=" not in item]
+            if bad:
+                raise ValueError(f"env entry {bad[0]!r} must look like 'KEY=VALUE'")
+        for key in keys:
+            if not _ENV_KEY_RE.match(key):
+                raise ValueError(f"env name {key!r} is not a valid variable name")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_splits(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, str):
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"command cannot be split into arguments: {exc}") from None
+        if value is not None and not value:
+            raise ValueError("command must not be empty (leave it out to use the image's default)")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volume_shape(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+                raise ValueError(f"volume {item!r} must look like 'SOURCE:/container/path[:ro|rw]'")
+            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+                raise ValueError(f"volume mode in {item!r} must be 'ro' or 'rw'")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _no_pnr_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        clash = [key for key in value if key.startswith("io.pnr.")]
+        if clash:
+            raise ValueError(f"label {clash[0]!r} is reserved: labels starting with 'io.pnr.' are pnr's own")
+        return value
+
+    @model_validator(mode="after")
+    def _image_or_build(self) -> ContainerSpec:
+        if not self.image and not self.build_path:
+            raise ValueError("give 'image' (an image name) or 'build_path' (a folder with a Dockerfile)")
+        return self
+
+    def port_bindings(self) -> dict[str, PortBinding]:
+        return {key: parse_port(key, host) for key, host in self.ports.items()}
+
+    def command_args(self) -> list[str] | None:
+        """The command as an argument list: a string is split like a shell would, never run by one."""
+        if self.command is None:
+            return None
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+    def env_map(self) -> dict[str, str]:
+        if isinstance(self.env, list):
+            return dict(item.split("=", 1) for item in self.env)
+        return {key: _env_str(value) for key, value in self.env.items()}
+
+
+def _env_str(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class DesignChunk(_Model):
+    """One container, its gate, its readiness probe and the signals it promises."""
+
+    name: Name
+    gatekeeper: dict[SignalName, PnR] = Field(default_factory=dict)
+    flowout: dict[SignalName, PnR] = Field(default_factory=dict)
+    health_check: HealthCheck | None = None
+    container: ContainerSpec
+    # Legacy keys of the original Go program: accepted so old configs load, and ignored.
+    flowin: dict[str, Any] | None = Field(default=None, description="legacy, ignored")
+    status: str | None = Field(default=None, description="legacy, ignored")
+
+
+class Cpux(_Model):
+    """A unit of execution: its chunks run in one Prefect flow run."""
+
+    design_chunks: Annotated[list[DesignChunk], Field(min_length=1)]
+
+
+class Domain(_Model):
+    """A whole config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"title": "pnr domain config"})
+
+    name: Name
+    cpuxs: Annotated[dict[Name, Cpux], Field(min_length=1)]
+
+    def chunks(self) -> list[tuple[str, DesignChunk]]:
+        return [(cpux_name, chunk) for cpux_name, cpux in self.cpuxs.items() for chunk in cpux.design_chunks]
+
+
+def json_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's error location as a JSON path: cpuxs.x.design_chunks[0].health_check.port_key."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        # discriminated unions insert the tag ('tcp') after the field: not part of the document's path
+        if i > 0 and loc[i - 1] == "health_check" and part in ("tcp", "http"):
+            continue
+        if part.startswith("function-") or part in ("list[str]", "dict[str,union[str,int,float,bool]]"):
+            continue
+        out += ("." if out else "") + str(part)
+    return out
+
+
+_FIELD_MODELS: dict[str, Any] = {}  # filled below: field name -> model of its value (or of its map values)
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where the unknown key `loc[-1]` stands, to suggest a fix for a typo."""
+    parent = loc[:-1]
+    if not parent:
+        return list(Domain.model_fields)
+    last = parent[-1]
+    before = parent[-2] if len(parent) > 1 else None
+    if before == "health_check" and last in ("tcp", "http"):
+        model: Any = TcpCheck if last == "tcp" else HttpCheck
+    elif isinstance(last, int) and before == "design_chunks":
+        model = DesignChunk
+    elif isinstance(before, str) and before in ("cpuxs", "gatekeeper", "flowout"):
+        model = _FIELD_MODELS[before]
+    else:
+        model = _FIELD_MODELS.get(str(last))
+    return list(model.model_fields) if model is not None else []
+
+
+def _issue_from_error(err: Any, data: Any) -> ConfigIssue:
+    loc = tuple(err["loc"])
+    path = json_path(loc)
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _allowed_keys(loc)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        return ConfigIssue(path, f"unknown key {key!r}{hint}")
+    if kind == "missing":
+        return ConfigIssue(path, "required key is missing")
+    if kind == "literal_error" and path.endswith("tv"):
+        return ConfigIssue(path, f"tv must be 'Y', 'N' or 'U' (any case), not {err.get('input')!r}")
+    if kind == "union_tag_invalid":
+        return ConfigIssue(path, f"unknown health check type {err.get('input', {}).get('type')!r}: use 'tcp' or 'http'")
+    if kind == "union_tag_not_found":
+        return ConfigIssue(path, "health_check needs a 'type': 'tcp' or 'http'")
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return ConfigIssue(path, msg)
+
+
+def _depth(obj: Any, limit: int) -> int:
+    stack = [(obj, 1)]
+    deepest = 0
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def parse_domain(data: Any, source: str = "<config>") -> Domain:
+    """Validate already-parsed JSON; raise ConfigError naming `source` and each JSON path."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", f"the top level must be a JSON object, not {type(data).__name__}")])
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")])
+    try:
+        return Domain.model_validate(data)
+    except ValidationError as exc:
+        issues = [_issue_from_error(err, data) for err in exc.errors(include_url=False)]
+        raise ConfigError(source, issues) from None
+
+
+def load_domain(path: str | Path) -> Domain:
+    """Read, parse and validate a domain config file. Every failure is a ConfigError (never a traceback)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        if path.is_dir():
+            raise ConfigError(source, [ConfigIssue("", "is a directory; give a JSON config file")])
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(source, [ConfigIssue("", f"is {size} bytes; configs larger than {MAX_CONFIG_BYTES} are refused")])
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, [ConfigIssue("", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"not UTF-8 text (byte {exc.start}); save the file as UTF-8")]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]) from None
+    except RecursionError:
+        raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None
+    return parse_domain(data, source)
+
+
+_FIELD_MODELS.update(
+    cpuxs=Cpux, container=ContainerSpec, status_mapping=StatusMapping, success=MappedSignal,
+    failure=MappedSignal, gatekeeper=PnR, flowout=PnR,
+)
+
+
+def domain_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a domain config, for editors (committed as pnr/schema.json)."""
+    return Domain.model_json_schema()

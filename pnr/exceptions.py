@@ -1,0 +1,79 @@
+"""The one exception tree of pnr.
+
+    PnrError
+    ├── ConfigError          bad input: a config file, a flag, a signal value (CLI exit 2)
+    ├── EngineError          the container engine refused or is unreachable (translated docker errors)
+    │   └── ImageError       an image is neither local, buildable nor pullable
+    └── RunError             a bring-up did not complete (CLI exit 1)
+        ├── ChunkFailed      a chunk's container died or its readiness probe gave up
+        ├── StallError       no chunk can make progress: gates that can never open
+        └── RunTimeout       the run's deadline passed (typically an external signal never came)
+
+Docker errors are translated at one boundary (`pnr.engine`), HTTP/socket errors in `pnr.probes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class PnrError(Exception):
+    """Root of every error pnr raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in an input file: where it is and what to do about it."""
+
+    path: str  # JSON path inside the file, e.g. "cpuxs.stack_startup.design_chunks[0].name"
+    message: str
+
+    def render(self, source: str) -> str:
+        where = f"{source}: {self.path}" if self.path else source
+        return f"{where}: {self.message}"
+
+
+class ConfigError(PnrError):
+    """A config (or other user input) is invalid. Carries every issue found, not just the first."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        super().__init__("\n".join(issue.render(source) for issue in issues))
+
+
+class EngineError(PnrError):
+    """The container engine failed; the message says what pnr was doing and what to try."""
+
+
+class ImageError(EngineError):
+    """An image is not available locally, has no build_path, and could not be pulled."""
+
+
+class RunError(PnrError):
+    """A run ended without every chunk completed."""
+
+
+class ChunkFailed(RunError):
+    """A chunk failed: its container exited, or its probe gave up (see the message for the last observation)."""
+
+
+class StallError(RunError):
+    """Nothing is running and some gate can never open."""
+
+
+class RunTimeout(RunError):
+    """The run's deadline passed before every chunk completed."""
+
+
+@dataclass
+class BlockedChunk:
+    """A chunk that waits on signals, with their current and expected values (for stall messages)."""
+
+    chunk: str
+    waits_on: dict[str, tuple[str, str]] = field(default_factory=dict)  # signal -> (current tv, expected tv)
+    external: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        parts = [f"{name} is {cur} (needs {exp})" for name, (cur, exp) in self.waits_on.items()]
+        return f"{self.chunk} waits on " + ", ".join(parts)

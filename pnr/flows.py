@@ -1,0 +1,200 @@
+"""The Prefect side: a domain compiles to a flow run, each CPUX to a subflow run, each chunk to a task
+whose retries wait on its gatekeeper state, and each health check to a sub-task of its chunk's task.
+
+`flows/pnr_flows.py` re-exports `bring_up` and `tear_down` for `prefect.yaml`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pnr.config import PnR
+from pnr.engine import Engine
+from pnr.exceptions import ChunkFailed, ConfigError, ConfigIssue, RunError
+from pnr.ops import tear_down_domain
+from pnr.plan import SYSTEM_READY, Plan, load_plan
+from pnr.run import ChunkBlocked, CpuxRun, GateClosed, Phase
+from pnr.settings import get_settings, resolve_runtime_dir
+from pnr.signals import SignalStore
+
+SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
+
+
+@dataclass
+class DomainRun:
+    plan: Plan
+    store: SignalStore
+    engine: Engine
+    build: bool
+    deadline: float
+
+
+_DOMAIN_RUNS: dict[str, DomainRun] = {}
+_CPUX_RUNS: dict[str, CpuxRun] = {}
+engine_factory = Engine  # tests may swap in a fake
+
+
+@task(name="prepare", cache_policy=NO_CACHE, persist_result=False)
+def prepare_task(run_key: str, build: bool = False) -> dict[str, str]:
+    """Engine, network and images: fails before any container starts."""
+    images = _CPUX_RUNS[run_key].prepare(build=build)
+    get_run_logger().info("images ready: %s", ", ".join(f"{k}={v[7:19]}" for k, v in images.items()))
+    return images
+
+
+@task(name="probe", cache_policy=NO_CACHE, persist_result=False)
+def probe_task(run_key: str, chunk: str) -> dict[str, Any]:
+    """One chunk's health check (a sub-task of the chunk's task)."""
+    logger = get_run_logger()
+    result = _CPUX_RUNS[run_key].probe_chunk(chunk, log=logger.info)
+    return {"ok": result.ok, "attempts": result.attempts, "seconds": round(result.elapsed, 3), "last": result.last}
+
+
+@task(name="chunk", cache_policy=NO_CACHE, persist_result=False)
+def chunk_task(run_key: str, chunk: str) -> dict[str, Any]:
+    """Wait for the gate (GateClosed → Prefect retry), then start, probe, and await the flowout."""
+    run = _CPUX_RUNS[run_key]
+    logger = get_run_logger()
+    run.wait_gate(chunk)
+    logger.info("gate open: %s", ", ".join(f"{k}={v.tv}" for k, v in run.plan.chunks[chunk].gatekeeper.items()) or "(no gate)")
+    check = run.plan.chunks[chunk].health_check
+
+    def run_probe(name: str) -> Any:
+        return probe_task.with_options(task_run_name=f"{name}.probe[{check.type if check else '-'}]")(run_key, name)
+
+    try:
+        result = run.bring_up_chunk(chunk, run_probe)
+    except (ChunkFailed, ChunkBlocked, GateClosed):
+        raise
+    except Exception as exc:  # a bug or an unexpected engine answer: fail this chunk, loudly, not the process
+        run.set_phase(chunk, Phase.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    logger.info("%s: container %s %s; ready", chunk, result["container"], result["action"])
+    return result
+
+
+@flow(name="pnr-cpux", persist_result=False, validate_parameters=False)
+def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
+    """One CPUX: every chunk submitted at once (dependencies first); gates decide who starts when."""
+    parent = _DOMAIN_RUNS[domain_run]
+    plan = parent.plan
+    remaining = max(1.0, parent.deadline - time.monotonic())
+    run = CpuxRun(
+        plan=plan, cpux=cpux, store=parent.store, engine=parent.engine, config_path=config_path,
+        timeout_seconds=remaining, flow_run_id=str(flow_run.id or domain_run),
+        gate_slice=get_settings().gate_slice_seconds,
+    )
+    key = f"{domain_run}/{cpux}"
+    _CPUX_RUNS[key] = run
+    logger = get_run_logger()
+    try:
+        prepare_task(key, parent.build)
+        futures: dict[str, PrefectFuture[Any]] = {}
+        retries = math.ceil(remaining / run.gate_slice) + 1
+        for name in run.names:  # dependency order: producers get worker threads first
+            upstream = [futures[d] for d in _success_producers(plan, name) if d in futures]
+            futures[name] = chunk_task.with_options(
+                name=name, task_run_name=name, retries=retries, retry_delay_seconds=0,
+                retry_condition_fn=_retry_while_waiting(run, name),
+            ).submit(key, name, wait_for=upstream)
+        try:
+            run.supervise(done=lambda: all(f.state.is_final() for f in futures.values()))
+        except KeyboardInterrupt:
+            run.abort(RunError("interrupted (Ctrl-C)"))
+            raise
+        finally:
+            wait(list(futures.values()), timeout=30)
+        error = run.outcome_error()
+        if error is not None:
+            logger.error(str(error))
+            raise error
+        return {n: {"phase": p.phase.value, "container": p.container, "action": p.action} for n, p in run.progress.items()}
+    finally:
+        _CPUX_RUNS.pop(key, None)
+
+
+def _success_producers(plan: Plan, chunk: str) -> list[str]:
+    """Producers whose completion implies the gate signal holds: drawn as edges (wait_for) in the UI."""
+    out = []
+    for sig, want in plan.chunks[chunk].gatekeeper.items():
+        prods = plan.producers.get(sig, [])
+        if len(prods) == 1 and prods[0] in plan.chunks:
+            promised = plan.chunks[prods[0]].flowout.get(sig)
+            if promised is not None and promised.tv == want.tv and plan.refs[prods[0]].cpux == plan.refs[chunk].cpux:
+                out.append(prods[0])
+    return out
+
+
+def _retry_while_waiting(run: CpuxRun, chunk: str) -> Any:
+    def condition(_task: Any, _task_run: Any, _state: Any) -> bool:
+        return run.should_retry(chunk)
+
+    return condition
+
+
+@flow(name="pnr-up", persist_result=False)
+def bring_up(
+    config_path: str,
+    cpux: str | None = None,
+    runtime_dir: str | None = None,
+    timeout_seconds: float = 300.0,
+    build: bool = False,
+) -> dict[str, Any]:
+    """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order."""
+    plan = load_plan(config_path)
+    names = plan.cpux_order
+    if cpux is not None:
+        if cpux not in plan.domain.cpuxs:
+            raise ConfigError(config_path, [ConfigIssue("cpuxs", f"no cpux named {cpux!r}; the config has {', '.join(plan.domain.cpuxs)}")])
+        names = [cpux]
+    store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
+    store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
+    key = str(flow_run.id or uuid.uuid4())
+    _DOMAIN_RUNS[key] = DomainRun(plan, store, engine_factory(), build, time.monotonic() + timeout_seconds)
+    results: dict[str, Any] = {}
+    try:
+        for name in names:
+            workers = len(plan.chunks_of(name)) + 2  # every chunk may wait at once: one thread each, never a deadlock
+            results[name] = cpux_flow.with_options(
+                flow_run_name=f"{plan.domain.name}.{name}", task_runner=ThreadPoolTaskRunner(max_workers=workers)
+            )(config_path, name, key)
+    finally:
+        _DOMAIN_RUNS.pop(key, None)
+    store.refresh()
+    return {
+        "domain": plan.domain.name,
+        "cpuxs": results,
+        "signals": {k: v.model_dump() for k, v in sorted(store.snapshot().items())},
+    }
+
+
+@flow(name="pnr-down", persist_result=False)
+def tear_down(config_path: str, runtime_dir: str | None = None, volumes: bool = False) -> dict[str, Any]:
+    """Remove exactly what pnr created for the domain (by labels), in reverse dependency order."""
+    plan = load_plan(config_path)
+    report = tear_down_domain(plan, engine_factory(), resolve_runtime_dir(runtime_dir), volumes=volumes)
+    get_run_logger().info("removed %d container(s), %d network(s)", len(report["containers"]), len(report["networks"]))
+    return report
+
+
+@contextmanager
+def quiet_prefect_run() -> Iterator[None]:
+    """Run flows in-process without paying the flow heartbeat (unless PNR_HEARTBEAT=1)."""
+    if get_settings().heartbeat:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

@@ -1,0 +1,425 @@
+"""One run of a CPUX: the intention loop of the seed, as state that Prefect tasks drive.
+
+`CpuxRun` owns the per-chunk phases, opens gates, starts containers (through the engine), records probe
+outcomes in the signal store, and decides when the run is stalled or timed out. It knows nothing about
+Prefect: `pnr.flows` wraps `wait_gate`/`bring_up_chunk`/`probe_chunk` in tasks and runs `supervise`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pnr.config import DesignChunk, PnR
+from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, ContainerState, Engine, spec_hash
+from pnr.exceptions import BlockedChunk, ChunkFailed, ConfigError, ConfigIssue, EngineError, RunTimeout, StallError
+from pnr.plan import PNR_ITSELF, Plan
+from pnr.probes import Aborted, ContainerGone, ProbeResult, Target, make_probe
+from pnr.signals import META_DIR, SignalStore, atomic_write_json
+
+LOG_TAIL_LINES = 15
+
+
+class Phase(str, Enum):
+    WAITING = "waiting"
+    STARTING = "starting"
+    PROBING = "probing"
+    READY = "ready"
+    FAILED = "failed"
+    BLOCKED = "blocked"  # aborted while waiting: its gate can never open, or the run timed out
+
+    @property
+    def active(self) -> bool:
+        return self in (Phase.STARTING, Phase.PROBING)
+
+    @property
+    def final(self) -> bool:
+        return self in (Phase.READY, Phase.FAILED, Phase.BLOCKED)
+
+
+@dataclass
+class ChunkProgress:
+    name: str
+    cpux: str
+    phase: Phase = Phase.WAITING
+    container: str | None = None
+    container_id: str | None = None
+    action: str | None = None  # created | reused | recreated
+    detail: str = ""
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    first_probe_at: float | None = None
+    ready_at: float | None = None
+    gate_checks: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["phase"] = self.phase.value
+        return data
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    domain: str
+    cpux: str
+    chunk: str
+    phase: Phase
+    detail: str
+    at: float
+
+
+Listener = Callable[[ProgressEvent], None]
+_listeners: list[Listener] = []
+
+
+def add_listener(listener: Listener) -> Callable[[], None]:
+    """Receive every chunk phase change in this process (the CLI renders them). Returns an unsubscribe."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+class GateClosed(Exception):
+    """The chunk's gate is not open yet: the task raises this so Prefect retries it (waiting is visible)."""
+
+
+class ChunkBlocked(Exception):
+    """The run was aborted while this chunk waited (stall or timeout)."""
+
+
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(chunk: DesignChunk, path: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Container env with `${VAR}` / `${VAR:-default}` taken from the host environment (secrets stay out of configs)."""
+    environ = dict(os.environ) if environ is None else environ
+    out: dict[str, str] = {}
+    missing: list[ConfigIssue] = []
+    for key, value in chunk.container.env_map().items():
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) in environ:
+                return environ[m.group(1)]
+            if m.group(2) is not None:
+                return m.group(2)
+            missing.append(ConfigIssue(f"{path}.container.env.{key}", f"host environment variable {m.group(1)!r} is not set; export it or write ${{{m.group(1)}:-default}}"))
+            return ""
+        out[key] = _VAR_RE.sub(sub, value)
+    if missing:
+        raise ConfigError("environment", missing)
+    return out
+
+
+class CpuxRun:
+    """The live state of one CPUX bring-up."""
+
+    def __init__(
+        self, *, plan: Plan, cpux: str, store: SignalStore, engine: Engine, config_path: str,
+        timeout_seconds: float, flow_run_id: str = "local", gate_slice: float = 10.0,
+    ) -> None:
+        self.plan = plan
+        self.domain = plan.domain.name
+        self.cpux = cpux
+        self.store = store
+        self.engine = engine
+        self.config_path = config_path
+        self.base_dir = Path(config_path).resolve().parent
+        self.flow_run_id = flow_run_id
+        self.gate_slice = gate_slice
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_seconds
+        self.timeout_seconds = timeout_seconds
+        self.names = plan.chunks_of(cpux)
+        self.progress = {n: ChunkProgress(n, cpux) for n in self.names}
+        self.images: dict[str, str] = {}
+        self.envs: dict[str, dict[str, str]] = {}
+        self.abort_error: Exception | None = None
+        self._lock = threading.Lock()
+        self._state_file = store.runtime_dir / META_DIR / f"{self.domain}.chunks.json"
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    @property
+    def aborted(self) -> bool:
+        return self.abort_error is not None
+
+    def set_phase(self, chunk: str, phase: Phase, detail: str = "", **fields: Any) -> None:
+        prog = self.progress[chunk]
+        with self._lock:
+            prog.phase = phase
+            prog.detail = detail
+            for key, value in fields.items():
+                setattr(prog, key, value)
+            self._persist()
+        event = ProgressEvent(self.domain, self.cpux, chunk, phase, detail, time.time())
+        for listener in list(_listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken renderer must not break the run
+                pass
+        self.store.poke()
+
+    def _persist(self) -> None:
+        existing: dict[str, Any] = {}
+        try:
+            existing = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            existing = {}
+        chunks = existing.get("chunks", {}) if isinstance(existing, dict) else {}
+        chunks.update({n: p.to_json() for n, p in self.progress.items()})
+        atomic_write_json(self._state_file, {"domain": self.domain, "pid": os.getpid(), "flow_run_id": self.flow_run_id, "chunks": chunks})
+
+    def abort(self, error: Exception) -> None:
+        if self.abort_error is None:
+            self.abort_error = error
+        self.store.poke()
+
+    # -- preparation: before any container starts --------------------------------------------------
+    def prepare(self, build: bool = False) -> dict[str, str]:
+        """Engine reachable, env expanded, network made, every image present. Raises before starting anything."""
+        for name in self.names:
+            self.envs[name] = expand_env(self.plan.chunks[name], self.plan.refs[name].path)
+        self.engine.ping()
+        self.engine.ensure_network(self.domain)
+        for name in self.names:
+            self.images[name] = self.engine.ensure_image(self.domain, self.plan.chunks[name], self.base_dir, build=build)
+        return dict(self.images)
+
+    # -- a chunk ----------------------------------------------------------------------------------
+    def wait_gate(self, chunk: str) -> None:
+        """Block (event-driven) up to one slice for the gate; GateClosed lets Prefect retry (visible waiting)."""
+        spec = self.plan.chunks[chunk]
+        prog = self.progress[chunk]
+        prog.gate_checks += 1
+        slice_end = min(time.monotonic() + self.gate_slice, self.deadline + 1)
+        self.store.wait(lambda: self.aborted or self.store.holds(spec.gatekeeper), max(0.0, slice_end - time.monotonic()))
+        if self.aborted:
+            self.set_phase(chunk, Phase.BLOCKED, str(self.abort_error).splitlines()[0])
+            raise ChunkBlocked(f"{chunk} did not start: {self.abort_error}")
+        if not self.store.holds(spec.gatekeeper):
+            unmet = ", ".join(f"{s} is {c} (needs {w})" for s, (c, w) in self.store.unmet(spec.gatekeeper).items())
+            raise GateClosed(f"{chunk} waits on {unmet}")
+
+    def should_retry(self, chunk: str) -> bool:
+        return not self.aborted and self.progress[chunk].phase == Phase.WAITING
+
+    def bring_up_chunk(self, chunk: str, run_probe: Callable[[str], ProbeResult]) -> dict[str, Any]:
+        """After the gate opened: start (or reuse) the container, probe it, wait for the flowout."""
+        spec = self.plan.chunks[chunk]
+        self.set_phase(chunk, Phase.STARTING, f"starting {spec.container.name}", started_at=time.time())
+        try:
+            state, action = self.ensure_container(chunk)
+        except EngineError as exc:
+            self._fail(chunk, str(exc))
+            raise ChunkFailed(str(exc)) from None
+        self.set_phase(chunk, Phase.PROBING, f"{action} {state.name}", container=state.name, container_id=state.id, action=action)
+        if spec.health_check is not None:
+            run_probe(chunk)  # writes the status mapping; raises ChunkFailed on failure
+        else:
+            self._check_alive(chunk)
+            if spec.flowout:
+                self.store.set({k: v for k, v in spec.flowout.items()})
+        if not self.store.wait(lambda: self.aborted or self.store.holds(spec.flowout), max(0.0, self.deadline - time.monotonic())) or self.aborted:
+            unmet = ", ".join(f"{s} is {c} (needs {w})" for s, (c, w) in self.store.unmet(spec.flowout).items())
+            message = f"{chunk}: readiness passed but its flowout never held: {unmet}"
+            self._fail(chunk, message)
+            raise ChunkFailed(message)
+        self.set_phase(chunk, Phase.READY, f"{state.name} ready", ready_at=time.time())
+        return {"chunk": chunk, "container": state.name, "container_id": state.id, "action": action}
+
+    def ensure_container(self, chunk: str) -> tuple[ContainerState, str]:
+        spec = self.plan.chunks[chunk]
+        env = self.envs.get(chunk) or expand_env(spec, self.plan.refs[chunk].path)
+        wanted = spec_hash(spec, self.images[chunk] + "|" + _digest(env))
+        existing = self.engine.inspect(spec.container.name)
+        action = "created"
+        if existing is not None:
+            labels = existing.labels
+            if labels.get(LABEL_MANAGED) != "true":
+                raise EngineError(
+                    f"chunk {chunk}: container name {spec.container.name} is taken by a container pnr did not create "
+                    f"({existing.id[:12]}); pnr will not touch it: remove it yourself or rename the container in the config"
+                )
+            if labels.get(LABEL_DOMAIN) != self.domain or labels.get(LABEL_CHUNK) != chunk:
+                raise EngineError(
+                    f"chunk {chunk}: container name {spec.container.name} belongs to chunk "
+                    f"{labels.get(LABEL_CHUNK)!r} of domain {labels.get(LABEL_DOMAIN)!r}; rename one of them"
+                )
+            if existing.running and labels.get(LABEL_HASH) == wanted:
+                return existing, "reused"
+            self.engine.remove(existing.id)
+            action = "recreated"
+        state = self.engine.create_and_start(
+            domain=self.domain, cpux=self.cpux, chunk=spec, image_id=self.images[chunk], config_hash=wanted,
+            flow_run_id=self.flow_run_id, network=f"pnr_{self.domain}", base_dir=self.base_dir, env=env,
+        )
+        return state, action
+
+    def _check_alive(self, chunk: str) -> None:
+        cid = self.progress[chunk].container_id or ""
+        state = self.engine.inspect(cid)
+        if state is None or not state.running:
+            how = "was removed" if state is None else f"exited with code {state.exit_code}"
+            message = f"{chunk}: container {self.progress[chunk].container} {how} before it was ready"
+            tail = self.engine.logs_tail(cid, LOG_TAIL_LINES) if state else ""
+            if tail:
+                message += "\n  last log lines:\n" + _indent(tail)
+            self._fail(chunk, message)
+            raise ChunkFailed(message)
+
+    def probe_chunk(self, chunk: str, log: Callable[[str], None] = lambda _m: None) -> ProbeResult:
+        """Run the chunk's health check until success or deadline; write the mapped signal either way."""
+        spec = self.plan.chunks[chunk]
+        check = spec.health_check
+        assert check is not None and check.port_key is not None
+        binding = spec.container.port_bindings()[check.port_key]
+        target = Target(self.engine.probe_host(binding.host_ip), binding.host_port)
+        probe = make_probe(check, target)
+        cid = self.progress[chunk].container_id or ""
+        gone: list[str] = []
+
+        def alive() -> None:
+            if self.aborted:
+                raise Aborted(str(self.abort_error))
+            state = self.engine.inspect(cid)
+            if state is None or not state.running:
+                gone.append("was removed" if state is None else f"exited with code {state.exit_code}")
+                raise ContainerGone(gone[-1])
+
+        def on_attempt(n: int, attempt: Any) -> None:
+            if n == 1:
+                self.progress[chunk].first_probe_at = time.time()
+            log(f"{probe.describe()}: attempt {n}: {'ok' if attempt.ok else 'not ready'}: {attempt.observation} ({attempt.seconds * 1000:.0f} ms)")
+
+        log(f"probing {probe.describe()} every {check.interval_seconds:g}s for up to {check.deadline_seconds:g}s")
+        try:
+            result = probe.run(alive=alive, on_attempt=on_attempt)
+        except Aborted as exc:
+            self._fail(chunk, f"{chunk}: probing stopped, the run was aborted: {exc}")
+            raise ChunkFailed(f"{chunk}: probing stopped: {exc}") from None
+        except ContainerGone:
+            result = ProbeResult(False, 0, time.monotonic() - self.started, f"container {spec.container.name} {gone[-1]} before it was ready")
+        mapping = check.status_mapping
+        outcome = mapping.success if result.ok else mapping.failure
+        if outcome is not None:
+            prompt = (spec.flowout.get(outcome.key) or PnR()).prompt
+            self.store.set({outcome.key: outcome.to_pnr(prompt)})
+        if result.ok:
+            log(f"ready: {result.last} after {result.attempts} attempt(s), {result.elapsed:.2f}s")
+            return result
+        message = f"{chunk}: not ready: {probe.describe()}: {result.last}"
+        if outcome is not None:
+            message += f"; wrote {outcome.key}={outcome.tv}"
+        tail = self.engine.logs_tail(cid, LOG_TAIL_LINES)
+        if tail:
+            message += "\n  last log lines:\n" + _indent(tail)
+        self._fail(chunk, message)
+        raise ChunkFailed(message)
+
+    def _fail(self, chunk: str, message: str) -> None:
+        self.set_phase(chunk, Phase.FAILED, message)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def supervise(self, poll: float = 0.1, done: Callable[[], bool] | None = None) -> None:
+        """Watch until every chunk is final; abort on stall or deadline. Reads external files every `poll`."""
+        while True:
+            self.store.refresh()
+            if all(p.phase.final for p in self.progress.values()) or (done is not None and done()):
+                return
+            if self.aborted:
+                return
+            blocked = self.find_stall()
+            if blocked:
+                self.abort(StallError(self._stall_message(blocked)))
+                return
+            if time.monotonic() > self.deadline:
+                self.abort(RunTimeout(self._timeout_message()))
+                return
+            with self.store.changed:
+                self.store.changed.wait(poll)
+
+    def find_stall(self) -> list[BlockedChunk]:
+        """Chunks whose gate can never open, when nothing is starting or probing; else []."""
+        phases = {n: p.phase for n, p in self.progress.items()}
+        if any(ph.active for ph in phases.values()):
+            return []
+        blocked = []
+        for name, phase in phases.items():
+            if phase != Phase.WAITING:
+                continue
+            unmet = self.store.unmet(self.plan.chunks[name].gatekeeper)
+            dead = {s: v for s, v in unmet.items() if self._signal_is_dead(s)}
+            if dead:
+                blocked.append(BlockedChunk(name, unmet, [s for s in unmet if s in self.plan.external]))
+        return blocked
+
+    def _signal_is_dead(self, signal: str) -> bool:
+        producers = self.plan.producers.get(signal, [])
+        if not producers:
+            return False  # external: someone may still set it (bounded by the timeout)
+        for prod in producers:
+            if prod == PNR_ITSELF:
+                continue
+            if prod in self.progress and not self.progress[prod].phase.final:
+                return False
+        return True
+
+    def _stall_message(self, blocked: list[BlockedChunk]) -> str:
+        lines = [f"execution stalled in cpux {self.cpux}: nothing is running and these chunks can never start:"]
+        for b in blocked:
+            lines.append("  " + b.render() + self._producer_note(list(b.waits_on)))
+        return "\n".join(lines)
+
+    def _producer_note(self, signals: list[str]) -> str:
+        notes = []
+        for sig in signals:
+            for prod in self.plan.producers.get(sig, []):
+                if prod in self.progress and self.progress[prod].phase == Phase.FAILED:
+                    notes.append(f"{prod} failed")
+        return f" ({'; '.join(sorted(set(notes)))})" if notes else ""
+
+    def _timeout_message(self) -> str:
+        lines = [f"timed out after {self.timeout_seconds:g}s in cpux {self.cpux}; still not completed:"]
+        externals: set[str] = set()
+        for name, prog in self.progress.items():
+            if prog.phase.final:
+                continue
+            unmet = self.store.unmet(self.plan.chunks[name].gatekeeper) if prog.phase == Phase.WAITING else {}
+            what = BlockedChunk(name, unmet).render() if unmet else f"{name} is {prog.phase.value}"
+            lines.append("  " + what)
+            externals |= {s for s in unmet if s in self.plan.external}
+        for sig in sorted(externals):
+            lines.append(f"  external signal {sig} never came; set it with: pnr signal set {self.config_path} {sig} --tv {self._wanted(sig)}")
+        return "\n".join(lines)
+
+    def _wanted(self, signal: str) -> str:
+        for name in self.plan.consumers.get(signal, []):
+            return self.plan.chunks[name].gatekeeper[signal].tv
+        return "Y"
+
+    def outcome_error(self) -> Exception | None:
+        """The run's failure, if any: the abort reason, else the failed chunks."""
+        if self.abort_error is not None:
+            failed = [p for p in self.progress.values() if p.phase == Phase.FAILED]
+            if failed and isinstance(self.abort_error, StallError):
+                details = "\n".join(f"  {p.name} failed: {p.detail}" for p in failed)
+                return StallError(f"{self.abort_error}\n{details}")
+            return self.abort_error
+        failed = [p for p in self.progress.values() if p.phase == Phase.FAILED]
+        if failed:
+            return ChunkFailed("\n".join(f"{p.name} failed: {p.detail}" for p in failed))
+        return None
+
+
+def _digest(env: dict[str, str]) -> str:
+    return hashlib.sha256(repr(sorted(env.items())).encode()).hexdigest()[:16]
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())

@@ -1,0 +1,26 @@
+"""pnr's settings in one place (environment variables with the PNR_ prefix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PnrSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PNR_", extra="ignore")
+
+    runtime_dir: Path = Field(default=Path("runtime"), description="folder of the runtime JSON mirror")
+    timeout_seconds: float = Field(default=300.0, gt=0, description="default bound of a bring-up")
+    gate_slice_seconds: float = Field(default=10.0, gt=0, description="one gate-wait attempt before a Prefect retry")
+    heartbeat: bool = Field(default=False, description="keep Prefect's flow-run heartbeat for runs started by the CLI")
+
+
+def get_settings() -> PnrSettings:
+    return PnrSettings()
+
+
+def resolve_runtime_dir(value: str | Path | None) -> Path:
+    """--runtime-dir, else PNR_RUNTIME_DIR, else ./runtime."""
+    return Path(value) if value else get_settings().runtime_dir
