@@ -1,0 +1,132 @@
+"""Two layers: unit tests (no daemon) and integration tests against the real Docker engine and real
+Prefect (`prefect_test_harness`), marked `docker` / `prefect`. Everything integration tests create carries
+pnr's labels with a unique domain name and is removed afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_IMAGE = "pnr-test/busybox:1"
+PNR = [sys.executable, "-m", "pnr.cli"]
+
+
+def _engine_available() -> str | None:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.images.get(TEST_IMAGE)
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable engine"
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    problem = _engine_available()
+    if problem:
+        message = f"no usable Docker engine / test image ({problem}); run scripts/setup.sh"
+        if os.environ.get("PNR_REQUIRE_DOCKER") or os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    import docker
+
+    return docker.from_env()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+
+
+@pytest.fixture
+def domain_name() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "runtime"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cleanup(docker_client: Any) -> Iterator[list[str]]:
+    """Domains registered here are torn down by label after the test (containers, then networks)."""
+    domains: list[str] = []
+    yield domains
+    for domain in domains:
+        label = f"io.pnr.domain={domain}"
+        for c in docker_client.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)
+        for n in docker_client.networks.list(filters={"label": label}):
+            n.remove()
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def pnr_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PNR, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def http_chunk(
+    name: str, port: int, *, gate: dict[str, str] | None = None, delay: float = 0.0, out: str | None = None,
+    check: str = "tcp", deadline: float = 20, interval: float = 0.1, command: list[str] | None = None,
+    container_port: int = 8080, prefix: str = "",
+) -> dict[str, Any]:
+    """A busybox httpd chunk that starts listening `delay` seconds after it starts."""
+    signal = out or f"{name}_ready"
+    cmd = command or ["sh", "-c", f"sleep {delay}; exec httpd -f -p {container_port} -h /www"]
+    health: dict[str, Any] = {
+        "type": check, "port_key": str(container_port), "timeout_seconds": 1, "interval_seconds": interval,
+        "deadline_seconds": deadline,
+        "status_mapping": {
+            "success": {"key": signal, "response": ["yes"], "tv": "Y"},
+            "failure": {"key": signal, "response": ["no"], "tv": "N"},
+        },
+    }
+    if check == "http":
+        health["path"] = "/index.html"
+    return {
+        "name": name,
+        "gatekeeper": {s: {"prompt": f"is {s}?", "response": ["yes"], "tv": tv} for s, tv in (gate or {"system_ready": "Y"}).items()},
+        "flowout": {signal: {"prompt": f"is {name} ready?", "response": ["yes"], "tv": "Y"}},
+        "health_check": health,
+        "container": {"name": f"{prefix}{name}", "image": TEST_IMAGE, "command": cmd, "ports": {str(container_port): str(port)}},
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

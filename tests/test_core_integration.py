@@ -1,0 +1,244 @@
+"""Core acceptance against the real Docker engine and real Prefect."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, TEST_IMAGE, free_port, http_chunk, pnr_cli, write_config
+from pnr.exceptions import ChunkFailed, RunTimeout, StallError
+from pnr.flows import bring_up, tear_down
+
+pytestmark = [pytest.mark.docker, pytest.mark.prefect]
+
+
+def _domain(name: str, chunks: list[dict[str, Any]], cpux: str = "main") -> dict[str, Any]:
+    return {"name": name, "cpuxs": {cpux: {"design_chunks": chunks}}}
+
+
+def _started_at(client: Any, name: str) -> float:
+    from datetime import datetime
+
+    raw = client.api.inspect_container(name)["State"]["StartedAt"]
+    head, frac = raw.rstrip("Z").split(".")
+    return datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + frac[:6])
+
+
+def _signals(runtime_dir: Path, domain: str) -> dict[str, Any]:
+    from pnr.signals import read_state
+
+    state, _ = read_state(runtime_dir, domain)
+    return {k: v.tv for k, v in state.items()}
+
+
+def test_seed_config_verbatim_runs_to_completion(tmp_path, runtime_dir, docker_client, prefect_harness, cleanup):
+    seed = json.loads((ROOT / "config" / "seed_example.json").read_text())
+    cleanup.append("dev_stack")
+    # the only change: a local image that serves port 27017, as mongo would
+    port = free_port()
+    chunk = seed["cpuxs"]["stack_startup"]["design_chunks"][0]
+    chunk["container"]["image"] = TEST_IMAGE
+    chunk["container"]["command"] = ["httpd", "-f", "-p", "27017", "-h", "/www"]
+    chunk["container"]["ports"] = {"27017": str(port)}
+    cfg = write_config(tmp_path / "seed.json", seed)
+    result = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    assert result["cpuxs"]["stack_startup"]["mongodb"]["phase"] == "ready"
+    assert _signals(runtime_dir, "dev_stack") == {"system_ready": "Y", "mongodb_ready": "Y"}
+    assert docker_client.containers.get("pnr_mongodb").status == "running"
+    tear_down(str(cfg), runtime_dir=str(runtime_dir))
+
+
+def test_chain_starts_in_readiness_order(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    p = [free_port() for _ in range(3)]
+    pre = domain_name + "-"
+    # declared in reverse order on purpose; each listens 1 s after it starts
+    chunks = [
+        http_chunk("c", p[2], gate={"b_ready": "Y"}, delay=1, prefix=pre, check="http"),
+        http_chunk("b", p[1], gate={"a_ready": "Y"}, delay=1, prefix=pre),
+        http_chunk("a", p[0], delay=1, prefix=pre),
+    ]
+    cfg = write_config(tmp_path / "chain.json", _domain(domain_name, chunks))
+    bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    ta, tb, tc = (_started_at(docker_client, pre + n) for n in "abc")
+    # a dependent starts only after its producer was ready (>= 1 s after the producer started)
+    assert tb - ta >= 1.0, (ta, tb)
+    assert tc - tb >= 1.0, (tb, tc)
+    assert _signals(runtime_dir, domain_name) == {"system_ready": "Y", "a_ready": "Y", "b_ready": "Y", "c_ready": "Y"}
+
+
+def test_failed_probe_writes_failure_mapping_stalls_fast_and_leaves_dependents_unstarted(
+    tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup
+):
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    never = ["sh", "-c", "exec sleep 600"]  # running, but never listening
+    chunks = [
+        http_chunk("db", free_port(), deadline=1.5, command=never, prefix=pre),
+        http_chunk("api", free_port(), gate={"db_ready": "Y"}, prefix=pre),
+        http_chunk("web", free_port(), gate={"api_ready": "Y"}, prefix=pre),
+    ]
+    cfg = write_config(tmp_path / "stall.json", _domain(domain_name, chunks))
+    t0 = time.monotonic()
+    with pytest.raises(StallError) as info:
+        bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=120)
+    elapsed = time.monotonic() - t0
+    message = str(info.value)
+    assert "stalled" in message
+    assert "api waits on db_ready is N (needs Y)" in message
+    assert "db failed" in message
+    assert elapsed < 30, f"stall took {elapsed:.1f}s to detect; the timeout was 120 s"
+    assert _signals(runtime_dir, domain_name)["db_ready"] == "N"
+    names = {c.name for c in docker_client.containers.list(all=True, filters={"label": f"io.pnr.domain={domain_name}"})}
+    assert names == {pre + "db"}  # dependents never started
+
+
+def test_container_exiting_before_ready_fails_at_once(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    chunk = http_chunk("dies", free_port(), deadline=60, command=["sh", "-c", "echo boom-marker; exit 3"], prefix=domain_name + "-")
+    cfg = write_config(tmp_path / "dies.json", _domain(domain_name, [chunk]))
+    t0 = time.monotonic()
+    with pytest.raises(ChunkFailed) as info:
+        bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=120)
+    assert time.monotonic() - t0 < 20
+    assert "exited with code 3" in str(info.value)
+    assert "boom-marker" in str(info.value)
+
+
+def test_up_twice_reuses_containers_and_down_removes_everything(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    chunks = [http_chunk("a", free_port(), prefix=pre), http_chunk("b", free_port(), gate={"a_ready": "Y"}, prefix=pre)]
+    cfg = write_config(tmp_path / "twice.json", _domain(domain_name, chunks))
+    first = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    ids = {c.name: c.id for c in docker_client.containers.list(filters={"label": f"io.pnr.domain={domain_name}"})}
+    second = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    ids2 = {c.name: c.id for c in docker_client.containers.list(filters={"label": f"io.pnr.domain={domain_name}"})}
+    assert ids == ids2 and len(ids) == 2
+    assert {v["action"] for v in first["cpuxs"]["main"].values()} == {"created"}
+    assert {v["action"] for v in second["cpuxs"]["main"].values()} == {"reused"}
+    assert docker_client.networks.list(names=[f"pnr_{domain_name}"])
+    report = tear_down(str(cfg), runtime_dir=str(runtime_dir))
+    assert report["containers"] == [pre + "b", pre + "a"]  # reverse dependency order
+    assert not docker_client.containers.list(all=True, filters={"label": f"io.pnr.domain={domain_name}"})
+    assert not [n for n in docker_client.networks.list() if n.name == f"pnr_{domain_name}"]
+    again = tear_down(str(cfg), runtime_dir=str(runtime_dir))  # twice in a row is fine
+    assert again["containers"] == []
+
+
+def test_foreign_container_survives_up_and_down(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    foreign = docker_client.containers.run(TEST_IMAGE, ["sleep", "300"], name=f"{domain_name}-foreign", detach=True)
+    try:
+        cfg = write_config(tmp_path / "f.json", _domain(domain_name, [http_chunk("a", free_port(), prefix=domain_name + "-")]))
+        bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+        tear_down(str(cfg), runtime_dir=str(runtime_dir))
+        foreign.reload()
+        assert foreign.status == "running"
+    finally:
+        foreign.remove(force=True)
+
+
+def test_name_taken_by_foreign_container_is_an_error_not_a_removal(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    foreign = docker_client.containers.run(TEST_IMAGE, ["sleep", "300"], name=f"{domain_name}-a", detach=True)
+    try:
+        cfg = write_config(tmp_path / "f.json", _domain(domain_name, [http_chunk("a", free_port(), prefix=domain_name + "-")]))
+        with pytest.raises(ChunkFailed, match="pnr did not create"):
+            bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+        foreign.reload()
+        assert foreign.status == "running"
+    finally:
+        foreign.remove(force=True)
+
+
+def test_external_signal_set_unblocks_a_waiting_run(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    chunk = http_chunk("deploy", free_port(), gate={"approval": "Y"}, prefix=domain_name + "-")
+    cfg = write_config(tmp_path / "ext.json", _domain(domain_name, [chunk]))
+    validate = pnr_cli("validate", str(cfg))
+    assert validate.returncode == 0 and "external signal approval" in validate.stdout
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=90)
+        except Exception as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(3)
+    assert thread.is_alive(), outcome
+    assert not docker_client.containers.list(all=True, filters={"label": f"io.pnr.domain={domain_name}"})
+    setter = pnr_cli("signal", "set", str(cfg), "approval", "--tv", "y", "--runtime-dir", str(runtime_dir))
+    assert setter.returncode == 0, setter.stderr
+    thread.join(60)
+    assert not thread.is_alive()
+    assert "result" in outcome, outcome
+    assert _signals(runtime_dir, domain_name)["deploy_ready"] == "Y"
+
+
+def test_external_signal_never_set_times_out_with_a_hint(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    chunk = http_chunk("deploy", free_port(), gate={"approval": "Y"}, prefix=domain_name + "-")
+    cfg = write_config(tmp_path / "ext.json", _domain(domain_name, [chunk]))
+    with pytest.raises(RunTimeout) as info:
+        bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=2)
+    assert "external signal approval never came" in str(info.value)
+    assert "pnr signal set" in str(info.value)
+
+
+def test_stale_runtime_values_do_not_open_gates(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    # a previous run (and a stray external file) left a_ready = Y behind
+    stale = {"a_ready": {"prompt": "", "response": ["yes"], "tv": "Y"}}
+    (runtime_dir / f"{domain_name}.pnr.json").write_text(json.dumps(stale))
+    (runtime_dir / "leftover.json").write_text(json.dumps(stale))
+    chunks = [http_chunk("a", free_port(), delay=1.5, prefix=pre), http_chunk("b", free_port(), gate={"a_ready": "Y"}, prefix=pre)]
+    cfg = write_config(tmp_path / "stale.json", _domain(domain_name, chunks))
+    bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    assert _started_at(docker_client, pre + "b") - _started_at(docker_client, pre + "a") >= 1.5
+
+
+@pytest.mark.slow
+def test_fifty_chunks_in_reverse_order_neither_deadlock_nor_serialize(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    n = 50
+    # a chain of 10 with 40 leaves hanging off the chain's head, all declared in reverse dependency order
+    chunks = []
+    for i in range(n):
+        gate = {"system_ready": "Y"} if i == 0 else {f"s{i - 1 if i < 10 else 0}": "Y"}
+        chunks.append({
+            "name": f"k{i}", "gatekeeper": {k: {"tv": v} for k, v in gate.items()},
+            "flowout": {f"s{i}": {"tv": "Y"}},
+            "container": {"name": f"{pre}k{i}", "image": TEST_IMAGE, "command": ["sleep", "300"]},
+        })
+    chunks.reverse()
+    cfg = write_config(tmp_path / "fifty.json", _domain(domain_name, chunks))
+    result = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=240)
+    assert all(v["phase"] == "ready" for v in result["cpuxs"]["main"].values())
+    starts = sorted(_started_at(docker_client, f"{pre}k{i}") for i in range(10, n))
+    # the 40 leaves all open their gate at the same moment: they must start concurrently, not one by one
+    assert len(starts) == 40
+
+
+def test_multiple_cpuxs_run_as_subflows_in_signal_order(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    data = {"name": domain_name, "cpuxs": {
+        "apps": {"design_chunks": [http_chunk("app", free_port(), gate={"db_ready": "Y"}, prefix=pre)]},
+        "data": {"design_chunks": [http_chunk("db", free_port(), prefix=pre)]},
+    }}
+    cfg = write_config(tmp_path / "multi.json", data)
+    result = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    assert list(result["cpuxs"]) == ["data", "apps"]
+    only = bring_up(str(cfg), cpux="data", runtime_dir=str(runtime_dir), timeout_seconds=60)
+    assert list(only["cpuxs"]) == ["data"]
