@@ -23,8 +23,8 @@ app = typer.Typer(
 signal_app = typer.Typer(no_args_is_help=True, help="Read or set signals in the runtime folder.")
 app.add_typer(signal_app, name="signal")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
 RuntimeOpt = Annotated[Optional[Path], typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")]

@@ -7,6 +7,7 @@ Every model forbids unknown keys, so a typo in hand-written JSON is an error, no
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 import shlex
@@ -19,6 +20,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,6 +31,8 @@ from pnr.exceptions import ConfigError, ConfigIssue
 
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
 MAX_JSON_DEPTH = 64
+MAX_CHUNKS = 1000  # per domain; far beyond one host's capacity, and keeps planning linear-ish
+MAX_ISSUES = 50  # reported per file; the rest are counted
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _SIGNAL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
@@ -56,7 +61,8 @@ def _upper_tv(value: Any) -> Any:
 Name = Annotated[str, AfterValidator(_check_name)]
 SignalName = Annotated[str, AfterValidator(_check_signal)]
 TruthValue = Annotated[Literal["Y", "N", "U"], BeforeValidator(_upper_tv)]
-Seconds = Annotated[float, Field(gt=0, le=86_400)]
+# strict: `true` is not 1 second; inf/nan are refused rather than compared
+Seconds = Annotated[float, Field(gt=0, le=86_400, strict=True, allow_inf_nan=False)]
 
 
 class _Model(BaseModel):
@@ -106,7 +112,7 @@ class HttpCheck(_CheckBase):
 
     type: Literal["http"]
     path: str = "/"
-    expected_code: Annotated[int, Field(ge=100, le=599)] = 200
+    expected_code: Annotated[int, Field(ge=100, le=599, strict=True)] = 200
     body_contains: str | None = None
 
     @field_validator("path")
@@ -147,12 +153,23 @@ def parse_port(container_key: str, host_value: str | int) -> PortBinding:
     ip = hmatch["ip"] or DEFAULT_HOST_IP
     if ip == "localhost":
         ip = "127.0.0.1"
+    try:
+        ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        raise ValueError(f"host address {ip!r} in {host_value!r} is not an IP address") from None
     return PortBinding(
         container_port=cport, protocol=cmatch["proto"] or "tcp", host_ip=ip.strip("[]"), host_port=hport
     )
 
 
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
+# Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_RE = re.compile(
+    rf"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
 
 
 class ContainerSpec(_Model):
@@ -160,7 +177,7 @@ class ContainerSpec(_Model):
 
     name: Name
     image: str | None = None
-    ports: dict[str, Union[str, int]] = Field(default_factory=dict)
+    ports: dict[str, Union[StrictStr, StrictInt]] = Field(default_factory=dict)
     env: Union[list[str], dict[str, Union[str, int, float, bool]]] = Field(default_factory=dict)
     command: Union[str, list[str], None] = None
     volumes: list[str] = Field(default_factory=list)
@@ -199,6 +216,20 @@ class ContainerSpec(_Model):
             raise ValueError("command must not be empty (leave it out to use the image's default)")
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _docker_name_length(cls, value: str) -> str:
+        if len(value) < 2:  # Docker refuses one-character container names
+            raise ValueError(f"container name {value!r} is too short: Docker needs at least 2 characters")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_ref(cls, value: str | None) -> str | None:
+        if value is not None and value and not _IMAGE_RE.match(value):
+            raise ValueError(f"image {value!r} is not a valid image reference (like 'redis:7' or 'registry:5000/team/app:1.2')")
+        return value
+
     @field_validator("volumes")
     @classmethod
     def _volume_shape(cls, value: list[str]) -> list[str]:
@@ -206,6 +237,9 @@ class ContainerSpec(_Model):
             parts = item.split(":")
             if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
                 raise ValueError(f"volume {item!r} must look like 'SOURCE:/container/path[:ro|rw]'")
+            if not parts[0].startswith((".", "/", "~")) and not _VOLUME_NAME_RE.match(parts[0]):
+                raise ValueError(f"volume source {parts[0]!r} is neither a path (starting with '/', '.' or '~') "
+                                 "nor a volume name (2+ letters, digits, '_', '.', '-')")
             if len(parts) == 3 and parts[2] not in ("ro", "rw"):
                 raise ValueError(f"volume mode in {item!r} must be 'ro' or 'rw'")
         return value
@@ -272,24 +306,65 @@ class Domain(_Model):
     name: Name
     cpuxs: Annotated[dict[Name, Cpux], Field(min_length=1)]
 
+    @model_validator(mode="after")
+    def _not_too_many_chunks(self) -> Domain:
+        n = sum(len(c.design_chunks) for c in self.cpuxs.values())
+        if n > MAX_CHUNKS:
+            raise ValueError(f"{n} design chunks; a domain may have at most {MAX_CHUNKS}")
+        return self
+
     def chunks(self) -> list[tuple[str, DesignChunk]]:
         return [(cpux_name, chunk) for cpux_name, cpux in self.cpuxs.items() for chunk in cpux.design_chunks]
 
 
+_PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@-]*$")
+_SCALAR_TAGS = ("str", "int", "float", "bool")
+
+
+def _union_tag(loc: tuple[int | str, ...], i: int) -> bool:
+    """True when loc[i] is a tag pydantic inserts for a union member, not a key of the document."""
+    part = loc[i]
+    if not isinstance(part, str) or i == 0:
+        return False
+    before = loc[i - 1]
+    if before == "health_check" and i < len(loc) - 1:  # discriminated union: the probe type ('tcp')
+        return True
+    if part.startswith("function-") or (before in ("env", "command") and part.startswith(("list[", "dict["))):
+        return True
+    two_back = str(loc[i - 2]) if i > 1 else ""
+    last = i == len(loc) - 1
+    return last and part in _SCALAR_TAGS and (before == "command" or two_back == "ports" or two_back.startswith("dict["))
+
+
 def json_path(loc: tuple[int | str, ...]) -> str:
-    """pydantic's error location as a JSON path: cpuxs.x.design_chunks[0].health_check.port_key."""
+    """pydantic's error location as a JSON path: cpuxs.x.design_chunks[0].health_check.port_key.
+
+    Keys that are not plain names are quoted (`cpuxs["a b"]`, ASCII-escaped) so a path is one printable line."""
     out = ""
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]" or _union_tag(loc, i):
             continue
-        # discriminated unions insert the tag ('tcp') after the field: not part of the document's path
-        if i > 0 and loc[i - 1] == "health_check" and part in ("tcp", "http"):
-            continue
-        if part.startswith("function-") or part in ("list[str]", "dict[str,union[str,int,float,bool]]"):
-            continue
-        out += ("." if out else "") + str(part)
+        elif _PLAIN_KEY_RE.match(part):
+            out += ("." if out else "") + part
+        else:
+            out += f"[{json.dumps(part)}]"
     return out
+
+
+def _merge_union_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """A value that fits no member of a union gives one error per member: say it once, per path."""
+    merged: dict[str, ConfigIssue] = {}
+    for issue in issues:
+        prev = merged.get(issue.path)
+        if prev is None:
+            merged[issue.path] = issue
+        elif issue.message.startswith("Input should be a valid ") and prev.message.startswith("Input should be a valid "):
+            merged[issue.path] = ConfigIssue(issue.path, f"{prev.message} or {issue.message.removeprefix('Input should be a valid ')}")
+        elif issue.message != prev.message:
+            merged[issue.path + "\0" + issue.message] = issue
+    return list(merged.values())
 
 
 _FIELD_MODELS: dict[str, Any] = {}  # filled below: field name -> model of its value (or of its map values)
@@ -361,8 +436,8 @@ def parse_domain(data: Any, source: str = "<config>") -> Domain:
     try:
         return Domain.model_validate(data)
     except ValidationError as exc:
-        issues = [_issue_from_error(err, data) for err in exc.errors(include_url=False)]
-        raise ConfigError(source, issues) from None
+        issues = _merge_union_issues([_issue_from_error(err, data) for err in exc.errors(include_url=False)])
+        raise ConfigError(source, _capped(issues)) from None
 
 
 def load_domain(path: str | Path) -> Domain:
@@ -384,13 +459,66 @@ def load_domain(path: str | Path) -> Domain:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(source, [ConfigIssue("", f"not UTF-8 text (byte {exc.start}); save the file as UTF-8")]) from None
+    dup_keys: dict[int, list[str]] = {}
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=lambda pairs: _no_dup_keys(pairs, dup_keys))
     except json.JSONDecodeError as exc:
         raise ConfigError(source, [ConfigIssue("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]) from None
     except RecursionError:
         raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(source, [ConfigIssue("", f"invalid JSON: {str(exc).split(':')[0]}")]) from None
+    issues = _scan_text(data, dup_keys)
+    if issues:
+        raise ConfigError(source, _capped(issues))
     return parse_domain(data, source)
+
+
+def _no_dup_keys(pairs: list[tuple[str, Any]], dups: dict[int, list[str]]) -> dict[str, Any]:
+    """json object hook: a repeated key would silently drop a value, so remember it (reported with its path)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            dups.setdefault(id(out), []).append(key)
+        out[key] = value
+    return out
+
+
+def _bad_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character"
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        return "contains a lone UTF-16 surrogate (an invalid \\uXXXX escape)"
+    return None
+
+
+def _scan_text(data: Any, dups: dict[int, list[str]]) -> list[ConfigIssue]:
+    """Duplicate keys, NUL characters and lone surrogates anywhere in the document, with their JSON paths."""
+    issues: list[ConfigIssue] = []
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(data, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, dict):
+            for key in dups.get(id(node), []):
+                issues.append(ConfigIssue(json_path((*loc, key)), f"key {key!r} appears more than once in the same object"))
+            for key, value in node.items():
+                problem = _bad_text(key)
+                if problem:
+                    issues.append(ConfigIssue(json_path(loc), f"key {key!r} {problem}"))
+                stack.append((value, (*loc, key)))
+        elif isinstance(node, list):
+            stack.extend((value, (*loc, i)) for i, value in enumerate(node))
+        elif isinstance(node, str):
+            problem = _bad_text(node)
+            if problem:
+                issues.append(ConfigIssue(json_path(loc), f"value {problem}"))
+    return issues
+
+
+def _capped(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    if len(issues) <= MAX_ISSUES:
+        return issues
+    return [*issues[:MAX_ISSUES], ConfigIssue("", f"... and {len(issues) - MAX_ISSUES} more problems")]
 
 
 _FIELD_MODELS.update(

@@ -117,11 +117,16 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
             raise
         finally:
             wait(list(futures.values()), timeout=30)
+            run.close()
         error = run.outcome_error()
         if error is not None:
             logger.error(str(error))
             raise error
-        return {n: {"phase": p.phase.value, "container": p.container, "action": p.action} for n, p in run.progress.items()}
+        return {
+            n: {"phase": p.phase.value, "container": p.container, "action": p.action,
+                "started_at": p.started_at, "first_probe_at": p.first_probe_at, "ready_at": p.ready_at}
+            for n, p in run.progress.items()
+        }
     finally:
         _CPUX_RUNS.pop(key, None)
 

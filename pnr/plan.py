@@ -131,7 +131,7 @@ def make_plan(domain: Domain, source: str = "<config>") -> Plan:
     chunks: dict[str, DesignChunk] = {}
     refs: dict[str, ChunkRef] = {}
     containers: dict[str, str] = {}
-    host_ports: dict[tuple[str, int, str], str] = {}
+    host_ports: dict[tuple[int, str], dict[str, str]] = {}  # (port, protocol) -> host ip -> chunk (indexed: big configs stay fast)
 
     for cpux_name, cpux in domain.cpuxs.items():
         for index, chunk in enumerate(cpux.design_chunks):
@@ -148,13 +148,12 @@ def make_plan(domain: Domain, source: str = "<config>") -> Plan:
                 containers[cname] = chunk.name
             bindings = chunk.container.port_bindings()
             for key, b in bindings.items():
-                hp = (b.host_ip, b.host_port, b.protocol)
-                clash = [k for k in host_ports if k[1] == b.host_port and k[2] == b.protocol
-                         and (k[0] == b.host_ip or "0.0.0.0" in (k[0], b.host_ip))]
+                by_ip = host_ports.setdefault((b.host_port, b.protocol), {})
+                clash = [c for ip, c in by_ip.items() if ip == b.host_ip or "0.0.0.0" in (ip, b.host_ip)]
                 if clash:
-                    issues.append(ConfigIssue(f"{ref.path}.container.ports.{key}", f"host port {b.host_port} is already published by chunk {host_ports[clash[0]]!r}; pick another host port"))
+                    issues.append(ConfigIssue(f"{ref.path}.container.ports.{key}", f"host port {b.host_port} is already published by chunk {clash[0]!r}; pick another host port"))
                 else:
-                    host_ports[hp] = chunk.name
+                    by_ip[b.host_ip] = chunk.name
             check = chunk.health_check
             if check is not None:
                 if check.port_key is None:

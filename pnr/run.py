@@ -403,6 +403,14 @@ class CpuxRun:
             return self.plan.chunks[name].gatekeeper[signal].tv
         return "Y"
 
+    def close(self) -> None:
+        """After the tasks ended: chunks that never left WAITING (e.g. Prefect never ran them because an
+        upstream task failed) are marked blocked, so status and artifacts tell the truth."""
+        reason = str(self.abort_error).splitlines()[0] if self.abort_error else "an upstream chunk failed"
+        for name, prog in self.progress.items():
+            if not prog.phase.final:
+                self.set_phase(name, Phase.BLOCKED, f"never started: {reason}")
+
     def outcome_error(self) -> Exception | None:
         """The run's failure, if any: the abort reason, else the failed chunks."""
         if self.abort_error is not None:

@@ -20,6 +20,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 
+# logging settings above are for the in-process flows of the tests; the CLI must be judged on its own defaults
+_TEST_ONLY_ENV = ("PREFECT_LOGGING_", "PREFECT_SERVER_LOGGING_")
 ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "pnr-test/busybox:1"
 PNR = [sys.executable, "-m", "pnr.cli"]
@@ -93,7 +95,7 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 def pnr_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*PNR, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)}, **(env or {})},
     )
 
 
