@@ -1,0 +1,122 @@
+"""CpuxRun logic with an injected fake engine: no daemon, no Prefect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pnr.config import PnR, parse_domain
+from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, ContainerState
+from pnr.exceptions import ConfigError, EngineError
+from pnr.plan import make_plan
+from pnr.run import CpuxRun, Phase, expand_env
+from pnr.signals import SignalStore
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.containers: dict[str, ContainerState] = {}
+        self.removed: list[str] = []
+        self.created: list[str] = []
+
+    def inspect(self, name_or_id: str) -> ContainerState | None:
+        for c in self.containers.values():
+            if name_or_id in (c.id, c.name):
+                return c
+        return None
+
+    def remove(self, cid: str) -> None:
+        self.removed.append(cid)
+        self.containers = {k: v for k, v in self.containers.items() if v.id != cid}
+
+    def create_and_start(self, *, domain: str, chunk: Any, config_hash: str, **_: Any) -> ContainerState:
+        state = ContainerState(f"id-{chunk.container.name}-{len(self.created)}", chunk.container.name, "running", True, None,
+                               {LABEL_MANAGED: "true", LABEL_DOMAIN: domain, LABEL_CHUNK: chunk.name, LABEL_HASH: config_hash})
+        self.containers[state.name] = state
+        self.created.append(state.name)
+        return state
+
+    def logs_tail(self, cid: str, lines: int = 20) -> str:
+        return ""
+
+
+def chunk(name: str, gate: dict[str, str], out: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"name": name, "gatekeeper": {k: {"tv": v} for k, v in gate.items()}, "flowout": {out: {"tv": "Y"}},
+            "container": {"name": f"c-{name}", "image": "img", "env": env or {}}}
+
+
+def make_run(tmp_path: Path, chunks: list[dict[str, Any]], engine: FakeEngine | None = None, timeout: float = 60) -> CpuxRun:
+    plan = make_plan(parse_domain({"name": "d", "cpuxs": {"main": {"design_chunks": chunks}}}))
+    store = SignalStore(tmp_path / "rt", "d", scope=plan.signals_produced_in(["main"]))
+    store.start_run({"system_ready": PnR(tv="Y")})
+    run = CpuxRun(plan=plan, cpux="main", store=store, engine=engine or FakeEngine(), config_path=str(tmp_path / "c.json"),  # type: ignore[arg-type]
+                  timeout_seconds=timeout)
+    run.images = {n: "sha256:abc" for n in plan.chunks}
+    return run
+
+
+def test_stall_is_found_when_a_finished_producer_left_the_signal_n(tmp_path):
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok"), chunk("b", {"a_ok": "Y"}, "b_ok")])
+    assert run.find_stall() == []  # a has not run yet: not a stall
+    run.set_phase("a", Phase.FAILED, "boom")
+    run.store.set({"a_ok": PnR(tv="N")})
+    blocked = run.find_stall()
+    assert [b.chunk for b in blocked] == ["b"]
+    assert blocked[0].render() == "b waits on a_ok is N (needs Y)"
+
+
+def test_no_stall_while_something_is_probing(tmp_path):
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok"), chunk("b", {"a_ok": "Y"}, "b_ok"),
+                              chunk("c", {"system_ready": "Y"}, "c_ok")])
+    run.set_phase("a", Phase.FAILED, "boom")
+    run.set_phase("c", Phase.PROBING)
+    assert run.find_stall() == []
+
+
+def test_waiting_on_an_external_signal_is_not_a_stall_but_times_out_with_a_hint(tmp_path):
+    run = make_run(tmp_path, [chunk("a", {"approval": "Y"}, "a_ok")], timeout=0.01)
+    assert run.find_stall() == []
+    run.supervise(poll=0.01)
+    assert "external signal approval never came" in str(run.abort_error)
+    assert f"pnr signal set {tmp_path / 'c.json'} approval --tv Y" in str(run.abort_error)
+
+
+def test_container_is_reused_when_unchanged_and_recreated_when_changed(tmp_path):
+    engine = FakeEngine()
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], engine)
+    first, action = run.ensure_container("a")
+    assert action == "created"
+    again, action = run.ensure_container("a")
+    assert action == "reused" and again.id == first.id
+    run.images["a"] = "sha256:new-image"
+    _, action = run.ensure_container("a")
+    assert action == "recreated" and engine.removed == [first.id]
+
+
+def test_a_foreign_container_with_the_same_name_is_never_touched(tmp_path):
+    engine = FakeEngine()
+    engine.containers["c-a"] = ContainerState("foreign", "c-a", "running", True, None, {})
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], engine)
+    with pytest.raises(EngineError, match="pnr did not create"):
+        run.ensure_container("a")
+    assert engine.removed == [] and "c-a" in engine.containers
+
+
+def test_env_expands_host_variables_and_reports_missing_ones(tmp_path):
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok", env={"URL": "db://${DB_USER}@h", "X": "${NOPE:-dflt}"})])
+    spec = run.plan.chunks["a"]
+    assert expand_env(spec, "p", {"DB_USER": "bob"}) == {"URL": "db://bob@h", "X": "dflt"}
+    with pytest.raises(ConfigError) as info:
+        expand_env(spec, "cpuxs.main.design_chunks[0]", {})
+    assert "cpuxs.main.design_chunks[0].container.env.URL" in str(info.value)
+    assert "'DB_USER' is not set" in str(info.value)
+
+
+def test_close_marks_never_started_chunks_blocked(tmp_path):
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok"), chunk("b", {"a_ok": "Y"}, "b_ok")])
+    run.set_phase("a", Phase.FAILED, "boom")
+    run.close()
+    assert run.progress["b"].phase == Phase.BLOCKED
+    assert "failed" in str(run.outcome_error())
