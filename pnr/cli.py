@@ -41,6 +41,8 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_CLI_COLORS", "false")
+    # the first start of the temporary server migrates its database: slow on a busy machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _fail(exc: PnrError) -> typer.Exit:
@@ -127,29 +129,65 @@ def up(
     """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed."""
     plan = _plan(config)
     _quiet_prefect(verbose)
-    from pnr.flows import bring_up, quiet_prefect_run
+    from pnr.flows import bring_up, interrupt_runs, quiet_prefect_run, start_detached_ephemeral_server
     from pnr.run import add_listener
     from pnr.settings import resolve_runtime_dir
 
     rdir = resolve_runtime_dir(runtime_dir)
-    out.print(f"pnr up [bold]{plan.domain.name}[/] ({len(plan.chunks)} chunks, cpux {', '.join(plan.cpux_order)}); runtime {rdir}")
+    n = len(plan.chunks)
+    out.print(f"pnr up [bold]{plan.domain.name}[/] ({n} chunk{'s' * (n != 1)}, cpux {', '.join(plan.cpux_order)}); runtime {rdir}")
+    _check_env(plan)
     progress = _Progress()
     unsubscribe = add_listener(progress)
+    interrupted = _on_ctrl_c(interrupt_runs)
     try:
+        try:
+            start_detached_ephemeral_server()
+        except RuntimeError as exc:
+            raise EngineError(f"could not start Prefect's temporary server ({exc}); "
+                              "point PREFECT_API_URL at a running Prefect server (`prefect server start`)") from None
         with quiet_prefect_run():
             result = bring_up(config_path=str(config), cpux=cpux, runtime_dir=str(rdir), timeout_seconds=timeout, build=build)
-    except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted.[/] Containers already started are left running; see `pnr status {config}` "
-                  f"and remove them with `pnr down {config}`.")
-        raise typer.Exit(130) from None
-    except PnrError as exc:
+    except (PnrError, KeyboardInterrupt) as exc:
         _summary(plan, rdir)
-        raise _fail(exc) from None
+        if interrupted or isinstance(exc, KeyboardInterrupt):
+            err.print(f"[yellow]interrupted.[/] Containers already started are left running (see the table above); "
+                      f"remove them with `pnr down {config}`, or run `pnr up {config}` again to continue.")
+            raise typer.Exit(130) from None
+        raise _fail(exc) from None  # type: ignore[arg-type]
     finally:
         unsubscribe()
     _summary(plan, rdir)
     n = sum(len(v) for v in result["cpuxs"].values())
     out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - progress.t0:.1f}s")
+
+
+def _on_ctrl_c(interrupt: Any) -> list[bool]:
+    """First Ctrl-C: stop the runs cleanly (they end Failed, state recorded). Second: stop at once."""
+    import signal
+
+    flag: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag or not interrupt():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        flag.append(True)
+        err.print("[yellow]Ctrl-C: stopping the bring-up (press again to stop at once) ...[/]")
+
+    signal.signal(signal.SIGINT, handler)
+    return flag
+
+
+def _check_env(plan: Any) -> None:
+    """${VAR} references must resolve before anything starts (exit 2 otherwise)."""
+    from pnr.run import expand_env
+
+    try:
+        for name, chunk in plan.chunks.items():
+            expand_env(chunk, plan.refs[name].path)
+    except ConfigError as exc:
+        raise _fail(exc) from None
 
 
 def _summary(plan: Any, rdir: Path) -> None:

@@ -19,7 +19,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
+    WithJsonSchema,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -60,7 +63,11 @@ def _upper_tv(value: Any) -> Any:
 
 Name = Annotated[str, AfterValidator(_check_name)]
 SignalName = Annotated[str, AfterValidator(_check_signal)]
-TruthValue = Annotated[Literal["Y", "N", "U"], BeforeValidator(_upper_tv)]
+# the schema lists lower case too: the seed writes "tv": "y" and editors must not flag it
+TruthValue = Annotated[
+    Literal["Y", "N", "U"], BeforeValidator(_upper_tv),
+    WithJsonSchema({"type": "string", "enum": ["Y", "N", "U", "y", "n", "u"], "description": "trivalent truth value, any case"}),
+]
 # strict: `true` is not 1 second; inf/nan are refused rather than compared
 Seconds = Annotated[float, Field(gt=0, le=86_400, strict=True, allow_inf_nan=False)]
 
@@ -93,27 +100,129 @@ class StatusMapping(_Model):
     failure: MappedSignal | None = None
 
 
+NonNegSeconds = Annotated[float, Field(ge=0, le=86_400)]
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_check_regex)]
+_JSON_PATH_RE = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_json_path(path: str) -> list[str | int]:
+    """`$.checks[0].status` (or `checks[0].status`) as steps: ['checks', 0, 'status']."""
+    rest = path[1:] if path.startswith("$") else path
+    steps: list[str | int] = []
+    pos = 0
+    while pos < len(rest):
+        m = _JSON_PATH_RE.match(rest, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"json_path {path!r} must look like '$.status' or '$.checks[0].status'")
+        steps.append(int(m.group(2)) if m.group(2) is not None else m.group(1))
+        pos = m.end()
+    if not steps:
+        raise ValueError(f"json_path {path!r} names no field; write e.g. '$.status'")
+    return steps
+
+
+_CODE_RE = re.compile(r"^(?:(?P<cls>[1-5])xx|(?P<lo>\d{3})(?:-(?P<hi>\d{3}))?)$")
+
+
+def parse_expected_code(value: int | list[int] | str) -> list[tuple[int, int]]:
+    """200 → [(200, 200)]; [200, 204] → two ranges; "2xx" → [(200, 299)]; "200-204" → [(200, 204)]."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("expected_code must not be an empty list")
+    out: list[tuple[int, int]] = []
+    for item in items:
+        if isinstance(item, int):
+            lo = hi = item
+        else:
+            m = _CODE_RE.match(str(item).strip().lower())
+            if not m:
+                raise ValueError(f"expected_code {item!r} must be a status (200), a list ([200, 204]), a class ('2xx') or a range ('200-299')")
+            if m["cls"]:
+                lo, hi = int(m["cls"]) * 100, int(m["cls"]) * 100 + 99
+            else:
+                lo = int(m["lo"])
+                hi = int(m["hi"]) if m["hi"] else lo
+        if not (100 <= lo <= hi <= 599):
+            raise ValueError(f"expected_code {item!r} is outside 100-599 (or its range is reversed)")
+        out.append((lo, hi))
+    return out
+
+
+def _check_codes(value: int | list[int] | str) -> int | list[int] | str:
+    parse_expected_code(value)
+    return value
+
+
+_CHILD_FORBIDDEN = ("interval_seconds", "deadline_seconds", "start_period_seconds", "success_threshold",
+                    "failure_threshold", "status_mapping")
+
+
 class _CheckBase(_Model):
-    port_key: str | None = None
+    """Timing every probe kind shares. The first attempt runs at once; then one every `interval_seconds`
+    until `success_threshold` successes in a row, `failure_threshold` counted failures in a row (failures
+    inside `start_period_seconds` do not count), or `deadline_seconds` after the first attempt."""
+
     timeout_seconds: Seconds = 2.0
     interval_seconds: Seconds = 0.25
     deadline_seconds: Seconds = 60.0
+    start_period_seconds: NonNegSeconds = 0.0
+    success_threshold: Annotated[int, Field(ge=1, le=1000)] = 1
+    failure_threshold: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     status_mapping: StatusMapping = Field(default_factory=StatusMapping)
 
+    @model_validator(mode="after")
+    def _timing_fits(self) -> _CheckBase:
+        if self.start_period_seconds >= self.deadline_seconds:
+            raise ValueError(
+                f"start_period_seconds ({self.start_period_seconds:g}) must be shorter than deadline_seconds ({self.deadline_seconds:g})"
+            )
+        return self
 
-class TcpCheck(_CheckBase):
+
+class _PortCheck(_CheckBase):
+    """A probe that dials a port: the published host port of `port_key` (target "host", the default), or
+    the container's own address on the domain network (target "network", for services that publish none)."""
+
+    port_key: str | None = None
+    target: Literal["host", "network"] = "host"
+
+
+class TcpCheck(_PortCheck):
     """Ready when a TCP connection to the published host port of `port_key` is accepted and kept open."""
 
     type: Literal["tcp"]
 
 
-class HttpCheck(_CheckBase):
-    """Ready when GET http://HOST:PORT{path} answers `expected_code` (and contains `body_contains`, if set)."""
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+class HttpCheck(_PortCheck):
+    """Ready when METHOD scheme://HOST:PORT{path} answers `expected_code` and every body condition holds."""
 
     type: Literal["http"]
     path: str = "/"
-    expected_code: Annotated[int, Field(ge=100, le=599, strict=True)] = 200
+    method: Annotated[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], BeforeValidator(_upper)] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = Field(default=None, description="request body to send (e.g. with POST)")
+    scheme: Literal["http", "https"] = "http"
+    tls_verify: bool = True
+    follow_redirects: bool = False
+    expected_code: Annotated[Union[int, list[int], str], AfterValidator(_check_codes)] = 200
     body_contains: str | None = None
+    body_regex: Regex | None = None
+    json_path: str | None = None
+    json_value: Any = Field(default=None, description="with json_path: the value the field must equal")
 
     @field_validator("path")
     @classmethod
@@ -122,8 +231,167 @@ class HttpCheck(_CheckBase):
             raise ValueError(f"path must start with '/', e.g. '/{value}'")
         return value
 
+    @field_validator("json_path")
+    @classmethod
+    def _json_path_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_json_path(value)
+        return value
 
-HealthCheck = Annotated[Union[TcpCheck, HttpCheck], Field(discriminator="type")]
+    @model_validator(mode="after")
+    def _json_value_needs_path(self) -> HttpCheck:
+        if "json_value" in self.model_fields_set and self.json_path is None:
+            raise ValueError("json_value needs json_path (the field to compare), e.g. \"json_path\": \"$.status\"")
+        return self
+
+    @property
+    def compares_json_value(self) -> bool:
+        return "json_value" in self.model_fields_set
+
+    def code_ok(self, code: int) -> bool:
+        return any(lo <= code <= hi for lo, hi in parse_expected_code(self.expected_code))
+
+
+def _command_ok(value: str | list[str]) -> str | list[str]:
+    if isinstance(value, str):
+        try:
+            parts = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"command cannot be split into arguments: {exc}") from None
+    else:
+        parts = value
+    if not parts:
+        raise ValueError("command must not be empty")
+    return value
+
+
+class ExecCheck(_CheckBase):
+    """Ready when `command` run inside the container exits 0 (and its output matches, if asked)."""
+
+    type: Literal["exec"]
+    command: Annotated[Union[str, list[str]], AfterValidator(_command_ok)]
+    output_contains: str | None = None
+    output_regex: Regex | None = None
+
+    def args(self) -> list[str]:
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+
+class LogCheck(_CheckBase):
+    """Ready when `pattern` (a regular expression, matched per line) has appeared `count` times in the logs."""
+
+    type: Literal["log"]
+    pattern: Regex
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    stream: Literal["both", "stdout", "stderr"] = "both"
+
+
+class DockerCheck(_CheckBase):
+    """Ready when the image's own HEALTHCHECK reports `healthy`; `unhealthy` is retried until the deadline."""
+
+    type: Literal["docker"]
+
+
+class SignalCheck(_CheckBase):
+    """Ready when the signal `signal` has truth value `tv` in the runtime state, typically written by the
+    container itself into the runtime folder (mounted at /runtime with container `mount_runtime: true`)."""
+
+    type: Literal["signal"]
+    signal: SignalName
+    tv: TruthValue = "Y"
+
+
+class _CompositeCheck(_CheckBase):
+    checks: Annotated[list["HealthCheck"], Field(min_length=1, max_length=32)]
+
+    @field_validator("checks")
+    @classmethod
+    def _children_keep_no_timing(cls, value: list[Any]) -> list[Any]:
+        for i, child in enumerate(value):
+            clash = sorted(set(child.model_fields_set) & set(_CHILD_FORBIDDEN))
+            if clash:
+                raise ValueError(
+                    f"checks[{i}] sets {', '.join(clash)}: inside all/any the outer check owns timing and "
+                    f"status_mapping; a child may set only timeout_seconds"
+                )
+        return value
+
+
+class AllCheck(_CompositeCheck):
+    """Ready when every child check has passed (each child passes once; passed children are not re-run)."""
+
+    type: Literal["all"]
+
+
+class AnyCheck(_CompositeCheck):
+    """Ready when one child check passes in an attempt."""
+
+    type: Literal["any"]
+
+
+class PluginCheck(_CheckBase):
+    """Base of third-party check models (entry point group `pnr.probes`): subclass it with
+    `type: Literal["mykind"]` and your fields. Validation dispatches to the registered model."""
+
+    # in the JSON Schema a plugin type excludes the built-in ones, or every tcp check would match two
+    # branches of the health_check oneOf and no built-in check would validate in an editor
+    type: Annotated[str, WithJsonSchema({"type": "string", "not": {"enum": ["tcp", "http", "exec", "log", "docker", "signal", "all", "any"]}})]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _dispatch(cls, data: Any, handler: Any) -> Any:
+        if cls is PluginCheck and isinstance(data, dict):
+            model = plugin_check_models().get(str(data.get("type")))
+            if model is not None:
+                return model.model_validate(data)
+        return handler(data)
+
+
+BUILTIN_CHECKS: dict[str, Any] = {
+    "tcp": TcpCheck, "http": HttpCheck, "exec": ExecCheck, "log": LogCheck, "docker": DockerCheck,
+    "signal": SignalCheck, "all": AllCheck, "any": AnyCheck,
+}
+_PLUGIN_CHECKS: dict[str, type[PluginCheck]] = {}
+
+
+def plugin_check_models() -> dict[str, type[PluginCheck]]:
+    """Third-party check models, loaded once from the `pnr.probes` entry points."""
+    from pnr.probes import load_plugins  # late: pnr.probes imports this module
+
+    load_plugins()
+    return _PLUGIN_CHECKS
+
+
+def check_kinds() -> list[str]:
+    return [*BUILTIN_CHECKS, *sorted(k for k in plugin_check_models() if k not in BUILTIN_CHECKS)]
+
+
+def _check_tag(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if not isinstance(kind, str):
+        return None
+    if kind in BUILTIN_CHECKS or isinstance(value, PluginCheck):
+        return kind if kind in BUILTIN_CHECKS else "plugin"
+    return "plugin" if kind in plugin_check_models() else kind
+
+
+HealthCheck = Annotated[
+    Union[
+        Annotated[TcpCheck, Tag("tcp")], Annotated[HttpCheck, Tag("http")], Annotated[ExecCheck, Tag("exec")],
+        Annotated[LogCheck, Tag("log")], Annotated[DockerCheck, Tag("docker")], Annotated[SignalCheck, Tag("signal")],
+        Annotated[AllCheck, Tag("all")], Annotated[AnyCheck, Tag("any")], Annotated[PluginCheck, Tag("plugin")],
+    ],
+    Discriminator(_check_tag),
+]
+AllCheck.model_rebuild()
+AnyCheck.model_rebuild()
+
+
+def iter_checks(check: Any) -> Any:
+    """The check and every check nested in it (all/any), depth first."""
+    yield check
+    for child in getattr(check, "checks", None) or ():
+        yield from iter_checks(child)
 
 
 class PortBinding(_Model):
@@ -183,6 +451,7 @@ class ContainerSpec(_Model):
     volumes: list[str] = Field(default_factory=list)
     build_path: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    mount_runtime: bool = Field(default=False, description="bind the runtime folder at /runtime (signal probes)")
 
     @field_validator("ports")
     @classmethod
@@ -286,6 +555,9 @@ class DesignChunk(_Model):
     gatekeeper: dict[SignalName, PnR] = Field(default_factory=dict)
     flowout: dict[SignalName, PnR] = Field(default_factory=dict)
     health_check: HealthCheck | None = None
+    kind: Literal["service", "job"] = Field(
+        default="service", description="service: ready by its health_check; job: completed when it exits 0"
+    )
     container: ContainerSpec
     # Legacy keys of the original Go program: accepted so old configs load, and ignored.
     flowin: dict[str, Any] | None = Field(default=None, description="legacy, ignored")
@@ -305,6 +577,7 @@ class Domain(_Model):
 
     name: Name
     cpuxs: Annotated[dict[Name, Cpux], Field(min_length=1)]
+    mount_runtime: bool = Field(default=False, description="mount the runtime folder at /runtime in every container")
 
     @model_validator(mode="after")
     def _not_too_many_chunks(self) -> Domain:
@@ -327,13 +600,18 @@ def _union_tag(loc: tuple[int | str, ...], i: int) -> bool:
     if not isinstance(part, str) or i == 0:
         return False
     before = loc[i - 1]
-    if before == "health_check" and i < len(loc) - 1:  # discriminated union: the probe type ('tcp')
+    tag = i < len(loc) - 1 or part in BUILTIN_CHECKS or part == "plugin"  # last: a whole-check error
+    if before == "health_check" and tag:  # discriminated union: the probe type ('tcp')
         return True
-    if part.startswith("function-") or (before in ("env", "command") and part.startswith(("list[", "dict["))):
+    if isinstance(before, int) and i > 1 and loc[i - 2] == "checks" and tag:  # a child of all/any
+        return True
+    if part.startswith(("function-", "list[", "dict[")):  # never a valid key where a union can stand
         return True
     two_back = str(loc[i - 2]) if i > 1 else ""
     last = i == len(loc) - 1
-    return last and part in _SCALAR_TAGS and (before == "command" or two_back == "ports" or two_back.startswith("dict["))
+    return last and part in _SCALAR_TAGS and (
+        before in ("command", "expected_code") or two_back == "ports" or two_back.startswith("dict[")
+    )
 
 
 def json_path(loc: tuple[int | str, ...]) -> str:
@@ -377,8 +655,8 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
         return list(Domain.model_fields)
     last = parent[-1]
     before = parent[-2] if len(parent) > 1 else None
-    if before == "health_check" and last in ("tcp", "http"):
-        model: Any = TcpCheck if last == "tcp" else HttpCheck
+    if last in BUILTIN_CHECKS and (before == "health_check" or (isinstance(before, int) and len(parent) > 2 and parent[-3] == "checks")):
+        model: Any = BUILTIN_CHECKS[last]
     elif isinstance(last, int) and before == "design_chunks":
         model = DesignChunk
     elif isinstance(before, str) and before in ("cpuxs", "gatekeeper", "flowout"):
@@ -404,9 +682,10 @@ def _issue_from_error(err: Any, data: Any) -> ConfigIssue:
     if kind == "literal_error" and path.endswith("tv"):
         return ConfigIssue(path, f"tv must be 'Y', 'N' or 'U' (any case), not {err.get('input')!r}")
     if kind == "union_tag_invalid":
-        return ConfigIssue(path, f"unknown health check type {err.get('input', {}).get('type')!r}: use 'tcp' or 'http'")
+        kinds = ", ".join(repr(k) for k in check_kinds())
+        return ConfigIssue(path, f"unknown health check type {err.get('input', {}).get('type')!r}: use one of {kinds}")
     if kind == "union_tag_not_found":
-        return ConfigIssue(path, "health_check needs a 'type': 'tcp' or 'http'")
+        return ConfigIssue(path, f"health_check needs a 'type': one of {', '.join(repr(k) for k in check_kinds())}")
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
     return ConfigIssue(path, msg)
@@ -427,12 +706,15 @@ def _depth(obj: Any, limit: int) -> int:
     return deepest
 
 
-def parse_domain(data: Any, source: str = "<config>") -> Domain:
+def parse_domain(data: Any, source: str = "<config>", dup_keys: dict[int, list[str]] | None = None) -> Domain:
     """Validate already-parsed JSON; raise ConfigError naming `source` and each JSON path."""
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue("", f"the top level must be a JSON object, not {type(data).__name__}")])
     if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")])
+    issues = _scan_text(data, dup_keys or {})
+    if issues:
+        raise ConfigError(source, _capped(issues))
     try:
         return Domain.model_validate(data)
     except ValidationError as exc:
@@ -468,10 +750,7 @@ def load_domain(path: str | Path) -> Domain:
         raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise ConfigError(source, [ConfigIssue("", f"invalid JSON: {str(exc).split(':')[0]}")]) from None
-    issues = _scan_text(data, dup_keys)
-    if issues:
-        raise ConfigError(source, _capped(issues))
-    return parse_domain(data, source)
+    return parse_domain(data, source, dup_keys)
 
 
 def _no_dup_keys(pairs: list[tuple[str, Any]], dups: dict[int, list[str]]) -> dict[str, Any]:

@@ -212,8 +212,9 @@ class Engine:
 
     def create_and_start(
         self, *, domain: str, cpux: str, chunk: DesignChunk, image_id: str, config_hash: str,
-        flow_run_id: str, network: str, base_dir: Path, env: dict[str, str],
+        flow_run_id: str, network: str, base_dir: Path, env: dict[str, str], runtime_dir: Path | None = None,
     ) -> ContainerState:
+        """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write)."""
         spec = chunk.container
         api = self.client.api
         bindings = spec.port_bindings()
@@ -223,6 +224,8 @@ class Engine:
             LABEL_HASH: config_hash, LABEL_RUN: flow_run_id,
         }
         binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
+        if runtime_dir is not None:
+            binds.append(f"{Path(runtime_dir).resolve()}:/runtime:rw")
         with docker_errors(f"chunk {chunk.name}: creating container {spec.name}"):
             host_config = api.create_host_config(
                 port_bindings={f"{b.container_port}/{b.protocol}": (b.host_ip, b.host_port) for b in bindings.values()},
@@ -304,3 +307,45 @@ class Engine:
         except EngineError:
             return ""
         return raw.decode("utf-8", errors="replace").rstrip() if isinstance(raw, bytes) else str(raw)
+
+    # -- what probes ask -------------------------------------------------------------------------
+    def exec_run(self, cid: str, command: list[str]) -> tuple[int | None, str]:
+        """Run a command inside a running container: (exit code, stdout+stderr)."""
+        api = self.client.api
+        with docker_errors(f"running {command[0]!r} in container {cid[:12]}"):
+            created = api.exec_create(cid, command, stdout=True, stderr=True)
+            raw = api.exec_start(created["Id"])
+            code = api.exec_inspect(created["Id"]).get("ExitCode")
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        return code, text
+
+    def logs_text(self, cid: str, stdout: bool = True, stderr: bool = True) -> str:
+        """The whole log of a container (stdout and/or stderr). EngineError if unreadable."""
+        with docker_errors(f"reading logs of container {cid[:12]}"):
+            raw = self.client.api.logs(cid, stdout=stdout, stderr=stderr)
+        return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    def health(self, cid: str) -> tuple[str | None, str]:
+        """The image HEALTHCHECK status (starting | healthy | unhealthy; None: the image has none) and the
+        last check's exit code and output."""
+        with docker_errors(f"inspecting container {cid[:12]}"):
+            info = self.client.api.inspect_container(cid)
+        health = (info.get("State") or {}).get("Health")
+        if not health:
+            test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+            return ("starting" if test and test[0] != "NONE" else None), ""
+        log = health.get("Log") or []
+        last = ""
+        if log:
+            entry = log[-1]
+            last = f"exit {entry.get('ExitCode')}: {str(entry.get('Output') or '').strip()}"
+        return str(health.get("Status") or "starting"), last
+
+    def container_ip(self, cid: str, network: str | None) -> str | None:
+        """The container's IPv4 address on `network` (or its first network), None if it has none."""
+        with docker_errors(f"inspecting container {cid[:12]}"):
+            info = self.client.api.inspect_container(cid)
+        nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        chosen = nets.get(network) if network else next(iter(nets.values()), None)
+        ip = (chosen or {}).get("IPAddress")
+        return str(ip) if ip else None

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -21,8 +21,10 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pnr.artifacts import RunArtifacts
 from pnr.config import PnR
 from pnr.engine import Engine
+from pnr.events import RunEvents
 from pnr.exceptions import ChunkFailed, ConfigError, ConfigIssue, RunError
 from pnr.ops import tear_down_domain
 from pnr.plan import SYSTEM_READY, Plan, load_plan
@@ -40,6 +42,7 @@ class DomainRun:
     engine: Engine
     build: bool
     deadline: float
+    observers: list[Any] = field(default_factory=list)  # RunArtifacts, RunEvents: they watch, never steer
 
 
 _DOMAIN_RUNS: dict[str, DomainRun] = {}
@@ -59,7 +62,7 @@ def prepare_task(run_key: str, build: bool = False) -> dict[str, str]:
 def probe_task(run_key: str, chunk: str) -> dict[str, Any]:
     """One chunk's health check (a sub-task of the chunk's task)."""
     logger = get_run_logger()
-    result = _CPUX_RUNS[run_key].probe_chunk(chunk, log=logger.info)
+    result = _CPUX_RUNS[run_key].probe_chunk(chunk, log=logger.info, debug=logger.debug)
     return {"ok": result.ok, "attempts": result.attempts, "seconds": round(result.elapsed, 3), "last": result.last}
 
 
@@ -73,7 +76,7 @@ def chunk_task(run_key: str, chunk: str) -> dict[str, Any]:
     check = run.plan.chunks[chunk].health_check
 
     def run_probe(name: str) -> Any:
-        return probe_task.with_options(task_run_name=f"{name}.probe[{check.type if check else '-'}]")(run_key, name)
+        return probe_task.with_options(task_run_name=f"{name}.probe[{check.type if check else run.plan.chunks[name].kind}]")(run_key, name)
 
     try:
         result = run.bring_up_chunk(chunk, run_probe)
@@ -99,6 +102,8 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
     )
     key = f"{domain_run}/{cpux}"
     _CPUX_RUNS[key] = run
+    for observer in parent.observers:
+        observer.attach(run)
     logger = get_run_logger()
     try:
         prepare_task(key, parent.build)
@@ -168,17 +173,26 @@ def bring_up(
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
     key = str(flow_run.id or uuid.uuid4())
-    _DOMAIN_RUNS[key] = DomainRun(plan, store, engine_factory(), build, time.monotonic() + timeout_seconds)
+    observers: list[Any] = [RunArtifacts(plan, names, store), RunEvents(plan, names, store)]
+    _DOMAIN_RUNS[key] = DomainRun(plan, store, engine_factory(), build, time.monotonic() + timeout_seconds, observers)
     results: dict[str, Any] = {}
+    error: BaseException | None = None
+    for observer in observers:
+        observer.start()
     try:
         for name in names:
             workers = len(plan.chunks_of(name)) + 2  # every chunk may wait at once: one thread each, never a deadlock
             results[name] = cpux_flow.with_options(
                 flow_run_name=f"{plan.domain.name}.{name}", task_runner=ThreadPoolTaskRunner(max_workers=workers)
             )(config_path, name, key)
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         _DOMAIN_RUNS.pop(key, None)
-    store.refresh()
+        store.refresh()
+        for observer in observers:
+            observer.finish(error)
     return {
         "domain": plan.domain.name,
         "cpuxs": results,
@@ -203,3 +217,41 @@ def quiet_prefect_run() -> Iterator[None]:
         return
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def interrupt_runs(reason: str = "interrupted (Ctrl-C)") -> bool:
+    """Abort every bring-up running in this process; they end Failed with `reason`. False if none was running."""
+    runs = list(_CPUX_RUNS.values())
+    for run in runs:
+        run.abort(RunError(reason))
+    return bool(runs)
+
+
+def start_detached_ephemeral_server() -> None:
+    """Start Prefect's temporary server (when no PREFECT_API_URL is set) in its own session, so a Ctrl-C in the
+    terminal reaches pnr — which then stops cleanly and records the outcome — and not the server too."""
+    import subprocess
+    import types
+
+    from prefect.settings import PREFECT_API_URL
+    from prefect.server.api import server as server_module
+
+    if PREFECT_API_URL.value():
+        return
+    server = server_module.SubprocessASGIServer()
+    if server.running:
+        return
+    detached = types.SimpleNamespace(**{**vars(subprocess), "Popen": _popen_new_session})
+    original = server_module.subprocess
+    server_module.subprocess = detached  # type: ignore[assignment]
+    try:
+        server.start()
+    finally:
+        server_module.subprocess = original
+
+
+def _popen_new_session(*args: Any, **kwargs: Any) -> Any:
+    import subprocess
+
+    kwargs.setdefault("start_new_session", True)
+    return subprocess.Popen(*args, **kwargs)

@@ -4,10 +4,11 @@ in which order chunks can come up, and every semantic problem (with JSON paths).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pnr.config import DesignChunk, Domain
+from pnr.config import AllCheck, AnyCheck, DesignChunk, Domain, HttpCheck, SignalCheck, TcpCheck, iter_checks
 from pnr.exceptions import ConfigError, ConfigIssue
 
 SYSTEM_READY = "system_ready"
@@ -118,12 +119,36 @@ def _mermaid_id(sig: str) -> str:
 
 
 def produced_by(chunk: DesignChunk) -> set[str]:
-    """Signals a chunk writes: its flowout and its status mappings."""
+    """Signals a chunk writes: its flowout and its status mappings, and the signals its signal probes await
+    (the container writes them; as the chunk's own, a value left from an earlier run never satisfies them)."""
     out = set(chunk.flowout)
     if chunk.health_check is not None:
         mapping = chunk.health_check.status_mapping
         out |= {m.key for m in (mapping.success, mapping.failure) if m is not None}
+        out |= {c.signal for c in iter_checks(chunk.health_check) if isinstance(c, SignalCheck)}
     return out
+
+
+_CONTAINER_PORT_RE = re.compile(r"^\d{1,5}(/tcp)?$")
+
+
+def _port_key_issues(check: Any, path: str, bindings: dict[str, Any]) -> list[ConfigIssue]:
+    """Only kinds that dial a port need port_key: a key of container.ports, or (target "network") any
+    container port."""
+    if isinstance(check, (AllCheck, AnyCheck)):
+        return [i for n, c in enumerate(check.checks) for i in _port_key_issues(c, f"{path}.checks[{n}]", bindings)]
+    if not isinstance(check, (TcpCheck, HttpCheck)):
+        return []
+    if check.port_key is None:
+        hint = ", ".join(bindings) or "(none declared; with \"target\": \"network\" give the container port)"
+        return [ConfigIssue(f"{path}.port_key", f"a {check.type} check needs port_key, one of the container's ports: {hint}")]
+    if check.port_key in bindings:
+        return []
+    if check.target == "network":
+        if _CONTAINER_PORT_RE.match(check.port_key) and 1 <= int(check.port_key.split("/")[0]) <= 65535:
+            return []
+        return [ConfigIssue(f"{path}.port_key", f"{check.port_key!r} must be a key of container.ports or a container port like '8080' or '8080/tcp'")]
+    return [ConfigIssue(f"{path}.port_key", f"{check.port_key!r} is not a key of container.ports ({', '.join(bindings) or 'no ports declared'}); add it to ports, fix port_key, or probe the container's own address with \"target\": \"network\"")]
 
 
 def make_plan(domain: Domain, source: str = "<config>") -> Plan:
@@ -155,11 +180,10 @@ def make_plan(domain: Domain, source: str = "<config>") -> Plan:
                 else:
                     by_ip[b.host_ip] = chunk.name
             check = chunk.health_check
-            if check is not None:
-                if check.port_key is None:
-                    issues.append(ConfigIssue(f"{ref.path}.health_check.port_key", f"a {check.type} check needs port_key, one of the container's ports: {', '.join(bindings) or '(none declared)'}"))
-                elif check.port_key not in bindings:
-                    issues.append(ConfigIssue(f"{ref.path}.health_check.port_key", f"{check.port_key!r} is not a key of container.ports ({', '.join(bindings) or 'no ports declared'}); add it to ports or fix port_key"))
+            if check is not None and chunk.kind == "job":
+                issues.append(ConfigIssue(f"{ref.path}.health_check", "a job chunk is completed when its container exits 0; remove health_check, or drop \"kind\": \"job\""))
+            elif check is not None:
+                issues.extend(_port_key_issues(check, f"{ref.path}.health_check", bindings))
             if SYSTEM_READY in produced_by(chunk):
                 issues.append(ConfigIssue(f"{ref.path}", f"'{SYSTEM_READY}' is set by pnr itself when a run starts; a chunk cannot produce it"))
 

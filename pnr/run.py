@@ -21,9 +21,9 @@ from typing import Any
 
 from pnr.config import DesignChunk, PnR
 from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, ContainerState, Engine, spec_hash
-from pnr.exceptions import BlockedChunk, ChunkFailed, ConfigError, ConfigIssue, EngineError, RunTimeout, StallError
+from pnr.exceptions import BlockedChunk, ChunkFailed, ConfigError, ConfigIssue, EngineError, PnrError, RunTimeout, StallError
 from pnr.plan import PNR_ITSELF, Plan
-from pnr.probes import Aborted, ContainerGone, ProbeResult, Target, make_probe
+from pnr.probes import Aborted, ContainerGone, ProbeContext, ProbeResult, make_probe
 from pnr.signals import META_DIR, SignalStore, atomic_write_json
 
 LOG_TAIL_LINES = 15
@@ -186,9 +186,9 @@ class CpuxRun:
         for name in self.names:
             self.envs[name] = expand_env(self.plan.chunks[name], self.plan.refs[name].path)
         self.engine.ping()
-        self.engine.ensure_network(self.domain)
         for name in self.names:
             self.images[name] = self.engine.ensure_image(self.domain, self.plan.chunks[name], self.base_dir, build=build)
+        self.engine.ensure_network(self.domain)  # last: a missing image leaves nothing behind
         return dict(self.images)
 
     # -- a chunk ----------------------------------------------------------------------------------
@@ -219,8 +219,8 @@ class CpuxRun:
             self._fail(chunk, str(exc))
             raise ChunkFailed(str(exc)) from None
         self.set_phase(chunk, Phase.PROBING, f"{action} {state.name}", container=state.name, container_id=state.id, action=action)
-        if spec.health_check is not None:
-            run_probe(chunk)  # writes the status mapping; raises ChunkFailed on failure
+        if spec.health_check is not None or spec.kind == "job":
+            run_probe(chunk)  # writes the status mapping (a job: its flowout); raises ChunkFailed on failure
         else:
             self._check_alive(chunk)
             if spec.flowout:
@@ -236,7 +236,8 @@ class CpuxRun:
     def ensure_container(self, chunk: str) -> tuple[ContainerState, str]:
         spec = self.plan.chunks[chunk]
         env = self.envs.get(chunk) or expand_env(spec, self.plan.refs[chunk].path)
-        wanted = spec_hash(spec, self.images[chunk] + "|" + _digest(env))
+        mount = self.store.runtime_dir.resolve() if (spec.container.mount_runtime or self.plan.domain.mount_runtime) else None
+        wanted = spec_hash(spec, self.images[chunk] + "|" + _digest(env) + (f"|runtime={mount}" if mount else ""))
         existing = self.engine.inspect(spec.container.name)
         action = "created"
         if existing is not None:
@@ -258,6 +259,7 @@ class CpuxRun:
         state = self.engine.create_and_start(
             domain=self.domain, cpux=self.cpux, chunk=spec, image_id=self.images[chunk], config_hash=wanted,
             flow_run_id=self.flow_run_id, network=f"pnr_{self.domain}", base_dir=self.base_dir, env=env,
+            runtime_dir=mount,
         )
         return state, action
 
@@ -273,16 +275,31 @@ class CpuxRun:
             self._fail(chunk, message)
             raise ChunkFailed(message)
 
-    def probe_chunk(self, chunk: str, log: Callable[[str], None] = lambda _m: None) -> ProbeResult:
-        """Run the chunk's health check until success or deadline; write the mapped signal either way."""
+    def probe_chunk(
+        self, chunk: str, log: Callable[[str], None] = lambda _m: None, debug: Callable[[str], None] | None = None,
+    ) -> ProbeResult:
+        """Run the chunk's health check until success or deadline; write the mapped signal either way.
+
+        A job chunk is awaited instead (`await_job`). Attempt 1, every change of outcome and the end are
+        logged with `log`; repeated identical outcomes go to `debug` (or `log`, if not given)."""
         spec = self.plan.chunks[chunk]
+        if spec.kind == "job":
+            return self.await_job(chunk, log)
         check = spec.health_check
-        assert check is not None and check.port_key is not None
-        binding = spec.container.port_bindings()[check.port_key]
-        target = Target(self.engine.probe_host(binding.host_ip), binding.host_port)
-        probe = make_probe(check, target)
+        assert check is not None
         cid = self.progress[chunk].container_id or ""
+        ctx = ProbeContext(
+            engine=self.engine, container_id=cid, ports=spec.container.port_bindings(),
+            network=f"pnr_{self.domain}", store=self.store,
+        )
+        try:
+            probe = make_probe(check, ctx)
+        except (PnrError, ValueError) as exc:
+            message = f"{chunk}: cannot probe {check.type}: {exc}"
+            self._fail(chunk, message)
+            raise ChunkFailed(message) from None
         gone: list[str] = []
+        previous: list[tuple[bool, str]] = []
 
         def alive() -> None:
             if self.aborted:
@@ -295,9 +312,18 @@ class CpuxRun:
         def on_attempt(n: int, attempt: Any) -> None:
             if n == 1:
                 self.progress[chunk].first_probe_at = time.time()
-            log(f"{probe.describe()}: attempt {n}: {'ok' if attempt.ok else 'not ready'}: {attempt.observation} ({attempt.seconds * 1000:.0f} ms)")
+            key = (attempt.ok, re.sub(r"\d+(\.\d+)?", "#", attempt.observation))  # same outcome, other numbers
+            sink = log if (not previous or previous[-1] != key or debug is None) else debug
+            previous[:] = [key]
+            sink(f"{probe.describe()}: attempt {n}: {'ok' if attempt.ok else 'not ready'}: {attempt.observation} ({attempt.seconds * 1000:.0f} ms)")
 
-        log(f"probing {probe.describe()} every {check.interval_seconds:g}s for up to {check.deadline_seconds:g}s")
+        extra = "".join(
+            f", {label} {value:g}" for label, value in (
+                ("start period", check.start_period_seconds), ("success threshold", check.success_threshold),
+                ("failure threshold", check.failure_threshold or 0),
+            ) if value and not (label == "success threshold" and value == 1)
+        )
+        log(f"probing {probe.describe()} every {check.interval_seconds:g}s for up to {check.deadline_seconds:g}s{extra}")
         try:
             result = probe.run(alive=alive, on_attempt=on_attempt)
         except Aborted as exc:
@@ -317,6 +343,44 @@ class CpuxRun:
         if outcome is not None:
             message += f"; wrote {outcome.key}={outcome.tv}"
         tail = self.engine.logs_tail(cid, LOG_TAIL_LINES)
+        if tail:
+            message += "\n  last log lines:\n" + _indent(tail)
+        self._fail(chunk, message)
+        raise ChunkFailed(message)
+
+    def await_job(self, chunk: str, log: Callable[[str], None] = lambda _m: None, poll: float = 0.1) -> ProbeResult:
+        """A job chunk: wait for its container to exit. Exit 0 writes the flowout; anything else writes each
+        flowout signal as N (response: the exit code) and fails the chunk with the log tail."""
+        spec = self.plan.chunks[chunk]
+        cid = self.progress[chunk].container_id or ""
+        began = time.monotonic()
+        self.progress[chunk].first_probe_at = time.time()
+        log(f"job {spec.container.name}: waiting for it to exit (bounded by the run's deadline)")
+        state = self.engine.inspect(cid)
+        while state is not None and state.status not in ("exited", "dead"):
+            if self.aborted:
+                self._fail(chunk, f"{chunk}: job stopped waiting, the run was aborted: {self.abort_error}")
+                raise ChunkFailed(f"{chunk}: job stopped waiting: {self.abort_error}")
+            if time.monotonic() > self.deadline:
+                message = f"{chunk}: job {spec.container.name} still running when the run's deadline passed ({self.timeout_seconds:g}s)"
+                self._fail(chunk, message)
+                raise ChunkFailed(message)
+            time.sleep(poll)
+            state = self.engine.inspect(cid)
+        elapsed = time.monotonic() - began
+        code = None if state is None else state.exit_code
+        if code == 0:
+            log(f"job {spec.container.name} exited 0 after {elapsed:.2f}s")
+            if spec.flowout:
+                self.store.set(dict(spec.flowout))
+            return ProbeResult(True, 1, elapsed, "exited 0")
+        how = "was removed before it finished" if state is None else f"exited with code {code}"
+        if spec.flowout:
+            self.store.set({k: PnR(prompt=v.prompt, response=[f"exit code {code}"], tv="N") for k, v in spec.flowout.items()})
+        message = f"{chunk}: job {spec.container.name} {how}"
+        if spec.flowout:
+            message += f"; wrote {', '.join(f'{k}=N' for k in spec.flowout)}"
+        tail = self.engine.logs_tail(cid, LOG_TAIL_LINES) if state is not None else ""
         if tail:
             message += "\n  last log lines:\n" + _indent(tail)
         self._fail(chunk, message)

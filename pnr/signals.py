@@ -10,6 +10,8 @@ an external file that is half-written or corrupt is reported by name and ignored
 A run starts from a clean truth state: the domain file is reset to `system_ready = Y`, and for the signals
 the run itself produces, values in files older than the run's start are ignored (stale truth never opens a
 gate). Values of external signals (nothing in the domain produces them) survive: they are deliberate inputs.
+Freshness is per file (its mtime, on the filesystem's clock), so at the start stale values of the run's own
+signals are also dropped from `external.json`: otherwise the next `pnr signal set` would make them look new.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pnr.config import PnR
 from pnr.exceptions import ConfigError, ConfigIssue
 
 EXTERNAL_FILE = "external.json"
+MAX_SIGNAL_FILE_BYTES = 1024 * 1024  # a runtime file larger than this is reported, not read
 META_DIR = ".pnr"
 UNKNOWN = PnR(tv="U")
 
@@ -59,6 +62,8 @@ def atomic_write_json(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=True)
             fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())  # a crash right after the rename must not leave an empty file
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -68,7 +73,11 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def parse_signal_file(text: str) -> dict[str, PnR]:
-    data = json.loads(text)
+    """Parse one runtime file; ValueError (with a one-line reason) for anything that is not valid."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to be a signal file") from None
     if not isinstance(data, dict):
         raise ValueError("the file must hold a JSON object {NAME: {prompt, response, tv}}")
     out: dict[str, PnR] = {}
@@ -112,7 +121,9 @@ class SignalStore:
         self.scope: set[str] = set(scope or ())
         self.started_ns = 0
         self.changed = threading.Condition()
-        self._files: dict[str, tuple[int, int, dict[str, PnR]]] = {}  # name -> (mtime_ns, size, values)
+        # name -> (mtime_ns, size, inode, values, mtime_ns of those values). The inode tells apart two atomic
+        # writes within one clock tick; the values' own mtime keeps stale content stale while a writer is half-way.
+        self._files: dict[str, tuple[int, int, int, dict[str, PnR], int]] = {}
         self._state: dict[str, PnR] = {}
         self.problems: dict[str, str] = {}  # file -> last problem (reported once per change)
         self._listeners: list[Callable[[str, PnR, PnR], None]] = []
@@ -122,10 +133,22 @@ class SignalStore:
     def start_run(self, initial: Mapping[str, PnR]) -> None:
         """Begin a run from a clean truth state: the domain file holds only `initial` (system_ready)."""
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
-        self.started_ns = time.time_ns()
         with _locked(self.runtime_dir):
             atomic_write_json(self.own_file, {k: v.model_dump() for k, v in initial.items()})
+            # mtimes come from the filesystem's coarse clock: compare like with like
+            self.started_ns = self.own_file.stat().st_mtime_ns
+            self._drop_stale_external()
         self.refresh()
+
+    def _drop_stale_external(self) -> None:
+        """Remove the run's own signals from external.json (called under the lock, so they predate the run)."""
+        path = self.runtime_dir / EXTERNAL_FILE
+        try:
+            values = parse_signal_file(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # absent, or corrupt: ignored by the store anyway
+        if set(values) & self.scope:
+            atomic_write_json(path, {k: v.model_dump() for k, v in values.items() if k not in self.scope})
 
     def subscribe(self, listener: Callable[[str, PnR, PnR], None]) -> None:
         """Call listener(name, old, new) on every change of a value."""
@@ -152,27 +175,30 @@ class SignalStore:
             except FileNotFoundError:
                 continue
             cached = self._files.get(entry.name)
-            if cached and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+            if cached and cached[:3] == (st.st_mtime_ns, st.st_size, st.st_ino):
                 continue
             try:
+                if st.st_size > MAX_SIGNAL_FILE_BYTES:
+                    raise ValueError(f"{st.st_size} bytes; signal files over {MAX_SIGNAL_FILE_BYTES} bytes are not read")
                 values = parse_signal_file(Path(entry.path).read_text(encoding="utf-8"))
-            except (ValueError, OSError, UnicodeDecodeError) as exc:
+            except (ValueError, OSError) as exc:
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if self.problems.get(entry.name) != message:
                     self.problems[entry.name] = message
                 # keep the last good content (a writer may be half-way), but note the new mtime
-                old = cached[2] if cached else {}
-                self._files[entry.name] = (st.st_mtime_ns, st.st_size, old)
+                old, old_mtime = (cached[3], cached[4]) if cached else ({}, 0)
+                self._files[entry.name] = (st.st_mtime_ns, st.st_size, st.st_ino, old, old_mtime)
                 continue
             self.problems.pop(entry.name, None)
-            self._files[entry.name] = (st.st_mtime_ns, st.st_size, values)
+            self._files[entry.name] = (st.st_mtime_ns, st.st_size, st.st_ino, values, st.st_mtime_ns)
         for gone in set(self._files) - seen:
             del self._files[gone]
         return self._recompute()
 
     def _recompute(self) -> bool:
         merged: dict[str, PnR] = {}
-        for _name, (mtime, _size, values) in sorted(self._files.items(), key=lambda kv: kv[1][0]):
+        # oldest first, so the newest file wins; equal mtimes (one clock tick) fall back to the file name
+        for _name, (*_key, values, mtime) in sorted(self._files.items(), key=lambda kv: (kv[1][4], kv[0])):
             stale = mtime < self.started_ns
             for key, value in values.items():
                 if stale and key in self.scope:

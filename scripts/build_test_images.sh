@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # Build the small images pnr's tests and examples use, without any registry: a static busybox
 # (httpd, nc, sh, sleep, wget) imported as pnr-test/busybox:1. Cached: does nothing if it exists.
+# Also pnr-test/busybox-health:1: the same with a Docker HEALTHCHECK (healthy once /tmp/healthy exists),
+# for the `docker` probe kind.
 set -euo pipefail
 IMAGE=pnr-test/busybox:1
+HEALTH_IMAGE=pnr-test/busybox-health:1
+build_health_image() {
+  if docker image inspect "$HEALTH_IMAGE" >/dev/null 2>&1 && [ "${1:-}" != "--force" ]; then
+    echo "test image $HEALTH_IMAGE is present"
+    return 0
+  fi
+  printf '%s\n' "FROM $IMAGE" \
+    'HEALTHCHECK --interval=500ms --timeout=2s --retries=1 CMD ["sh", "-c", "test -f /tmp/healthy"]' \
+    'LABEL pnr.test=1' | docker build -q -t "$HEALTH_IMAGE" - >/dev/null
+  echo "built test image $HEALTH_IMAGE"
+}
 if docker image inspect "$IMAGE" >/dev/null 2>&1 && [ "${1:-}" != "--force" ]; then
   echo "test image $IMAGE is present"
+  build_health_image "${1:-}"
   exit 0
 fi
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
@@ -28,3 +42,4 @@ echo 'root:x:0:0:root:/:/bin/sh' > "$dir/etc/passwd"
 tar -C "$dir" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["httpd","-f","-p","80","-h","/www"]' \
   -c 'LABEL pnr.test=1' - "$IMAGE" >/dev/null
 echo "built test image $IMAGE"
+build_health_image --force

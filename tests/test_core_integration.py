@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, TEST_IMAGE, free_port, http_chunk, pnr_cli, write_config
-from pnr.exceptions import ChunkFailed, RunTimeout, StallError
+from pnr.exceptions import ChunkFailed, ImageError, RunTimeout, StallError
 from pnr.flows import bring_up, tear_down
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect]
@@ -108,6 +108,19 @@ def test_container_exiting_before_ready_fails_at_once(tmp_path, runtime_dir, dom
     assert time.monotonic() - t0 < 20
     assert "exited with code 3" in str(info.value)
     assert "boom-marker" in str(info.value)
+
+
+def test_missing_image_is_reported_before_anything_starts(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    chunks = [http_chunk("a", free_port(), prefix=pre), http_chunk("b", free_port(), gate={"a_ready": "Y"}, prefix=pre)]
+    chunks[1]["container"]["image"] = "pnr-test/no-such-image:1"
+    cfg = write_config(tmp_path / "img.json", _domain(domain_name, chunks))
+    with pytest.raises(ImageError, match="pnr-test/no-such-image:1 is not on this machine and could not be pulled"):
+        bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    label = f"io.pnr.domain={domain_name}"
+    assert not docker_client.containers.list(all=True, filters={"label": label})
+    assert not docker_client.networks.list(filters={"label": label})
 
 
 def test_up_twice_reuses_containers_and_down_removes_everything(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):

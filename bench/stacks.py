@@ -1,0 +1,144 @@
+"""The benchmark's stacks, described once and rendered three ways: a pnr domain config, a docker-compose
+file (same images, same readiness check run inside the container), and the lower bound's service list."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+BUSYBOX = "pnr-test/busybox:1"
+HTTPD_AFTER_HALF_SECOND = ["sh", "-c", "sleep 0.5; exec httpd -f -p 8080 -h /www"]
+BENCH_LABEL = "pnr.bench.run"
+
+
+@dataclass
+class Service:
+    name: str
+    image: str
+    deps: list[str] = field(default_factory=list)
+    command: list[str] | None = None
+    port: int | None = None  # container port, published on 127.0.0.1:host_port and probed there
+    host_port: int | None = None
+    probe: str | None = None  # "http" | "redis" | None (ready = container started)
+    path: str = "/"
+    body_contains: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    healthcheck: list[str] | None = None  # compose: the same readiness, run inside the container
+
+
+@dataclass
+class Stack:
+    name: str
+    services: list[Service]
+    kind: str = "probe"  # "probe" stacks vs "scale" stacks (no probe: ready = running)
+
+    def by_name(self) -> dict[str, Service]:
+        return {s.name: s for s in self.services}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _httpd(name: str, deps: list[str]) -> Service:
+    return Service(
+        name=name, image=BUSYBOX, deps=deps, command=HTTPD_AFTER_HALF_SECOND, port=8080, host_port=free_port(),
+        probe="http", healthcheck=["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
+    )
+
+
+def chain(n: int = 10) -> Stack:
+    return Stack(f"chain{n}", [_httpd(f"s{i}", [f"s{i - 1}"] if i else []) for i in range(n)])
+
+
+def fanout(n: int = 30) -> Stack:
+    return Stack(f"fanout1x{n}", [_httpd("root", [])] + [_httpd(f"leaf{i}", ["root"]) for i in range(n)])
+
+
+def diamond() -> Stack:
+    """top → (left, right) → bottom: the bottom waits on both sides."""
+    return Stack("diamond", [_httpd("top", []), _httpd("left", ["top"]), _httpd("right", ["top"]),
+                             _httpd("bottom", ["left", "right"])])
+
+
+def demo() -> Stack:
+    """config/dev_stack.json's three tiers (redis → api → web) with the locally built demo images."""
+    py = "import urllib.request as u,sys; b=u.urlopen('http://127.0.0.1:{}{}',timeout=2).read(); sys.exit(b'{}' not in b)"
+    return Stack("demo", [
+        Service("redis", "pnr-demo/redis:1", port=6379, host_port=free_port(), probe="redis",
+                healthcheck=["CMD", "redis-cli", "ping"]),
+        Service("api", "pnr-demo/api:1", ["redis"], port=8000, host_port=free_port(), probe="http", path="/health",
+                env={"REDIS_HOST": "redis"}, healthcheck=["CMD", "python3", "-c", py.format(8000, "/health", "ok")]),
+        Service("web", "pnr-demo/web:1", ["api"], port=80, host_port=free_port(), probe="http", body_contains="greeting",
+                env={"API_HOST": "api"}, healthcheck=["CMD", "python3", "-c", py.format(80, "/", "greeting")]),
+    ])
+
+
+def layered(total: int, depth: int = 10) -> Stack:
+    """`total` sleeping containers in `depth` layers; each waits on one container of the layer above."""
+    width = total // depth
+    services = [
+        Service(f"c{i:03d}", BUSYBOX, [f"c{i - width:03d}"] if i >= width else [], command=["sleep", "3600"])
+        for i in range(width * depth)
+    ]
+    return Stack(f"scale{width * depth}", services, kind="scale")
+
+
+# -- renderings ------------------------------------------------------------------------------------------
+def pnr_config(stack: Stack, domain: str, prefix: str, tag: str) -> dict[str, Any]:
+    chunks = []
+    for s in stack.services:
+        pnr_tv = {"prompt": f"is {s.name} ready?", "response": ["yes"], "tv": "Y"}
+        gate = {f"{d}_ready": {**pnr_tv, "prompt": f"is {d} ready?"} for d in s.deps} or {
+            "system_ready": {"prompt": "is system ready?", "response": ["yes"], "tv": "Y"}}
+        container: dict[str, Any] = {"name": f"{prefix}{s.name}", "image": s.image, "labels": {BENCH_LABEL: tag}}
+        if s.command:
+            container["command"] = s.command
+        if s.env:
+            container["env"] = s.env
+        if s.port:
+            container["ports"] = {str(s.port): f"127.0.0.1:{s.host_port}"}
+        chunk: dict[str, Any] = {"name": s.name, "gatekeeper": gate, "flowout": {f"{s.name}_ready": pnr_tv},
+                                 "container": container}
+        if s.probe:
+            check: dict[str, Any] = {
+                "type": "tcp" if s.probe == "redis" else "http", "port_key": str(s.port),
+                "timeout_seconds": 1, "interval_seconds": 0.05, "deadline_seconds": 120,
+                "status_mapping": {"success": {"key": f"{s.name}_ready", "response": ["yes"], "tv": "Y"},
+                                   "failure": {"key": f"{s.name}_ready", "response": ["no"], "tv": "N"}},
+            }
+            if s.probe == "http":
+                check.update(path=s.path, expected_code=200)
+                if s.body_contains:
+                    check["body_contains"] = s.body_contains
+            chunk["health_check"] = check
+        chunks.append(chunk)
+    return {"name": domain, "cpuxs": {"bench": {"design_chunks": chunks}}}
+
+
+def compose_file(stack: Stack, prefix: str, tag: str, interval: str) -> dict[str, Any]:
+    """docker-compose 1.29.2 format 2.4: `depends_on: condition: service_healthy` (service_started without a probe)."""
+    services: dict[str, Any] = {}
+    for s in stack.services:
+        svc: dict[str, Any] = {"image": s.image, "container_name": f"{prefix}{s.name}", "labels": {BENCH_LABEL: tag}}
+        if s.command:
+            svc["command"] = s.command
+        if s.env:
+            svc["environment"] = s.env
+        if s.port:
+            svc["ports"] = [f"127.0.0.1:{s.host_port}:{s.port}"]
+        if s.healthcheck:
+            svc["healthcheck"] = {"test": s.healthcheck, "interval": interval, "timeout": "2s", "retries": 10_000,
+                                  "start_period": "0s"}
+        if s.deps:
+            cond = "service_healthy" if stack.kind == "probe" else "service_started"
+            svc["depends_on"] = {d: {"condition": cond} for d in s.deps}
+        services[s.name] = svc
+    return {"version": "2.4", "services": services, "networks": {"default": {"labels": {BENCH_LABEL: tag}}}}
+
+
+ALL = {"chain10": chain, "fanout1x30": fanout, "diamond": diamond, "demo": demo,
+       "scale100": lambda: layered(100), "scale500": lambda: layered(500)}

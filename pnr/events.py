@@ -1,0 +1,119 @@
+"""Prefect events of a bring-up, for automations (see docs/prefect.md).
+
+| event                          | resource id                         | when                                      |
+|--------------------------------|-------------------------------------|-------------------------------------------|
+| `pnr.signal.changed`           | `pnr.signal.<domain>.<signal>`      | a truth value changed (by pnr or from outside) |
+| `pnr.chunk.starting`           | `pnr.chunk.<domain>.<chunk>`        | its gate opened; the container is starting |
+| `pnr.chunk.ready`              | `pnr.chunk.<domain>.<chunk>`        | its readiness probe passed and its flowout holds |
+| `pnr.chunk.failed`             | `pnr.chunk.<domain>.<chunk>`        | its container exited or its probe failed  |
+| `pnr.chunk.blocked`            | `pnr.chunk.<domain>.<chunk>`        | the run stalled or timed out while it waited |
+| `pnr.domain.up.started`        | `pnr.domain.<domain>`               | a bring-up began                          |
+| `pnr.domain.up.completed`      | `pnr.domain.<domain>`               | every chunk is ready                      |
+| `pnr.domain.up.failed`         | `pnr.domain.<domain>`               | the bring-up failed (payload: the error)  |
+| `pnr.domain.up.cancelled`      | `pnr.domain.<domain>`               | the run was cancelled or crashed and pnr tore down what it started |
+
+Every event carries the labels `pnr.domain` (and `pnr.chunk` / `pnr.signal`, `pnr.tv`), the domain as a related
+resource with role `domain`, and — when emitted inside a flow run — Prefect's own related resources (flow run,
+flow, deployment, tags). Emitting is fire-and-forget (Prefect's events worker); outside a run context with no
+API configured nothing is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pnr.config import PnR
+from pnr.plan import Plan
+from pnr.run import Phase, ProgressEvent, add_listener
+from pnr.signals import SignalStore
+
+log = logging.getLogger(__name__)
+
+CHUNK_EVENTS = {Phase.STARTING: "starting", Phase.READY: "ready", Phase.FAILED: "failed", Phase.BLOCKED: "blocked"}
+
+
+def domain_resource(domain: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"pnr.domain.{domain}", "prefect.resource.name": domain, "pnr.domain": domain}
+
+
+def chunk_resource(domain: str, chunk: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"pnr.chunk.{domain}.{chunk}", "prefect.resource.name": chunk,
+            "pnr.domain": domain, "pnr.chunk": chunk}
+
+
+def signal_resource(domain: str, signal: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"pnr.signal.{domain}.{signal}", "prefect.resource.name": signal,
+            "pnr.domain": domain, "pnr.signal": signal}
+
+
+def _related_domain(domain: str) -> list[dict[str, str]]:
+    return [{**domain_resource(domain), "prefect.resource.role": "domain"}]
+
+
+def emit(event: str, resource: dict[str, str], payload: dict[str, Any] | None = None,
+         related: list[dict[str, str]] | None = None) -> Any:
+    """emit_event that never raises (events are observations, not control flow)."""
+    try:
+        from prefect.events import emit_event
+
+        return emit_event(event=event, resource=resource, related=related, payload=payload)
+    except Exception as exc:
+        log.debug("pnr: could not emit %s: %s", event, exc)
+        return None
+
+
+def emit_domain(domain: str, what: str, payload: dict[str, Any] | None = None) -> Any:
+    return emit(f"pnr.domain.{what}", domain_resource(domain), payload)
+
+
+class RunEvents:
+    """Emits the events of one bring-up: subscribe on `start()`, unsubscribe on `finish()`."""
+
+    def __init__(self, plan: Plan, cpuxs: list[str], store: SignalStore) -> None:
+        self.plan = plan
+        self.cpuxs = cpuxs
+        self.store = store
+        self.domain = plan.domain.name
+        self._active = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._last_phase: dict[str, Phase] = {}
+
+    def start(self) -> None:
+        self._active = True
+        self.store.subscribe(self._on_signal)
+        self._unsubscribe = add_listener(self._on_phase)
+        emit_domain(self.domain, "up.started", {"cpuxs": self.cpuxs, "chunks": [n for c in self.cpuxs for n in self.plan.chunks_of(c)]})
+
+    def attach(self, run: Any) -> None:  # the same protocol as RunArtifacts
+        return None
+
+    def _on_signal(self, name: str, old: PnR, new: PnR) -> None:
+        if not self._active:
+            return  # SignalStore has no unsubscribe: a finished run's store goes quiet this way
+        resource = {**signal_resource(self.domain, name), "pnr.tv": new.tv}
+        emit("pnr.signal.changed", resource,
+             {"old": old.model_dump(), "new": new.model_dump(), "consumers": self.plan.consumers.get(name, [])},
+             _related_domain(self.domain))
+
+    def _on_phase(self, event: ProgressEvent) -> None:
+        if not self._active or event.domain != self.domain or event.phase not in CHUNK_EVENTS:
+            return
+        if self._last_phase.get(event.chunk) == event.phase:
+            return
+        self._last_phase[event.chunk] = event.phase
+        resource = {**chunk_resource(self.domain, event.chunk), "pnr.cpux": event.cpux}
+        emit(f"pnr.chunk.{CHUNK_EVENTS[event.phase]}", resource,
+             {"cpux": event.cpux, "phase": event.phase.value, "detail": event.detail}, _related_domain(self.domain))
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self._active = False
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if error is None:
+            emit_domain(self.domain, "up.completed", {"signals": {k: v.tv for k, v in sorted(self.store.snapshot().items())}})
+        elif isinstance(error, Exception):
+            emit_domain(self.domain, "up.failed", {"error": type(error).__name__, "message": str(error)})
+        # BaseException (cancellation, Ctrl-C): the cancellation/crash hooks emit pnr.domain.up.cancelled
