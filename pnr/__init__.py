@@ -13,9 +13,26 @@ from pnr.exceptions import (
 )
 from pnr.plan import Plan, load_plan, make_plan
 
-__all__ = sorted([
-    "ChunkFailed", "ConfigError", "ContainerSpec", "Cpux", "DesignChunk", "Domain", "EngineError", "HttpCheck",
-    "ImageError", "Plan", "PnR", "PnrError", "RunError", "RunTimeout", "StallError", "TcpCheck", "load_domain",
-    "load_plan", "make_plan", "parse_domain",
-])
+__all__ = [
+    "ChunkFailed",
+    "ConfigError",
+    "ContainerSpec",
+    "Cpux",
+    "DesignChunk",
+    "Domain",
+    "EngineError",
+    "HttpCheck",
+    "ImageError",
+    "Plan",
+    "PnR",
+    "PnrError",
+    "RunError",
+    "RunTimeout",
+    "StallError",
+    "TcpCheck",
+    "load_domain",
+    "load_plan",
+    "make_plan",
+    "parse_domain",
+]
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pnr.exceptions import ConfigError, EngineError, PnrError, RunError
+from pnr.exceptions import ConfigError, EngineError, PnrError
 
 app = typer.Typer(
     name="pnr", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -105,13 +105,13 @@ class _Progress:
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
-        self.last: dict[str, str] = {}
+        self.last: dict[str, tuple[str, str]] = {}
 
     def __call__(self, event: Any) -> None:
         phase = event.phase.value
-        if self.last.get(event.chunk) == phase and phase != "probing":
+        if self.last.get(event.chunk) == (phase, event.detail):
             return
-        self.last[event.chunk] = phase
+        self.last[event.chunk] = (phase, event.detail)
         style = PHASE_STYLE.get(phase, "white")
         detail = event.detail.splitlines()[0] if event.detail else ""
         out.print(f"  {time.monotonic() - self.t0:7.2f}s  {event.chunk:<22} [{style}]{phase:<9}[/] {_escape(detail)}")
@@ -124,10 +124,15 @@ def up(
     runtime_dir: RuntimeOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds before giving up (bounds waiting on external signals)", min=0.1)] = 300.0,
     build: Annotated[bool, typer.Option("--build", help="rebuild images that have a build_path")] = False,
+    force_recreate: Annotated[bool, typer.Option("--force-recreate", help="recreate containers even if unchanged")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be created, reused or recreated, and why; touch nothing")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False,
 ) -> None:
     """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed."""
     plan = _plan(config)
+    if dry_run:
+        _dry_run(plan, config, runtime_dir, force_recreate)
+        return
     _quiet_prefect(verbose)
     from pnr.flows import bring_up, interrupt_runs, quiet_prefect_run, start_detached_ephemeral_server
     from pnr.run import add_listener
@@ -136,7 +141,7 @@ def up(
     rdir = resolve_runtime_dir(runtime_dir)
     n = len(plan.chunks)
     out.print(f"pnr up [bold]{plan.domain.name}[/] ({n} chunk{'s' * (n != 1)}, cpux {', '.join(plan.cpux_order)}); runtime {rdir}")
-    _check_env(plan)
+    _check_env(plan, config)
     progress = _Progress()
     unsubscribe = add_listener(progress)
     interrupted = _on_ctrl_c(interrupt_runs)
@@ -147,7 +152,8 @@ def up(
             raise EngineError(f"could not start Prefect's temporary server ({exc}); "
                               "point PREFECT_API_URL at a running Prefect server (`prefect server start`)") from None
         with quiet_prefect_run():
-            result = bring_up(config_path=str(config), cpux=cpux, runtime_dir=str(rdir), timeout_seconds=timeout, build=build)
+            result = bring_up(config_path=str(config), cpux=cpux, runtime_dir=str(rdir), timeout_seconds=timeout,
+                              build=build, force_recreate=force_recreate)
     except (PnrError, KeyboardInterrupt) as exc:
         _summary(plan, rdir)
         if interrupted or isinstance(exc, KeyboardInterrupt):
@@ -160,6 +166,26 @@ def up(
     _summary(plan, rdir)
     n = sum(len(v) for v in result["cpuxs"].values())
     out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - progress.t0:.1f}s")
+
+
+def _dry_run(plan: Any, config: Path, runtime_dir: Path | None, force: bool) -> None:
+    from pnr.engine import Engine
+    from pnr.ops import plan_actions
+    from pnr.settings import resolve_runtime_dir
+
+    try:
+        rows = plan_actions(plan, Engine(), str(config), resolve_runtime_dir(runtime_dir), force=force)
+    except PnrError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"pnr up --dry-run {plan.domain.name} (nothing was touched)", title_justify="left")
+    for col in ("chunk", "container", "action", "why"):
+        table.add_column(col)
+    style = {"create": "cyan", "reuse": "green", "recreate": "yellow", "refuse": "red"}
+    for row in rows:
+        table.add_row(row["chunk"], row["container"], f"[{style[row['action']]}]{row['action']}[/]", _escape("; ".join(row["reasons"])))
+    out.print(table)
+    if any(row["action"] == "refuse" for row in rows):
+        raise typer.Exit(1)
 
 
 def _on_ctrl_c(interrupt: Any) -> list[bool]:
@@ -179,13 +205,13 @@ def _on_ctrl_c(interrupt: Any) -> list[bool]:
     return flag
 
 
-def _check_env(plan: Any) -> None:
+def _check_env(plan: Any, config: Path) -> None:
     """${VAR} references must resolve before anything starts (exit 2 otherwise)."""
     from pnr.run import expand_env
 
     try:
         for name, chunk in plan.chunks.items():
-            expand_env(chunk, plan.refs[name].path)
+            expand_env(chunk, plan.refs[name].path, source=str(config))
     except ConfigError as exc:
         raise _fail(exc) from None
 

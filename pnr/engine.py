@@ -29,6 +29,12 @@ LABEL_CPUX = "io.pnr.cpux"
 LABEL_CHUNK = "io.pnr.chunk"
 LABEL_HASH = "io.pnr.config-hash"
 LABEL_RUN = "io.pnr.flow-run-id"
+LABEL_SPEC = "io.pnr.spec"  # the desired state it was made from (env values digested), for change reasons
+
+
+def image_ref(domain: str, chunk: DesignChunk) -> str:
+    """The image a chunk runs: its `image`, or the tag pnr gives an image built from `build_path`."""
+    return chunk.container.image or f"pnr-{domain}-{chunk.name}:latest".lower()
 
 
 def network_name(domain: str) -> str:
@@ -144,7 +150,7 @@ class Engine:
     def ensure_image(self, domain: str, chunk: DesignChunk, base_dir: Path, build: bool = False) -> str:
         """Return the image id for a chunk: local if present, else built from build_path, else pulled."""
         spec = chunk.container
-        ref = spec.image or f"pnr-{domain}-{chunk.name}:latest".lower()
+        ref = image_ref(domain, chunk)
         if spec.build_path:
             existing = None if build else self.image_id(ref)
             if existing:
@@ -213,6 +219,7 @@ class Engine:
     def create_and_start(
         self, *, domain: str, cpux: str, chunk: DesignChunk, image_id: str, config_hash: str,
         flow_run_id: str, network: str, base_dir: Path, env: dict[str, str], runtime_dir: Path | None = None,
+        spec_label: str = "",
     ) -> ContainerState:
         """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write)."""
         spec = chunk.container
@@ -221,7 +228,7 @@ class Engine:
         labels = {
             **spec.labels,
             LABEL_MANAGED: "true", LABEL_DOMAIN: domain, LABEL_CPUX: cpux, LABEL_CHUNK: chunk.name,
-            LABEL_HASH: config_hash, LABEL_RUN: flow_run_id,
+            LABEL_HASH: config_hash, LABEL_RUN: flow_run_id, LABEL_SPEC: spec_label,
         }
         binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
         if runtime_dir is not None:

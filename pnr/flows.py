@@ -42,6 +42,7 @@ class DomainRun:
     engine: Engine
     build: bool
     deadline: float
+    force_recreate: bool = False
     observers: list[Any] = field(default_factory=list)  # RunArtifacts, RunEvents: they watch, never steer
 
 
@@ -98,7 +99,7 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
     run = CpuxRun(
         plan=plan, cpux=cpux, store=parent.store, engine=parent.engine, config_path=config_path,
         timeout_seconds=remaining, flow_run_id=str(flow_run.id or domain_run),
-        gate_slice=get_settings().gate_slice_seconds,
+        gate_slice=get_settings().gate_slice_seconds, force_recreate=parent.force_recreate,
     )
     key = f"{domain_run}/{cpux}"
     _CPUX_RUNS[key] = run
@@ -162,6 +163,7 @@ def bring_up(
     runtime_dir: str | None = None,
     timeout_seconds: float = 300.0,
     build: bool = False,
+    force_recreate: bool = False,
 ) -> dict[str, Any]:
     """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order."""
     plan = load_plan(config_path)
@@ -174,7 +176,10 @@ def bring_up(
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
     key = str(flow_run.id or uuid.uuid4())
     observers: list[Any] = [RunArtifacts(plan, names, store), RunEvents(plan, names, store)]
-    _DOMAIN_RUNS[key] = DomainRun(plan, store, engine_factory(), build, time.monotonic() + timeout_seconds, observers)
+    _DOMAIN_RUNS[key] = DomainRun(
+        plan, store, engine_factory(), build, time.monotonic() + timeout_seconds,
+        force_recreate=force_recreate, observers=observers,
+    )
     results: dict[str, Any] = {}
     error: BaseException | None = None
     for observer in observers:

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pnr.engine import LABEL_CHUNK, Engine
+from pnr.converge import decide
+from pnr.engine import LABEL_CHUNK, Engine, image_ref
 from pnr.plan import Plan
 from pnr.signals import META_DIR, own_file_name, read_state
 
@@ -99,3 +100,31 @@ def domain_status(plan: Plan, engine: Engine | None, runtime_dir: Path) -> dict[
         "problems": problems,
         "engine": engine is not None,
     }
+
+
+def plan_actions(plan: Plan, engine: Engine, config_path: str, runtime_dir: Path, force: bool = False) -> list[dict[str, Any]]:
+    """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing."""
+    from pnr.run import CpuxRun
+    from pnr.signals import SignalStore
+
+    engine.ping()
+    store = SignalStore(runtime_dir, plan.domain.name)
+    rows: list[dict[str, Any]] = []
+    for cpux in plan.cpux_order:
+        run = CpuxRun(plan=plan, cpux=cpux, store=store, engine=engine, config_path=config_path, timeout_seconds=1,
+                      force_recreate=force)
+        for name in run.names:
+            chunk = plan.chunks[name]
+            container = chunk.container.name
+            ref = image_ref(plan.domain.name, chunk)
+            image = engine.image_id(ref)
+            existing = engine.inspect(container)
+            if image is None:
+                how = "built from " + chunk.container.build_path if chunk.container.build_path else "pulled"
+                action = "create" if existing is None else "recreate"
+                rows.append({"chunk": name, "container": container, "action": action, "reasons": [f"image {ref} would be {how}"]})
+                continue
+            run.images[name] = image
+            decision = decide(existing, run.desired(name), domain=plan.domain.name, chunk=name, container=container, force=force)
+            rows.append({"chunk": name, "container": container, "action": decision.action, "reasons": decision.reasons})
+    return rows

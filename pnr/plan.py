@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pnr.config import AllCheck, AnyCheck, DesignChunk, Domain, HttpCheck, SignalCheck, TcpCheck, iter_checks

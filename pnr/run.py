@@ -7,7 +7,6 @@ Prefect: `pnr.flows` wraps `wait_gate`/`bring_up_chunk`/`probe_chunk` in tasks a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pnr.config import DesignChunk, PnR
-from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, ContainerState, Engine, spec_hash
+from pnr.converge import config_hash, decide, desired_state, spec_label
+from pnr.engine import ContainerState, Engine
 from pnr.exceptions import BlockedChunk, ChunkFailed, ConfigError, ConfigIssue, EngineError, PnrError, RunTimeout, StallError
 from pnr.plan import PNR_ITSELF, Plan
 from pnr.probes import Aborted, ContainerGone, ProbeContext, ProbeResult, make_probe
@@ -98,7 +98,7 @@ class ChunkBlocked(Exception):
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(chunk: DesignChunk, path: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+def expand_env(chunk: DesignChunk, path: str, environ: dict[str, str] | None = None, source: str = "<config>") -> dict[str, str]:
     """Container env with `${VAR}` / `${VAR:-default}` taken from the host environment (secrets stay out of configs)."""
     environ = dict(os.environ) if environ is None else environ
     out: dict[str, str] = {}
@@ -113,7 +113,7 @@ def expand_env(chunk: DesignChunk, path: str, environ: dict[str, str] | None = N
             return ""
         out[key] = _VAR_RE.sub(sub, value)
     if missing:
-        raise ConfigError("environment", missing)
+        raise ConfigError(source, missing)
     return out
 
 
@@ -122,8 +122,9 @@ class CpuxRun:
 
     def __init__(
         self, *, plan: Plan, cpux: str, store: SignalStore, engine: Engine, config_path: str,
-        timeout_seconds: float, flow_run_id: str = "local", gate_slice: float = 10.0,
+        timeout_seconds: float, flow_run_id: str = "local", gate_slice: float = 10.0, force_recreate: bool = False,
     ) -> None:
+        self.force_recreate = force_recreate
         self.plan = plan
         self.domain = plan.domain.name
         self.cpux = cpux
@@ -184,7 +185,7 @@ class CpuxRun:
     def prepare(self, build: bool = False) -> dict[str, str]:
         """Engine reachable, env expanded, network made, every image present. Raises before starting anything."""
         for name in self.names:
-            self.envs[name] = expand_env(self.plan.chunks[name], self.plan.refs[name].path)
+            self.envs[name] = expand_env(self.plan.chunks[name], self.plan.refs[name].path, source=self.config_path)
         self.engine.ping()
         for name in self.names:
             self.images[name] = self.engine.ensure_image(self.domain, self.plan.chunks[name], self.base_dir, build=build)
@@ -218,7 +219,7 @@ class CpuxRun:
         except EngineError as exc:
             self._fail(chunk, str(exc))
             raise ChunkFailed(str(exc)) from None
-        self.set_phase(chunk, Phase.PROBING, f"{action} {state.name}", container=state.name, container_id=state.id, action=action)
+        self.set_phase(chunk, Phase.PROBING, f"{state.name} {action}", container=state.name, container_id=state.id, action=action)
         if spec.health_check is not None or spec.kind == "job":
             run_probe(chunk)  # writes the status mapping (a job: its flowout); raises ChunkFailed on failure
         else:
@@ -233,35 +234,41 @@ class CpuxRun:
         self.set_phase(chunk, Phase.READY, f"{state.name} ready", ready_at=time.time())
         return {"chunk": chunk, "container": state.name, "container_id": state.id, "action": action}
 
-    def ensure_container(self, chunk: str) -> tuple[ContainerState, str]:
+    def desired(self, chunk: str) -> dict[str, Any]:
+        """What the chunk's container must look like (see pnr.converge)."""
         spec = self.plan.chunks[chunk]
-        env = self.envs.get(chunk) or expand_env(spec, self.plan.refs[chunk].path)
-        mount = self.store.runtime_dir.resolve() if (spec.container.mount_runtime or self.plan.domain.mount_runtime) else None
-        wanted = spec_hash(spec, self.images[chunk] + "|" + _digest(env) + (f"|runtime={mount}" if mount else ""))
+        env = self.envs.get(chunk) or expand_env(spec, self.plan.refs[chunk].path, source=self.config_path)
+        desired = desired_state(spec.container, self.images[chunk], env)
+        mount = self.runtime_mount(chunk)
+        if mount is not None:
+            desired["runtime_mount"] = str(mount)
+        return desired
+
+    def runtime_mount(self, chunk: str) -> Path | None:
+        spec = self.plan.chunks[chunk]
+        return self.store.runtime_dir.resolve() if (spec.container.mount_runtime or self.plan.domain.mount_runtime) else None
+
+    def ensure_container(self, chunk: str) -> tuple[ContainerState, str]:
+        """Reuse the chunk's container if unchanged and running; else (re)create it, saying why."""
+        spec = self.plan.chunks[chunk]
+        desired = self.desired(chunk)
         existing = self.engine.inspect(spec.container.name)
-        action = "created"
+        decision = decide(existing, desired, domain=self.domain, chunk=chunk, container=spec.container.name,
+                          force=self.force_recreate)
+        if decision.action == "refuse":
+            raise EngineError(f"chunk {chunk}: {decision.reasons[0]}")
+        if decision.action == "reuse" and existing is not None:
+            return existing, "reused"
         if existing is not None:
-            labels = existing.labels
-            if labels.get(LABEL_MANAGED) != "true":
-                raise EngineError(
-                    f"chunk {chunk}: container name {spec.container.name} is taken by a container pnr did not create "
-                    f"({existing.id[:12]}); pnr will not touch it: remove it yourself or rename the container in the config"
-                )
-            if labels.get(LABEL_DOMAIN) != self.domain or labels.get(LABEL_CHUNK) != chunk:
-                raise EngineError(
-                    f"chunk {chunk}: container name {spec.container.name} belongs to chunk "
-                    f"{labels.get(LABEL_CHUNK)!r} of domain {labels.get(LABEL_DOMAIN)!r}; rename one of them"
-                )
-            if existing.running and labels.get(LABEL_HASH) == wanted:
-                return existing, "reused"
+            self.set_phase(chunk, Phase.STARTING, f"recreating {spec.container.name}: {'; '.join(decision.reasons)}")
             self.engine.remove(existing.id)
-            action = "recreated"
         state = self.engine.create_and_start(
-            domain=self.domain, cpux=self.cpux, chunk=spec, image_id=self.images[chunk], config_hash=wanted,
-            flow_run_id=self.flow_run_id, network=f"pnr_{self.domain}", base_dir=self.base_dir, env=env,
-            runtime_dir=mount,
+            domain=self.domain, cpux=self.cpux, chunk=spec, image_id=self.images[chunk], config_hash=config_hash(desired),
+            flow_run_id=self.flow_run_id, network=f"pnr_{self.domain}", base_dir=self.base_dir,
+            env=self.envs.get(chunk) or expand_env(spec, self.plan.refs[chunk].path, source=self.config_path),
+            runtime_dir=self.runtime_mount(chunk), spec_label=spec_label(desired),
         )
-        return state, action
+        return state, "created" if existing is None else "recreated (" + "; ".join(decision.reasons) + ")"
 
     def _check_alive(self, chunk: str) -> None:
         cid = self.progress[chunk].container_id or ""
@@ -487,10 +494,6 @@ class CpuxRun:
         if failed:
             return ChunkFailed("\n".join(f"{p.name} failed: {p.detail}" for p in failed))
         return None
-
-
-def _digest(env: dict[str, str]) -> str:
-    return hashlib.sha256(repr(sorted(env.items())).encode()).hexdigest()[:16]
 
 
 def _indent(text: str) -> str:

@@ -38,8 +38,11 @@ META_DIR = ".pnr"
 UNKNOWN = PnR(tv="U")
 
 
+OWN_SUFFIX = ".pnr.json"
+
+
 def own_file_name(domain: str) -> str:
-    return f"{domain}.pnr.json"
+    return f"{domain}{OWN_SUFFIX}"
 
 
 @contextlib.contextmanager
@@ -169,6 +172,8 @@ class SignalStore:
         for entry in entries:
             if not entry.name.endswith(".json") or entry.name.startswith(".") or not entry.is_file():
                 continue
+            if entry.name.endswith(OWN_SUFFIX) and entry.name != self.own_file.name:
+                continue  # another domain's own values: domains sharing a folder must not see each other's truth
             seen.add(entry.name)
             try:
                 st = entry.stat()

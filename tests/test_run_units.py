@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pnr.config import PnR, parse_domain
-from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, ContainerState
+from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC, ContainerState
 from pnr.exceptions import ConfigError, EngineError
 from pnr.plan import make_plan
 from pnr.run import CpuxRun, Phase, expand_env
@@ -31,9 +31,10 @@ class FakeEngine:
         self.removed.append(cid)
         self.containers = {k: v for k, v in self.containers.items() if v.id != cid}
 
-    def create_and_start(self, *, domain: str, chunk: Any, config_hash: str, **_: Any) -> ContainerState:
+    def create_and_start(self, *, domain: str, chunk: Any, config_hash: str, spec_label: str = "", **_: Any) -> ContainerState:
         state = ContainerState(f"id-{chunk.container.name}-{len(self.created)}", chunk.container.name, "running", True, None,
-                               {LABEL_MANAGED: "true", LABEL_DOMAIN: domain, LABEL_CHUNK: chunk.name, LABEL_HASH: config_hash})
+                               {LABEL_MANAGED: "true", LABEL_DOMAIN: domain, LABEL_CHUNK: chunk.name, LABEL_HASH: config_hash,
+                                LABEL_SPEC: spec_label})
         self.containers[state.name] = state
         self.created.append(state.name)
         return state
@@ -92,7 +93,7 @@ def test_container_is_reused_when_unchanged_and_recreated_when_changed(tmp_path)
     assert action == "reused" and again.id == first.id
     run.images["a"] = "sha256:new-image"
     _, action = run.ensure_container("a")
-    assert action == "recreated" and engine.removed == [first.id]
+    assert action.startswith("recreated (image changed") and engine.removed == [first.id]
 
 
 def test_a_foreign_container_with_the_same_name_is_never_touched(tmp_path):
@@ -109,8 +110,8 @@ def test_env_expands_host_variables_and_reports_missing_ones(tmp_path):
     spec = run.plan.chunks["a"]
     assert expand_env(spec, "p", {"DB_USER": "bob"}) == {"URL": "db://bob@h", "X": "dflt"}
     with pytest.raises(ConfigError) as info:
-        expand_env(spec, "cpuxs.main.design_chunks[0]", {})
-    assert "cpuxs.main.design_chunks[0].container.env.URL" in str(info.value)
+        expand_env(spec, "cpuxs.main.design_chunks[0]", {}, source="config/x.json")
+    assert "config/x.json: cpuxs.main.design_chunks[0].container.env.URL" in str(info.value)
     assert "'DB_USER' is not set" in str(info.value)
 
 
@@ -120,3 +121,14 @@ def test_close_marks_never_started_chunks_blocked(tmp_path):
     run.close()
     assert run.progress["b"].phase == Phase.BLOCKED
     assert "failed" in str(run.outcome_error())
+
+
+def test_change_reasons_are_field_level_and_never_show_secrets():
+    from pnr.config import ContainerSpec
+    from pnr.converge import describe_changes, desired_state
+
+    old = desired_state(ContainerSpec(name="web", image="img", ports={"8080": "18080"}), "sha256:" + "a" * 64, {"DB_URL": "s3cret"})
+    new = desired_state(ContainerSpec(name="web", image="img", ports={"8080": "18081"}), "sha256:" + "a" * 64, {"DB_URL": "other"})
+    reasons = describe_changes(old, new)
+    assert reasons == ["ports.8080 changed 127.0.0.1:18080 -> 127.0.0.1:18081", "env.DB_URL changed"]
+    assert "s3cret" not in repr(old) and "other" not in repr(new)
