@@ -57,7 +57,7 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
 def summarize(data: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for run in data["runs"]:
-        if run["repeat"] < 0:
+        if run["repeat"] < 0 or "error" in run:
             continue
         table.setdefault(run["stack"], {}).setdefault(run["runner"], {"runs": []})["runs"].append(run)
     for stack, by_runner in table.items():

@@ -267,10 +267,18 @@ class Bench:
         prefix = f"pb{self.tag}-{runner[:2]}-{stack.name}-{repeat}-"
         try:
             res = getattr(self, f"run_{runner}")(stack, prefix)
+            res.update(report.latencies(stack, res))
+        except Exception as exc:  # recorded and reported; the other runs go on
+            log(f"{stack.name:<11} {runner:<12} #{repeat}: FAILED: {str(exc)[:500]}")
+            res = {"error": f"{type(exc).__name__}: {str(exc)[:2000]}", "wall": float("nan")}
         finally:
-            self.cleanup()
+            try:
+                self.cleanup()
+            except Exception as exc:  # e.g. an engine left stale endpoints on a network: report, keep going
+                log(f"cleanup problem (left for the end): {exc}")
         res.update(stack=stack.name, runner=runner, repeat=repeat, chunks=len(stack.services))
-        res.update(report.latencies(stack, res))
+        if "error" in res:
+            return res
         log(f"{stack.name:<11} {runner:<12} #{repeat}: all ready in {res['wall']:.2f}s"
             f" (ready->start median {res['ready_to_start_median'] * 1000:.0f} ms)")
         return res
@@ -299,6 +307,12 @@ class Bench:
         log(f"CLI end to end on {stack.name}: {wall:.2f}s")
         return {"stack": stack.name, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
                 "peak_rss_mb": usage.ru_maxrss / 1024, "tail": out.strip().splitlines()[-1:]}
+
+
+def save(data: dict[str, Any], name: str) -> None:
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / name).write_text(json.dumps(data, indent=1, default=str))
 
 
 def main() -> None:
@@ -332,18 +346,18 @@ def main() -> None:
                 for runner in order:  # rotate the order so no runner always goes first
                     stack = ALL[name]()
                     data["runs"].append(bench.one(stack, runner, r))
+                    save(data, "partial.json")
         if not args.no_cli and "pnr" in args.runners:
             data["cli"] = bench.cli_once(ALL["chain10"]())
     finally:
         bench.close()
         bench.cleanup()
         shutil.rmtree(bench.tmp, ignore_errors=True)
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for path in (out / f"{stamp}.json", out / "latest.json"):
-        path.write_text(json.dumps(data, indent=1, default=str))
-    log(f"raw results: {out / f'{stamp}.json'}")
+    save(data, f"{stamp}.json")
+    save(data, "latest.json")
+    (HERE / "results" / "partial.json").unlink(missing_ok=True)
+    log(f"raw results: bench/results/{stamp}.json")
     if not args.no_report:
         report.render(data, ROOT)
         log("wrote docs/benchmark.md and docs/img/benchmark.png")

@@ -1,6 +1,26 @@
-"""pnr: bring up Docker containers in order of real readiness, as Prefect flows driven by JSON configs."""
+"""pnr: bring up Docker containers in order of real readiness, as Prefect flows driven by JSON configs.
 
-from pnr.config import ContainerSpec, Cpux, DesignChunk, Domain, HttpCheck, PnR, TcpCheck, load_domain, parse_domain
+The public surface: config models and loading, planning, the exception tree. Flows live in `pnr.flows`.
+"""
+
+from pnr.config import (
+    AllCheck,
+    AnyCheck,
+    ContainerSpec,
+    Cpux,
+    DesignChunk,
+    DockerCheck,
+    Domain,
+    ExecCheck,
+    HttpCheck,
+    LogCheck,
+    PluginCheck,
+    PnR,
+    SignalCheck,
+    TcpCheck,
+    load_domain,
+    parse_domain,
+)
 from pnr.exceptions import (
     ChunkFailed,
     ConfigError,
@@ -14,20 +34,27 @@ from pnr.exceptions import (
 from pnr.plan import Plan, load_plan, make_plan
 
 __all__ = [
+    "AllCheck",
+    "AnyCheck",
     "ChunkFailed",
     "ConfigError",
     "ContainerSpec",
     "Cpux",
     "DesignChunk",
+    "DockerCheck",
     "Domain",
     "EngineError",
+    "ExecCheck",
     "HttpCheck",
     "ImageError",
+    "LogCheck",
     "Plan",
+    "PluginCheck",
     "PnR",
     "PnrError",
     "RunError",
     "RunTimeout",
+    "SignalCheck",
     "StallError",
     "TcpCheck",
     "load_domain",

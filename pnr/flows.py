@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.exceptions import TerminationSignal
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
@@ -23,8 +24,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from pnr.artifacts import RunArtifacts
 from pnr.config import PnR
-from pnr.engine import Engine
-from pnr.events import RunEvents
+from pnr.engine import LABEL_RUN, Engine
+from pnr.events import RunEvents, emit_domain
 from pnr.exceptions import ChunkFailed, ConfigError, ConfigIssue, RunError
 from pnr.ops import tear_down_domain
 from pnr.plan import SYSTEM_READY, Plan, load_plan
@@ -121,6 +122,9 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
         except KeyboardInterrupt:
             run.abort(RunError("interrupted (Ctrl-C)"))
             raise
+        except TerminationSignal:  # cancelled (UI/CLI) or killed: start nothing more, so the hook sees it all
+            run.abort(RunError("the flow run was cancelled"))
+            raise
         finally:
             wait(list(futures.values()), timeout=30)
             run.close()
@@ -156,7 +160,48 @@ def _retry_while_waiting(run: CpuxRun, chunk: str) -> Any:
     return condition
 
 
-@flow(name="pnr-up", persist_result=False)
+def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
+    """on_cancellation / on_crashed of `bring_up`: a cancelled or crashed bring-up leaves no half state.
+
+    The containers this run started (label io.pnr.flow-run-id = this run or one of its CPUX subflow runs) are
+    removed; when none of the domain's containers remain, its network and runtime values go too, as `pnr down`.
+    Containers an earlier run started (reused by this one) are left and named, with the `pnr down` command."""
+    from prefect.logging.loggers import flow_run_logger
+
+    logger = flow_run_logger(flow_run, flow)
+    params = flow_run.parameters or {}
+    config = params.get("config_path", "CONFIG")
+    try:
+        plan = load_plan(config)
+        engine = engine_factory()
+        ids = {str(flow_run.id)} | _subflow_run_ids(flow_run.id)
+        order = [n for c in plan.cpux_order for n in plan.chunks_of(c)]
+        ours = [c for c in engine.owned_containers(plan.domain.name) if c.labels.get(LABEL_RUN) in ids]
+        ours.sort(key=lambda c: -order.index(c.labels.get("io.pnr.chunk", "")) if c.labels.get("io.pnr.chunk") in order else 0)
+        for c in ours:
+            engine.remove(c.id)
+        rest = [c.name for c in engine.owned_containers(plan.domain.name)]
+        if not rest:
+            tear_down_domain(plan, engine, resolve_runtime_dir(params.get("runtime_dir")))
+        else:
+            logger.warning("left running %s (started by an earlier run); `pnr down %s` removes them", ", ".join(rest), config)
+        logger.info("%s: removed %d container(s) this run started: %s", state.name, len(ours), ", ".join(c.name for c in ours) or "-")
+        emit_domain(plan.domain.name, "up.cancelled", {"state": state.name, "removed": [c.name for c in ours], "left": rest})
+    except Exception as exc:  # never let a hook hide the run's own outcome
+        logger.error("could not remove what this run started (%s); run `pnr down %s`", exc, config)
+
+
+def _subflow_run_ids(parent_id: Any) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
+    return {str(r.id) for r in runs}
+
+
+@flow(name="pnr-up", persist_result=False,
+      on_cancellation=[_remove_what_this_run_started], on_crashed=[_remove_what_this_run_started])
 def bring_up(
     config_path: str,
     cpux: str | None = None,
