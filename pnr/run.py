@@ -27,6 +27,7 @@ from pnr.probes import Aborted, ContainerGone, ProbeContext, ProbeResult, make_p
 from pnr.signals import META_DIR, SignalStore, atomic_write_json
 
 LOG_TAIL_LINES = 15
+PERSIST_EVERY = 0.25  # seconds between writes of the chunk-state file during a run
 
 
 class Phase(str, Enum):
@@ -144,6 +145,8 @@ class CpuxRun:
         self.abort_error: Exception | None = None
         self._lock = threading.Lock()
         self._state_file = store.runtime_dir / META_DIR / f"{self.domain}.chunks.json"
+        self._dirty = True
+        self._persisted_at = 0.0
 
     # -- bookkeeping -----------------------------------------------------------------------------
     @property
@@ -157,7 +160,9 @@ class CpuxRun:
             prog.detail = detail
             for key, value in fields.items():
                 setattr(prog, key, value)
-            self._persist()
+            self._dirty = True
+        if time.monotonic() - self._persisted_at > PERSIST_EVERY:
+            self.flush()
         event = ProgressEvent(self.domain, self.cpux, chunk, phase, detail, time.time())
         for listener in list(_listeners):
             try:
@@ -165,6 +170,16 @@ class CpuxRun:
             except Exception:  # a broken renderer must not break the run
                 pass
         self.store.poke()
+
+    def flush(self) -> None:
+        """Write chunk states for `pnr status` if they changed (at most every PERSIST_EVERY while running:
+        rewriting the file on every phase change would cost O(chunks²) in a large domain)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            self._dirty = False
+            self._persisted_at = time.monotonic()
+            self._persist()
 
     def _persist(self) -> None:
         existing: dict[str, Any] = {}
@@ -401,6 +416,7 @@ class CpuxRun:
         """Watch until every chunk is final; abort on stall or deadline. Reads external files every `poll`."""
         while True:
             self.store.refresh()
+            self.flush()
             if all(p.phase.final for p in self.progress.values()) or (done is not None and done()):
                 return
             if self.aborted:
@@ -481,6 +497,7 @@ class CpuxRun:
         for name, prog in self.progress.items():
             if not prog.phase.final:
                 self.set_phase(name, Phase.BLOCKED, f"never started: {reason}")
+        self.flush()
 
     def outcome_error(self) -> Exception | None:
         """The run's failure, if any: the abort reason, else the failed chunks."""
