@@ -48,7 +48,7 @@ def in_flow_run() -> bool:
 def _quietly(what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except Exception as exc:  # artifacts are a view: never let them break a run
+    except Exception as exc:  # noqa: BLE001 - artifacts are a view: never let them break a run
         log.debug("pnr: could not publish %s artifact: %s", what, exc)
         return None
 
@@ -118,8 +118,8 @@ def timeline_markdown(plan: Plan, progress: dict[str, ChunkProgress]) -> str:
     lines = [
         f"# Readiness timeline of `{plan.domain.name}`",
         "",
-        "Seconds from the start of the run. *wait* = created → started (gate closed), *start* = started → first "
-        "probe, *probe* = first probe → ready. ★ = critical path (the chain that decided when the last chunk was ready).",
+        ("Seconds from the start of the run. *wait* = created → started (gate closed), *start* = started → first "
+         "probe, *probe* = first probe → ready. ★ = critical path (the chain that decided when the last chunk was ready)."),
         "",
         "| | chunk | cpux | phase | created | started | first probe | ready | wait | start | probe | total |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -245,7 +245,7 @@ class RunArtifacts:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
         self.store.refresh()
-        outcome = "up" if error is None else f"failed: {type(error).__name__}"
+        outcome = "up" if error is None else f"failed: {type(error).__name__}" if isinstance(error, Exception) else "cancelled"
         done, total = self._progress.done, self._progress.total
         self._update_progress(done, total, f"{self.domain}: {done}/{total} chunks ready; {outcome}")
         _quietly("signals", lambda: create_table_artifact(

@@ -29,7 +29,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
 RuntimeOpt = Annotated[Optional[Path], typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")]
 
-PHASE_STYLE = {"waiting": "yellow", "starting": "cyan", "probing": "blue", "ready": "green", "failed": "red", "blocked": "red"}
+PHASE_STYLE = {"waiting": "yellow", "starting": "cyan", "probing": "blue", "ready": "green", "failed": "red", "blocked": "red", "lost": "red"}
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -127,8 +127,12 @@ def up(
     force_recreate: Annotated[bool, typer.Option("--force-recreate", help="recreate containers even if unchanged")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be created, reused or recreated, and why; touch nothing")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="after bring-up, keep probing; regressions flip signals and "
+                                        "dependents follow on_dependency_lost; Ctrl-C ends the watch")] = False,
+    watch_seconds: Annotated[Optional[float], typer.Option("--watch-seconds", help="end the watch after this long", min=0.1)] = None,
 ) -> None:
-    """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed."""
+    """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
+    (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
     plan = _plan(config)
     if dry_run:
         _dry_run(plan, config, runtime_dir, force_recreate)
@@ -137,6 +141,7 @@ def up(
     from pnr.flows import bring_up, interrupt_runs, quiet_prefect_run, start_detached_ephemeral_server
     from pnr.run import add_listener
     from pnr.settings import resolve_runtime_dir
+    from pnr.watch import add_listener as add_watch_listener
 
     rdir = resolve_runtime_dir(runtime_dir)
     n = len(plan.chunks)
@@ -144,6 +149,7 @@ def up(
     _check_env(plan, config)
     progress = _Progress()
     unsubscribe = add_listener(progress)
+    unwatch = add_watch_listener(lambda line: out.print(f"  {time.monotonic() - progress.t0:7.2f}s  [bold]{_escape(line)}[/]"))
     interrupted = _on_ctrl_c(interrupt_runs)
     try:
         try:
@@ -153,7 +159,7 @@ def up(
                               "point PREFECT_API_URL at a running Prefect server (`prefect server start`)") from None
         with quiet_prefect_run():
             result = bring_up(config_path=str(config), cpux=cpux, runtime_dir=str(rdir), timeout_seconds=timeout,
-                              build=build, force_recreate=force_recreate)
+                              build=build, force_recreate=force_recreate, watch=watch, watch_seconds=watch_seconds)
     except (PnrError, KeyboardInterrupt) as exc:
         _summary(plan, rdir)
         if interrupted or isinstance(exc, KeyboardInterrupt):
@@ -163,8 +169,12 @@ def up(
         raise _fail(exc) from None  # type: ignore[arg-type]
     finally:
         unsubscribe()
+        unwatch()
     _summary(plan, rdir)
     n = sum(len(v) for v in result["cpuxs"].values())
+    if watch:  # the watch ended cleanly (Ctrl-C, cancellation, --watch-seconds): the domain stays up
+        out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)}; watched until: {_escape(result['watch']['ended'])}")
+        return
     out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - progress.t0:.1f}s")
 
 
@@ -199,7 +209,7 @@ def _on_ctrl_c(interrupt: Any) -> list[bool]:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         flag.append(True)
-        err.print("[yellow]Ctrl-C: stopping the bring-up (press again to stop at once) ...[/]")
+        err.print("[yellow]Ctrl-C: stopping (press again to stop at once) ...[/]")
 
     signal.signal(signal.SIGINT, handler)
     return flag
@@ -289,6 +299,41 @@ def down(
     for name in report["volumes"]:
         out.print(f"  removed volume {name}")
     out.print(f"down: {plan.domain.name}: {len(report['containers'])} container(s), {len(report['networks'])} network(s) removed")
+
+
+@app.command()
+def serve(
+    configs: Annotated[list[Path], typer.Argument(help="domain configs (JSON) to serve", show_default=False)],
+    runtime_dir: RuntimeOpt = None,
+    timeout: Annotated[float, typer.Option(help="timeout of each bring-up, seconds", min=0.1)] = 300.0,
+    up_cron: Annotated[str, typer.Option(help="bring-up schedule (cron); '' for none")] = "0 7 * * 1-5",
+    down_cron: Annotated[str, typer.Option(help="tear-down schedule (cron); '' for none")] = "0 20 * * 1-5",
+    timezone: Annotated[str, typer.Option(help="time zone of the schedules")] = "UTC",
+    activate: Annotated[bool, typer.Option("--activate-schedules", help="schedules run (default: attached but paused)")] = False,
+    limit: Annotated[int | None, typer.Option(help="at most this many runs at once")] = None,
+) -> None:
+    """Serve bring-up/tear-down deployments of CONFIGS in this process (Prefect serve; no work pool needed).
+
+    Run them from the UI or with `prefect deployment run pnr-up/NAME` (NAME = the config file's stem with dashes).
+    Needs PREFECT_API_URL pointing at a Prefect server (`prefect server start`)."""
+    for config in configs:
+        _plan(config)  # every problem before anything is served
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "INFO")  # a server's log: show runs
+    _quiet_prefect(False)
+    from pnr.serve import ServeOptions, deployment_name, serve_configs
+
+    options = ServeOptions(runtime_dir=str(runtime_dir) if runtime_dir else None, timeout_seconds=timeout,
+                           up_cron=up_cron or None, down_cron=down_cron or None, timezone=timezone, schedules_active=activate)
+    for config in configs:
+        name = deployment_name(config)
+        out.print(f"serving pnr-up/{name} and pnr-down/{name} ({config})")
+    if not activate:
+        out.print("schedules are attached but paused (--activate-schedules to run them)")
+    try:
+        serve_configs([str(c) for c in configs], options, limit=limit)
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 @signal_app.command("set")

@@ -548,6 +548,9 @@ def _env_str(value: str | int | float | bool) -> str:
     return str(value)
 
 
+DependencyPolicy = Literal["ignore", "stop", "restart"]
+
+
 class DesignChunk(_Model):
     """One container, its gate, its readiness probe and the signals it promises."""
 
@@ -559,6 +562,12 @@ class DesignChunk(_Model):
         default="service", description="service: ready by its health_check; job: completed when it exits 0"
     )
     container: ContainerSpec
+    on_dependency_lost: DependencyPolicy | None = Field(
+        default=None,
+        description="watch mode (pnr up --watch), when a gatekeeper signal stops holding: ignore (log only), stop "
+        "(stop the container; start it again when the gate holds) or restart (keep it running; restart it when the "
+        "gate holds again). Default: the domain's on_dependency_lost",
+    )
     # Legacy keys of the original Go program: accepted so old configs load, and ignored.
     flowin: dict[str, Any] | None = Field(default=None, description="legacy, ignored")
     status: str | None = Field(default=None, description="legacy, ignored")
@@ -578,6 +587,13 @@ class Domain(_Model):
     name: Name
     cpuxs: Annotated[dict[Name, Cpux], Field(min_length=1)]
     mount_runtime: bool = Field(default=False, description="mount the runtime folder at /runtime in every container")
+    on_dependency_lost: DependencyPolicy = Field(
+        default="ignore", description="default of every chunk's on_dependency_lost (watch mode)",
+    )
+
+    def dependency_policy(self, chunk: DesignChunk) -> DependencyPolicy:
+        """What watch mode does to `chunk` when its gate stops holding (the chunk's setting, else the domain's)."""
+        return chunk.on_dependency_lost or self.on_dependency_lost
 
     @model_validator(mode="after")
     def _not_too_many_chunks(self) -> Domain:

@@ -101,6 +101,27 @@ class Engine:
         with docker_errors("connecting to the Docker engine"):
             self.client.ping()
 
+    @staticmethod
+    def is_local() -> bool:
+        """The engine runs on this machine (DOCKER_HOST unset or a unix socket): its host ports are ours to test."""
+        host = os.environ.get("DOCKER_HOST", "")
+        return not host or host.startswith("unix://")
+
+    def published_ports(self, name_or_id: str) -> set[tuple[int, str]]:
+        """(host port, protocol) pairs a container publishes; empty if it does not exist."""
+        with docker_errors(f"inspecting container {name_or_id}"):
+            try:
+                info = self.client.api.inspect_container(name_or_id)
+            except docker.errors.NotFound:
+                return set()
+        out: set[tuple[int, str]] = set()
+        for key, binds in ((info.get("HostConfig") or {}).get("PortBindings") or {}).items():
+            proto = key.partition("/")[2] or "tcp"
+            for bind in binds or []:
+                with contextlib.suppress(TypeError, ValueError):
+                    out.add((int(bind.get("HostPort") or 0), proto))
+        return out
+
     def probe_host(self, bind_ip: str) -> str:
         """Where a published port can be dialled from here: the engine's host for a remote engine."""
         host = os.environ.get("DOCKER_HOST", "")
@@ -291,6 +312,11 @@ class Engine:
         with docker_errors(f"removing volume {name}"):
             with contextlib.suppress(docker.errors.NotFound):
                 self.client.api.remove_volume(name)
+
+    def start(self, cid: str) -> None:
+        """Start an existing (stopped) container again."""
+        with docker_errors(f"starting container {cid[:12]}"):
+            self.client.api.start(cid)
 
     def stop(self, cid: str, timeout: int = 5) -> None:
         with docker_errors(f"stopping container {cid[:12]}"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pnr.config import PnR
@@ -59,7 +60,7 @@ def emit(event: str, resource: dict[str, str], payload: dict[str, Any] | None = 
         from prefect.events import emit_event
 
         return emit_event(event=event, resource=resource, related=related, payload=payload)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - an event is an observation: never let it break a run
         log.debug("pnr: could not emit %s: %s", event, exc)
         return None
 
@@ -71,7 +72,7 @@ def emit_domain(domain: str, what: str, payload: dict[str, Any] | None = None) -
 class RunEvents:
     """Emits the events of one bring-up: subscribe on `start()`, unsubscribe on `finish()`."""
 
-    def __init__(self, plan: Plan, cpuxs: list[str], store: SignalStore) -> None:
+    def __init__(self, plan: Plan, cpuxs: list[str], store: SignalStore, config_path: str | None = None) -> None:
         self.plan = plan
         self.cpuxs = cpuxs
         self.store = store
@@ -79,12 +80,16 @@ class RunEvents:
         self._active = False
         self._unsubscribe: Callable[[], None] | None = None
         self._last_phase: dict[str, Phase] = {}
+        # where the run came from, so an automation can act on it (e.g. run pnr-down with the same parameters)
+        self.origin = {"config_path": str(Path(config_path).resolve()) if config_path else None,
+                       "runtime_dir": str(store.runtime_dir.resolve())}
 
     def start(self) -> None:
         self._active = True
         self.store.subscribe(self._on_signal)
         self._unsubscribe = add_listener(self._on_phase)
-        emit_domain(self.domain, "up.started", {"cpuxs": self.cpuxs, "chunks": [n for c in self.cpuxs for n in self.plan.chunks_of(c)]})
+        emit_domain(self.domain, "up.started", {**self.origin, "cpuxs": self.cpuxs,
+                                                "chunks": [n for c in self.cpuxs for n in self.plan.chunks_of(c)]})
 
     def attach(self, run: Any) -> None:  # the same protocol as RunArtifacts
         return None
@@ -113,7 +118,7 @@ class RunEvents:
             self._unsubscribe()
             self._unsubscribe = None
         if error is None:
-            emit_domain(self.domain, "up.completed", {"signals": {k: v.tv for k, v in sorted(self.store.snapshot().items())}})
+            emit_domain(self.domain, "up.completed", {**self.origin, "signals": {k: v.tv for k, v in sorted(self.store.snapshot().items())}})
         elif isinstance(error, Exception):
-            emit_domain(self.domain, "up.failed", {"error": type(error).__name__, "message": str(error)})
+            emit_domain(self.domain, "up.failed", {**self.origin, "error": type(error).__name__, "message": str(error)})
         # BaseException (cancellation, Ctrl-C): the cancellation/crash hooks emit pnr.domain.up.cancelled

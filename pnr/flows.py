@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.exceptions import TerminationSignal
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from pnr.artifacts import RunArtifacts
 from pnr.config import PnR
-from pnr.engine import LABEL_RUN, Engine
+from pnr.engine import LABEL_CHUNK, LABEL_RUN, Engine
 from pnr.events import RunEvents, emit_domain
 from pnr.exceptions import ChunkFailed, ConfigError, ConfigIssue, RunError
 from pnr.ops import tear_down_domain
@@ -45,6 +45,7 @@ class DomainRun:
     deadline: float
     force_recreate: bool = False
     observers: list[Any] = field(default_factory=list)  # RunArtifacts, RunEvents: they watch, never steer
+    runs: dict[str, CpuxRun] = field(default_factory=dict)  # finished CPUX runs, for the watch
 
 
 _DOMAIN_RUNS: dict[str, DomainRun] = {}
@@ -91,6 +92,35 @@ def chunk_task(run_key: str, chunk: str) -> dict[str, Any]:
     return result
 
 
+@task(name="watch", cache_policy=NO_CACHE, persist_result=False)
+def watch_task(domain_run: str, seconds: float | None = None) -> dict[str, Any]:
+    """Watch mode: keep probing the ready chunks; regressions flip signals, dependents follow their policy."""
+    from pnr.watch import Watcher
+
+    parent = _DOMAIN_RUNS[domain_run]
+    logger = get_run_logger()
+    watcher = Watcher(list(parent.runs.values()), seconds=seconds, cancelled=_flow_run_cancelled(flow_run.id),
+                      log=logger.info, debug=logger.debug)
+    return watcher.run()
+
+
+def _flow_run_cancelled(flow_run_id: Any) -> Any:
+    """A check whether the flow run was cancelled (UI/CLI), for runs no worker can kill (started in-process)."""
+    def cancelled() -> bool:
+        if not flow_run_id:
+            return False
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(flow_run_id).state
+        except Exception:  # the API is unreachable for a moment: keep watching
+            return False
+        return state is not None and (state.is_cancelling() or state.is_cancelled())
+
+    return cancelled
+
+
 @flow(name="pnr-cpux", persist_result=False, validate_parameters=False)
 def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
     """One CPUX: every chunk submitted at once (dependencies first); gates decide who starts when."""
@@ -104,11 +134,13 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
     )
     key = f"{domain_run}/{cpux}"
     _CPUX_RUNS[key] = run
+    parent.runs[cpux] = run
     for observer in parent.observers:
         observer.attach(run)
     logger = get_run_logger()
     try:
         prepare_task(key, parent.build)
+        run.announce()
         futures: dict[str, PrefectFuture[Any]] = {}
         retries = math.ceil(remaining / run.gate_slice) + 1
         for name in run.names:  # dependency order: producers get worker threads first
@@ -175,9 +207,9 @@ def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
         plan = load_plan(config)
         engine = engine_factory()
         ids = {str(flow_run.id)} | _subflow_run_ids(flow_run.id)
-        order = [n for c in plan.cpux_order for n in plan.chunks_of(c)]
+        rank = {n: i for i, n in enumerate(n for c in plan.cpux_order for n in plan.chunks_of(c))}
         ours = [c for c in engine.owned_containers(plan.domain.name) if c.labels.get(LABEL_RUN) in ids]
-        ours.sort(key=lambda c: -order.index(c.labels.get("io.pnr.chunk", "")) if c.labels.get("io.pnr.chunk") in order else 0)
+        ours.sort(key=lambda c: rank.get(c.labels.get(LABEL_CHUNK, ""), -1), reverse=True)  # dependents first
         for c in ours:
             engine.remove(c.id)
         rest = [c.name for c in engine.owned_containers(plan.domain.name)]
@@ -187,7 +219,7 @@ def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
             logger.warning("left running %s (started by an earlier run); `pnr down %s` removes them", ", ".join(rest), config)
         logger.info("%s: removed %d container(s) this run started: %s", state.name, len(ours), ", ".join(c.name for c in ours) or "-")
         emit_domain(plan.domain.name, "up.cancelled", {"state": state.name, "removed": [c.name for c in ours], "left": rest})
-    except Exception as exc:  # never let a hook hide the run's own outcome
+    except Exception as exc:  # noqa: BLE001 - never let a hook hide the run's own outcome
         logger.error("could not remove what this run started (%s); run `pnr down %s`", exc, config)
 
 
@@ -209,8 +241,13 @@ def bring_up(
     timeout_seconds: float = 300.0,
     build: bool = False,
     force_recreate: bool = False,
+    watch: bool = False,
+    watch_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order."""
+    """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
+
+    With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.watch`) until
+    Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry."""
     plan = load_plan(config_path)
     names = plan.cpux_order
     if cpux is not None:
@@ -220,8 +257,8 @@ def bring_up(
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
     key = str(flow_run.id or uuid.uuid4())
-    observers: list[Any] = [RunArtifacts(plan, names, store), RunEvents(plan, names, store)]
-    _DOMAIN_RUNS[key] = DomainRun(
+    observers: list[Any] = [RunArtifacts(plan, names, store), RunEvents(plan, names, store, config_path)]
+    _DOMAIN_RUNS[key] = domain_run = DomainRun(
         plan, store, engine_factory(), build, time.monotonic() + timeout_seconds,
         force_recreate=force_recreate, observers=observers,
     )
@@ -243,7 +280,15 @@ def bring_up(
         store.refresh()
         for observer in observers:
             observer.finish(error)
-    return {
+    watched: dict[str, Any] = {}
+    if watch:  # after the bring-up's own outcome is recorded (artifacts, pnr.domain.up.completed)
+        _DOMAIN_RUNS[key] = domain_run
+        try:
+            watched = {"watch": watch_task.with_options(task_run_name=f"{plan.domain.name}.watch")(key, watch_seconds)}
+        finally:
+            _DOMAIN_RUNS.pop(key, None)
+            store.refresh()
+    return {**watched,
         "domain": plan.domain.name,
         "cpuxs": results,
         "signals": {k: v.model_dump() for k, v in sorted(store.snapshot().items())},
@@ -271,10 +316,12 @@ def quiet_prefect_run() -> Iterator[None]:
 
 def interrupt_runs(reason: str = "interrupted (Ctrl-C)") -> bool:
     """Abort every bring-up running in this process; they end Failed with `reason`. False if none was running."""
+    from pnr.watch import stop_all
+
     runs = list(_CPUX_RUNS.values())
     for run in runs:
         run.abort(RunError(reason))
-    return bool(runs)
+    return stop_all(reason) or bool(runs)
 
 
 def start_detached_ephemeral_server() -> None:
@@ -304,4 +351,29 @@ def _popen_new_session(*args: Any, **kwargs: Any) -> Any:
     import subprocess
 
     kwargs.setdefault("start_new_session", True)
+    kwargs.setdefault("preexec_fn", _die_with_parent())
     return subprocess.Popen(*args, **kwargs)
+
+
+def _die_with_parent() -> Any:
+    """A preexec_fn (Linux): the temporary server gets SIGTERM when pnr dies, even by SIGKILL, instead of being
+    left running (and holding pnr's stdout open) forever. Resolved in the parent: only a syscall after fork."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # pnr already died between fork and prctl
+            os._exit(1)
+
+    return preexec

@@ -228,7 +228,7 @@ class TcpProbe(Probe):
                     return False, f"connection reset by {where} ({exc.strerror or exc})"
                 if data:
                     return True, f"connected to {where} (server spoke first)"
-                return False, f"{where} accepted and closed the connection (nothing listening behind the published port yet)"
+                return False, "connection accepted and closed at once (nothing listens behind the published port yet)"
         except TimeoutError:
             return False, f"no answer from {where} within {self.timeout:g}s"
         except OSError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 
 from pnr.config import DesignChunk, PnR
 from pnr.converge import config_hash, decide, desired_state, spec_label
-from pnr.engine import ContainerState, Engine
+from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, ContainerState, Engine
 from pnr.exceptions import BlockedChunk, ChunkFailed, ConfigError, ConfigIssue, EngineError, PnrError, RunTimeout, StallError
 from pnr.plan import PNR_ITSELF, Plan
 from pnr.probes import Aborted, ContainerGone, ProbeContext, ProbeResult, make_probe
@@ -37,6 +38,7 @@ class Phase(str, Enum):
     READY = "ready"
     FAILED = "failed"
     BLOCKED = "blocked"  # aborted while waiting: its gate can never open, or the run timed out
+    LOST = "lost"  # watch mode: was ready, its probe regressed (see pnr.watch)
 
     @property
     def active(self) -> bool:
@@ -202,10 +204,46 @@ class CpuxRun:
         for name in self.names:
             self.envs[name] = expand_env(self.plan.chunks[name], self.plan.refs[name].path, source=self.config_path)
         self.engine.ping()
+        self.check_host_ports()
         for name in self.names:
             self.images[name] = self.engine.ensure_image(self.domain, self.plan.chunks[name], self.base_dir, build=build)
         self.engine.ensure_network(self.domain)  # last: a missing image leaves nothing behind
         return dict(self.images)
+
+    def check_host_ports(self) -> None:
+        """Every published host port must be free (or held by this chunk's own pnr container), so a clash is
+        reported before any container starts. Only for a local engine: a remote engine's ports are not ours
+        to test (the start-time translation in `Engine.create_and_start` still names the port then)."""
+        if not self.engine.is_local():
+            return
+        taken: list[str] = []
+        for name in self.names:
+            container = self.plan.chunks[name].container
+            bindings = container.port_bindings()
+            if not bindings:
+                continue
+            own: set[tuple[int, str]] = set()
+            existing = self.engine.inspect(container.name)
+            if (existing is not None and existing.running and existing.labels.get(LABEL_DOMAIN) == self.domain
+                    and existing.labels.get(LABEL_CHUNK) == name):
+                own = self.engine.published_ports(existing.id)
+            for key, b in bindings.items():
+                if (b.host_port, b.protocol) in own:
+                    continue
+                problem = host_port_problem(b.host_ip, b.host_port, b.protocol)
+                if problem:
+                    taken.append(f"chunk {name}: host port {b.host_ip}:{b.host_port}/{b.protocol} "
+                                 f"(container.ports {key!r} of {container.name}) is already in use ({problem})")
+        if taken:
+            raise EngineError("\n".join(taken) + "\n  nothing was started; stop what holds the port or change container.ports")
+
+    def announce(self) -> None:
+        """Report every chunk whose gate is closed as waiting, with what it waits on (once, at the start)."""
+        for name in self.names:
+            gate = self.plan.chunks[name].gatekeeper
+            if not self.store.holds(gate):
+                unmet = ", ".join(f"{s} is {c} (needs {w})" for s, (c, w) in self.store.unmet(gate).items())
+                self.set_phase(name, Phase.WAITING, f"waits on {unmet}")
 
     # -- a chunk ----------------------------------------------------------------------------------
     def wait_gate(self, chunk: str) -> None:
@@ -496,7 +534,9 @@ class CpuxRun:
         reason = str(self.abort_error).splitlines()[0] if self.abort_error else "an upstream chunk failed"
         for name, prog in self.progress.items():
             if not prog.phase.final:
-                self.set_phase(name, Phase.BLOCKED, f"never started: {reason}")
+                unmet = self.store.unmet(self.plan.chunks[name].gatekeeper)
+                why = BlockedChunk(name, unmet).render().removeprefix(name + " ") if unmet else reason
+                self.set_phase(name, Phase.BLOCKED, f"never started: {why}")
         self.flush()
 
     def outcome_error(self) -> Exception | None:
@@ -511,6 +551,21 @@ class CpuxRun:
         if failed:
             return ChunkFailed("\n".join(f"{p.name} failed: {p.detail}" for p in failed))
         return None
+
+
+def host_port_problem(host_ip: str, port: int, protocol: str = "tcp") -> str | None:
+    """None if `host_ip:port` can be bound on this machine now, else the reason (e.g. "Address already in use")."""
+    ip = host_ip.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    try:
+        with socket.socket(family, kind) as sock:
+            # like any server (docker-proxy too): connections of an earlier holder in TIME_WAIT do not count
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((ip, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _indent(text: str) -> str:
