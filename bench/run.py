@@ -163,11 +163,13 @@ class Bench:
             for n in api.networks(names=[name]):
                 if n["Name"] == name:
                     nets[n["Id"]] = name
-        for nid in nets:
+        for nid, name in nets.items():
             try:
                 api.remove_network(nid)
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:  # dockerd 20.10 can keep stale endpoints after mass removal
+                log(f"could not remove network {name}: {exc.explanation}")
         self.networks.clear()
 
     def started(self, stack: Stack, prefix: str) -> dict[str, float]:
@@ -192,7 +194,7 @@ class Bench:
         if self.args.profile and not prefix.endswith("--1-"):
             out = HERE / "results" / f"profile-{stack.name}.txt"
             spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "-p", str(self.worker_pid), "-r", "100",
-                                    "--threads", "--format", "raw", "-o", str(out)],
+                                    "--gil", "--format", "raw", "-o", str(out)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)  # attached before the run starts
         ans = self.worker_call({"config": str(cfg), "runtime": str(runtime), "timeout": 1200})
@@ -351,7 +353,10 @@ def main() -> None:
             data["cli"] = bench.cli_once(ALL["chain10"]())
     finally:
         bench.close()
-        bench.cleanup()
+        try:
+            bench.cleanup()
+        except Exception as exc:  # reported; the results below are still written
+            log(f"cleanup problem: {exc}")
         shutil.rmtree(bench.tmp, ignore_errors=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     save(data, f"{stamp}.json")

@@ -193,7 +193,12 @@ def _dry_run(plan: Any, config: Path, runtime_dir: Path | None, force: bool) -> 
     style = {"create": "cyan", "reuse": "green", "recreate": "yellow", "refuse": "red"}
     for row in rows:
         table.add_row(row["chunk"], row["container"], f"[{style[row['action']]}]{row['action']}[/]", _escape("; ".join(row["reasons"])))
-    out.print(table)
+    if out.is_terminal:
+        out.print(table)
+    else:  # piped: one unwrapped line per chunk, so reasons stay whole for grep and scripts
+        out.print(f"pnr up --dry-run {plan.domain.name} (nothing was touched)")
+        for row in rows:
+            out.print(f"  {row['chunk']:<22} {row['container']:<28} {row['action']:<9} {_escape('; '.join(row['reasons']))}".rstrip())
     if any(row["action"] == "refuse" for row in rows):
         raise typer.Exit(1)
 

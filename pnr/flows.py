@@ -32,6 +32,7 @@ from pnr.plan import SYSTEM_READY, Plan, load_plan
 from pnr.run import ChunkBlocked, CpuxRun, GateClosed, Phase
 from pnr.settings import get_settings, resolve_runtime_dir
 from pnr.signals import SignalStore
+from pnr.watch import WATCH_CANCELLED
 
 SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
 
@@ -104,6 +105,24 @@ def watch_task(domain_run: str, seconds: float | None = None) -> dict[str, Any]:
     return watcher.run()
 
 
+def _conclude_cancelled(flow_run_id: Any) -> None:
+    """A run started in-process and cancelled while watching: no worker moves it on from Cancelling, and the
+    server refuses the engine's final Completed from there, so the run would hang in Cancelling. Record
+    Cancelled, after which the engine's Completed is accepted: the bring-up had succeeded and the watch ended
+    on request (its result and log say so); the domain stays up, as after Ctrl-C. (A run a worker or
+    `pnr serve` started is cancelled by its runner instead: SIGTERM, the on_cancellation hook.)"""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    if not flow_run_id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run_id, Cancelled(message="cancelled while watching; the domain was left up"), force=True)
+    except Exception as exc:  # noqa: BLE001 - the state is a record; the watch already ended cleanly
+        get_run_logger().warning("could not record the cancellation: %s", exc)
+
+
 def _flow_run_cancelled(flow_run_id: Any) -> Any:
     """A check whether the flow run was cancelled (UI/CLI), for runs no worker can kill (started in-process)."""
     def cancelled() -> bool:
@@ -114,7 +133,7 @@ def _flow_run_cancelled(flow_run_id: Any) -> Any:
         try:
             with get_client(sync_client=True) as client:
                 state = client.read_flow_run(flow_run_id).state
-        except Exception:  # the API is unreachable for a moment: keep watching
+        except Exception:  # noqa: BLE001 - the API is unreachable for a moment: keep watching
             return False
         return state is not None and (state.is_cancelling() or state.is_cancelled())
 
@@ -150,7 +169,7 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
                 retry_condition_fn=_retry_while_waiting(run, name),
             ).submit(key, name, wait_for=upstream)
         try:
-            run.supervise(done=lambda: all(f.state.is_final() for f in futures.values()))
+            run.supervise(done=lambda: all(f.wrapped_future.done() for f in futures.values()))  # local: no API call
         except KeyboardInterrupt:
             run.abort(RunError("interrupted (Ctrl-C)"))
             raise
@@ -288,6 +307,8 @@ def bring_up(
         finally:
             _DOMAIN_RUNS.pop(key, None)
             store.refresh()
+        if watched["watch"]["ended"] == WATCH_CANCELLED:
+            _conclude_cancelled(flow_run.id)
     return {**watched,
         "domain": plan.domain.name,
         "cpuxs": results,

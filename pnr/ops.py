@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pnr.converge import decide
-from pnr.engine import LABEL_CHUNK, Engine, image_ref
+from pnr.engine import LABEL_CHUNK, ContainerState, Engine, image_ref
 from pnr.plan import Plan
 from pnr.signals import META_DIR, own_file_name, read_state
 
@@ -19,15 +20,12 @@ def tear_down_domain(plan: Plan, engine: Engine, runtime_dir: Path, volumes: boo
     values. Only objects labelled with this domain are touched. Safe to run from any state, twice too."""
     engine.ping()
     domain = plan.domain.name
-    order = {name: i for i, name in enumerate(n for c in plan.cpux_order for n in plan.chunks_of(c))}
-    owned = engine.owned_containers(domain)
-    owned.sort(key=lambda c: -order.get(c.labels.get(LABEL_CHUNK, ""), len(order)))
     removed = []
-    for state in owned:
-        if state.running:
-            engine.stop(state.id)
-        engine.remove(state.id)
-        removed.append(state.name)
+    for group in _reverse_levels(plan, engine.owned_containers(domain)):
+        # one level at a time, dependents first; within a level in parallel (a slow stop costs once, not per container)
+        with ThreadPoolExecutor(max_workers=min(16, len(group))) as pool:
+            list(pool.map(lambda state: _stop_and_remove(engine, state), group))
+        removed.extend(sorted(state.name for state in group))
     networks = []
     for net in engine.owned_networks(domain):
         engine.remove_network(net["Id"])
@@ -41,6 +39,25 @@ def tear_down_domain(plan: Plan, engine: Engine, runtime_dir: Path, volumes: boo
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return {"domain": domain, "containers": removed, "networks": networks, "volumes": vols}
+
+
+def _reverse_levels(plan: Plan, owned: list[ContainerState]) -> list[list[ContainerState]]:
+    """Containers grouped by their chunk's (cpux, level), last level first; unknown chunks (no longer in
+    the config) come first of all."""
+    rank: dict[str, tuple[int, int]] = {}
+    for ci, cpux in enumerate(plan.cpux_order):
+        for li, level in enumerate(plan.levels[cpux]):
+            rank.update({name: (ci, li) for name in level})
+    groups: dict[tuple[int, int], list[ContainerState]] = {}
+    for state in owned:
+        groups.setdefault(rank.get(state.labels.get(LABEL_CHUNK, ""), (len(plan.cpux_order), 0)), []).append(state)
+    return [groups[key] for key in sorted(groups, reverse=True)]
+
+
+def _stop_and_remove(engine: Engine, state: ContainerState) -> None:
+    if state.running:
+        engine.stop(state.id)
+    engine.remove(state.id)
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -84,13 +101,16 @@ def domain_status(plan: Plan, engine: Engine | None, runtime_dir: Path) -> dict[
             status = "waiting"
         else:
             status = "ready"  # not started (the seed's initial status)
+        detail = rec.get("detail") or None
+        if cont is None and engine is not None and phase in ("starting", "probing", "ready") and not run_alive:
+            detail = f"container {chunk.container.name} is gone (removed outside pnr?); `pnr up` recreates it"
         chunks[name] = {
             "status": status,
             "container": cont.name if cont else None,
             "container_id": cont.id if cont else None,
             "cpux": plan.refs[name].cpux,
             "phase": phase,
-            "detail": rec.get("detail") or None,
+            "detail": detail,
         }
     return {
         "domain": domain,

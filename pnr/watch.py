@@ -35,6 +35,7 @@ from pnr.run import CpuxRun, Phase
 DEFAULT_FAILURE_THRESHOLD = 3  # a watch tolerates blips: a check's own failure_threshold wins
 NO_CHECK_INTERVAL = 1.0  # seconds between "is the container running?" for chunks without a health_check
 MAX_EVENTS = 200  # transitions kept for the result
+WATCH_CANCELLED = "the flow run was cancelled"
 
 Notify = Callable[[str], None]
 _watchers: set[Watcher] = set()
@@ -58,10 +59,10 @@ def add_listener(listener: Notify) -> Callable[[], None]:
 
 
 def _tell(message: str) -> None:
-    for listener in list(_notify):
+    for listener in _notify:
         try:
             listener(message)
-        except Exception:  # a broken renderer must not break the watch
+        except Exception:  # noqa: BLE001, S110 - a broken renderer must not break the watch
             pass
 
 
@@ -162,13 +163,15 @@ class Watcher:
         try:
             while not self._stopped.is_set():
                 self.store.refresh()  # files written from outside (pnr signal set, containers) count too
+                for run in self.runs:
+                    run.flush()  # chunk states for `pnr status` (set_phase writes them at most every so often)
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     self.stop(f"watch_seconds ({self.seconds:g}s) passed")
                 elif self.cancelled is not None and now >= next_cancel_check:
                     next_cancel_check = now + self.cancel_poll
                     if self.cancelled():
-                        self.stop("the flow run was cancelled")
+                        self.stop(WATCH_CANCELLED)
                 self._stopped.wait(self.poll)
         except BaseException as exc:  # Ctrl-C pressed twice, or Prefect's TerminationSignal: end, then re-raise
             self.stop(f"{type(exc).__name__}")
@@ -178,6 +181,8 @@ class Watcher:
             for thread in threads:
                 thread.join(timeout=10)
             self._active = False
+            for run in self.runs:
+                run.flush()
             with _registry_lock:
                 _watchers.discard(self)
             elapsed = time.monotonic() - started
@@ -201,7 +206,7 @@ class Watcher:
         while not self._stopped.is_set():
             try:
                 self._step(w)
-            except Exception as exc:  # an engine hiccup must not end the watch of this chunk
+            except Exception as exc:  # noqa: BLE001 - an engine hiccup must not end the watch of this chunk
                 self.debug(f"{w.name}: watch step failed: {type(exc).__name__}: {exc}")
             self._stopped.wait(w.interval)
 
@@ -276,10 +281,10 @@ class Watcher:
     def _gate_lost(self, w: _Watched) -> None:
         unmet = ", ".join(f"{s} is {c} (needs {want})" for s, (c, want) in self.store.unmet(w.spec.gatekeeper).items())
         if w.policy == "stop":
+            written = self._write(self._lost_values(w.spec))  # first: its own dependents react while it stops
             if not self._engine_action(w, "stop", lambda: self.engine.stop(w.container)):
                 return
             w.state, w.fails, w.oks = "held", 0, 0
-            written = self._write(self._lost_values(w.spec))
             detail = f"stopped: waits on {unmet}" + (f"; wrote {written}" if written else "")
             self.log(f"{w.name}: {detail} (on_dependency_lost=stop)")
             self._transition(w, "stopped", Phase.WAITING, detail)

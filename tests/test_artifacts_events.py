@@ -8,9 +8,16 @@ import warnings
 from typing import Any
 
 import pytest
-
 from conftest import free_port, http_chunk, write_config
-from pnr.artifacts import RunArtifacts, artifact_key, critical_path, plan_markdown, signals_table, timeline_markdown
+
+from pnr.artifacts import (
+    RunArtifacts,
+    artifact_key,
+    critical_path,
+    plan_markdown,
+    signals_table,
+    timeline_markdown,
+)
 from pnr.config import Domain, PnR
 from pnr.events import RunEvents
 from pnr.plan import make_plan
@@ -151,7 +158,7 @@ def test_a_run_publishes_artifacts_and_events(tmp_path, runtime_dir, domain_name
     assert names[0] == "pnr.domain.up.started" and names[-1] == "pnr.domain.up.completed"
     ready = [e for e in events if e.event == "pnr.chunk.ready"]
     assert sorted(e.resource.id for e in ready) == [f"pnr.chunk.{domain_name}.{c}" for c in "abcd"]
-    assert [e.resource["pnr.chunk"] for e in ready][0] == "a" and [e.resource["pnr.chunk"] for e in ready][-1] == "d"
+    assert ready[0].resource["pnr.chunk"] == "a" and ready[-1].resource["pnr.chunk"] == "d"
     assert all(e.related[0].id == f"pnr.domain.{domain_name}" for e in ready)
     assert any(r.role == "flow-run" for r in ready[0].related), "no flow-run related resource attached by Prefect"
     changed = {e.resource.id: e for e in events if e.event == "pnr.signal.changed"}
