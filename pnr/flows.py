@@ -16,6 +16,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRunResult
+from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
@@ -162,12 +164,20 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
         run.announce()
         futures: dict[str, PrefectFuture[Any]] = {}
         retries = math.ceil(remaining / run.gate_slice) + 1
+        runner = FlowRunContext.get().task_runner  # type: ignore[union-attr]
         for name in run.names:  # dependency order: producers get worker threads first
-            upstream = [futures[d] for d in _success_producers(plan, name) if d in futures]
-            futures[name] = chunk_task.with_options(
-                name=name, task_run_name=name, retries=retries, retry_delay_seconds=0,
-                retry_condition_fn=_retry_while_waiting(run, name),
-            ).submit(key, name, wait_for=upstream)
+            # the producers of its gate signals, recorded as the task run's `wait_for` inputs so the UI draws the
+            # edges, but not awaited by Prefect: the gate itself decides, the moment the signal is written
+            upstream = {TaskRunResult(id=futures[d].task_run_id) for d in plan.depends_on[name] if d in futures}
+            futures[name] = runner.submit(
+                chunk_task.with_options(
+                    name=name, task_run_name=name, retries=retries, retry_delay_seconds=0,
+                    retry_condition_fn=_retry_while_waiting(run, name),
+                ),
+                {"run_key": key, "chunk": name},
+                # Prefect joins extra inputs onto an existing parameter's inputs: "chunk" carries the edges
+                dependencies={"chunk": upstream} if upstream else None,
+            )
         try:
             run.supervise(done=lambda: all(f.wrapped_future.done() for f in futures.values()))  # local: no API call
         except KeyboardInterrupt:
@@ -178,6 +188,10 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
             raise
         finally:
             wait(list(futures.values()), timeout=30)
+            for name, future in futures.items():  # a task that died before it could report (a bug): say so
+                exc = future.wrapped_future.exception() if future.wrapped_future.done() else None
+                if exc is not None and not run.progress[name].phase.final:
+                    run.set_phase(name, Phase.FAILED, f"internal error: {type(exc).__name__}: {exc}")
             run.close()
         error = run.outcome_error()
         if error is not None:
@@ -190,18 +204,6 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
         }
     finally:
         _CPUX_RUNS.pop(key, None)
-
-
-def _success_producers(plan: Plan, chunk: str) -> list[str]:
-    """Producers whose completion implies the gate signal holds: drawn as edges (wait_for) in the UI."""
-    out = []
-    for sig, want in plan.chunks[chunk].gatekeeper.items():
-        prods = plan.producers.get(sig, [])
-        if len(prods) == 1 and prods[0] in plan.chunks:
-            promised = plan.chunks[prods[0]].flowout.get(sig)
-            if promised is not None and promised.tv == want.tv and plan.refs[prods[0]].cpux == plan.refs[chunk].cpux:
-                out.append(prods[0])
-    return out
 
 
 def _retry_while_waiting(run: CpuxRun, chunk: str) -> Any:

@@ -22,7 +22,9 @@ from typing import Any
 from pnr.config import DesignChunk, PnR
 from pnr.converge import config_hash, decide, desired_state, spec_label
 from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, ContainerState, Engine
-from pnr.exceptions import BlockedChunk, ChunkFailed, ConfigError, ConfigIssue, EngineError, PnrError, RunTimeout, StallError
+from pnr.exceptions import (
+    BlockedChunk, ChunkFailed, ConfigError, ConfigIssue, EngineError, PnrError, RunError, RunTimeout, StallError,
+)
 from pnr.plan import PNR_ITSELF, Plan
 from pnr.probes import Aborted, ContainerGone, ProbeContext, ProbeResult, make_probe
 from pnr.signals import META_DIR, SignalStore, atomic_write_json
@@ -550,6 +552,9 @@ class CpuxRun:
         failed = [p for p in self.progress.values() if p.phase == Phase.FAILED]
         if failed:
             return ChunkFailed("\n".join(f"{p.name} failed: {p.detail}" for p in failed))
+        unfinished = [p for p in self.progress.values() if p.phase != Phase.READY]
+        if unfinished:  # never report success for a chunk that did not come up, whatever the reason
+            return RunError("\n".join(f"{p.name} did not complete: {p.phase.value} {p.detail}".rstrip() for p in unfinished))
         return None
 
 

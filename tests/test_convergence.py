@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import free_port, http_chunk, pnr_cli, write_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]

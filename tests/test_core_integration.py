@@ -254,3 +254,22 @@ def test_multiple_cpuxs_run_as_subflows_in_signal_order(tmp_path, runtime_dir, d
     assert list(result["cpuxs"]) == ["data", "apps"]
     only = bring_up(str(cfg), cpux="data", runtime_dir=str(runtime_dir), timeout_seconds=60)
     assert list(only["cpuxs"]) == ["data"]
+
+
+def test_task_runs_record_producer_edges_for_the_ui(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup):
+    """Each chunk's task run lists the producers of its gate signals as inputs: the UI draws those edges."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    chunks = [http_chunk("a", free_port(), prefix=pre), http_chunk("b", free_port(), gate={"a_ready": "Y"}, prefix=pre)]
+    cfg = write_config(tmp_path / "edges.json", _domain(domain_name, chunks))
+    bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    with get_client(sync_client=True) as client:
+        (cpux_run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"{domain_name}.main"])))
+        runs = {r.name: r for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [cpux_run.id]}))}
+    assert {"a", "b", "a.probe[tcp]", "b.probe[tcp]"} <= set(runs) and any(n.startswith("prepare") for n in runs)
+    upstream = {str(i.id) for inputs in runs["b"].task_inputs.values() for i in inputs if getattr(i, "input_type", "") == "task_run"}
+    assert str(runs["a"].id) in upstream
+    assert all(r.state.is_completed() for r in runs.values())

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import _TEST_ONLY_ENV, PNR, ROOT, TEST_IMAGE, free_port, http_chunk, pnr_cli, write_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
@@ -50,7 +49,7 @@ class UpProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)}
         full_env.update(env, PYTHONUNBUFFERED="1")
         self.stderr_path = tmp_path / f"stderr-{time.monotonic_ns()}.txt"
-        self._stderr = open(self.stderr_path, "w")
+        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in wait()/reap()
         self.proc = subprocess.Popen([*PNR, "up", *args], stdout=subprocess.PIPE, stderr=self._stderr, text=True,
                                      cwd=ROOT, env=full_env)
         self.lines: list[str] = []

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import _TEST_ONLY_ENV, PNR, ROOT, free_port, http_chunk, pnr_cli, write_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
@@ -99,7 +98,7 @@ def test_port_clash_between_two_running_domains_is_caught_before_anything_starts
     cfg_b = _domain(tmp_path, b, 0, db_port=port)
     rdir_a, rdir_b = str(tmp_path / "rt-a"), str(tmp_path / "rt-b")
     env = {k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)}
-    log = open(tmp_path / "a.log", "w")
+    log = open(tmp_path / "a.log", "w")  # noqa: SIM115 - closed in finally
     proc_a = subprocess.Popen([*PNR, "up", str(cfg_a), "--runtime-dir", rdir_a, "--timeout", "180"], cwd=ROOT,
                               env={**env, **prefect_home}, stdout=log, stderr=subprocess.STDOUT)
     try:
