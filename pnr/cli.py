@@ -8,7 +8,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
-RuntimeOpt = Annotated[Optional[Path], typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")]
+RuntimeOpt = Annotated[Path | None, typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")]
 
 PHASE_STYLE = {"waiting": "yellow", "starting": "cyan", "probing": "blue", "ready": "green", "failed": "red", "blocked": "red", "lost": "red"}
 
@@ -120,7 +120,7 @@ class _Progress:
 @app.command()
 def up(
     config: ConfigArg,
-    cpux: Annotated[Optional[str], typer.Option(help="bring up only this cpux")] = None,
+    cpux: Annotated[str | None, typer.Option(help="bring up only this cpux")] = None,
     runtime_dir: RuntimeOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds before giving up (bounds waiting on external signals)", min=0.1)] = 300.0,
     build: Annotated[bool, typer.Option("--build", help="rebuild images that have a build_path")] = False,
@@ -129,7 +129,7 @@ def up(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="after bring-up, keep probing; regressions flip signals and "
                                         "dependents follow on_dependency_lost; Ctrl-C ends the watch")] = False,
-    watch_seconds: Annotated[Optional[float], typer.Option("--watch-seconds", help="end the watch after this long", min=0.1)] = None,
+    watch_seconds: Annotated[float | None, typer.Option("--watch-seconds", help="end the watch after this long", min=0.1)] = None,
 ) -> None:
     """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
     (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
@@ -166,7 +166,7 @@ def up(
             err.print(f"[yellow]interrupted.[/] Containers already started are left running (see the table above); "
                       f"remove them with `pnr down {config}`, or run `pnr up {config}` again to continue.")
             raise typer.Exit(130) from None
-        raise _fail(exc) from None  # type: ignore[arg-type]
+        raise _fail(exc) from None
     finally:
         unsubscribe()
         unwatch()
@@ -346,8 +346,8 @@ def signal_set(
     config: ConfigArg,
     name: Annotated[str, typer.Argument(help="signal name")],
     tv: Annotated[str, typer.Option("--tv", help="Y, N or U (any case)")],
-    response: Annotated[Optional[list[str]], typer.Option("--response", help="response word (repeatable)")] = None,
-    prompt: Annotated[Optional[str], typer.Option(help="prompt text")] = None,
+    response: Annotated[list[str] | None, typer.Option("--response", help="response word (repeatable)")] = None,
+    prompt: Annotated[str | None, typer.Option(help="prompt text")] = None,
     runtime_dir: RuntimeOpt = None,
 ) -> None:
     """Set a signal (written to external.json in the runtime folder): opens gates of a waiting run."""
@@ -374,7 +374,7 @@ def signal_set(
 @signal_app.command("get")
 def signal_get(
     config: ConfigArg,
-    name: Annotated[Optional[str], typer.Argument(help="signal name (all if omitted)")] = None,
+    name: Annotated[str | None, typer.Argument(help="signal name (all if omitted)")] = None,
     runtime_dir: RuntimeOpt = None,
 ) -> None:
     """Print current signal values as JSON."""

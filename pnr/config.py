@@ -12,7 +12,7 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,11 +21,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    Tag,
-    WithJsonSchema,
     StrictInt,
     StrictStr,
+    Tag,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -117,7 +117,7 @@ _JSON_PATH_RE = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 def parse_json_path(path: str) -> list[str | int]:
     """`$.checks[0].status` (or `checks[0].status`) as steps: ['checks', 0, 'status']."""
-    rest = path[1:] if path.startswith("$") else path
+    rest = path.removeprefix("$")
     steps: list[str | int] = []
     pos = 0
     while pos < len(rest):
@@ -218,7 +218,7 @@ class HttpCheck(_PortCheck):
     scheme: Literal["http", "https"] = "http"
     tls_verify: bool = True
     follow_redirects: bool = False
-    expected_code: Annotated[Union[int, list[int], str], AfterValidator(_check_codes)] = 200
+    expected_code: Annotated[int | list[int] | str, AfterValidator(_check_codes)] = 200
     body_contains: str | None = None
     body_regex: Regex | None = None
     json_path: str | None = None
@@ -269,7 +269,7 @@ class ExecCheck(_CheckBase):
     """Ready when `command` run inside the container exits 0 (and its output matches, if asked)."""
 
     type: Literal["exec"]
-    command: Annotated[Union[str, list[str]], AfterValidator(_command_ok)]
+    command: Annotated[str | list[str], AfterValidator(_command_ok)]
     output_contains: str | None = None
     output_regex: Regex | None = None
 
@@ -302,7 +302,7 @@ class SignalCheck(_CheckBase):
 
 
 class _CompositeCheck(_CheckBase):
-    checks: Annotated[list["HealthCheck"], Field(min_length=1, max_length=32)]
+    checks: Annotated[list[HealthCheck], Field(min_length=1, max_length=32)]
 
     @field_validator("checks")
     @classmethod
@@ -376,11 +376,7 @@ def _check_tag(value: Any) -> str | None:
 
 
 HealthCheck = Annotated[
-    Union[
-        Annotated[TcpCheck, Tag("tcp")], Annotated[HttpCheck, Tag("http")], Annotated[ExecCheck, Tag("exec")],
-        Annotated[LogCheck, Tag("log")], Annotated[DockerCheck, Tag("docker")], Annotated[SignalCheck, Tag("signal")],
-        Annotated[AllCheck, Tag("all")], Annotated[AnyCheck, Tag("any")], Annotated[PluginCheck, Tag("plugin")],
-    ],
+    Annotated[TcpCheck, Tag("tcp")] | Annotated[HttpCheck, Tag("http")] | Annotated[ExecCheck, Tag("exec")] | Annotated[LogCheck, Tag("log")] | Annotated[DockerCheck, Tag("docker")] | Annotated[SignalCheck, Tag("signal")] | Annotated[AllCheck, Tag("all")] | Annotated[AnyCheck, Tag("any")] | Annotated[PluginCheck, Tag("plugin")],
     Discriminator(_check_tag),
 ]
 AllCheck.model_rebuild()
@@ -445,9 +441,9 @@ class ContainerSpec(_Model):
 
     name: Name
     image: str | None = None
-    ports: dict[str, Union[StrictStr, StrictInt]] = Field(default_factory=dict)
-    env: Union[list[str], dict[str, Union[str, int, float, bool]]] = Field(default_factory=dict)
-    command: Union[str, list[str], None] = None
+    ports: dict[str, StrictStr | StrictInt] = Field(default_factory=dict)
+    env: list[str] | dict[str, str | int | float | bool] = Field(default_factory=dict)
+    command: str | list[str] | None = None
     volumes: list[str] = Field(default_factory=list)
     build_path: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
@@ -542,7 +538,7 @@ class ContainerSpec(_Model):
         return {key: _env_str(value) for key, value in self.env.items()}
 
 
-def _env_str(value: str | int | float | bool) -> str:
+def _env_str(value: str | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -309,9 +309,8 @@ class Engine:
         return [v["Name"] for v in vols if (v.get("Labels") or {}).get(LABEL_DOMAIN) == domain]
 
     def remove_volume(self, name: str) -> None:
-        with docker_errors(f"removing volume {name}"):
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.api.remove_volume(name)
+        with docker_errors(f"removing volume {name}"), contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_volume(name)
 
     def start(self, cid: str) -> None:
         """Start an existing (stopped) container again."""

@@ -16,10 +16,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRunResult
+from prefect.client.schemas.objects import RunInput, TaskRunResult
 from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectConcurrentFuture, wait
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -162,13 +162,13 @@ def cpux_flow(config_path: str, cpux: str, domain_run: str) -> dict[str, Any]:
     try:
         prepare_task(key, parent.build)
         run.announce()
-        futures: dict[str, PrefectFuture[Any]] = {}
+        futures: dict[str, PrefectConcurrentFuture[Any]] = {}
         retries = math.ceil(remaining / run.gate_slice) + 1
-        runner = FlowRunContext.get().task_runner  # type: ignore[union-attr]
+        runner: Any = FlowRunContext.get().task_runner  # type: ignore[union-attr]
         for name in run.names:  # dependency order: producers get worker threads first
             # the producers of its gate signals, recorded as the task run's `wait_for` inputs so the UI draws the
             # edges, but not awaited by Prefect: the gate itself decides, the moment the signal is written
-            upstream = {TaskRunResult(id=futures[d].task_run_id) for d in plan.depends_on[name] if d in futures}
+            upstream: set[RunInput] = {TaskRunResult(id=futures[d].task_run_id) for d in plan.depends_on[name] if d in futures}
             futures[name] = runner.submit(
                 chunk_task.with_options(
                     name=name, task_run_name=name, retries=retries, retry_delay_seconds=0,
@@ -291,7 +291,8 @@ def bring_up(
         for name in names:
             workers = len(plan.chunks_of(name)) + 2  # every chunk may wait at once: one thread each, never a deadlock
             results[name] = cpux_flow.with_options(
-                flow_run_name=f"{plan.domain.name}.{name}", task_runner=ThreadPoolTaskRunner(max_workers=workers)
+                flow_run_name=f"{plan.domain.name}.{name}",
+                task_runner=ThreadPoolTaskRunner(max_workers=workers),  # type: ignore[arg-type]
             )(config_path, name, key)
     except BaseException as exc:
         error = exc
@@ -353,8 +354,8 @@ def start_detached_ephemeral_server() -> None:
     import subprocess
     import types
 
-    from prefect.settings import PREFECT_API_URL
     from prefect.server.api import server as server_module
+    from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():
         return
@@ -362,12 +363,12 @@ def start_detached_ephemeral_server() -> None:
     if server.running:
         return
     detached = types.SimpleNamespace(**{**vars(subprocess), "Popen": _popen_new_session})
-    original = server_module.subprocess
-    server_module.subprocess = detached  # type: ignore[assignment]
+    original = server_module.subprocess  # type: ignore[attr-defined]
+    server_module.subprocess = detached  # type: ignore[attr-defined,assignment]
     try:
         server.start()
     finally:
-        server_module.subprocess = original
+        server_module.subprocess = original  # type: ignore[attr-defined]
 
 
 def _popen_new_session(*args: Any, **kwargs: Any) -> Any:

@@ -217,9 +217,9 @@ def make_plan(domain: Domain, source: str = "<config>") -> Plan:
     cpux_deps: dict[str, list[str]] = {c: [] for c in domain.cpuxs}
     for name, deps in depends_on.items():
         for dep in deps:
-            a, b = refs[name].cpux, refs[dep].cpux
-            if a != b and b not in cpux_deps[a]:
-                cpux_deps[a].append(b)
+            mine, theirs = refs[name].cpux, refs[dep].cpux
+            if mine != theirs and theirs not in cpux_deps[mine]:
+                cpux_deps[mine].append(theirs)
     cpux_cycle = _find_cycle(cpux_deps)
     if cpux_cycle:
         raise ConfigError(source, [ConfigIssue("cpuxs", f"cpuxs wait on each other's signals in a cycle: {' -> '.join(cpux_cycle)}; merge them into one cpux")])

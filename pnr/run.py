@@ -23,7 +23,15 @@ from pnr.config import DesignChunk, PnR
 from pnr.converge import config_hash, decide, desired_state, spec_label
 from pnr.engine import LABEL_CHUNK, LABEL_DOMAIN, ContainerState, Engine
 from pnr.exceptions import (
-    BlockedChunk, ChunkFailed, ConfigError, ConfigIssue, EngineError, PnrError, RunError, RunTimeout, StallError,
+    BlockedChunk,
+    ChunkFailed,
+    ConfigError,
+    ConfigIssue,
+    EngineError,
+    PnrError,
+    RunError,
+    RunTimeout,
+    StallError,
 )
 from pnr.plan import PNR_ITSELF, Plan
 from pnr.probes import Aborted, ContainerGone, ProbeContext, ProbeResult, make_probe
@@ -168,7 +176,7 @@ class CpuxRun:
         if time.monotonic() - self._persisted_at > PERSIST_EVERY:
             self.flush()
         event = ProgressEvent(self.domain, self.cpux, chunk, phase, detail, time.time())
-        for listener in list(_listeners):
+        for listener in _listeners:
             try:
                 listener(event)
             except Exception:  # a broken renderer must not break the run

@@ -268,6 +268,6 @@ def read_state(runtime_dir: str | Path, domain: str) -> tuple[dict[str, PnR], di
 def make_pnr(name: str, tv: str, response: list[str] | None = None, prompt: str | None = None) -> PnR:
     """Build a PnR from CLI input; ConfigError on a bad tv."""
     try:
-        return PnR(prompt=prompt if prompt is not None else f"is {name} set?", response=response or [], tv=tv)  # type: ignore[arg-type]
+        return PnR(prompt=prompt if prompt is not None else f"is {name} set?", response=response or [], tv=tv)
     except ValidationError:
         raise ConfigError("--tv", [ConfigIssue("", f"{tv!r} is not a truth value: use Y, N or U")]) from None
