@@ -55,7 +55,10 @@ def _related_domain(domain: str) -> list[dict[str, str]]:
 
 def emit(event: str, resource: dict[str, str], payload: dict[str, Any] | None = None,
          related: list[dict[str, str]] | None = None) -> Any:
-    """emit_event that never raises (events are observations, not control flow)."""
+    """emit_event that never raises (events are observations, not control flow). Outside a run with no
+    PREFECT_API_URL nothing is sent: Prefect would otherwise start a temporary server just for the event."""
+    if not _may_emit():
+        return None
     try:
         from prefect.events import emit_event
 
@@ -63,6 +66,13 @@ def emit(event: str, resource: dict[str, str], payload: dict[str, Any] | None = 
     except Exception as exc:  # noqa: BLE001 - an event is an observation: never let it break a run
         log.debug("pnr: could not emit %s: %s", event, exc)
         return None
+
+
+def _may_emit() -> bool:
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.settings import PREFECT_API_URL
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None or bool(PREFECT_API_URL.value())
 
 
 def emit_domain(domain: str, what: str, payload: dict[str, Any] | None = None) -> Any:

@@ -83,17 +83,26 @@ def test_plan_markdown_and_signal_table():
     assert rows["system_ready"]["waited on by"] == "a"
 
 
-def test_observers_outside_a_flow_run_do_nothing_and_say_nothing(tmp_path, recwarn, caplog):
+def test_observers_outside_a_flow_run_do_nothing_and_say_nothing(tmp_path, recwarn, caplog, monkeypatch):
+    import prefect.artifacts
+    import prefect.events
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from pnr.signals import SignalStore
 
+    calls: list[str] = []  # no API call at all: Prefect would start a temporary server just for it
+    monkeypatch.setattr(prefect.events, "emit_event", lambda **kw: calls.append(kw["event"]))
+    for name in ("create_markdown_artifact", "create_table_artifact", "create_progress_artifact"):
+        monkeypatch.setattr(prefect.artifacts, name, lambda *a, _n=name, **k: calls.append(_n))
     plan = make_plan(Domain.model_validate(_diamond("outside")))
     store = SignalStore(tmp_path, "outside")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), temporary_settings(restore_defaults={PREFECT_API_URL}):
         warnings.simplefilter("error")
         for observer in (RunArtifacts(plan, ["main"], store), RunEvents(plan, ["main"], store)):
             observer.start()
             store.set({"a_ready": PnR(tv="Y")})
             observer.finish(None)
+    assert calls == []
     assert not recwarn.list
     assert not [r for r in caplog.records if r.levelno >= 30]
 

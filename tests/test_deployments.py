@@ -199,7 +199,7 @@ def test_prefect_yaml_deploys_every_example_with_inactive_schedules(prefect_serv
         assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
         assert any(t.startswith("domain:") for t in dep.tags)
     up = deployments["example-chain:bring_up"]
-    assert up.parameters == {"config_path": "config/example_chain.json", "cpux": None, "timeout_seconds": 300, "runtime_dir": None}
+    assert up.parameters == {"config_path": "config/example_chain.json", "cpux": None, "timeout_seconds": 300, "runtime_dir": None, "watch": False}
     assert "cpux:chain_startup" in up.tags
     crons = {k: s.schedule.cron for k, d in deployments.items() for s in d.schedules}  # type: ignore[union-attr]
     assert crons["example-chain:bring_up"] == "0 7 * * 1-5"
@@ -236,8 +236,9 @@ def test_bring_up_and_tear_down_deployments_run_by_a_worker(prefect_server, depl
         parent = by_name[name.split(".")[0]][0]["id"]
         assert [p["id"] for p in probe["task_inputs"]["__parents__"]] == [parent], name
         assert probe["state_type"] == "COMPLETED"
-    # api waited for db and web for api: drawn as edges in the UI
-    assert [w["id"] for w in by_name["api"][0]["task_inputs"]["wait_for"]] == [by_name["db"][0]["id"]]
+    # api depends on db and web on api: recorded as task inputs, drawn as edges in the UI
+    edges = {i["id"] for inputs in by_name["api"][0]["task_inputs"].values() for i in inputs if i.get("input_type") == "task_run"}
+    assert by_name["db"][0]["id"] in edges and by_name["web"][0]["id"] not in edges
 
     containers, networks = owned(docker_client, domain)
     assert sorted(c.name for c in containers) == sorted(f"{domain}-{c}" for c in chunks)
