@@ -204,8 +204,10 @@ class RunArtifacts:
             self._progress.artifact_id = _quietly("progress", lambda: create_progress_artifact(
                 0.0, key=self.key("progress"), description=f"{self.domain}: 0/{self._progress.total} chunks ready"))
 
+        # in the flow's thread, before any chunk runs: a concurrent write here made the ephemeral (SQLite)
+        # server stall the CPUX subflow's creation for ~2 s, intermittently
+        publish_start()
         self._background = _Background()
-        self._background.submit(publish_start)
         self._unsubscribe = add_listener(self._on_phase)
 
     def attach(self, run: CpuxRun) -> None:
