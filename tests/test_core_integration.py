@@ -273,3 +273,26 @@ def test_task_runs_record_producer_edges_for_the_ui(tmp_path, runtime_dir, domai
     upstream = {str(i.id) for inputs in runs["b"].task_inputs.values() for i in inputs if getattr(i, "input_type", "") == "task_run"}
     assert str(runs["a"].id) in upstream
     assert all(r.state.is_completed() for r in runs.values())
+
+
+def test_secrets_from_the_host_environment_reach_the_container_only(tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup, monkeypatch):
+    """${VAR} values are passed to the container, and appear nowhere else: not in labels, runtime files or artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    cleanup.append(domain_name)
+    secret = "s3cr3t-" + domain_name
+    monkeypatch.setenv("PNR_TEST_TOKEN", secret)
+    chunk = http_chunk("a", free_port(), prefix=domain_name + "-")
+    chunk["container"]["env"] = {"TOKEN": "${PNR_TEST_TOKEN}", "MODE": "${PNR_TEST_UNSET:-dev}"}
+    cfg = write_config(tmp_path / "secret.json", _domain(domain_name, [chunk]))
+    bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    info = docker_client.api.inspect_container(domain_name + "-a")
+    assert f"TOKEN={secret}" in info["Config"]["Env"] and "MODE=dev" in info["Config"]["Env"]
+    assert secret not in json.dumps(info["Config"]["Labels"])
+    for path in runtime_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=f"pnr-{domain_name}")))
+    assert artifacts and all(secret not in json.dumps(a.data, default=str) for a in artifacts)

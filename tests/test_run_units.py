@@ -132,3 +132,15 @@ def test_change_reasons_are_field_level_and_never_show_secrets():
     reasons = describe_changes(old, new)
     assert reasons == ["ports.8080 changed 127.0.0.1:18080 -> 127.0.0.1:18081", "env.DB_URL changed"]
     assert "s3cret" not in repr(old) and "other" not in repr(new)
+
+
+def test_probes_dial_the_remote_engines_host(monkeypatch):
+    from pnr.engine import Engine
+
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.20.30.40:2376")
+    assert Engine(client=object()).probe_host("127.0.0.1") == "10.20.30.40"
+    monkeypatch.setenv("DOCKER_HOST", "ssh://deploy@build-box")
+    assert Engine(client=object()).probe_host("127.0.0.1") == "build-box"
+    monkeypatch.delenv("DOCKER_HOST")
+    assert Engine(client=object()).probe_host("0.0.0.0") == "127.0.0.1"
+    assert Engine(client=object()).probe_host("127.0.0.2") == "127.0.0.2"
