@@ -287,6 +287,7 @@ class CpuxRun:
             run_probe(chunk)  # writes the status mapping (a job: its flowout); raises ChunkFailed on failure
         else:
             self._check_alive(chunk)
+            self.progress[chunk].ready_at = time.time()
             if spec.flowout:
                 self.store.set({k: v for k, v in spec.flowout.items()})
         if not self.store.wait(lambda: self.aborted or self.store.holds(spec.flowout), max(0.0, self.deadline - time.monotonic())) or self.aborted:
@@ -294,7 +295,8 @@ class CpuxRun:
             message = f"{chunk}: readiness passed but its flowout never held: {unmet}"
             self._fail(chunk, message)
             raise ChunkFailed(message)
-        self.set_phase(chunk, Phase.READY, f"{state.name} ready", ready_at=time.time())
+        # ready_at: when readiness was established (before its signals were written), if that is known
+        self.set_phase(chunk, Phase.READY, f"{state.name} ready", ready_at=self.progress[chunk].ready_at or time.time())
         return {"chunk": chunk, "container": state.name, "container_id": state.id, "action": action}
 
     def desired(self, chunk: str) -> dict[str, Any]:
@@ -403,6 +405,8 @@ class CpuxRun:
             result = ProbeResult(False, 0, time.monotonic() - self.started, f"container {spec.container.name} {gone[-1]} before it was ready")
         mapping = check.status_mapping
         outcome = mapping.success if result.ok else mapping.failure
+        if result.ok:  # ready from this moment: dependents may start as soon as the mapping is written
+            self.progress[chunk].ready_at = time.time()
         if outcome is not None:
             prompt = (spec.flowout.get(outcome.key) or PnR()).prompt
             self.store.set({outcome.key: outcome.to_pnr(prompt)})
@@ -442,6 +446,7 @@ class CpuxRun:
         if code == 0:
             log(f"job {spec.container.name} exited 0 after {elapsed:.2f}s")
             if spec.flowout:
+                self.progress[chunk].ready_at = time.time()
                 self.store.set(dict(spec.flowout))
             return ProbeResult(True, 1, elapsed, "exited 0")
         how = "was removed before it finished" if state is None else f"exited with code {code}"
