@@ -182,7 +182,7 @@ class Engine:
             with docker_errors(f"chunk {chunk.name}: building {ref} from {context}"):
                 try:
                     image, _logs = self.client.images.build(
-                        path=str(context), tag=ref, rm=True,
+                        path=str(context), tag=ref, rm=True, forcerm=True,  # no leftovers from a failed build
                         labels={LABEL_MANAGED: "true", LABEL_DOMAIN: domain, LABEL_CHUNK: chunk.name},
                     )
                 except docker.errors.BuildError as exc:
