@@ -212,7 +212,7 @@ class CpuxRun:
     def prepare(self, build: bool = False) -> dict[str, str]:
         """Engine reachable, env expanded, network made, every image present. Raises before starting anything."""
         for name in self.names:
-            self.envs[name] = expand_env(self.plan.chunks[name], self.plan.refs[name].path, source=self.config_path)
+            self.env_of(name)
         self.engine.ping()
         self.check_host_ports()
         for name in self.names:
@@ -302,12 +302,17 @@ class CpuxRun:
     def desired(self, chunk: str) -> dict[str, Any]:
         """What the chunk's container must look like (see pnr.converge)."""
         spec = self.plan.chunks[chunk]
-        env = self.envs.get(chunk) or expand_env(spec, self.plan.refs[chunk].path, source=self.config_path)
-        desired = desired_state(spec.container, self.images[chunk], env)
+        desired = desired_state(spec.container, self.images[chunk], self.env_of(chunk))
         mount = self.runtime_mount(chunk)
         if mount is not None:
             desired["runtime_mount"] = str(mount)
         return desired
+
+    def env_of(self, chunk: str) -> dict[str, str]:
+        """The chunk's container env with ${VAR} expanded (once per run; ConfigError names the config)."""
+        if chunk not in self.envs:
+            self.envs[chunk] = expand_env(self.plan.chunks[chunk], self.plan.refs[chunk].path, source=self.config_path)
+        return self.envs[chunk]
 
     def runtime_mount(self, chunk: str) -> Path | None:
         spec = self.plan.chunks[chunk]
@@ -330,7 +335,7 @@ class CpuxRun:
         state = self.engine.create_and_start(
             domain=self.domain, cpux=self.cpux, chunk=spec, image_id=self.images[chunk], config_hash=config_hash(desired),
             flow_run_id=self.flow_run_id, network=f"pnr_{self.domain}", base_dir=self.base_dir,
-            env=self.envs.get(chunk) or expand_env(spec, self.plan.refs[chunk].path, source=self.config_path),
+            env=self.env_of(chunk),
             runtime_dir=self.runtime_mount(chunk), spec_label=spec_label(desired),
         )
         return state, "created" if existing is None else "recreated (" + "; ".join(decision.reasons) + ")"
