@@ -241,7 +241,9 @@ _MISSING = object()
 def json_lookup(data: Any, steps: list[str | int]) -> Any:
     """The value at `steps` in parsed JSON, or `_MISSING`."""
     for step in steps:
-        if isinstance(step, int) and isinstance(data, list) and -len(data) <= step < len(data) or isinstance(step, str) and isinstance(data, dict) and step in data:
+        if isinstance(step, int) and isinstance(data, list) and -len(data) <= step < len(data):
+            data = data[step]
+        elif isinstance(step, str) and isinstance(data, dict) and step in data:
             data = data[step]
         else:
             return _MISSING
