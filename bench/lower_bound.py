@@ -51,8 +51,12 @@ def run(client: Any, stack: Stack, prefix: str, network: str, tag: str) -> dict[
                 ready[d].wait()
             ports = {f"{s.port}/tcp": ("127.0.0.1", s.host_port)} if s.port else None
             cid = api.create_container(
-                s.image, command=s.command, name=f"{prefix}{s.name}", environment=s.env or None,
-                labels={BENCH_LABEL: tag}, ports=[s.port] if s.port else None,
+                s.image,
+                command=s.command,
+                name=f"{prefix}{s.name}",
+                environment=s.env or None,
+                labels={BENCH_LABEL: tag},
+                ports=[s.port] if s.port else None,
                 host_config=api.create_host_config(port_bindings=ports, network_mode=network),
                 networking_config=api.create_networking_config({network: api.create_endpoint_config(aliases=[s.name])}),
             )["Id"]

@@ -13,13 +13,16 @@ import traceback
 
 # the same quiet defaults `pnr up` sets (pnr/cli.py:_quiet_prefect)
 for key, value in {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL", "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL", "PREFECT_CLI_COLORS": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL",
+    "PREFECT_CLI_COLORS": "false",
 }.items():
     os.environ.setdefault(key, value)
 
-from pnr.flows import bring_up, quiet_prefect_run  # noqa: E402
+from pnr.prefect.flows import bring_up, quiet_prefect_run  # noqa: E402
 
 
 def _rss_kb(field: str) -> int:
@@ -46,8 +49,12 @@ def main() -> None:
         except BaseException as exc:  # reported to the orchestrator, which fails the run
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-3000:]}
         answer.update(
-            t0=t0, wall=time.time() - t0, cpu=time.process_time() - c0,
-            rss_kb=_rss_kb("VmRSS"), hwm_kb=_rss_kb("VmHWM"), maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            t0=t0,
+            wall=time.time() - t0,
+            cpu=time.process_time() - c0,
+            rss_kb=_rss_kb("VmRSS"),
+            hwm_kb=_rss_kb("VmHWM"),
+            maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         )
         out.write(json.dumps(answer, default=str) + "\n")
         out.flush()

@@ -1,6 +1,6 @@
 """Summarize a py-spy raw (collapsed stacks) profile of the pnr process: where its CPU samples go.
 
-    .venv/bin/python bench/profile_summary.py bench/results/profile-scale500.txt
+.venv/bin/python bench/profile_summary.py bench/results/profile-scale500.txt
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Derived metrics, the markdown report (docs/benchmark.md) and the plot (docs/img/benchmark.png).
 
-    .venv/bin/python bench/report.py [bench/results/latest.json]     # re-render without re-measuring
+.venv/bin/python bench/report.py [bench/results/latest.json]     # re-render without re-measuring
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ def latencies(stack: Stack, res: dict[str, Any]) -> dict[str, Any]:
             continue
         r2s.append(res["started"][s.name] - max(res["ready_at"][d] for d in s.deps))
         s2s.append(res["started"][s.name] - max(res["started"][d] for d in s.deps))
-    return {"ready_to_start_median": statistics.median(r2s) if r2s else 0.0,
-            "ready_to_start_max": max(r2s) if r2s else 0.0,
-            "start_to_start_median": statistics.median(s2s) if s2s else 0.0}
+    return {
+        "ready_to_start_median": statistics.median(r2s) if r2s else 0.0,
+        "ready_to_start_max": max(r2s) if r2s else 0.0,
+        "start_to_start_median": statistics.median(s2s) if s2s else 0.0,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -40,14 +42,20 @@ def machine() -> dict[str, Any]:
             return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
         except OSError:
             return "?"
+
     import prefect
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     mem = next((int(line.split()[1]) // 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
-    return {"cpu": cpu, "cores": len([1 for line in open("/proc/cpuinfo") if line.startswith("processor")]),
-            "mem_mb": mem, "python": platform.python_version(), "prefect": prefect.__version__,
-            "docker": run("docker", "version", "--format", "{{.Server.Version}}"),
-            "compose": run("docker-compose", "version", "--short")}
+    return {
+        "cpu": cpu,
+        "cores": len([1 for line in open("/proc/cpuinfo") if line.startswith("processor")]),
+        "mem_mb": mem,
+        "python": platform.python_version(),
+        "prefect": prefect.__version__,
+        "docker": run("docker", "version", "--format", "{{.Server.Version}}"),
+        "compose": run("docker-compose", "version", "--short"),
+    }
 
 
 def _stats(values: list[float]) -> tuple[float, float, float]:
@@ -83,9 +91,12 @@ def _fmt(stat: tuple[float, float, float]) -> str:
 
 def tables(data: dict[str, Any]) -> str:
     t = summarize(data)
-    lines = ["### Wall time to all ready (median, min–max over repeats)", "",
-             "| stack | chunks | lower bound | pnr | docker-compose | pnr / lower bound | pnr / compose | pnr CPU | ready→dependent start (median; max) lb / pnr / compose | start→start gap lb / pnr / compose |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        "### Wall time to all ready (median, min–max over repeats)",
+        "",
+        "| stack | chunks | lower bound | pnr | docker-compose | pnr / lower bound | pnr / compose | pnr CPU | ready→dependent start (median; max) lb / pnr / compose | start→start gap lb / pnr / compose |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for stack in PROBE_STACKS + SCALE_STACKS:
         if stack not in t:
             continue
@@ -93,8 +104,10 @@ def tables(data: dict[str, Any]) -> str:
         lb, pn, co = e.get("lower_bound"), e.get("pnr"), e.get("compose")
         anyone = lb or pn or co
         assert anyone is not None
+
         def ms(x: dict[str, Any] | None, key: str) -> str:
             return f"{x[key] * 1000:.0f}" if x else "–"
+
         ratio_lb = f"{pn['wall'][0] / lb['wall'][0]:.2f}×" if pn and lb else "–"
         ratio_co = f"{pn['wall'][0] / co['wall'][0]:.2f}×" if pn and co else "–"
         cpu_s = f"{pn['cpu'][0]:.2f} s" if pn else "–"
@@ -102,12 +115,21 @@ def tables(data: dict[str, Any]) -> str:
         lines.append(
             f"| {stack} | {anyone['chunks']} | {_fmt(lb['wall']) if lb else '–'} | {_fmt(pn['wall']) if pn else '–'} | "
             f"{_fmt(co['wall']) if co else '–'} | {ratio_lb} | {ratio_co} | {cpu_s} | "
-            f"{r2s} ms | {' / '.join(ms(x, 's2s') for x in (lb, pn, co))} ms |")
-    lines += ["", "Repeats per cell: " + ", ".join(
-        f"{s} {max(v['n'] for v in t[s].values())}" for s in PROBE_STACKS + SCALE_STACKS if s in t) + "."]
-    lines += ["", "### Scale: orchestration overhead and memory", "",
-              "| chunks | lower bound | pnr | compose | pnr overhead per chunk ((pnr − lb) / chunks) | pnr CPU per chunk | pnr process peak RSS | Prefect server peak RSS |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            f"{r2s} ms | {' / '.join(ms(x, 's2s') for x in (lb, pn, co))} ms |"
+        )
+    lines += [
+        "",
+        "Repeats per cell: "
+        + ", ".join(f"{s} {max(v['n'] for v in t[s].values())}" for s in PROBE_STACKS + SCALE_STACKS if s in t)
+        + ".",
+    ]
+    lines += [
+        "",
+        "### Scale: orchestration overhead and memory",
+        "",
+        "| chunks | lower bound | pnr | compose | pnr overhead per chunk ((pnr − lb) / chunks) | pnr CPU per chunk | pnr process peak RSS | Prefect server peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for stack in SCALE_STACKS:
         if stack not in t or "pnr" not in t[stack]:
             continue
@@ -115,21 +137,31 @@ def tables(data: dict[str, Any]) -> str:
         pn, lb, co = e["pnr"], e.get("lower_bound"), e.get("compose")
         n = pn["chunks"]
         over = f"{(pn['wall'][0] - lb['wall'][0]) / n * 1000:.1f} ms" if lb else "–"
-        lines.append(f"| {n} | {_fmt(lb['wall']) if lb else '–'} | {_fmt(pn['wall'])} | {_fmt(co['wall']) if co else '–'} | "
-                     f"{over} | {pn['cpu'][0] / n * 1000:.1f} ms | {pn['pnr_peak_rss_mb']:.0f} MB | {pn['server_peak_rss_mb']:.0f} MB |")
+        lines.append(
+            f"| {n} | {_fmt(lb['wall']) if lb else '–'} | {_fmt(pn['wall'])} | {_fmt(co['wall']) if co else '–'} | "
+            f"{over} | {pn['cpu'][0] / n * 1000:.1f} ms | {pn['pnr_peak_rss_mb']:.0f} MB | {pn['server_peak_rss_mb']:.0f} MB |"
+        )
     extra = []
     if data.get("pnr_warmup_s") is not None:
         extra.append(f"- First pnr run in a fresh process (diamond, excluded above): {data['pnr_warmup_s']:.2f} s.")
     if data.get("server_idle_rss_mb"):
-        extra.append(f"- Prefect server (`prefect server start`, one for all runs) RSS after the warm-up: {data['server_idle_rss_mb']:.0f} MB.")
+        extra.append(
+            f"- Prefect server (`prefect server start`, one for all runs) RSS after the warm-up: {data['server_idle_rss_mb']:.0f} MB."
+        )
     cli = data.get("cli")
     if cli:
         lb = t.get("chain10", {}).get("lower_bound")
         pn = t.get("chain10", {}).get("pnr")
         extra.append(
             f"- CLI end to end, once: `pnr up` on chain10 in a new process with its own temporary Prefect server: "
-            f"{cli['wall']:.2f} s wall" + (f" (in-process pnr median {pn['wall'][0]:.2f} s, lower bound {lb['wall'][0]:.2f} s)" if pn and lb else "")
-            + f", {cli['cpu']:.1f} s CPU, peak RSS {cli['peak_rss_mb']:.0f} MB.")
+            f"{cli['wall']:.2f} s wall"
+            + (
+                f" (in-process pnr median {pn['wall'][0]:.2f} s, lower bound {lb['wall'][0]:.2f} s)"
+                if pn and lb
+                else ""
+            )
+            + f", {cli['cpu']:.1f} s CPU, peak RSS {cli['peak_rss_mb']:.0f} MB."
+        )
     if extra:
         lines += ["", *extra]
     return "\n".join(lines)
@@ -173,16 +205,23 @@ container/network of a run is removed before the next (all carry the label `pnr.
 
 
 def render(data: dict[str, Any], root: Path) -> None:
-    discussion = (root / "bench" / "discussion.md")
+    discussion = root / "bench" / "discussion.md"
     m = data["machine"]
     parts = [
-        "# Benchmark: pnr vs docker-compose vs the lower bound", "",
+        "# Benchmark: pnr vs docker-compose vs the lower bound",
+        "",
         f"Measured {data['date']} on {m['cores']} cores ({m['cpu']}), {m['mem_mb'] // 1024} GB RAM; Docker engine "
         f"{m['docker']}, docker-compose {m['compose']}, Prefect {m['prefect']}, Python {m['python']}. "
-        f"Raw results: `bench/results/` (run tag {data['tag']}).", "",
-        "![wall time to all ready](img/benchmark.png)", "",
+        f"Raw results: `bench/results/` (run tag {data['tag']}).",
+        "",
+        "![wall time to all ready](img/benchmark.png)",
+        "",
         "Targets (issue 6): ≤ 1.10× the lower bound; ≤ 0.6× docker compose; ≤ 20 ms orchestration overhead per chunk at 500 chunks.",
-        "", "## Results", "", tables(data), "",
+        "",
+        "## Results",
+        "",
+        tables(data),
+        "",
     ]
     if discussion.exists():
         parts += [discussion.read_text().rstrip(), ""]
@@ -227,7 +266,10 @@ def plot(data: dict[str, Any], path: Path) -> None:
     axes[0][0].set_title("readiness-ordered stacks")
     if len(groups) > 1:
         axes[0][1].set_title("scale: sleeping containers, 10 layers")
-    fig.suptitle(f"pnr vs docker-compose vs lower bound ({data['machine']['cores']} cores, Docker {data['machine']['docker']})", fontsize=10)
+    fig.suptitle(
+        f"pnr vs docker-compose vs lower bound ({data['machine']['cores']} cores, Docker {data['machine']['docker']})",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -16,7 +16,6 @@ import os
 import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,8 +91,13 @@ class Bench:
         self.tag = uuid.uuid4().hex[:6]
         self.client = docker.from_env(timeout=300)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"pnrbench-{self.tag}-"))
-        self.env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                    "PREFECT_HOME": str(self.tmp / "prefect"), "PREFECT_UI_ENABLED": "false"}
+        self.env = {
+            **os.environ,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_HOME": str(self.tmp / "prefect"),
+            "PREFECT_UI_ENABLED": "false",
+        }
         self.env.pop("PREFECT_API_URL", None)
         self.server: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[str] | None = None
@@ -106,8 +110,10 @@ class Bench:
         log(f"starting prefect server on {url}")
         self.server = subprocess.Popen(
             [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env={**self.env, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}, stdout=open(self.tmp / "server.log", "wb"),
-            stderr=subprocess.STDOUT, start_new_session=True,
+            env={**self.env, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"},
+            stdout=open(self.tmp / "server.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         import httpx
 
@@ -125,8 +131,12 @@ class Bench:
 
     def start_worker(self) -> None:
         self.worker = subprocess.Popen(
-            [sys.executable, str(HERE / "pnr_worker.py")], env={**self.env, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.tmp / "worker.log", "w"), text=True,
+            [sys.executable, str(HERE / "pnr_worker.py")],
+            env={**self.env, "PYTHONPATH": str(ROOT)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(self.tmp / "worker.log", "w"),
+            text=True,
         )
         hello = json.loads(self.worker.stdout.readline())  # type: ignore[union-attr]
         self.worker_pid = hello["pid"]
@@ -173,8 +183,10 @@ class Bench:
         self.networks.clear()
 
     def started(self, stack: Stack, prefix: str) -> dict[str, float]:
-        return {s.name: started_at(self.client.api.inspect_container(prefix + s.name)["State"]["StartedAt"])
-                for s in stack.services}
+        return {
+            s.name: started_at(self.client.api.inspect_container(prefix + s.name)["State"]["StartedAt"])
+            for s in stack.services
+        }
 
     # -- runners ------------------------------------------------------------------------------------------
     def run_lower_bound(self, stack: Stack, prefix: str) -> dict[str, Any]:
@@ -193,9 +205,23 @@ class Bench:
         spy = None
         if self.args.profile and not prefix.endswith("--1-"):
             out = HERE / "results" / f"profile-{stack.name}.txt"
-            spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "-p", str(self.worker_pid), "-r", "100",
-                                    "--gil", "--format", "raw", "-o", str(out)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    str(VENV_BIN / "py-spy"),
+                    "record",
+                    "-p",
+                    str(self.worker_pid),
+                    "-r",
+                    "100",
+                    "--gil",
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1)  # attached before the run starts
         ans = self.worker_call({"config": str(cfg), "runtime": str(runtime), "timeout": 1200})
         if spy is not None:
@@ -204,10 +230,16 @@ class Bench:
         if not ans["ok"]:
             raise RuntimeError(f"pnr failed: {ans['error']}\n{ans.get('trace', '')}")
         chunks = ans["result"]["cpuxs"]["bench"]
-        return {"wall": ans["wall"], "t0": ans["t0"], "cpu": ans["cpu"],
-                "ready_at": {n: c["ready_at"] for n, c in chunks.items()}, "started": self.started(stack, prefix),
-                "pnr_rss_mb": ans["rss_kb"] / 1024, "pnr_peak_rss_mb": ans["hwm_kb"] / 1024,
-                "server_peak_rss_mb": self.server_sampler.take() / 1024}
+        return {
+            "wall": ans["wall"],
+            "t0": ans["t0"],
+            "cpu": ans["cpu"],
+            "ready_at": {n: c["ready_at"] for n, c in chunks.items()},
+            "started": self.started(stack, prefix),
+            "pnr_rss_mb": ans["rss_kb"] / 1024,
+            "pnr_peak_rss_mb": ans["hwm_kb"] / 1024,
+            "server_peak_rss_mb": self.server_sampler.take() / 1024,
+        }
 
     def run_compose(self, stack: Stack, prefix: str) -> dict[str, Any]:
         project = prefix.rstrip("-").replace("-", "")
@@ -216,8 +248,11 @@ class Bench:
         self.networks.add(f"{project}_default")
         cmd = ["docker-compose", "-p", project, "-f", str(path), "--no-ansi", "up", "-d"]
         healthy: dict[str, float] = {}
-        stream = self.client.events(since=int(time.time()) - 1, decode=True,
-                                    filters={"label": f"{BENCH_LABEL}={self.tag}", "event": "health_status"})
+        stream = self.client.events(
+            since=int(time.time()) - 1,
+            decode=True,
+            filters={"label": f"{BENCH_LABEL}={self.tag}", "event": "health_status"},
+        )
 
         def watch() -> None:  # live: the engine keeps only its last 256 events, and 1 ms checks flood them
             try:
@@ -244,7 +279,9 @@ class Bench:
             pending = dict(names)
             while pending and time.monotonic() < deadline:
                 for svc, cname in list(pending.items()):
-                    if (self.client.api.inspect_container(cname)["State"].get("Health") or {}).get("Status") == "healthy":
+                    if (self.client.api.inspect_container(cname)["State"].get("Health") or {}).get(
+                        "Status"
+                    ) == "healthy":
                         pending.pop(svc)
                 time.sleep(0.02)
             if pending:
@@ -261,9 +298,14 @@ class Bench:
         started = self.started(stack, prefix)
         if stack.kind != "probe":
             ready_at = dict(started)
-        return {"wall": max(max(ready_at.values()), returned) - t0, "t0": t0, "ready_at": ready_at, "started": started,
-                "compose_returned": returned - t0,
-                "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+        return {
+            "wall": max(max(ready_at.values()), returned) - t0,
+            "t0": t0,
+            "ready_at": ready_at,
+            "started": started,
+            "compose_returned": returned - t0,
+            "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        }
 
     def one(self, stack: Stack, runner: str, repeat: int) -> dict[str, Any]:
         prefix = f"pb{self.tag}-{runner[:2]}-{stack.name}-{repeat}-"
@@ -281,8 +323,10 @@ class Bench:
         res.update(stack=stack.name, runner=runner, repeat=repeat, chunks=len(stack.services))
         if "error" in res:
             return res
-        log(f"{stack.name:<11} {runner:<12} #{repeat}: all ready in {res['wall']:.2f}s"
-            f" (ready->start median {res['ready_to_start_median'] * 1000:.0f} ms)")
+        log(
+            f"{stack.name:<11} {runner:<12} #{repeat}: all ready in {res['wall']:.2f}s"
+            f" (ready->start median {res['ready_to_start_median'] * 1000:.0f} ms)"
+        )
         return res
 
     def cli_once(self, stack: Stack) -> dict[str, Any]:
@@ -295,8 +339,13 @@ class Bench:
         env = {**self.env, "PREFECT_HOME": str(self.tmp / "prefect-cli")}
         env.pop("PREFECT_API_URL", None)
         t0 = time.time()
-        proc = subprocess.Popen([str(VENV_BIN / "pnr"), "up", str(cfg), "--runtime-dir", str(self.tmp / "rt-cli")],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "pnr"), "up", str(cfg), "--runtime-dir", str(self.tmp / "rt-cli")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         out = proc.stdout.read()  # type: ignore[union-attr]
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -307,8 +356,13 @@ class Bench:
         finally:
             self.cleanup()
         log(f"CLI end to end on {stack.name}: {wall:.2f}s")
-        return {"stack": stack.name, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                "peak_rss_mb": usage.ru_maxrss / 1024, "tail": out.strip().splitlines()[-1:]}
+        return {
+            "stack": stack.name,
+            "wall": wall,
+            "cpu": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "tail": out.strip().splitlines()[-1:],
+        }
 
 
 def save(data: dict[str, Any], name: str) -> None:
@@ -325,13 +379,21 @@ def main() -> None:
     parser.add_argument("--runners", nargs="+", default=list(RUNNERS), choices=RUNNERS)
     parser.add_argument("--compose-interval", default="1ms", help="compose healthcheck interval (engine minimum: 1ms)")
     parser.add_argument("--no-cli", action="store_true", help="skip the one `pnr up` end-to-end run")
-    parser.add_argument("--profile", action="store_true", help="py-spy the pnr process during its runs (bench/results/profile-*.txt)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the pnr process during its runs (bench/results/profile-*.txt)"
+    )
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmark.md and the plot")
     args = parser.parse_args()
 
     bench = Bench(args)
-    data: dict[str, Any] = {"tag": bench.tag, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "args": vars(args),
-                            "machine": report.machine(), "runs": [], "cli": None}
+    data: dict[str, Any] = {
+        "tag": bench.tag,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "args": vars(args),
+        "machine": report.machine(),
+        "runs": [],
+        "cli": None,
+    }
     try:
         if "pnr" in args.runners:
             bench.start_server()
@@ -344,7 +406,7 @@ def main() -> None:
         for name in args.stacks:
             repeats = args.scale_repeats if name.startswith("scale") else args.repeats
             for r in range(repeats):
-                order = list(args.runners[r % len(args.runners):]) + list(args.runners[:r % len(args.runners)])
+                order = list(args.runners[r % len(args.runners) :]) + list(args.runners[: r % len(args.runners)])
                 for runner in order:  # rotate the order so no runner always goes first
                     stack = ALL[name]()
                     data["runs"].append(bench.one(stack, runner, r))

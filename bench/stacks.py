@@ -45,8 +45,14 @@ def free_port() -> int:
 
 def _httpd(name: str, deps: list[str]) -> Service:
     return Service(
-        name=name, image=BUSYBOX, deps=deps, command=HTTPD_AFTER_HALF_SECOND, port=8080, host_port=free_port(),
-        probe="http", healthcheck=["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
+        name=name,
+        image=BUSYBOX,
+        deps=deps,
+        command=HTTPD_AFTER_HALF_SECOND,
+        port=8080,
+        host_port=free_port(),
+        probe="http",
+        healthcheck=["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
     )
 
 
@@ -60,21 +66,50 @@ def fanout(n: int = 30) -> Stack:
 
 def diamond() -> Stack:
     """top → (left, right) → bottom: the bottom waits on both sides."""
-    return Stack("diamond", [_httpd("top", []), _httpd("left", ["top"]), _httpd("right", ["top"]),
-                             _httpd("bottom", ["left", "right"])])
+    return Stack(
+        "diamond",
+        [_httpd("top", []), _httpd("left", ["top"]), _httpd("right", ["top"]), _httpd("bottom", ["left", "right"])],
+    )
 
 
 def demo() -> Stack:
     """config/dev_stack.json's three tiers (redis → api → web) with the locally built demo images."""
     py = "import urllib.request as u,sys; b=u.urlopen('http://127.0.0.1:{}{}',timeout=2).read(); sys.exit(b'{}' not in b)"
-    return Stack("demo", [
-        Service("redis", "pnr-demo/redis:1", port=6379, host_port=free_port(), probe="redis",
-                healthcheck=["CMD", "redis-cli", "ping"]),
-        Service("api", "pnr-demo/api:1", ["redis"], port=8000, host_port=free_port(), probe="http", path="/health",
-                env={"REDIS_HOST": "redis"}, healthcheck=["CMD", "python3", "-c", py.format(8000, "/health", "ok")]),
-        Service("web", "pnr-demo/web:1", ["api"], port=80, host_port=free_port(), probe="http", body_contains="greeting",
-                env={"API_HOST": "api"}, healthcheck=["CMD", "python3", "-c", py.format(80, "/", "greeting")]),
-    ])
+    return Stack(
+        "demo",
+        [
+            Service(
+                "redis",
+                "pnr-demo/redis:1",
+                port=6379,
+                host_port=free_port(),
+                probe="redis",
+                healthcheck=["CMD", "redis-cli", "ping"],
+            ),
+            Service(
+                "api",
+                "pnr-demo/api:1",
+                ["redis"],
+                port=8000,
+                host_port=free_port(),
+                probe="http",
+                path="/health",
+                env={"REDIS_HOST": "redis"},
+                healthcheck=["CMD", "python3", "-c", py.format(8000, "/health", "ok")],
+            ),
+            Service(
+                "web",
+                "pnr-demo/web:1",
+                ["api"],
+                port=80,
+                host_port=free_port(),
+                probe="http",
+                body_contains="greeting",
+                env={"API_HOST": "api"},
+                healthcheck=["CMD", "python3", "-c", py.format(80, "/", "greeting")],
+            ),
+        ],
+    )
 
 
 def layered(total: int, depth: int = 10) -> Stack:
@@ -93,7 +128,8 @@ def pnr_config(stack: Stack, domain: str, prefix: str, tag: str) -> dict[str, An
     for s in stack.services:
         pnr_tv = {"prompt": f"is {s.name} ready?", "response": ["yes"], "tv": "Y"}
         gate = {f"{d}_ready": {**pnr_tv, "prompt": f"is {d} ready?"} for d in s.deps} or {
-            "system_ready": {"prompt": "is system ready?", "response": ["yes"], "tv": "Y"}}
+            "system_ready": {"prompt": "is system ready?", "response": ["yes"], "tv": "Y"}
+        }
         container: dict[str, Any] = {"name": f"{prefix}{s.name}", "image": s.image, "labels": {BENCH_LABEL: tag}}
         if s.command:
             container["command"] = s.command
@@ -101,14 +137,23 @@ def pnr_config(stack: Stack, domain: str, prefix: str, tag: str) -> dict[str, An
             container["env"] = s.env
         if s.port:
             container["ports"] = {str(s.port): f"127.0.0.1:{s.host_port}"}
-        chunk: dict[str, Any] = {"name": s.name, "gatekeeper": gate, "flowout": {f"{s.name}_ready": pnr_tv},
-                                 "container": container}
+        chunk: dict[str, Any] = {
+            "name": s.name,
+            "gatekeeper": gate,
+            "flowout": {f"{s.name}_ready": pnr_tv},
+            "container": container,
+        }
         if s.probe:
             check: dict[str, Any] = {
-                "type": "tcp" if s.probe == "redis" else "http", "port_key": str(s.port),
-                "timeout_seconds": 1, "interval_seconds": 0.05, "deadline_seconds": 120,
-                "status_mapping": {"success": {"key": f"{s.name}_ready", "response": ["yes"], "tv": "Y"},
-                                   "failure": {"key": f"{s.name}_ready", "response": ["no"], "tv": "N"}},
+                "type": "tcp" if s.probe == "redis" else "http",
+                "port_key": str(s.port),
+                "timeout_seconds": 1,
+                "interval_seconds": 0.05,
+                "deadline_seconds": 120,
+                "status_mapping": {
+                    "success": {"key": f"{s.name}_ready", "response": ["yes"], "tv": "Y"},
+                    "failure": {"key": f"{s.name}_ready", "response": ["no"], "tv": "N"},
+                },
             }
             if s.probe == "http":
                 check.update(path=s.path, expected_code=200)
@@ -131,8 +176,13 @@ def compose_file(stack: Stack, prefix: str, tag: str, interval: str) -> dict[str
         if s.port:
             svc["ports"] = [f"127.0.0.1:{s.host_port}:{s.port}"]
         if s.healthcheck:
-            svc["healthcheck"] = {"test": s.healthcheck, "interval": interval, "timeout": "2s", "retries": 10_000,
-                                  "start_period": "0s"}
+            svc["healthcheck"] = {
+                "test": s.healthcheck,
+                "interval": interval,
+                "timeout": "2s",
+                "retries": 10_000,
+                "start_period": "0s",
+            }
         if s.deps:
             cond = "service_healthy" if stack.kind == "probe" else "service_started"
             svc["depends_on"] = {d: {"condition": cond} for d in s.deps}
@@ -140,5 +190,11 @@ def compose_file(stack: Stack, prefix: str, tag: str, interval: str) -> dict[str
     return {"version": "2.4", "services": services, "networks": {"default": {"labels": {BENCH_LABEL: tag}}}}
 
 
-ALL = {"chain10": chain, "fanout1x30": fanout, "diamond": diamond, "demo": demo,
-       "scale100": lambda: layered(100), "scale500": lambda: layered(500)}
+ALL = {
+    "chain10": chain,
+    "fanout1x30": fanout,
+    "diamond": diamond,
+    "demo": demo,
+    "scale100": lambda: layered(100),
+    "scale500": lambda: layered(500),
+}

@@ -3,6 +3,6 @@
 The flows live in `pnr.flows` so the CLI and deployments run the very same objects.
 """
 
-from pnr.flows import bring_up, tear_down
+from pnr.prefect.flows import bring_up, tear_down
 
 __all__ = ["bring_up", "tear_down"]

@@ -1,26 +1,18 @@
 """pnr: bring up Docker containers in order of real readiness, as Prefect flows driven by JSON configs.
 
-The public surface: config models and loading, planning, the exception tree. Flows live in `pnr.flows`.
+The public surface: config models and loading, planning, the exception tree. The layers, top to bottom
+(each imports only the ones below it; see docs/architecture.md):
+
+    pnr.cli          parsing and rendering
+    pnr.prefect      flows, tasks, artifacts, events, serve, the managed server
+    pnr.lifecycle    run control, chunk drivers, the CPUX scheduler, watch, down/status
+    pnr.probes       one module per probe kind
+    pnr.engines      the docker-py adapter, convergence, host ports
+    pnr.runtime      the runtime folder: signal store, chunk-state file
+    pnr.model        config models, loader, plan
+    pnr.exceptions, pnr.settings
 """
 
-from pnr.config import (
-    AllCheck,
-    AnyCheck,
-    ContainerSpec,
-    Cpux,
-    DesignChunk,
-    DockerCheck,
-    Domain,
-    ExecCheck,
-    HttpCheck,
-    LogCheck,
-    PluginCheck,
-    PnR,
-    SignalCheck,
-    TcpCheck,
-    load_domain,
-    parse_domain,
-)
 from pnr.exceptions import (
     ChunkFailed,
     ConfigError,
@@ -31,7 +23,28 @@ from pnr.exceptions import (
     RunTimeout,
     StallError,
 )
-from pnr.plan import Plan, load_plan, make_plan
+from pnr.model import (
+    AllCheck,
+    AnyCheck,
+    ContainerSpec,
+    Cpux,
+    DesignChunk,
+    DockerCheck,
+    Domain,
+    ExecCheck,
+    HttpCheck,
+    LogCheck,
+    Plan,
+    PluginCheck,
+    PnR,
+    SignalCheck,
+    SocketCheck,
+    TcpCheck,
+    load_domain,
+    load_plan,
+    make_plan,
+    parse_domain,
+)
 
 __all__ = [
     "AllCheck",
@@ -55,6 +68,7 @@ __all__ = [
     "RunError",
     "RunTimeout",
     "SignalCheck",
+    "SocketCheck",
     "StallError",
     "TcpCheck",
     "load_domain",

@@ -35,7 +35,7 @@ def _engine_available() -> str | None:
         client.ping()
         client.images.get(TEST_IMAGE)
         return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "no usable engine"
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 
 
@@ -92,23 +92,41 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def pnr_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def pnr_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*PNR, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout,
+        [*PNR, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
         env={**{k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)}, **(env or {})},
     )
 
 
 def http_chunk(
-    name: str, port: int, *, gate: dict[str, str] | None = None, delay: float = 0.0, out: str | None = None,
-    check: str = "tcp", deadline: float = 20, interval: float = 0.1, command: list[str] | None = None,
-    container_port: int = 8080, prefix: str = "",
+    name: str,
+    port: int,
+    *,
+    gate: dict[str, str] | None = None,
+    delay: float = 0.0,
+    out: str | None = None,
+    check: str = "tcp",
+    deadline: float = 20,
+    interval: float = 0.1,
+    command: list[str] | None = None,
+    container_port: int = 8080,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """A busybox httpd chunk that starts listening `delay` seconds after it starts."""
     signal = out or f"{name}_ready"
     cmd = command or ["sh", "-c", f"sleep {delay}; exec httpd -f -p {container_port} -h /www"]
     health: dict[str, Any] = {
-        "type": check, "port_key": str(container_port), "timeout_seconds": 1, "interval_seconds": interval,
+        "type": check,
+        "port_key": str(container_port),
+        "timeout_seconds": 1,
+        "interval_seconds": interval,
         "deadline_seconds": deadline,
         "status_mapping": {
             "success": {"key": signal, "response": ["yes"], "tv": "Y"},
@@ -119,10 +137,18 @@ def http_chunk(
         health["path"] = "/index.html"
     return {
         "name": name,
-        "gatekeeper": {s: {"prompt": f"is {s}?", "response": ["yes"], "tv": tv} for s, tv in (gate or {"system_ready": "Y"}).items()},
+        "gatekeeper": {
+            s: {"prompt": f"is {s}?", "response": ["yes"], "tv": tv}
+            for s, tv in (gate or {"system_ready": "Y"}).items()
+        },
         "flowout": {signal: {"prompt": f"is {name} ready?", "response": ["yes"], "tv": "Y"}},
         "health_check": health,
-        "container": {"name": f"{prefix}{name}", "image": TEST_IMAGE, "command": cmd, "ports": {str(container_port): str(port)}},
+        "container": {
+            "name": f"{prefix}{name}",
+            "image": TEST_IMAGE,
+            "command": cmd,
+            "ports": {str(container_port): str(port)},
+        },
     }
 
 

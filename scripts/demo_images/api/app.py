@@ -5,6 +5,7 @@ GET /        INCR hits, read greeting -> 200 JSON (503 if redis is unreachable)
 GET /health  200 {"status":"ok"} when redis answers PING with +PONG, else 503
 Env: REDIS_HOST (default "redis"), REDIS_PORT (default 6379).
 """
+
 import json
 import os
 import signal
@@ -96,8 +97,9 @@ class Handler(BaseHTTPRequestHandler):
                 if greeting is None:  # redis restarted (no persistence): seed again
                     redis("SET", "greeting", GREETING)
                     greeting = GREETING
-                self.send_json(200, {"message": "hello from the api", "hits": hits,
-                                     "greeting": greeting, "served_by": HOSTNAME})
+                self.send_json(
+                    200, {"message": "hello from the api", "hits": hits, "greeting": greeting, "served_by": HOSTNAME}
+                )
             else:
                 self.send_json(404, {"error": "not found"})
         except (OSError, RedisError, ValueError) as e:

@@ -1,0 +1,3 @@
+from pnr.cli import main
+
+main()

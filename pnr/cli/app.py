@@ -1,0 +1,475 @@
+"""The `pnr` command: parses, calls into pnr, renders. Exit status: 0 ok, 1 run failed, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pnr.exceptions import ConfigError, EngineError, PnrError
+
+app = typer.Typer(
+    name="pnr",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Bring up Docker containers in order of real readiness, as Prefect flows.",
+)
+signal_app = typer.Typer(no_args_is_help=True, help="Read or set signals in the runtime folder.")
+app.add_typer(signal_app, name="signal")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
+RuntimeOpt = Annotated[
+    Path | None, typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")
+]
+
+PHASE_STYLE = {
+    "waiting": "yellow",
+    "starting": "cyan",
+    "probing": "blue",
+    "ready": "green",
+    "failed": "red",
+    "blocked": "red",
+    "lost": "red",
+}
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Offline-friendly, quiet Prefect defaults; anything the user set explicitly wins."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_CLI_COLORS", "false")
+    # the first start of the temporary server migrates its database: slow on a busy machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _fail(exc: PnrError) -> typer.Exit:
+    code = 2 if isinstance(exc, ConfigError) else 1
+    label = {2: "error"}.get(code, "failed")
+    err.print(f"[bold red]{label}:[/] {_escape(str(exc))}" if code == 1 else _escape(str(exc)))
+    return typer.Exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _plan(config: Path) -> Any:
+    from pnr.model.plan import load_plan
+
+    try:
+        return load_plan(str(config))
+    except ConfigError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def validate(config: ConfigArg) -> None:
+    """Check a config; print "ok" or every problem with file and JSON path (exit 2)."""
+    plan = _plan(config)
+    n = len(plan.chunks)
+    out.print(f"ok: {config}: domain {plan.domain.name}, {n} chunk{'s' * (n != 1)} in {len(plan.domain.cpuxs)} cpux")
+    for sig in plan.external:
+        out.print(
+            f"  external signal {sig}: nothing produces it; `pnr up` waits until it is set "
+            f"(pnr signal set {config} {sig} --tv Y)"
+        )
+
+
+class PlanFormat(StrEnum):
+    text = "text"
+    json = "json"
+    mermaid = "mermaid"
+
+
+@app.command()
+def plan(config: ConfigArg, format: Annotated[PlanFormat, typer.Option("--format", "-f")] = PlanFormat.text) -> None:
+    """Show the signal graph: producers, consumers, levels (start order), external signals."""
+    p = _plan(config)
+    text = {PlanFormat.text: p.render_text, PlanFormat.json: p.render_json, PlanFormat.mermaid: p.render_mermaid}[
+        format
+    ]()
+    print(text)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a domain config."""
+    from pnr.model import domain_json_schema
+
+    print(json.dumps(domain_json_schema(), indent=2))
+
+
+class _Progress:
+    """Renders chunk phase changes as lines a person can follow."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.last: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, event: Any) -> None:
+        from pnr.lifecycle import RunNote
+
+        if isinstance(event, RunNote):  # watch started / ended
+            out.print(f"  {time.monotonic() - self.t0:7.2f}s  [bold]{_escape(event.message)}[/]")
+            return
+        phase = event.phase
+        if self.last.get(event.chunk) == (phase, event.detail):
+            return
+        self.last[event.chunk] = (phase, event.detail)
+        style = PHASE_STYLE.get(phase, "white")
+        detail = event.detail.splitlines()[0] if event.detail else ""
+        out.print(f"  {time.monotonic() - self.t0:7.2f}s  {event.chunk:<22} [{style}]{phase:<9}[/] {_escape(detail)}")
+
+
+@app.command()
+def up(
+    config: ConfigArg,
+    cpux: Annotated[str | None, typer.Option(help="bring up only this cpux")] = None,
+    runtime_dir: RuntimeOpt = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds before giving up (bounds waiting on external signals) [default: $PNR_TIMEOUT_SECONDS or 300]",
+            min=0.1,
+        ),
+    ] = None,
+    build: Annotated[bool, typer.Option("--build", help="rebuild images that have a build_path")] = False,
+    force_recreate: Annotated[
+        bool, typer.Option("--force-recreate", help="recreate containers even if unchanged")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show what would be created, reused or recreated, and why; touch nothing")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="after bring-up, keep probing; regressions flip signals and "
+            "dependents follow on_dependency_lost; Ctrl-C ends the watch",
+        ),
+    ] = False,
+    watch_seconds: Annotated[
+        float | None, typer.Option("--watch-seconds", help="end the watch after this long", min=0.1)
+    ] = None,
+) -> None:
+    """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
+    (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
+    plan = _plan(config)
+    if dry_run:
+        _dry_run(plan, config, runtime_dir, force_recreate)
+        return
+    _quiet_prefect(verbose)
+    from pnr.lifecycle import RunControl, use_control
+    from pnr.prefect.flows import bring_up, quiet_prefect_run, start_detached_ephemeral_server
+    from pnr.settings import resolve_runtime_dir
+
+    rdir = resolve_runtime_dir(runtime_dir)
+    n = len(plan.chunks)
+    out.print(
+        f"pnr up [bold]{plan.domain.name}[/] ({n} chunk{'s' * (n != 1)}, "
+        f"cpux {', '.join(plan.cpux_order)}); runtime {rdir}"
+    )
+    _check_env(plan, config)
+    progress = _Progress()
+    control = RunControl()
+    control.listen(progress)
+    interrupted = _on_ctrl_c(control.interrupt)
+    try:
+        try:
+            start_detached_ephemeral_server()
+        except RuntimeError as exc:
+            raise EngineError(
+                f"could not start Prefect's temporary server ({exc}); "
+                "point PREFECT_API_URL at a running Prefect server (`prefect server start`)"
+            ) from None
+        with quiet_prefect_run(), use_control(control):
+            result = bring_up(
+                config_path=str(config),
+                cpux=cpux,
+                runtime_dir=str(rdir),
+                timeout_seconds=timeout,
+                build=build,
+                force_recreate=force_recreate,
+                watch=watch,
+                watch_seconds=watch_seconds,
+            )
+    except (PnrError, KeyboardInterrupt) as exc:
+        _summary(plan, rdir)
+        if interrupted or isinstance(exc, KeyboardInterrupt):
+            err.print(
+                f"[yellow]interrupted.[/] Containers already started are left running (see the table above); "
+                f"remove them with `pnr down {config}`, or run `pnr up {config}` again to continue."
+            )
+            raise typer.Exit(130) from None
+        raise _fail(exc) from None
+    _summary(plan, rdir)
+    n = sum(len(v) for v in result["cpuxs"].values())
+    if watch:  # the watch ended cleanly (Ctrl-C, cancellation, --watch-seconds): the domain stays up
+        out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)}; watched until: {_escape(result['watch']['ended'])}")
+        return
+    out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - progress.t0:.1f}s")
+
+
+def _dry_run(plan: Any, config: Path, runtime_dir: Path | None, force: bool) -> None:
+    from pnr.engines.engine import Engine
+    from pnr.lifecycle.ops import plan_actions
+    from pnr.settings import resolve_runtime_dir
+
+    try:
+        rows = plan_actions(plan, Engine(), str(config), resolve_runtime_dir(runtime_dir), force=force)
+    except PnrError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"pnr up --dry-run {plan.domain.name} (nothing was touched)", title_justify="left")
+    for col in ("chunk", "container", "action", "why"):
+        table.add_column(col)
+    style = {"create": "cyan", "reuse": "green", "recreate": "yellow", "refuse": "red"}
+    for row in rows:
+        table.add_row(
+            row["chunk"],
+            row["container"],
+            f"[{style[row['action']]}]{row['action']}[/]",
+            _escape("; ".join(row["reasons"])),
+        )
+    if out.is_terminal:
+        out.print(table)
+    else:  # piped: one unwrapped line per chunk, so reasons stay whole for grep and scripts
+        out.print(f"pnr up --dry-run {plan.domain.name} (nothing was touched)")
+        for row in rows:
+            out.print(
+                f"  {row['chunk']:<22} {row['container']:<28} {row['action']:<9} "
+                f"{_escape('; '.join(row['reasons']))}".rstrip()
+            )
+    if any(row["action"] == "refuse" for row in rows):
+        raise typer.Exit(1)
+
+
+def _on_ctrl_c(interrupt: Any) -> list[bool]:
+    """First Ctrl-C: stop the runs cleanly (they end Failed, state recorded). Second: stop at once."""
+    import signal
+
+    flag: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag or not interrupt():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        flag.append(True)
+        err.print("[yellow]Ctrl-C: stopping (press again to stop at once) ...[/]")
+
+    signal.signal(signal.SIGINT, handler)
+    return flag
+
+
+def _check_env(plan: Any, config: Path) -> None:
+    """${VAR} references must resolve before anything starts (exit 2 otherwise)."""
+    from pnr.model import expand_env
+
+    try:
+        for name, chunk in plan.chunks.items():
+            expand_env(chunk, plan.refs[name].path, source=str(config))
+    except ConfigError as exc:
+        raise _fail(exc) from None
+
+
+def _summary(plan: Any, rdir: Path) -> None:
+    from pnr.engines.engine import Engine
+    from pnr.lifecycle.ops import domain_status
+
+    try:
+        status = domain_status(plan, Engine(), rdir)
+    except PnrError:
+        return
+    table = Table(title=f"domain {plan.domain.name}", title_justify="left")
+    for col in ("chunk", "status", "container", "detail"):
+        table.add_column(col)
+    for name, c in status["chunks"].items():
+        style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c["status"], "yellow")
+        table.add_row(
+            name,
+            f"[{style}]{c['status']}[/]",
+            c["container"] or "-",
+            _escape((c["detail"] or "").splitlines()[0] if c["detail"] else ""),
+        )
+    out.print(table)
+
+
+@app.command()
+def status(
+    config: ConfigArg,
+    runtime_dir: RuntimeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Truth values, chunk states and containers of a domain."""
+    plan = _plan(config)
+    from pnr.engines.engine import Engine
+    from pnr.lifecycle.ops import domain_status
+    from pnr.settings import resolve_runtime_dir
+
+    engine: Engine | None = Engine()
+    try:
+        engine.ping()  # type: ignore[union-attr]
+    except EngineError as exc:
+        err.print(f"[yellow]warning:[/] {_escape(str(exc))}; showing runtime files only")
+        engine = None
+    data = domain_status(plan, engine, resolve_runtime_dir(runtime_dir))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    _summary(plan, resolve_runtime_dir(runtime_dir))
+    table = Table(title="signals", title_justify="left")
+    for col in ("signal", "tv", "response", "prompt"):
+        table.add_column(col)
+    for name, s in data["signals"].items():
+        table.add_row(name, s["tv"], ", ".join(s["response"]), s["prompt"])
+    out.print(table)
+    for file, problem in data["problems"].items():
+        err.print(f"[yellow]warning:[/] runtime file {file} ignored: {_escape(problem)}")
+
+
+@app.command()
+def down(
+    config: ConfigArg,
+    runtime_dir: RuntimeOpt = None,
+    volumes: Annotated[bool, typer.Option("--volumes", "-v", help="also remove named volumes pnr created")] = False,
+) -> None:
+    """Remove exactly what pnr created for this domain (labels), in reverse order."""
+    plan = _plan(config)
+    from pnr.engines.engine import Engine
+    from pnr.lifecycle.ops import tear_down_domain
+    from pnr.settings import resolve_runtime_dir
+
+    try:
+        report = tear_down_domain(plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes)
+    except PnrError as exc:
+        raise _fail(exc) from None
+    for name in report["containers"]:
+        out.print(f"  removed container {name}")
+    for name in report["networks"]:
+        out.print(f"  removed network {name}")
+    for name in report["volumes"]:
+        out.print(f"  removed volume {name}")
+    out.print(
+        f"down: {plan.domain.name}: {len(report['containers'])} container(s), "
+        f"{len(report['networks'])} network(s) removed"
+    )
+
+
+@app.command()
+def serve(
+    configs: Annotated[list[Path], typer.Argument(help="domain configs (JSON) to serve", show_default=False)],
+    runtime_dir: RuntimeOpt = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="timeout of each bring-up, seconds [default: $PNR_TIMEOUT_SECONDS or 300]", min=0.1),
+    ] = None,
+    up_cron: Annotated[str, typer.Option(help="bring-up schedule (cron); '' for none")] = "0 7 * * 1-5",
+    down_cron: Annotated[str, typer.Option(help="tear-down schedule (cron); '' for none")] = "0 20 * * 1-5",
+    timezone: Annotated[str, typer.Option(help="time zone of the schedules")] = "UTC",
+    activate: Annotated[
+        bool, typer.Option("--activate-schedules", help="schedules run (default: attached but paused)")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="at most this many runs at once")] = None,
+) -> None:
+    """Serve bring-up/tear-down deployments of CONFIGS in this process (Prefect serve; no work pool needed).
+
+    Run them from the UI or with `prefect deployment run pnr-up/NAME` (NAME = the config file's stem with dashes).
+    Needs PREFECT_API_URL pointing at a Prefect server (`prefect server start`)."""
+    for config in configs:
+        _plan(config)  # every problem before anything is served
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "INFO")  # a server's log: show runs
+    _quiet_prefect(False)
+    from pnr.prefect.serve import ServeOptions, deployment_name, serve_configs
+
+    options = ServeOptions(
+        runtime_dir=str(runtime_dir) if runtime_dir else None,
+        timeout_seconds=timeout,
+        up_cron=up_cron or None,
+        down_cron=down_cron or None,
+        timezone=timezone,
+        schedules_active=activate,
+    )
+    for config in configs:
+        name = deployment_name(config)
+        out.print(f"serving pnr-up/{name} and pnr-down/{name} ({config})")
+    if not activate:
+        out.print("schedules are attached but paused (--activate-schedules to run them)")
+    try:
+        serve_configs([str(c) for c in configs], options, limit=limit)
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+@signal_app.command("set")
+def signal_set(
+    config: ConfigArg,
+    name: Annotated[str, typer.Argument(help="signal name")],
+    tv: Annotated[str, typer.Option("--tv", help="Y, N or U (any case)")],
+    response: Annotated[list[str] | None, typer.Option("--response", help="response word (repeatable)")] = None,
+    prompt: Annotated[str | None, typer.Option(help="prompt text")] = None,
+    runtime_dir: RuntimeOpt = None,
+) -> None:
+    """Set a signal (written to external.json in the runtime folder): opens gates of a waiting run."""
+    plan = _plan(config)
+    from pnr.exceptions import ConfigIssue
+    from pnr.model import check_signal_name
+    from pnr.runtime import make_pnr, set_external_signal
+    from pnr.settings import resolve_runtime_dir
+
+    try:
+        try:
+            check_signal_name(name)
+        except ValueError as exc:
+            raise ConfigError("signal", [ConfigIssue("", str(exc))]) from None
+        value = make_pnr(name, tv, response, prompt)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    rdir = resolve_runtime_dir(runtime_dir)
+    path = set_external_signal(rdir, name, value)
+    note = "" if name in plan.consumers else " (no chunk of this domain waits on it)"
+    out.print(f"{name} = {value.tv} in {path}{note}")
+
+
+@signal_app.command("get")
+def signal_get(
+    config: ConfigArg,
+    name: Annotated[str | None, typer.Argument(help="signal name (all if omitted)")] = None,
+    runtime_dir: RuntimeOpt = None,
+) -> None:
+    """Print current signal values as JSON."""
+    plan = _plan(config)
+    from pnr.runtime.store import UNKNOWN, read_state
+    from pnr.settings import resolve_runtime_dir
+
+    state, _problems = read_state(resolve_runtime_dir(runtime_dir), plan.domain.name)
+    if name is not None:
+        print(json.dumps(state.get(name, UNKNOWN).model_dump()))
+    else:
+        print(json.dumps({k: v.model_dump() for k, v in sorted(state.items())}, indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except PnrError as exc:  # anything not handled by a command
+        err.print(_escape(str(exc)))
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)

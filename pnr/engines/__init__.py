@@ -1,0 +1,40 @@
+"""The engine layer: the docker-py adapter (one `Engine` object per Docker engine, passed in), convergence
+(reuse / recreate, with reasons) and host-port checks. Docker errors become `EngineError` here."""
+
+from pnr.engines.converge import Decision, config_hash, decide, describe_changes, desired_state, spec_label
+from pnr.engines.engine import (
+    LABEL_CHUNK,
+    LABEL_CPUX,
+    LABEL_DOMAIN,
+    LABEL_HASH,
+    LABEL_MANAGED,
+    LABEL_RUN,
+    LABEL_SPEC,
+    ContainerState,
+    Engine,
+    image_ref,
+    network_name,
+)
+from pnr.engines.ports import host_port_clashes, host_port_problem
+
+__all__ = [
+    "LABEL_CHUNK",
+    "LABEL_CPUX",
+    "LABEL_DOMAIN",
+    "LABEL_HASH",
+    "LABEL_MANAGED",
+    "LABEL_RUN",
+    "LABEL_SPEC",
+    "ContainerState",
+    "Decision",
+    "Engine",
+    "config_hash",
+    "decide",
+    "describe_changes",
+    "desired_state",
+    "host_port_clashes",
+    "host_port_problem",
+    "image_ref",
+    "network_name",
+    "spec_label",
+]

@@ -1,0 +1,110 @@
+"""Convergence: what a chunk's container should look like, and whether an existing one is reused,
+recreated (with field-level reasons) or refused (it is not pnr's)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC, ContainerState
+from pnr.model import ContainerSpec
+
+
+def desired_state(spec: ContainerSpec, image_id: str, env: dict[str, str]) -> dict[str, Any]:
+    """The comparable description of a container. Env values are digested: secrets never reach labels."""
+    return {
+        "image": image_id,
+        "command": spec.command_args(),
+        "ports": {key: f"{b.host_ip}:{b.host_port}" for key, b in spec.port_bindings().items()},
+        "env": {key: "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16] for key, value in sorted(env.items())},
+        "volumes": list(spec.volumes),
+        "labels": dict(sorted(spec.labels.items())),
+    }
+
+
+def spec_label(desired: dict[str, Any]) -> str:
+    return json.dumps(desired, sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(desired: dict[str, Any]) -> str:
+    return hashlib.sha256(spec_label(desired).encode()).hexdigest()[:16]
+
+
+def describe_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """Field-level reasons, e.g. "ports.8080 changed 127.0.0.1:18080 -> 127.0.0.1:18081", "env.DB_URL changed"."""
+    if old is None:
+        return ["created by an older pnr (no recorded spec)"]
+    reasons: list[str] = []
+    for key in new:
+        before, after = old.get(key), new[key]
+        if before == after:
+            continue
+        if isinstance(after, dict) and isinstance(before, dict):
+            for sub in sorted(set(before) | set(after)):
+                b, a = before.get(sub), after.get(sub)
+                if b == a:
+                    continue
+                secret = key == "env"
+                if b is None:
+                    reasons.append(f"{key}.{sub} added" + ("" if secret else f" ({a})"))
+                elif a is None:
+                    reasons.append(f"{key}.{sub} removed")
+                else:
+                    reasons.append(f"{key}.{sub} changed" + ("" if secret else f" {b} -> {a}"))
+        elif key == "image":
+            reasons.append(f"image changed {str(before)[7:19]} -> {str(after)[7:19]}")
+        else:
+            reasons.append(f"{key} changed {before} -> {after}")
+    return reasons
+
+
+@dataclass
+class Decision:
+    action: str  # create | reuse | recreate | refuse
+    reasons: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        return self.action + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+
+
+def decide(
+    existing: ContainerState | None,
+    desired: dict[str, Any],
+    *,
+    domain: str,
+    chunk: str,
+    container: str,
+    force: bool = False,
+) -> Decision:
+    if existing is None:
+        return Decision("create")
+    labels = existing.labels
+    if labels.get(LABEL_MANAGED) != "true":
+        return Decision(
+            "refuse",
+            [
+                f"container name {container} is taken by a container pnr did not create ({existing.id[:12]}); "
+                "pnr will not touch it: remove it yourself or rename the container in the config"
+            ],
+        )
+    if labels.get(LABEL_DOMAIN) != domain or labels.get(LABEL_CHUNK) != chunk:
+        return Decision(
+            "refuse",
+            [
+                f"container name {container} belongs to chunk {labels.get(LABEL_CHUNK)!r} of domain "
+                f"{labels.get(LABEL_DOMAIN)!r}; rename one of them"
+            ],
+        )
+    if force:
+        return Decision("recreate", ["--force-recreate"])
+    if labels.get(LABEL_HASH) == config_hash(desired):
+        if existing.running:
+            return Decision("reuse")
+        return Decision("recreate", [f"container is {existing.status}"])
+    try:
+        old = json.loads(labels.get(LABEL_SPEC, "null"))
+    except ValueError:
+        old = None
+    return Decision("recreate", describe_changes(old, desired) or ["configuration changed"])

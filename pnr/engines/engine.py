@@ -1,0 +1,398 @@
+"""The only module that talks to the container engine (docker-py). Docker errors become EngineError here.
+
+Ownership: everything pnr creates carries `io.pnr.*` labels; pnr only ever stops or removes objects whose
+labels name the domain it acts for. A name clash with an object pnr did not create is an error, never a removal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from pnr.exceptions import EngineError, ImageError
+from pnr.model import DesignChunk
+
+LABEL_MANAGED = "io.pnr.managed"
+LABEL_DOMAIN = "io.pnr.domain"
+LABEL_CPUX = "io.pnr.cpux"
+LABEL_CHUNK = "io.pnr.chunk"
+LABEL_HASH = "io.pnr.config-hash"
+LABEL_RUN = "io.pnr.flow-run-id"
+LABEL_SPEC = "io.pnr.spec"  # the desired state it was made from (env values digested), for change reasons
+
+
+def image_ref(domain: str, chunk: DesignChunk) -> str:
+    """The image a chunk runs: its `image`, or the tag pnr gives an image built from `build_path`."""
+    return chunk.container.image or f"pnr-{domain}-{chunk.name}:latest".lower()
+
+
+def network_name(domain: str) -> str:
+    return f"pnr_{domain}"
+
+
+@contextlib.contextmanager
+def docker_errors(action: str) -> Iterator[None]:
+    """Translate docker-py / requests errors into EngineError with what pnr was doing."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except docker.errors.APIError as exc:
+        explanation = exc.explanation or str(exc)
+        if isinstance(explanation, bytes):
+            explanation = explanation.decode(errors="replace")
+        raise EngineError(f"{action}: {explanation}") from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError) as exc:
+        raise EngineError(f"{action}: cannot reach the Docker engine ({_engine_hint()}): {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _engine_hint() -> str:
+    host = os.environ.get("DOCKER_HOST")
+    where = f"DOCKER_HOST={host}" if host else "unix:///var/run/docker.sock"
+    return f"{where}; is dockerd running? start it, or point DOCKER_HOST at a running engine"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    name: str
+    status: str  # created | running | exited | dead | ...
+    running: bool
+    exit_code: int | None
+    labels: dict[str, str]
+
+
+class Engine:
+    """One Docker engine behind a small surface. `host` is how to reach it (a DOCKER_HOST-style URL; default:
+    the environment's); pass `client` to inject a fake in unit tests."""
+
+    def __init__(self, client: Any = None, host: str | None = None) -> None:
+        self._client = client
+        self.host = os.environ.get("DOCKER_HOST", "") if host is None else host
+        self._from_env = host is None  # the environment's engine: docker-py reads DOCKER_TLS_VERIFY etc. too
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with docker_errors("connecting to the Docker engine"):
+                if self._from_env:
+                    self._client = docker.from_env(timeout=60)
+                else:
+                    self._client = docker.DockerClient(base_url=self.host, timeout=60)
+        return self._client
+
+    def ping(self) -> None:
+        with docker_errors("connecting to the Docker engine"):
+            self.client.ping()
+
+    def is_local(self) -> bool:
+        """The engine runs on this machine (no host or a unix socket): its host ports are ours to test."""
+        return not self.host or self.host.startswith("unix://")
+
+    def published_ports(self, name_or_id: str) -> set[tuple[int, str]]:
+        """(host port, protocol) pairs a container publishes; empty if it does not exist."""
+        with docker_errors(f"inspecting container {name_or_id}"):
+            try:
+                info = self.client.api.inspect_container(name_or_id)
+            except docker.errors.NotFound:
+                return set()
+        out: set[tuple[int, str]] = set()
+        for key, binds in ((info.get("HostConfig") or {}).get("PortBindings") or {}).items():
+            proto = key.partition("/")[2] or "tcp"
+            for bind in binds or []:
+                with contextlib.suppress(TypeError, ValueError):
+                    out.add((int(bind.get("HostPort") or 0), proto))
+        return out
+
+    def probe_host(self, bind_ip: str) -> str:
+        """Where a published port can be dialled from here: the engine's host for a remote engine."""
+        if self.host.startswith(("tcp://", "ssh://", "http://", "https://")):
+            parsed = urlparse(self.host)
+            if parsed.hostname:
+                return parsed.hostname
+        return "127.0.0.1" if bind_ip in ("0.0.0.0", "::", "") else bind_ip
+
+    # -- networks --------------------------------------------------------------------------------
+    def ensure_network(self, domain: str) -> str:
+        name = network_name(domain)
+        with docker_errors(f"creating network {name}"):
+            for net in self.client.api.networks(names=[name]):
+                if net["Name"] != name:
+                    continue
+                if (net.get("Labels") or {}).get(LABEL_DOMAIN) != domain:
+                    raise EngineError(f"network {name} exists but pnr did not create it; remove or rename it yourself")
+                return name
+            self.client.api.create_network(
+                name, driver="bridge", labels={LABEL_MANAGED: "true", LABEL_DOMAIN: domain}, check_duplicate=True
+            )
+        return name
+
+    def owned_networks(self, domain: str) -> list[dict[str, Any]]:
+        with docker_errors("listing networks"):
+            nets = self.client.api.networks(filters={"label": [f"{LABEL_DOMAIN}={domain}"]})
+        return [n for n in nets if (n.get("Labels") or {}).get(LABEL_DOMAIN) == domain]
+
+    def remove_network(self, net_id: str) -> None:
+        with docker_errors(f"removing network {net_id[:12]}"), contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_network(net_id)
+
+    # -- images ----------------------------------------------------------------------------------
+    def image_id(self, ref: str) -> str | None:
+        with docker_errors(f"inspecting image {ref}"):
+            try:
+                return str(self.client.api.inspect_image(ref)["Id"])
+            except docker.errors.ImageNotFound:
+                return None
+
+    def ensure_image(self, domain: str, chunk: DesignChunk, base_dir: Path, build: bool = False) -> str:
+        """Return the image id for a chunk: local if present, else built from build_path, else pulled."""
+        spec = chunk.container
+        ref = image_ref(domain, chunk)
+        if spec.build_path:
+            existing = None if build else self.image_id(ref)
+            if existing:
+                return existing
+            context = (base_dir / spec.build_path).resolve()
+            if not (context / "Dockerfile").is_file():
+                raise ImageError(f"chunk {chunk.name}: build_path {context} has no Dockerfile")
+            with docker_errors(f"chunk {chunk.name}: building {ref} from {context}"):
+                try:
+                    image, _logs = self.client.images.build(
+                        path=str(context),
+                        tag=ref,
+                        rm=True,
+                        forcerm=True,  # no leftovers from a failed build
+                        labels={LABEL_MANAGED: "true", LABEL_DOMAIN: domain, LABEL_CHUNK: chunk.name},
+                    )
+                except docker.errors.BuildError as exc:
+                    tail = " | ".join(
+                        str(x.get("stream", x.get("error", ""))).strip() for x in list(exc.build_log)[-5:]
+                    )
+                    raise ImageError(f"chunk {chunk.name}: building {ref} failed: {exc.msg} ({tail})") from None
+            return str(image.id)
+        existing = self.image_id(ref)
+        if existing:
+            return existing
+        try:
+            with docker_errors(f"pulling {ref}"):
+                repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
+                self.client.api.pull(repo, tag=tag or "latest")
+        except EngineError as exc:
+            raise ImageError(
+                f"chunk {chunk.name}: image {ref} is not on this machine and could not be pulled ({exc}); "
+                f"build or load it locally (docker build / docker load), or give the container a build_path"
+            ) from None
+        found = self.image_id(ref)
+        if not found:
+            raise ImageError(f"chunk {chunk.name}: image {ref} is still missing after a pull")
+        return found
+
+    # -- containers ------------------------------------------------------------------------------
+    def inspect(self, name_or_id: str) -> ContainerState | None:
+        with docker_errors(f"inspecting container {name_or_id}"):
+            try:
+                info = self.client.api.inspect_container(name_or_id)
+            except docker.errors.NotFound:
+                return None
+        state = info.get("State") or {}
+        return ContainerState(
+            id=info["Id"],
+            name=info["Name"].lstrip("/"),
+            status=state.get("Status", "unknown"),
+            running=bool(state.get("Running")),
+            exit_code=state.get("ExitCode"),
+            labels=(info.get("Config") or {}).get("Labels") or {},
+        )
+
+    def owned_containers(self, domain: str) -> list[ContainerState]:
+        with docker_errors("listing containers"):
+            rows = self.client.api.containers(all=True, filters={"label": [f"{LABEL_DOMAIN}={domain}"]})
+        out = []
+        for row in rows:
+            labels = row.get("Labels") or {}
+            if labels.get(LABEL_DOMAIN) != domain or labels.get(LABEL_MANAGED) != "true":
+                continue  # belt and braces: never act on anything whose labels are not ours
+            out.append(
+                ContainerState(
+                    id=row["Id"],
+                    name=(row.get("Names") or ["/?"])[0].lstrip("/"),
+                    status=row.get("State", "unknown"),
+                    running=row.get("State") == "running",
+                    exit_code=None,
+                    labels=labels,
+                )
+            )
+        return out
+
+    def create_and_start(
+        self,
+        *,
+        domain: str,
+        cpux: str,
+        chunk: DesignChunk,
+        image_id: str,
+        config_hash: str,
+        flow_run_id: str,
+        network: str,
+        base_dir: Path,
+        env: dict[str, str],
+        runtime_dir: Path | None = None,
+        spec_label: str = "",
+    ) -> ContainerState:
+        """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write)."""
+        spec = chunk.container
+        api = self.client.api
+        bindings = spec.port_bindings()
+        labels = {
+            **spec.labels,
+            LABEL_MANAGED: "true",
+            LABEL_DOMAIN: domain,
+            LABEL_CPUX: cpux,
+            LABEL_CHUNK: chunk.name,
+            LABEL_HASH: config_hash,
+            LABEL_RUN: flow_run_id,
+            LABEL_SPEC: spec_label,
+        }
+        binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
+        if runtime_dir is not None:
+            binds.append(f"{Path(runtime_dir).resolve()}:/runtime:rw")
+        with docker_errors(f"chunk {chunk.name}: creating container {spec.name}"):
+            host_config = api.create_host_config(
+                port_bindings={f"{b.container_port}/{b.protocol}": (b.host_ip, b.host_port) for b in bindings.values()},
+                binds=binds or None,
+                network_mode=network,
+            )
+            created = api.create_container(
+                image_id,
+                command=spec.command_args(),
+                name=spec.name,
+                environment=env,
+                labels=labels,
+                ports=[(b.container_port, b.protocol) for b in bindings.values()],
+                host_config=host_config,
+                networking_config=api.create_networking_config(
+                    {network: api.create_endpoint_config(aliases=sorted({chunk.name, spec.name}))}
+                ),
+            )
+        cid = created["Id"]
+        try:
+            with docker_errors(f"chunk {chunk.name}: starting container {spec.name}"):
+                api.start(cid)
+        except EngineError as exc:
+            self.remove(cid)  # leave nothing half-created
+            text = str(exc)
+            if "port is already allocated" in text or "address already in use" in text:
+                ports = ", ".join(f"{b.host_ip}:{b.host_port}" for b in bindings.values())
+                raise EngineError(
+                    f"chunk {chunk.name}: a host port of container {spec.name} is already in use ({ports}); "
+                    f"stop what holds it or change container.ports. Engine said: {text.split(': ', 1)[-1]}"
+                ) from None
+            raise
+        state = self.inspect(cid)
+        if state is None:
+            raise EngineError(f"chunk {chunk.name}: container {spec.name} vanished right after it started")
+        return state
+
+    def _bind(self, volume: str, domain: str, base_dir: Path) -> str:
+        source, rest = volume.split(":", 1)
+        if source.startswith((".", "/", "~")):
+            path = (base_dir / os.path.expanduser(source)).resolve()
+            return f"{path}:{rest}"
+        with docker_errors(f"creating volume {source}"):
+            try:
+                self.client.api.inspect_volume(source)
+            except docker.errors.NotFound:
+                self.client.api.create_volume(source, labels={LABEL_MANAGED: "true", LABEL_DOMAIN: domain})
+        return volume
+
+    def owned_volumes(self, domain: str) -> list[str]:
+        with docker_errors("listing volumes"):
+            vols = (self.client.api.volumes(filters={"label": f"{LABEL_DOMAIN}={domain}"}) or {}).get("Volumes") or []
+        return [v["Name"] for v in vols if (v.get("Labels") or {}).get(LABEL_DOMAIN) == domain]
+
+    def remove_volume(self, name: str) -> None:
+        with docker_errors(f"removing volume {name}"), contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_volume(name)
+
+    def start(self, cid: str) -> None:
+        """Start an existing (stopped) container again."""
+        with docker_errors(f"starting container {cid[:12]}"):
+            self.client.api.start(cid)
+
+    def stop(self, cid: str, timeout: int = 5) -> None:
+        with docker_errors(f"stopping container {cid[:12]}"), contextlib.suppress(docker.errors.NotFound):
+            self.client.api.stop(cid, timeout=timeout)
+
+    def remove(self, cid: str) -> None:
+        with docker_errors(f"removing container {cid[:12]}"):
+            try:
+                self.client.api.remove_container(cid, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if "already in progress" not in str(exc):
+                    raise
+
+    def logs_tail(self, cid: str, lines: int = 20) -> str:
+        try:
+            with docker_errors("reading logs"):
+                raw = self.client.api.logs(cid, tail=lines, stdout=True, stderr=True)
+        except EngineError:
+            return ""
+        return raw.decode("utf-8", errors="replace").rstrip() if isinstance(raw, bytes) else str(raw)
+
+    # -- what probes ask -------------------------------------------------------------------------
+    def exec_run(self, cid: str, command: list[str]) -> tuple[int | None, str]:
+        """Run a command inside a running container: (exit code, stdout+stderr)."""
+        api = self.client.api
+        with docker_errors(f"running {command[0]!r} in container {cid[:12]}"):
+            created = api.exec_create(cid, command, stdout=True, stderr=True)
+            raw = api.exec_start(created["Id"])
+            code = api.exec_inspect(created["Id"]).get("ExitCode")
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        return code, text
+
+    def logs_text(self, cid: str, stdout: bool = True, stderr: bool = True) -> str:
+        """The whole log of a container (stdout and/or stderr). EngineError if unreadable."""
+        with docker_errors(f"reading logs of container {cid[:12]}"):
+            raw = self.client.api.logs(cid, stdout=stdout, stderr=stderr)
+        return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    def health(self, cid: str) -> tuple[str | None, str]:
+        """The image HEALTHCHECK status (starting | healthy | unhealthy; None: the image has none) and the
+        last check's exit code and output."""
+        with docker_errors(f"inspecting container {cid[:12]}"):
+            info = self.client.api.inspect_container(cid)
+        health = (info.get("State") or {}).get("Health")
+        if not health:
+            test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+            return ("starting" if test and test[0] != "NONE" else None), ""
+        log = health.get("Log") or []
+        last = ""
+        if log:
+            entry = log[-1]
+            last = f"exit {entry.get('ExitCode')}: {str(entry.get('Output') or '').strip()}"
+        return str(health.get("Status") or "starting"), last
+
+    def container_ip(self, cid: str, network: str | None) -> str | None:
+        """The container's IPv4 address on `network` (or its first network), None if it has none."""
+        with docker_errors(f"inspecting container {cid[:12]}"):
+            info = self.client.api.inspect_container(cid)
+        nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        chosen = nets.get(network) if network else next(iter(nets.values()), None)
+        ip = (chosen or {}).get("IPAddress")
+        return str(ip) if ip else None

@@ -1,0 +1,36 @@
+"""The lifecycle layer: how a domain comes up, stays up (watch) and goes down.
+
+control.py   RunControl: one run's observers and its interrupt (no process-wide registry)
+state.py     Phase, ChunkProgress, CpuxState: what a CPUX run knows while it runs
+chunk.py     ChunkDriver: one chunk's converge → start → probe → signals, and its failure messages
+cpux.py      CpuxRun: the scheduler (gates, supervision, stall and timeout)
+watch.py     Watcher: the watch-mode state machine, driving the same chunk drivers
+ops.py       tear-down, status, dry-run: operations outside a bring-up
+"""
+
+from pnr.lifecycle.chunk import ChunkDriver
+from pnr.lifecycle.control import ProgressEvent, RunControl, RunNote, current_control, use_control
+from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed
+from pnr.lifecycle.ops import domain_status, plan_actions, tear_down_domain
+from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
+from pnr.lifecycle.watch import WATCH_CANCELLED, Watcher
+
+__all__ = [
+    "WATCH_CANCELLED",
+    "ChunkBlocked",
+    "ChunkDriver",
+    "ChunkProgress",
+    "CpuxRun",
+    "CpuxState",
+    "GateClosed",
+    "Phase",
+    "ProgressEvent",
+    "RunControl",
+    "RunNote",
+    "Watcher",
+    "current_control",
+    "domain_status",
+    "plan_actions",
+    "tear_down_domain",
+    "use_control",
+]

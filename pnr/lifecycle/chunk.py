@@ -1,0 +1,323 @@
+"""One driver per chunk: converge its container, start it, probe it, turn the outcome into signals, and
+say why it failed (with the container's last log lines). The bring-up and the watch drive the same driver.
+
+    start()           reuse / (re)create the container (pnr.engines.converge decides, with reasons)
+    probe()           the health check until ready or given up; writes the status mapping either way
+    await_job()       a job chunk: its container must exit 0; writes the flowout (or N with the exit code)
+    bring_up()        the three above in order, then waits for the flowout
+    attempt()         one watch attempt: is it running, does one probe attempt pass
+    lost_values() / recovered_values()   what a regression / recovery writes
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pnr.engines import ContainerState, config_hash, decide, desired_state, network_name, spec_label
+from pnr.exceptions import ChunkFailed, EngineError, PnrError
+from pnr.lifecycle.state import CpuxState, Phase
+from pnr.model import DesignChunk, PnR, SignalCheck, expand_env, iter_checks
+from pnr.probes import Aborted, Attempt, ContainerGone, NeverReady, Probe, ProbeContext, ProbeResult, make_probe
+
+LOG_TAIL_LINES = 15
+Log = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+class ChunkDriver:
+    """Drives one chunk of a CPUX run (`state`)."""
+
+    def __init__(self, state: CpuxState, name: str) -> None:
+        self.state = state
+        self.name = name
+        self.spec: DesignChunk = state.plan.chunks[name]
+        self._env: dict[str, str] | None = None
+
+    @property
+    def progress(self) -> Any:
+        return self.state.progress[self.name]
+
+    # -- the container ---------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """The container env with ${VAR} expanded (once per run; ConfigError names the config)."""
+        if self._env is None:
+            self._env = expand_env(self.spec, self.state.plan.refs[self.name].path, source=self.state.config_path)
+        return self._env
+
+    def runtime_mount(self) -> Path | None:
+        mounted = self.spec.container.mount_runtime or self.state.plan.domain.mount_runtime
+        return self.state.store.runtime_dir.resolve() if mounted else None
+
+    def desired(self) -> dict[str, Any]:
+        """What the chunk's container must look like (see pnr.engines.converge)."""
+        desired = desired_state(self.spec.container, self.state.images[self.name], self.env())
+        mount = self.runtime_mount()
+        if mount is not None:
+            desired["runtime_mount"] = str(mount)
+        return desired
+
+    def start(self) -> tuple[ContainerState, str]:
+        """Reuse the chunk's container if unchanged and running; else (re)create it, saying why."""
+        st, spec = self.state, self.spec
+        desired = self.desired()
+        existing = st.engine.inspect(spec.container.name)
+        decision = decide(
+            existing, desired, domain=st.domain, chunk=self.name, container=spec.container.name, force=st.force_recreate
+        )
+        if decision.action == "refuse":
+            raise EngineError(f"chunk {self.name}: {decision.reasons[0]}")
+        if decision.action == "reuse" and existing is not None:
+            return existing, "reused"
+        if existing is not None:
+            st.set_phase(self.name, Phase.STARTING, f"recreating {spec.container.name}: {'; '.join(decision.reasons)}")
+            st.engine.remove(existing.id)
+        state = st.engine.create_and_start(
+            domain=st.domain,
+            cpux=st.cpux,
+            chunk=spec,
+            image_id=st.images[self.name],
+            config_hash=config_hash(desired),
+            flow_run_id=st.flow_run_id,
+            network=network_name(st.domain),
+            base_dir=st.base_dir,
+            env=self.env(),
+            runtime_dir=self.runtime_mount(),
+            spec_label=spec_label(desired),
+        )
+        return state, "created" if existing is None else "recreated (" + "; ".join(decision.reasons) + ")"
+
+    # -- a bring-up ------------------------------------------------------------------------------
+    def bring_up(self, run_probe: Callable[[str], Any]) -> dict[str, Any]:
+        """After the gate opened: start (or reuse) the container, probe it (`run_probe(name)` runs `probe`
+        where the caller wants it, e.g. as a Prefect sub-task), then wait for the flowout."""
+        st, spec = self.state, self.spec
+        st.set_phase(self.name, Phase.STARTING, f"starting {spec.container.name}", started_at=time.time())
+        try:
+            container, action = self.start()
+        except EngineError as exc:
+            raise self.fail(str(exc)) from None
+        st.set_phase(
+            self.name,
+            Phase.PROBING,
+            f"{container.name} {action}",
+            container=container.name,
+            container_id=container.id,
+            action=action,
+        )
+        if spec.health_check is not None or spec.kind == "job":
+            run_probe(self.name)  # writes the status mapping (a job: its flowout); raises ChunkFailed on failure
+        else:
+            self.check_alive()
+            self.progress.ready_at = time.time()
+            if spec.flowout:
+                st.store.set(dict(spec.flowout))
+        holds = st.store.wait(
+            lambda: st.aborted or st.store.holds(spec.flowout), max(0.0, st.deadline - time.monotonic())
+        )
+        if not holds or st.aborted:
+            raise self.fail(f"{self.name}: readiness passed but its flowout never held: {st.unmet_text(spec.flowout)}")
+        # ready_at: when readiness was established (before its signals were written), if that is known
+        st.set_phase(self.name, Phase.READY, f"{container.name} ready", ready_at=self.progress.ready_at or time.time())
+        return {"chunk": self.name, "container": container.name, "container_id": container.id, "action": action}
+
+    def check_alive(self) -> None:
+        """ChunkFailed (with the log tail) unless the container runs."""
+        cid = self.progress.container_id or ""
+        state = self.state.engine.inspect(cid)
+        if state is None or not state.running:
+            how = "was removed" if state is None else f"exited with code {state.exit_code}"
+            message = f"{self.name}: container {self.progress.container} {how} before it was ready"
+            raise self.fail(message, with_logs=state is not None)
+
+    def probe_context(self, container_id: str) -> ProbeContext:
+        st = self.state
+        return ProbeContext(
+            engine=st.engine,
+            container_id=container_id,
+            ports=self.spec.container.port_bindings(),
+            network=network_name(st.domain),
+            store=st.store,
+        )
+
+    def probe(self, log: Log = _quiet, debug: Log | None = None) -> ProbeResult:
+        """The health check until success or deadline; write the mapped signal either way. A job chunk is
+        awaited instead. Attempt 1, every change of outcome and the end go to `log`; repeats to `debug`."""
+        if self.spec.kind == "job":
+            return self.await_job(log)
+        st, spec, check = self.state, self.spec, self.spec.health_check
+        assert check is not None
+        cid = self.progress.container_id or ""
+        try:
+            probe = make_probe(check, self.probe_context(cid))
+        except (PnrError, ValueError) as exc:
+            raise self.fail(f"{self.name}: cannot probe {check.type}: {exc}") from None
+        gone: list[str] = []
+
+        def alive() -> None:
+            if st.aborted:
+                raise Aborted(str(st.abort_error))
+            state = st.engine.inspect(cid)
+            if state is None or not state.running:
+                gone.append("was removed" if state is None else f"exited with code {state.exit_code}")
+                raise ContainerGone(gone[-1])
+
+        log(
+            f"probing {probe.describe()} every {check.interval_seconds:g}s for up to {check.deadline_seconds:g}s"
+            f"{_timing_extras(check)}"
+        )
+        try:
+            result = probe.run(alive=alive, on_attempt=self._attempt_logger(probe, log, debug))
+        except Aborted as exc:
+            self.fail(f"{self.name}: probing stopped, the run was aborted: {exc}")
+            raise ChunkFailed(f"{self.name}: probing stopped: {exc}") from None
+        except ContainerGone:
+            elapsed = time.monotonic() - st.started
+            result = ProbeResult(False, 0, elapsed, f"container {spec.container.name} {gone[-1]} before it was ready")
+        mapping = check.status_mapping
+        outcome = mapping.success if result.ok else mapping.failure
+        if result.ok:  # ready from this moment: dependents may start as soon as the mapping is written
+            self.progress.ready_at = time.time()
+        if outcome is not None:
+            st.store.set({outcome.key: outcome.to_pnr(self._prompt(outcome.key))})
+        if result.ok:
+            log(f"ready: {result.last} after {result.attempts} attempt(s), {result.elapsed:.2f}s")
+            return result
+        message = f"{self.name}: not ready: {probe.describe()}: {result.last}"
+        if outcome is not None:
+            message += f"; wrote {outcome.key}={outcome.tv}"
+        raise self.fail(message, with_logs=True)
+
+    def _attempt_logger(self, probe: Probe, log: Log, debug: Log | None) -> Callable[[int, Attempt], None]:
+        previous: list[tuple[bool, str]] = []
+
+        def on_attempt(n: int, attempt: Attempt) -> None:
+            if n == 1:
+                self.progress.first_probe_at = time.time()
+            key = (attempt.ok, re.sub(r"\d+(\.\d+)?", "#", attempt.observation))  # same outcome, other numbers
+            sink = log if (not previous or previous[-1] != key or debug is None) else debug
+            previous[:] = [key]
+            verdict = "ok" if attempt.ok else "not ready"
+            sink(f"{probe.describe()}: attempt {n}: {verdict}: {attempt.observation} ({attempt.seconds * 1000:.0f} ms)")
+
+        return on_attempt
+
+    def await_job(self, log: Log = _quiet, poll: float = 0.1) -> ProbeResult:
+        """A job chunk: wait for its container to exit. Exit 0 writes the flowout; anything else writes each
+        flowout signal as N (response: the exit code) and fails the chunk with the log tail."""
+        st, spec = self.state, self.spec
+        cid = self.progress.container_id or ""
+        began = time.monotonic()
+        self.progress.first_probe_at = time.time()
+        log(f"job {spec.container.name}: waiting for it to exit (bounded by the run's deadline)")
+        state = st.engine.inspect(cid)
+        while state is not None and state.status not in ("exited", "dead"):
+            if st.aborted:
+                self.fail(f"{self.name}: job stopped waiting, the run was aborted: {st.abort_error}")
+                raise ChunkFailed(f"{self.name}: job stopped waiting: {st.abort_error}")
+            if time.monotonic() > st.deadline:
+                raise self.fail(
+                    f"{self.name}: job {spec.container.name} still running when the run's deadline "
+                    f"passed ({st.timeout_seconds:g}s)"
+                )
+            time.sleep(poll)
+            state = st.engine.inspect(cid)
+        elapsed = time.monotonic() - began
+        code = None if state is None else state.exit_code
+        if code == 0:
+            log(f"job {spec.container.name} exited 0 after {elapsed:.2f}s")
+            if spec.flowout:
+                self.progress.ready_at = time.time()
+                st.store.set(dict(spec.flowout))
+            return ProbeResult(True, 1, elapsed, "exited 0")
+        how = "was removed before it finished" if state is None else f"exited with code {code}"
+        message = f"{self.name}: job {spec.container.name} {how}"
+        if spec.flowout:
+            st.store.set(
+                {k: PnR(prompt=v.prompt, response=[f"exit code {code}"], tv="N") for k, v in spec.flowout.items()}
+            )
+            message += f"; wrote {', '.join(f'{k}=N' for k in spec.flowout)}"
+        raise self.fail(message, with_logs=state is not None)
+
+    def fail(self, message: str, with_logs: bool = False) -> ChunkFailed:
+        """Mark the chunk failed (the message gets the container's last log lines if asked); returns the
+        exception for the caller to raise."""
+        if with_logs:
+            tail = self.state.engine.logs_tail(self.progress.container_id or "", LOG_TAIL_LINES)
+            if tail:
+                message += "\n  last log lines:\n" + "\n".join("    " + line for line in tail.splitlines())
+        self.state.set_phase(self.name, Phase.FAILED, message)
+        return ChunkFailed(message)
+
+    # -- the watch -------------------------------------------------------------------------------
+    def attempt(self) -> tuple[bool, str]:
+        """One watch attempt: the container must run and (with a health check) one fresh probe attempt pass
+        (fresh: composites remember passed children, a watch must not)."""
+        container = self.spec.container.name
+        state = self.state.engine.inspect(container)
+        if state is None:
+            return False, f"container {container} was removed"
+        if not state.running:
+            return False, f"container {container} is {state.status} (exit code {state.exit_code})"
+        check = self.spec.health_check
+        if check is None:
+            return True, f"container {container} is running"
+        try:
+            probe = make_probe(check, self.probe_context(state.id))
+        except (PnrError, ValueError) as exc:
+            return False, f"cannot probe {check.type}: {exc}"
+        try:
+            return probe.attempt()
+        except NeverReady as exc:
+            return False, str(exc)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        finally:
+            probe.close()
+
+    def lost_values(self) -> dict[str, PnR]:
+        """What a regression writes: the failure mapping; without one, every flowout signal as N."""
+        check = self.spec.health_check
+        failure = check.status_mapping.failure if check is not None else None
+        if failure is not None:
+            values = {failure.key: failure.to_pnr(self._prompt(failure.key))}
+        else:
+            values = {k: PnR(prompt=v.prompt, response=["lost"], tv="N") for k, v in self.spec.flowout.items()}
+        return self._not_self_reported(values)
+
+    def recovered_values(self) -> dict[str, PnR]:
+        """What a recovery writes: the success mapping; and the flowout, where the loss wrote it as N."""
+        check = self.spec.health_check
+        values: dict[str, PnR] = {}
+        if check is None or check.status_mapping.failure is None:
+            values.update(self.spec.flowout)
+        success = check.status_mapping.success if check is not None else None
+        if success is not None:
+            values[success.key] = success.to_pnr(self._prompt(success.key))
+        return self._not_self_reported(values)
+
+    def _not_self_reported(self, values: dict[str, PnR]) -> dict[str, PnR]:
+        """Signals the container writes itself (signal checks) are read, never overwritten."""
+        check = self.spec.health_check
+        own = {c.signal for c in iter_checks(check) if isinstance(c, SignalCheck)} if check is not None else set()
+        return {k: v for k, v in values.items() if k not in own}
+
+    def _prompt(self, signal: str) -> str:
+        return (self.spec.flowout.get(signal) or PnR()).prompt
+
+
+def _timing_extras(check: Any) -> str:
+    extras = [
+        ("start period", check.start_period_seconds),
+        ("success threshold", check.success_threshold),
+        ("failure threshold", check.failure_threshold or 0),
+    ]
+    return "".join(
+        f", {label} {value:g}" for label, value in extras if value and not (label == "success threshold" and value == 1)
+    )

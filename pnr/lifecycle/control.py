@@ -1,0 +1,107 @@
+"""One bring-up's channel to the outside: who observes it, and how to stop it.
+
+A `RunControl` belongs to one run. Its listeners (the CLI's progress lines, Prefect artifacts and events) hear
+only that run's events, and `interrupt()` stops only that run — two runs of one domain in one process never
+see each other. A run's objects travel down as arguments; the one hop that cannot carry an object is the
+entry into a Prefect flow (its parameters are API data), so a caller hands its control to the flow it calls
+with `use_control()`: a context variable, scoped to that call and its thread, never a process-wide registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A chunk's phase changed (`what` names a watch transition: lost, recovered, stopped, started, ...)."""
+
+    domain: str
+    cpux: str
+    chunk: str
+    phase: str
+    detail: str
+    at: float
+    what: str | None = None
+
+
+@dataclass(frozen=True)
+class RunNote:
+    """A line about the run as a whole (watch started / ended), with a payload for events."""
+
+    domain: str
+    what: str
+    message: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+Listener = Callable[[Any], None]
+
+
+class RunControl:
+    """Listeners and stoppers of one run; thread-safe."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._stoppers: list[Callable[[str], None]] = []
+        self._lock = threading.Lock()
+        self.interrupted: str | None = None
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Receive every ProgressEvent / RunNote of this run. Returns the unsubscribe."""
+        with self._lock:
+            self._listeners.append(listener)
+        return lambda: self._remove(self._listeners, listener)
+
+    def publish(self, event: ProgressEvent | RunNote) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            with contextlib.suppress(Exception):  # a broken renderer must not break the run
+                listener(event)
+
+    def on_interrupt(self, stopper: Callable[[str], None]) -> Callable[[], None]:
+        """`stopper(reason)` is called by `interrupt()`; a stopper registered after an interrupt runs at once."""
+        with self._lock:
+            self._stoppers.append(stopper)
+            reason = self.interrupted
+        if reason is not None:
+            stopper(reason)
+        return lambda: self._remove(self._stoppers, stopper)
+
+    def interrupt(self, reason: str = "interrupted (Ctrl-C)") -> bool:
+        """Stop this run (its parts end cleanly and record why). False if nothing of it was running."""
+        with self._lock:
+            self.interrupted = self.interrupted or reason
+            stoppers = list(self._stoppers)
+        for stopper in stoppers:
+            stopper(reason)
+        return bool(stoppers)
+
+    def _remove(self, items: list[Any], item: Any) -> None:
+        with self._lock:
+            if item in items:
+                items.remove(item)
+
+
+_CURRENT: ContextVar[RunControl | None] = ContextVar("pnr_run_control", default=None)
+
+
+@contextlib.contextmanager
+def use_control(control: RunControl) -> Iterator[RunControl]:
+    """The flows called inside this block (in this thread) report to, and obey, `control`."""
+    token = _CURRENT.set(control)
+    try:
+        yield control
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_control() -> RunControl:
+    """The caller's control (see `use_control`), else a new one that nobody outside observes."""
+    return _CURRENT.get() or RunControl()

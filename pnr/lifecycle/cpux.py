@@ -1,0 +1,217 @@
+"""The scheduler of one CPUX run: the seed's intention loop as state that Prefect tasks drive.
+
+    prepare()      before any container starts: env expanded, engine answers, host ports free, images, network
+    wait_gate()    a chunk waits (event-driven, one slice) for its gatekeeper; GateClosed → Prefect retries
+    supervise()    until every chunk is final: aborts on a stall (a gate that can never open) or the deadline
+    close() / outcome_error()   chunks that never started are marked blocked; the run's verdict
+
+The chunks themselves are driven by `ChunkDriver` (pnr.lifecycle.chunk). Nothing here knows Prefect:
+`pnr.prefect.flows` wraps `wait_gate` and the driver in tasks and runs `supervise`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pnr.engines import Engine, host_port_clashes
+from pnr.exceptions import BlockedChunk, ChunkFailed, RunError, RunTimeout, StallError
+from pnr.lifecycle.chunk import ChunkDriver
+from pnr.lifecycle.control import RunControl
+from pnr.lifecycle.state import CpuxState, Phase
+from pnr.model import PNR_ITSELF, Plan
+from pnr.runtime import SignalStore
+
+
+class GateClosed(Exception):
+    """The chunk's gate is not open yet: the task raises this so Prefect retries it (waiting is visible)."""
+
+
+class ChunkBlocked(Exception):
+    """The run was aborted while this chunk waited (stall or timeout)."""
+
+
+class CpuxRun(CpuxState):
+    """One CPUX bring-up: its state, a driver per chunk, and the loop that decides stall and timeout."""
+
+    def __init__(
+        self,
+        *,
+        plan: Plan,
+        cpux: str,
+        store: SignalStore,
+        engine: Engine,
+        config_path: str,
+        timeout_seconds: float,
+        control: RunControl | None = None,
+        flow_run_id: str = "local",
+        gate_slice: float = 10.0,
+        force_recreate: bool = False,
+    ) -> None:
+        super().__init__(
+            plan=plan,
+            cpux=cpux,
+            store=store,
+            engine=engine,
+            config_path=config_path,
+            timeout_seconds=timeout_seconds,
+            control=control,
+            flow_run_id=flow_run_id,
+            force_recreate=force_recreate,
+        )
+        self.gate_slice = gate_slice
+        self.drivers = {name: ChunkDriver(self, name) for name in self.names}
+
+    # -- preparation: before any container starts --------------------------------------------------
+    def prepare(self, build: bool = False) -> dict[str, str]:
+        """Engine reachable, env expanded, network made, every image present. Raises before starting anything."""
+        for driver in self.drivers.values():
+            driver.env()
+        self.engine.ping()
+        host_port_clashes(self.engine, self.domain, [self.plan.chunks[n] for n in self.names])
+        for name in self.names:
+            self.images[name] = self.engine.ensure_image(
+                self.domain, self.plan.chunks[name], self.base_dir, build=build
+            )
+        self.engine.ensure_network(self.domain)  # last: a missing image leaves nothing behind
+        return dict(self.images)
+
+    def announce(self) -> None:
+        """Report every chunk whose gate is closed as waiting, with what it waits on (once, at the start)."""
+        for name in self.names:
+            gate = self.plan.chunks[name].gatekeeper
+            if not self.store.holds(gate):
+                self.set_phase(name, Phase.WAITING, f"waits on {self.unmet_text(gate)}")
+
+    # -- a chunk's gate ---------------------------------------------------------------------------
+    def wait_gate(self, chunk: str) -> None:
+        """Block (event-driven) up to one slice for the gate; GateClosed lets Prefect retry (visible waiting)."""
+        gate = self.plan.chunks[chunk].gatekeeper
+        self.progress[chunk].gate_checks += 1
+        slice_end = min(time.monotonic() + self.gate_slice, self.deadline + 1)
+        self.store.wait(lambda: self.aborted or self.store.holds(gate), max(0.0, slice_end - time.monotonic()))
+        if self.aborted:
+            self.set_phase(chunk, Phase.BLOCKED, str(self.abort_error).splitlines()[0])
+            raise ChunkBlocked(f"{chunk} did not start: {self.abort_error}")
+        if not self.store.holds(gate):
+            raise GateClosed(f"{chunk} waits on {self.unmet_text(gate)}")
+
+    def should_retry(self, chunk: str) -> bool:
+        return not self.aborted and self.progress[chunk].phase == Phase.WAITING
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def supervise(self, poll: float = 0.1, done: Callable[[], bool] | None = None) -> None:
+        """Watch until every chunk is final; abort on stall or deadline. Reads external files every `poll`."""
+        while True:
+            self.store.refresh()
+            self.flush()
+            if all(p.phase.final for p in self.progress.values()) or (done is not None and done()):
+                return
+            if self.aborted:
+                return
+            blocked = self.find_stall()
+            if blocked:
+                self.abort(StallError(self._stall_message(blocked)))
+                return
+            if time.monotonic() > self.deadline:
+                self.abort(RunTimeout(self._timeout_message()))
+                return
+            with self.store.changed:
+                self.store.changed.wait(poll)
+
+    def find_stall(self) -> list[BlockedChunk]:
+        """Chunks whose gate can never open, when nothing is starting or probing; else []."""
+        phases = {n: p.phase for n, p in self.progress.items()}
+        if any(ph.active for ph in phases.values()):
+            return []
+        blocked = []
+        for name, phase in phases.items():
+            if phase != Phase.WAITING:
+                continue
+            unmet = self.store.unmet(self.plan.chunks[name].gatekeeper)
+            if any(self._signal_is_dead(s) for s in unmet):
+                blocked.append(BlockedChunk(name, unmet, [s for s in unmet if s in self.plan.external]))
+        return blocked
+
+    def _signal_is_dead(self, signal: str) -> bool:
+        producers = self.plan.producers.get(signal, [])
+        if not producers:
+            return False  # external: someone may still set it (bounded by the timeout)
+        return all(p == PNR_ITSELF or p not in self.progress or self.progress[p].phase.final for p in producers)
+
+    def _stall_message(self, blocked: list[BlockedChunk]) -> str:
+        lines = [f"execution stalled in cpux {self.cpux}: nothing is running and these chunks can never start:"]
+        lines += ["  " + b.render() + self._producer_note(list(b.waits_on)) for b in blocked]
+        return "\n".join(lines)
+
+    def _producer_note(self, signals: list[str]) -> str:
+        notes = {
+            prod
+            for sig in signals
+            for prod in self.plan.producers.get(sig, [])
+            if prod in self.progress and self.progress[prod].phase == Phase.FAILED
+        }
+        return f" ({'; '.join(f'{p} failed' for p in sorted(notes))})" if notes else ""
+
+    def _timeout_message(self) -> str:
+        lines = [f"timed out after {self.timeout_seconds:g}s in cpux {self.cpux}; still not completed:"]
+        externals: set[str] = set()
+        for name, prog in self.progress.items():
+            if prog.phase.final:
+                continue
+            unmet = self.store.unmet(self.plan.chunks[name].gatekeeper) if prog.phase == Phase.WAITING else {}
+            lines.append("  " + (BlockedChunk(name, unmet).render() if unmet else f"{name} is {prog.phase.value}"))
+            externals |= {s for s in unmet if s in self.plan.external}
+        for sig in sorted(externals):
+            lines.append(
+                f"  external signal {sig} never came; set it with: "
+                f"pnr signal set {self.config_path} {sig} --tv {self._wanted(sig)}"
+            )
+        return "\n".join(lines)
+
+    def _wanted(self, signal: str) -> str:
+        for name in self.plan.consumers.get(signal, []):
+            return self.plan.chunks[name].gatekeeper[signal].tv
+        return "Y"
+
+    def close(self) -> None:
+        """After the tasks ended: chunks that never left WAITING (e.g. Prefect never ran them because an
+        upstream task failed) are marked blocked, so status and artifacts tell the truth."""
+        reason = str(self.abort_error).splitlines()[0] if self.abort_error else "an upstream chunk failed"
+        for name, prog in self.progress.items():
+            if not prog.phase.final:
+                unmet = self.store.unmet(self.plan.chunks[name].gatekeeper)
+                why = BlockedChunk(name, unmet).render().removeprefix(name + " ") if unmet else reason
+                self.set_phase(name, Phase.BLOCKED, f"never started: {why}")
+        self.flush()
+
+    def outcome_error(self) -> Exception | None:
+        """The run's failure, if any: the abort reason, else the failed chunks."""
+        failed = [p for p in self.progress.values() if p.phase == Phase.FAILED]
+        if self.abort_error is not None:
+            if failed and isinstance(self.abort_error, StallError):
+                details = "\n".join(f"  {p.name} failed: {p.detail}" for p in failed)
+                return StallError(f"{self.abort_error}\n{details}")
+            return self.abort_error
+        if failed:
+            return ChunkFailed("\n".join(f"{p.name} failed: {p.detail}" for p in failed))
+        unfinished = [p for p in self.progress.values() if p.phase != Phase.READY]
+        if unfinished:  # never report success for a chunk that did not come up, whatever the reason
+            return RunError(
+                "\n".join(f"{p.name} did not complete: {p.phase.value} {p.detail}".rstrip() for p in unfinished)
+            )
+        return None
+
+    def results(self) -> dict[str, Any]:
+        return {
+            n: {
+                "phase": p.phase.value,
+                "container": p.container,
+                "action": p.action,
+                "started_at": p.started_at,
+                "first_probe_at": p.first_probe_at,
+                "ready_at": p.ready_at,
+            }
+            for n, p in self.progress.items()
+        }

@@ -1,0 +1,135 @@
+"""What one CPUX run knows while it runs: each chunk's phase, the run's deadline and abort reason, and the
+`RunControl` through which it is observed and stopped. Shared by the scheduler (`cpux`), the chunk drivers
+(`chunk`) and the watch (`watch`); nothing here starts a container or knows Prefect."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pnr.engines import Engine
+from pnr.lifecycle.control import ProgressEvent, RunControl
+from pnr.model import Plan
+from pnr.runtime import ChunkStateFile, SignalStore
+
+PERSIST_EVERY = 0.25  # seconds between writes of the chunk-state file during a run
+
+
+class Phase(StrEnum):
+    WAITING = "waiting"
+    STARTING = "starting"
+    PROBING = "probing"
+    READY = "ready"
+    FAILED = "failed"
+    BLOCKED = "blocked"  # aborted while waiting: its gate can never open, or the run timed out
+    LOST = "lost"  # watch mode: was ready, its probe regressed (see pnr.lifecycle.watch)
+
+    @property
+    def active(self) -> bool:
+        return self in (Phase.STARTING, Phase.PROBING)
+
+    @property
+    def final(self) -> bool:
+        return self in (Phase.READY, Phase.FAILED, Phase.BLOCKED)
+
+
+@dataclass
+class ChunkProgress:
+    name: str
+    cpux: str
+    phase: Phase = Phase.WAITING
+    container: str | None = None
+    container_id: str | None = None
+    action: str | None = None  # created | reused | recreated
+    detail: str = ""
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    first_probe_at: float | None = None
+    ready_at: float | None = None
+    gate_checks: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["phase"] = self.phase.value
+        return data
+
+
+class CpuxState:
+    """The live state of one CPUX bring-up, shared by its scheduler, its chunk drivers and a later watch."""
+
+    def __init__(
+        self,
+        *,
+        plan: Plan,
+        cpux: str,
+        store: SignalStore,
+        engine: Engine,
+        config_path: str,
+        timeout_seconds: float,
+        control: RunControl | None = None,
+        flow_run_id: str = "local",
+        force_recreate: bool = False,
+    ) -> None:
+        self.plan = plan
+        self.domain = plan.domain.name
+        self.cpux = cpux
+        self.store = store
+        self.engine = engine
+        self.control = control or RunControl()
+        self.config_path = config_path
+        self.base_dir = Path(config_path).resolve().parent
+        self.flow_run_id = flow_run_id
+        self.force_recreate = force_recreate
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_seconds
+        self.timeout_seconds = timeout_seconds
+        self.names = plan.chunks_of(cpux)
+        self.progress = {n: ChunkProgress(n, cpux) for n in self.names}
+        self.images: dict[str, str] = {}
+        self.abort_error: Exception | None = None
+        self._lock = threading.Lock()
+        self._state_file = ChunkStateFile(store.runtime_dir, self.domain)
+        self._dirty = True
+        self._persisted_at = 0.0
+
+    @property
+    def aborted(self) -> bool:
+        return self.abort_error is not None
+
+    def abort(self, error: Exception) -> None:
+        """Stop the run: waiting chunks end blocked, probes stop, the scheduler returns (the first reason wins)."""
+        if self.abort_error is None:
+            self.abort_error = error
+        self.store.poke()
+
+    def set_phase(self, chunk: str, phase: Phase, detail: str = "", what: str | None = None, **fields: Any) -> None:
+        """Record a chunk's phase and tell the run's observers (`what` names a watch transition)."""
+        prog = self.progress[chunk]
+        with self._lock:
+            prog.phase = phase
+            prog.detail = detail
+            for key, value in fields.items():
+                setattr(prog, key, value)
+            self._dirty = True
+        if time.monotonic() - self._persisted_at > PERSIST_EVERY:
+            self.flush()
+        self.control.publish(ProgressEvent(self.domain, self.cpux, chunk, phase.value, detail, time.time(), what))
+        self.store.poke()
+
+    def flush(self) -> None:
+        """Write chunk states for `pnr status` if they changed (at most every PERSIST_EVERY while running:
+        rewriting the file on every phase change would cost O(chunks²) in a large domain)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            self._dirty = False
+            self._persisted_at = time.monotonic()
+            self._state_file.write({n: p.to_json() for n, p in self.progress.items()}, self.flow_run_id)
+
+    def unmet_text(self, expected: Any) -> str:
+        """`a is N (needs Y), b is U (needs Y)`: what a gate or flowout still waits on."""
+        return ", ".join(f"{s} is {c} (needs {w})" for s, (c, w) in self.store.unmet(expected).items())

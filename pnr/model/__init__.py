@@ -1,0 +1,76 @@
+"""The model layer: config models, the loader with its error rendering, and the plan (the signal graph).
+
+Pure: nothing here touches Docker, Prefect or the runtime folder; the only I/O is reading a config file.
+"""
+
+from pnr.model.checks import (
+    BUILTIN_CHECKS,
+    PLUGINS,
+    AllCheck,
+    AnyCheck,
+    CheckBase,
+    DockerCheck,
+    ExecCheck,
+    HealthCheck,
+    HttpCheck,
+    LogCheck,
+    PluginCheck,
+    PortCheck,
+    SignalCheck,
+    SocketCheck,
+    TcpCheck,
+    check_kinds,
+    iter_checks,
+)
+from pnr.model.container import DEFAULT_HOST_IP, ContainerSpec, PortBinding, parse_port
+from pnr.model.domain import Cpux, DependencyPolicy, DesignChunk, Domain
+from pnr.model.env import expand_env
+from pnr.model.fields import MappedSignal, PnR, StatusMapping, check_signal_name, parse_expected_code, parse_json_path
+from pnr.model.loader import MAX_CONFIG_BYTES, domain_json_schema, json_path, load_domain, parse_domain
+from pnr.model.plan import PNR_ITSELF, SYSTEM_READY, Plan, load_plan, make_plan, produced_by
+
+__all__ = [
+    "BUILTIN_CHECKS",
+    "DEFAULT_HOST_IP",
+    "MAX_CONFIG_BYTES",
+    "PLUGINS",
+    "PNR_ITSELF",
+    "SYSTEM_READY",
+    "AllCheck",
+    "AnyCheck",
+    "CheckBase",
+    "ContainerSpec",
+    "Cpux",
+    "DependencyPolicy",
+    "DesignChunk",
+    "DockerCheck",
+    "Domain",
+    "ExecCheck",
+    "HealthCheck",
+    "HttpCheck",
+    "LogCheck",
+    "MappedSignal",
+    "Plan",
+    "PluginCheck",
+    "PnR",
+    "PortBinding",
+    "PortCheck",
+    "SignalCheck",
+    "SocketCheck",
+    "StatusMapping",
+    "TcpCheck",
+    "check_kinds",
+    "check_signal_name",
+    "domain_json_schema",
+    "expand_env",
+    "iter_checks",
+    "json_path",
+    "load_domain",
+    "load_plan",
+    "make_plan",
+    "parse_domain",
+    "parse_expected_code",
+    "parse_json_path",
+    "parse_port",
+    "produced_by",
+]

@@ -1,0 +1,174 @@
+"""The container of a design chunk: image or build, ports, env, command, volumes, labels."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from pnr.model.fields import Model, Name
+
+
+class PortBinding(Model):
+    container_port: int
+    protocol: Literal["tcp", "udp"]
+    host_ip: str
+    host_port: int
+
+
+_HOST_RE = re.compile(r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost):)?(?P<port>\d{1,5})$")
+_CPORT_RE = re.compile(r"^(?P<port>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
+DEFAULT_HOST_IP = "127.0.0.1"
+
+
+def parse_port(container_key: str, host_value: str | int) -> PortBinding:
+    """`"27017"` → `"27017"`, or `"8080/tcp"` → `"0.0.0.0:8080"`; host address defaults to 127.0.0.1."""
+    cmatch = _CPORT_RE.match(container_key)
+    if not cmatch:
+        raise ValueError(f"container port {container_key!r} must look like '8080' or '8080/tcp'")
+    hmatch = _HOST_RE.match(str(host_value))
+    if not hmatch:
+        raise ValueError(f"host port {host_value!r} must look like '8080' or '127.0.0.1:8080'")
+    cport, hport = int(cmatch["port"]), int(hmatch["port"])
+    for label, port in (("container port", cport), ("host port", hport)):
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{label} {port} is out of range 1-65535")
+    ip = hmatch["ip"] or DEFAULT_HOST_IP
+    if ip == "localhost":
+        ip = "127.0.0.1"
+    try:
+        ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        raise ValueError(f"host address {ip!r} in {host_value!r} is not an IP address") from None
+    return PortBinding(container_port=cport, protocol=cmatch["proto"] or "tcp", host_ip=ip.strip("[]"), host_port=hport)
+
+
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
+# Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_RE = re.compile(
+    rf"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+class ContainerSpec(Model):
+    """One container: what to run and how to publish it."""
+
+    name: Name
+    image: str | None = None
+    ports: dict[str, StrictStr | StrictInt] = Field(default_factory=dict)
+    env: list[str] | dict[str, str | int | float | bool] = Field(default_factory=dict)
+    command: str | list[str] | None = None
+    volumes: list[str] = Field(default_factory=list)
+    build_path: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    mount_runtime: bool = Field(default=False, description="bind the runtime folder at /runtime (signal probes)")
+
+    @field_validator("ports")
+    @classmethod
+    def _ports_parse(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        for key, host in value.items():
+            parse_port(key, host)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_shape(cls, value: list[str] | dict[str, Any]) -> list[str] | dict[str, Any]:
+        keys = [item.split("=", 1)[0] for item in value] if isinstance(value, list) else list(value)
+        if isinstance(value, list):
+            bad = [item for item in value if "=" not in item]
+            if bad:
+                raise ValueError(f"env entry {bad[0]!r} must look like 'KEY=VALUE'")
+        for key in keys:
+            if not _ENV_KEY_RE.match(key):
+                raise ValueError(f"env name {key!r} is not a valid variable name")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_splits(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, str):
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"command cannot be split into arguments: {exc}") from None
+        if value is not None and not value:
+            raise ValueError("command must not be empty (leave it out to use the image's default)")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _docker_name_length(cls, value: str) -> str:
+        if len(value) < 2:  # Docker refuses one-character container names
+            raise ValueError(f"container name {value!r} is too short: Docker needs at least 2 characters")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_ref(cls, value: str | None) -> str | None:
+        if value is not None and value and not _IMAGE_RE.match(value):
+            raise ValueError(
+                f"image {value!r} is not a valid image reference (like 'redis:7' or 'registry:5000/team/app:1.2')"
+            )
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volume_shape(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+                raise ValueError(f"volume {item!r} must look like 'SOURCE:/container/path[:ro|rw]'")
+            if not parts[0].startswith((".", "/", "~")) and not _VOLUME_NAME_RE.match(parts[0]):
+                raise ValueError(
+                    f"volume source {parts[0]!r} is neither a path (starting with '/', '.' or '~') "
+                    "nor a volume name (2+ letters, digits, '_', '.', '-')"
+                )
+            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+                raise ValueError(f"volume mode in {item!r} must be 'ro' or 'rw'")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _no_pnr_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        clash = [key for key in value if key.startswith("io.pnr.")]
+        if clash:
+            raise ValueError(f"label {clash[0]!r} is reserved: labels starting with 'io.pnr.' are pnr's own")
+        return value
+
+    @model_validator(mode="after")
+    def _image_or_build(self) -> ContainerSpec:
+        if not self.image and not self.build_path:
+            raise ValueError("give 'image' (an image name) or 'build_path' (a folder with a Dockerfile)")
+        return self
+
+    def port_bindings(self) -> dict[str, PortBinding]:
+        return {key: parse_port(key, host) for key, host in self.ports.items()}
+
+    def command_args(self) -> list[str] | None:
+        """The command as an argument list: a string is split like a shell would, never run by one."""
+        if self.command is None:
+            return None
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+    def env_map(self) -> dict[str, str]:
+        if isinstance(self.env, list):
+            return dict(item.split("=", 1) for item in self.env)
+        return {key: _env_str(value) for key, value in self.env.items()}
+
+
+def _env_str(value: str | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,264 @@
+"""The loader: a JSON file becomes a validated `Domain`, or one `ConfigError` that names the file and the
+JSON path of every problem (never a traceback)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pnr.exceptions import ConfigError, ConfigIssue
+from pnr.model.checks import BUILTIN_CHECKS, check_kinds
+from pnr.model.container import ContainerSpec
+from pnr.model.domain import Cpux, DesignChunk, Domain
+from pnr.model.fields import MappedSignal, PnR, StatusMapping
+
+MAX_CONFIG_BYTES = 5 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+MAX_ISSUES = 50  # reported per file; the rest are counted
+
+
+_PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@-]*$")
+_SCALAR_TAGS = ("str", "int", "float", "bool")
+
+
+def _union_tag(loc: tuple[int | str, ...], i: int) -> bool:
+    """True when loc[i] is a tag pydantic inserts for a union member, not a key of the document."""
+    part = loc[i]
+    if not isinstance(part, str) or i == 0:
+        return False
+    before = loc[i - 1]
+    tag = i < len(loc) - 1 or part in BUILTIN_CHECKS or part == "plugin"  # last: a whole-check error
+    if before == "health_check" and tag:  # discriminated union: the probe type ('tcp')
+        return True
+    if isinstance(before, int) and i > 1 and loc[i - 2] == "checks" and tag:  # a child of all/any
+        return True
+    if part.startswith(("function-", "list[", "dict[")):  # never a valid key where a union can stand
+        return True
+    two_back = str(loc[i - 2]) if i > 1 else ""
+    last = i == len(loc) - 1
+    return (
+        last
+        and part in _SCALAR_TAGS
+        and (before in ("command", "expected_code") or two_back == "ports" or two_back.startswith("dict["))
+    )
+
+
+def json_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's error location as a JSON path: cpuxs.x.design_chunks[0].health_check.port_key.
+
+    Keys that are not plain names are quoted (`cpuxs["a b"]`, ASCII-escaped) so a path is one printable line."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]" or _union_tag(loc, i):
+            continue
+        elif _PLAIN_KEY_RE.match(part):
+            out += ("." if out else "") + part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _merge_union_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """A value that fits no member of a union gives one error per member: say it once, per path."""
+    merged: dict[str, ConfigIssue] = {}
+    for issue in issues:
+        prev = merged.get(issue.path)
+        if prev is None:
+            merged[issue.path] = issue
+        elif issue.message.startswith("Input should be a valid ") and prev.message.startswith(
+            "Input should be a valid "
+        ):
+            merged[issue.path] = ConfigIssue(
+                issue.path, f"{prev.message} or {issue.message.removeprefix('Input should be a valid ')}"
+            )
+        elif issue.message != prev.message:
+            merged[issue.path + "\0" + issue.message] = issue
+    return list(merged.values())
+
+
+# field name -> model of its value (or of its map values), to suggest the key meant by a typo
+_FIELD_MODELS: dict[str, Any] = {
+    "cpuxs": Cpux,
+    "container": ContainerSpec,
+    "status_mapping": StatusMapping,
+    "success": MappedSignal,
+    "failure": MappedSignal,
+    "gatekeeper": PnR,
+    "flowout": PnR,
+}
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where the unknown key `loc[-1]` stands, to suggest a fix for a typo."""
+    parent = loc[:-1]
+    if not parent:
+        return list(Domain.model_fields)
+    last = parent[-1]
+    before = parent[-2] if len(parent) > 1 else None
+    if last in BUILTIN_CHECKS and (
+        before == "health_check" or (isinstance(before, int) and len(parent) > 2 and parent[-3] == "checks")
+    ):
+        model: Any = BUILTIN_CHECKS[last]
+    elif isinstance(last, int) and before == "design_chunks":
+        model = DesignChunk
+    elif isinstance(before, str) and before in ("cpuxs", "gatekeeper", "flowout"):
+        model = _FIELD_MODELS[before]
+    else:
+        model = _FIELD_MODELS.get(str(last))
+    return list(model.model_fields) if model is not None else []
+
+
+def _issue_from_error(err: Any, data: Any) -> ConfigIssue:
+    loc = tuple(err["loc"])
+    path = json_path(loc)
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _allowed_keys(loc)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = (
+            f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        )
+        return ConfigIssue(path, f"unknown key {key!r}{hint}")
+    if kind == "missing":
+        return ConfigIssue(path, "required key is missing")
+    if kind == "literal_error" and path.endswith("tv"):
+        return ConfigIssue(path, f"tv must be 'Y', 'N' or 'U' (any case), not {err.get('input')!r}")
+    if kind == "union_tag_invalid":
+        kinds = ", ".join(repr(k) for k in check_kinds())
+        return ConfigIssue(path, f"unknown health check type {err.get('input', {}).get('type')!r}: use one of {kinds}")
+    if kind == "union_tag_not_found":
+        return ConfigIssue(path, f"health_check needs a 'type': one of {', '.join(repr(k) for k in check_kinds())}")
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return ConfigIssue(path, msg)
+
+
+def _depth(obj: Any, limit: int) -> int:
+    stack = [(obj, 1)]
+    deepest = 0
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def parse_domain(data: Any, source: str = "<config>", dup_keys: dict[int, list[str]] | None = None) -> Domain:
+    """Validate already-parsed JSON; raise ConfigError naming `source` and each JSON path."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", f"the top level must be a JSON object, not {type(data).__name__}")])
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")])
+    issues = _scan_text(data, dup_keys or {})
+    if issues:
+        raise ConfigError(source, _capped(issues))
+    try:
+        return Domain.model_validate(data)
+    except ValidationError as exc:
+        issues = _merge_union_issues([_issue_from_error(err, data) for err in exc.errors(include_url=False)])
+        raise ConfigError(source, _capped(issues)) from None
+
+
+def load_domain(path: str | Path) -> Domain:
+    """Read, parse and validate a domain config file. Every failure is a ConfigError (never a traceback)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        if path.is_dir():
+            raise ConfigError(source, [ConfigIssue("", "is a directory; give a JSON config file")])
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                source, [ConfigIssue("", f"is {size} bytes; configs larger than {MAX_CONFIG_BYTES} are refused")]
+            )
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, [ConfigIssue("", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            source, [ConfigIssue("", f"not UTF-8 text (byte {exc.start}); save the file as UTF-8")]
+        ) from None
+    dup_keys: dict[int, list[str]] = {}
+    try:
+        data = json.loads(text, object_pairs_hook=lambda pairs: _no_dup_keys(pairs, dup_keys))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            source, [ConfigIssue("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
+        ) from None
+    except RecursionError:
+        raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(source, [ConfigIssue("", f"invalid JSON: {str(exc).split(':')[0]}")]) from None
+    return parse_domain(data, source, dup_keys)
+
+
+def _no_dup_keys(pairs: list[tuple[str, Any]], dups: dict[int, list[str]]) -> dict[str, Any]:
+    """json object hook: a repeated key would silently drop a value, so remember it (reported with its path)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            dups.setdefault(id(out), []).append(key)
+        out[key] = value
+    return out
+
+
+def _bad_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character"
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        return "contains a lone UTF-16 surrogate (an invalid \\uXXXX escape)"
+    return None
+
+
+def _scan_text(data: Any, dups: dict[int, list[str]]) -> list[ConfigIssue]:
+    """Duplicate keys, NUL characters and lone surrogates anywhere in the document, with their JSON paths."""
+    issues: list[ConfigIssue] = []
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(data, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, dict):
+            for key in dups.get(id(node), []):
+                issues.append(
+                    ConfigIssue(json_path((*loc, key)), f"key {key!r} appears more than once in the same object")
+                )
+            for key, value in node.items():
+                problem = _bad_text(key)
+                if problem:
+                    issues.append(ConfigIssue(json_path(loc), f"key {key!r} {problem}"))
+                stack.append((value, (*loc, key)))
+        elif isinstance(node, list):
+            stack.extend((value, (*loc, i)) for i, value in enumerate(node))
+        elif isinstance(node, str):
+            problem = _bad_text(node)
+            if problem:
+                issues.append(ConfigIssue(json_path(loc), f"value {problem}"))
+    return issues
+
+
+def _capped(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    if len(issues) <= MAX_ISSUES:
+        return issues
+    return [*issues[:MAX_ISSUES], ConfigIssue("", f"... and {len(issues) - MAX_ISSUES} more problems")]
+
+
+def domain_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a domain config, for editors (committed as pnr/model/schema.json)."""
+    return Domain.model_json_schema()

@@ -1,0 +1,361 @@
+"""Static analysis of a domain before any container starts: who produces each signal, who waits on it,
+in which order chunks can come up, and every semantic problem (with JSON paths)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pnr.exceptions import ConfigError, ConfigIssue
+from pnr.model.checks import AllCheck, AnyCheck, PortCheck, SignalCheck, iter_checks
+from pnr.model.domain import DesignChunk, Domain
+
+SYSTEM_READY = "system_ready"
+PNR_ITSELF = "(pnr)"
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    cpux: str
+    name: str
+    index: int  # position in its cpux's design_chunks
+
+    @property
+    def path(self) -> str:
+        return f"cpuxs.{self.cpux}.design_chunks[{self.index}]"
+
+
+@dataclass
+class Plan:
+    """The signal graph of a domain. Built by `make_plan`, which raises ConfigError on any problem."""
+
+    domain: Domain
+    chunks: dict[str, DesignChunk]  # every chunk by name (names are unique in a domain)
+    refs: dict[str, ChunkRef]
+    producers: dict[str, list[str]]  # signal -> chunk names (or PNR_ITSELF) that write it
+    consumers: dict[str, list[str]]  # signal -> chunk names whose gatekeeper reads it
+    external: list[str]  # gate signals that nothing in the domain produces: someone outside must set them
+    depends_on: dict[str, list[str]]  # chunk -> producer chunks of its gate signals
+    levels: dict[str, list[list[str]]]  # cpux -> chunk names by level (level 0 needs no other chunk)
+    cpux_order: list[str]
+
+    def chunks_of(self, cpux: str) -> list[str]:
+        return [name for level in self.levels[cpux] for name in level]
+
+    def signals_produced_in(self, cpuxs: list[str]) -> set[str]:
+        names = {n for c in cpuxs for n in self.chunks_of(c)}
+        return {sig for sig, prods in self.producers.items() if any(p in names for p in prods)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain.name,
+            "cpux_order": self.cpux_order,
+            "levels": self.levels,
+            "signals": {
+                sig: {
+                    "producers": self.producers.get(sig, []),
+                    "consumers": self.consumers.get(sig, []),
+                    "external": sig in self.external,
+                }
+                for sig in sorted(set(self.producers) | set(self.consumers))
+            },
+            "chunks": {
+                name: {
+                    "cpux": ref.cpux,
+                    "container": self.chunks[name].container.name,
+                    "waits_on": {s: p.tv for s, p in self.chunks[name].gatekeeper.items()},
+                    "depends_on": self.depends_on[name],
+                    "produces": sorted(produced_by(self.chunks[name])),
+                }
+                for name, ref in self.refs.items()
+            },
+        }
+
+    def render_text(self) -> str:
+        lines = [f"domain {self.domain.name}"]
+        for cpux in self.cpux_order:
+            lines.append(f"  cpux {cpux}")
+            for i, level in enumerate(self.levels[cpux]):
+                lines.append(f"    level {i}")
+                for name in level:
+                    chunk = self.chunks[name]
+                    gates = ", ".join(f"{s}={p.tv}" for s, p in chunk.gatekeeper.items()) or "nothing"
+                    outs = ", ".join(sorted(produced_by(chunk))) or "nothing"
+                    lines.append(f"      {name:<20} waits on {gates}; produces {outs}")
+        if self.external:
+            lines.append("external signals (nothing in this domain produces them; `up` waits until someone sets them):")
+            for sig in self.external:
+                lines.append(
+                    f"  {sig}  <- pnr signal set CONFIG {sig} --tv Y   (waited on by {', '.join(self.consumers[sig])})"
+                )
+        return "\n".join(lines)
+
+    def render_mermaid(self) -> str:
+        lines = ["flowchart LR"]
+        node = {name: f"c{i}" for i, name in enumerate(self.refs)}
+        for cpux in self.cpux_order:
+            lines.append(f"  subgraph {cpux}")
+            for name in self.chunks_of(cpux):
+                lines.append(f'    {node[name]}["{name}"]')
+            lines.append("  end")
+        if SYSTEM_READY in self.consumers:
+            lines.append('  pnr(["pnr"])')
+        for sig in self.external:
+            lines.append(f'  ext_{_mermaid_id(sig)}(["{sig} (external)"])')
+        for name, chunk in self.chunks.items():
+            for sig in chunk.gatekeeper:
+                for prod in self.producers.get(sig, []):
+                    src = "pnr" if prod == PNR_ITSELF else node[prod]
+                    lines.append(f"  {src} -- {sig} --> {node[name]}")
+                if sig in self.external:
+                    lines.append(f"  ext_{_mermaid_id(sig)} -- {sig} --> {node[name]}")
+        return "\n".join(lines)
+
+    def render_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _mermaid_id(sig: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in sig)
+
+
+def produced_by(chunk: DesignChunk) -> set[str]:
+    """Signals a chunk writes: its flowout and its status mappings, and the signals its signal probes await
+    (the container writes them; as the chunk's own, a value left from an earlier run never satisfies them)."""
+    out = set(chunk.flowout)
+    if chunk.health_check is not None:
+        mapping = chunk.health_check.status_mapping
+        out |= {m.key for m in (mapping.success, mapping.failure) if m is not None}
+        out |= {c.signal for c in iter_checks(chunk.health_check) if isinstance(c, SignalCheck)}
+    return out
+
+
+_CONTAINER_PORT_RE = re.compile(r"^\d{1,5}(/tcp)?$")
+
+
+def _port_key_issues(check: Any, path: str, bindings: dict[str, Any]) -> list[ConfigIssue]:
+    """Only kinds that dial a port need port_key: a key of container.ports, or (target "network") any
+    container port."""
+    if isinstance(check, (AllCheck, AnyCheck)):
+        return [i for n, c in enumerate(check.checks) for i in _port_key_issues(c, f"{path}.checks[{n}]", bindings)]
+    if not isinstance(check, PortCheck):
+        return []
+    if check.port_key is None:
+        hint = ", ".join(bindings) or '(none declared; with "target": "network" give the container port)'
+        return [
+            ConfigIssue(
+                f"{path}.port_key", f"a {getattr(check, 'type', 'port')} check needs port_key, one of the container's ports: {hint}"
+            )
+        ]
+    if check.port_key in bindings:
+        return []
+    if check.target == "network":
+        if _CONTAINER_PORT_RE.match(check.port_key) and 1 <= int(check.port_key.split("/")[0]) <= 65535:
+            return []
+        return [
+            ConfigIssue(
+                f"{path}.port_key",
+                f"{check.port_key!r} must be a key of container.ports or a container port like '8080' or '8080/tcp'",
+            )
+        ]
+    return [
+        ConfigIssue(
+            f"{path}.port_key",
+            f"{check.port_key!r} is not a key of container.ports ({', '.join(bindings) or 'no ports declared'}); "
+            'add it to ports, fix port_key, or probe the container\'s own address with "target": "network"',
+        )
+    ]
+
+
+class _ChunkChecks:
+    """The per-chunk checks of `make_plan`: unique names, unique host ports, health checks that fit."""
+
+    def __init__(self) -> None:
+        self.issues: list[ConfigIssue] = []
+        self.chunks: dict[str, DesignChunk] = {}
+        self.refs: dict[str, ChunkRef] = {}
+        self._containers: dict[str, str] = {}
+        # (port, protocol) -> host ip -> chunk (indexed: big configs stay fast)
+        self._host_ports: dict[tuple[int, str], dict[str, str]] = {}
+
+    def add(self, ref: ChunkRef, chunk: DesignChunk) -> None:
+        if chunk.name in self.refs:
+            self._issue(
+                f"{ref.path}.name",
+                f"duplicate chunk name {chunk.name!r} (also at {self.refs[chunk.name].path}); "
+                "chunk names must be unique in a domain",
+            )
+        else:
+            self.chunks[chunk.name] = chunk
+            self.refs[chunk.name] = ref
+        cname = chunk.container.name
+        if cname in self._containers:
+            self._issue(
+                f"{ref.path}.container.name",
+                f"duplicate container name {cname!r} (also used by chunk {self._containers[cname]!r})",
+            )
+        else:
+            self._containers[cname] = chunk.name
+        bindings = chunk.container.port_bindings()
+        self._host_port_clashes(ref, chunk.name, bindings)
+        check = chunk.health_check
+        if check is not None and chunk.kind == "job":
+            self._issue(
+                f"{ref.path}.health_check",
+                'a job chunk is completed when its container exits 0; remove health_check, or drop "kind": "job"',
+            )
+        elif check is not None:
+            self.issues.extend(_port_key_issues(check, f"{ref.path}.health_check", bindings))
+        if SYSTEM_READY in produced_by(chunk):
+            self._issue(ref.path, f"'{SYSTEM_READY}' is set by pnr itself when a run starts; a chunk cannot produce it")
+
+    def _host_port_clashes(self, ref: ChunkRef, name: str, bindings: dict[str, Any]) -> None:
+        for key, b in bindings.items():
+            by_ip = self._host_ports.setdefault((b.host_port, b.protocol), {})
+            clash = [c for ip, c in by_ip.items() if ip == b.host_ip or "0.0.0.0" in (ip, b.host_ip)]
+            if clash:
+                self._issue(
+                    f"{ref.path}.container.ports.{key}",
+                    f"host port {b.host_port} is already published by chunk {clash[0]!r}; pick another host port",
+                )
+            else:
+                by_ip[b.host_ip] = name
+
+    def _issue(self, path: str, message: str) -> None:
+        self.issues.append(ConfigIssue(path, message))
+
+
+def make_plan(domain: Domain, source: str = "<config>") -> Plan:
+    """The signal graph of a domain, or one ConfigError with every semantic problem and its JSON path."""
+    checks = _ChunkChecks()
+    for cpux_name, cpux in domain.cpuxs.items():
+        for index, chunk in enumerate(cpux.design_chunks):
+            checks.add(ChunkRef(cpux_name, chunk.name, index), chunk)
+    chunks, refs, issues = checks.chunks, checks.refs, checks.issues
+
+    producers: dict[str, list[str]] = {SYSTEM_READY: [PNR_ITSELF]}
+    consumers: dict[str, list[str]] = {}
+    for name, chunk in chunks.items():
+        for sig in sorted(produced_by(chunk)):
+            producers.setdefault(sig, []).append(name)
+        for sig in chunk.gatekeeper:
+            consumers.setdefault(sig, []).append(name)
+    external = sorted(sig for sig in consumers if sig not in producers)
+    depends_on = {
+        name: sorted({p for sig in chunk.gatekeeper for p in producers.get(sig, []) if p not in (PNR_ITSELF, name)})
+        for name, chunk in chunks.items()
+    }
+    issues.extend(_graph_issues(chunks, refs, producers, depends_on))
+    if issues:
+        raise ConfigError(source, issues)
+    cpux_order = _cpux_order(domain, refs, depends_on, source)
+    levels = {cpux_name: _levels(cpux, depends_on) for cpux_name, cpux in domain.cpuxs.items()}
+    return Plan(domain, chunks, refs, producers, consumers, external, depends_on, levels, cpux_order)
+
+
+def _graph_issues(
+    chunks: dict[str, DesignChunk],
+    refs: dict[str, ChunkRef],
+    producers: dict[str, list[str]],
+    depends_on: dict[str, list[str]],
+) -> list[ConfigIssue]:
+    """Gates only the chunk itself could open, and cycles: chunks that can never start."""
+    issues = [
+        ConfigIssue(
+            f"{refs[name].path}.gatekeeper.{sig}",
+            f"chunk {name!r} waits on {sig!r}, which only it produces: it can never start",
+        )
+        for name, chunk in chunks.items()
+        for sig in chunk.gatekeeper
+        if producers.get(sig) == [name]
+    ]
+    cycle = _find_cycle(depends_on)
+    if cycle:
+        steps = " -> ".join(cycle)
+        issues.append(
+            ConfigIssue(
+                f"{refs[cycle[0]].path}.gatekeeper",
+                f"the signal graph has a cycle: {steps}; no chunk in it can ever start",
+            )
+        )
+    return issues
+
+
+def _cpux_order(domain: Domain, refs: dict[str, ChunkRef], depends_on: dict[str, list[str]], source: str) -> list[str]:
+    """A cpux waiting on a signal produced in another cpux runs after it."""
+    cpux_deps: dict[str, list[str]] = {c: [] for c in domain.cpuxs}
+    for name, deps in depends_on.items():
+        for dep in deps:
+            mine, theirs = refs[name].cpux, refs[dep].cpux
+            if mine != theirs and theirs not in cpux_deps[mine]:
+                cpux_deps[mine].append(theirs)
+    cpux_cycle = _find_cycle(cpux_deps)
+    if cpux_cycle:
+        message = f"cpuxs wait on each other's signals in a cycle: {' -> '.join(cpux_cycle)}; merge them into one cpux"
+        raise ConfigError(source, [ConfigIssue("cpuxs", message)])
+    return _topo(list(domain.cpuxs), cpux_deps)
+
+
+def _levels(cpux: Any, depends_on: dict[str, list[str]]) -> list[list[str]]:
+    """Start levels of one cpux: level n waits only on chunks of levels below n."""
+    names = [c.name for c in cpux.design_chunks]
+    level_of: dict[str, int] = {}
+    for n in _topo(names, {n: [d for d in depends_on[n] if d in names] for n in names}):
+        level_of[n] = 1 + max((level_of[d] for d in depends_on[n] if d in names), default=-1)
+    grouped: list[list[str]] = [[] for _ in range(1 + max(level_of.values(), default=-1))]
+    for n in names:
+        grouped[level_of[n]].append(n)
+    return grouped
+
+
+def _topo(nodes: list[str], deps: dict[str, list[str]]) -> list[str]:
+    """Dependencies first; ties keep declaration order. Assumes no cycle."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for start in nodes:
+        stack = [(start, iter(deps.get(start, [])))]
+        if start in seen:
+            continue
+        seen.add(start)
+        while stack:
+            node, it = stack[-1]
+            nxt = next((d for d in it if d not in seen and d in deps), None)
+            if nxt is None:
+                stack.pop()
+                out.append(node)
+            else:
+                seen.add(nxt)
+                stack.append((nxt, iter(deps.get(nxt, []))))
+    return out
+
+
+def _find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
+    """A cycle as [a, b, ..., a] where each waits on the next, or None. Iterative (deep graphs are fine)."""
+    color: dict[str, int] = {}
+    for start in deps:
+        if color.get(start):
+            continue
+        path = [start]
+        color[start] = 1
+        stack = [iter(deps.get(start, []))]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                color[path.pop()] = 2
+                stack.pop()
+            elif color.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            elif not color.get(nxt) and nxt in deps:
+                color[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(deps.get(nxt, [])))
+    return None
+
+
+def load_plan(config_path: str) -> Plan:
+    """Load, validate and plan a config file (ConfigError on any problem)."""
+    from pnr.model.loader import load_domain
+
+    return make_plan(load_domain(config_path), str(config_path))

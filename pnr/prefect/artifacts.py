@@ -1,0 +1,297 @@
+"""Prefect artifacts of a bring-up, under keys that are stable per domain so their history accumulates in the UI:
+
+| key                        | kind     | what                                                                 |
+|----------------------------|----------|----------------------------------------------------------------------|
+| `pnr-<domain>-plan`        | markdown | the signal graph as a mermaid flowchart, and the start levels         |
+| `pnr-<domain>-progress`    | progress | percent of chunks ready, updated as each one becomes ready            |
+| `pnr-<domain>-signals`     | table    | final truth value of every signal                                     |
+| `pnr-<domain>-timeline`    | markdown | created → started → first probe → ready per chunk; ★ critical path |
+
+`RunArtifacts` is driven by `pnr.flows.bring_up`; outside a Prefect flow run it does nothing (no API calls,
+no warnings). A failing artifact call is logged at debug level and never fails or stalls the run.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from pnr.lifecycle import ChunkProgress, CpuxRun, Phase, ProgressEvent, RunControl
+from pnr.model import Plan
+from pnr.runtime import SignalStore
+
+log = logging.getLogger(__name__)
+
+_KEY_RE = re.compile(r"[^a-z0-9-]+")
+
+
+def artifact_key(domain: str, what: str) -> str:
+    """`pnr-<domain>-<what>` in the alphabet Prefect allows for keys (lowercase letters, digits, dashes)."""
+    slug = _KEY_RE.sub("-", f"pnr-{domain}-{what}".lower()).strip("-")
+    return re.sub(r"-{2,}", "-", slug)
+
+
+def in_flow_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx is not None and ctx.flow_run is not None
+
+
+def _quietly(what: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        log.debug("pnr: could not publish %s artifact: %s", what, exc)
+        return None
+
+
+# -- pure renderers (unit-testable) -----------------------------------------------------------------
+
+
+def plan_markdown(plan: Plan, cpuxs: list[str]) -> str:
+    lines = [f"# Plan of domain `{plan.domain.name}`", "", "```mermaid", plan.render_mermaid(), "```", ""]
+    lines += ["| cpux | level | chunk | waits on | produces |", "|---|---|---|---|---|"]
+    for cpux in cpuxs:
+        for i, level in enumerate(plan.levels[cpux]):
+            for name in level:
+                chunk = plan.chunks[name]
+                gates = ", ".join(f"`{s}={p.tv}`" for s, p in chunk.gatekeeper.items()) or "-"
+                outs = ", ".join(f"`{s}`" for s in chunk.flowout) or "-"
+                lines.append(f"| {cpux} | {i} | **{name}** | {gates} | {outs} |")
+    if plan.external:
+        lines += [
+            "",
+            "External signals (set from outside, e.g. `pnr signal set`): " + ", ".join(f"`{s}`" for s in plan.external),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def signals_table(state: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    names = sorted(set(state) | set(plan.producers) | set(plan.consumers))
+    rows = []
+    for name in names:
+        value = state.get(name)
+        rows.append(
+            {
+                "signal": name,
+                "tv": value.tv if value is not None else "U",
+                "response": ", ".join(value.response) if value is not None else "",
+                "prompt": value.prompt if value is not None else "",
+                "produced by": ", ".join(plan.producers.get(name, [])) or "(external)",
+                "waited on by": ", ".join(plan.consumers.get(name, [])),
+            }
+        )
+    return rows
+
+
+def critical_path(plan: Plan, progress: dict[str, ChunkProgress]) -> list[str]:
+    """The chain of chunks that decided when the last chunk was ready: start at the last-ready chunk and follow,
+    at each step, the producer whose readiness came last (the one that actually opened the gate)."""
+    ready = {n: p.ready_at for n, p in progress.items() if p.ready_at is not None}
+    if not ready:
+        return []
+    path = [max(ready, key=lambda n: ready[n])]
+    while True:
+        producers = [d for d in plan.depends_on.get(path[-1], []) if d in ready and d not in path]
+        if not producers:
+            break
+        path.append(max(producers, key=lambda n: ready[n]))
+    return list(reversed(path))
+
+
+def _secs(a: float | None, b: float | None) -> str:
+    return f"{b - a:.2f}" if a is not None and b is not None else "-"
+
+
+def timeline_markdown(plan: Plan, progress: dict[str, ChunkProgress]) -> str:
+    """Per chunk: offsets from the run's start and the duration of each stage; ★ marks the critical path."""
+    if not progress:
+        return f"# Readiness timeline of `{plan.domain.name}`\n\nNo chunk ran.\n"
+    t0 = min(p.created_at for p in progress.values())
+    crit = critical_path(plan, progress)
+
+    def at(t: float | None) -> str:
+        return f"{t - t0:.2f}" if t is not None else "-"
+
+    lines = [
+        f"# Readiness timeline of `{plan.domain.name}`",
+        "",
+        (
+            "Seconds from the start of the run. *wait* = created → started (gate closed), *start* = started → first "
+            "probe, *probe* = first probe → ready. "
+            "★ = critical path (the chain that decided when the last chunk was ready)."
+        ),
+        "",
+        "| | chunk | cpux | phase | created | started | first probe | ready | wait | start | probe | total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = sorted(progress.values(), key=lambda p: (p.ready_at is None, p.ready_at or 0, p.started_at or 0, p.name))
+    for p in order:
+        star = "★" if p.name in crit else ""
+        name = f"**{p.name}**" if star else p.name
+        phase = p.phase.value if isinstance(p.phase, Phase) else str(p.phase)
+        lines.append(
+            f"| {star} | {name} | {p.cpux} | {phase} | {at(p.created_at)} | {at(p.started_at)} | "
+            f"{at(p.first_probe_at)} | "
+            f"{at(p.ready_at)} | {_secs(p.created_at, p.started_at)} | {_secs(p.started_at, p.first_probe_at)} | "
+            f"{_secs(p.first_probe_at, p.ready_at)} | {_secs(p.created_at, p.ready_at)} |"
+        )
+    if crit:
+        last = progress[crit[-1]].ready_at
+        lines += ["", f"Critical path: {' → '.join(crit)} ({_secs(t0, last)} s to the last ready chunk)."]
+    failed = [p for p in order if p.phase in (Phase.FAILED, Phase.BLOCKED)]
+    for p in failed:
+        lines.append(f"\n`{p.name}` {p.phase.value}: {p.detail.splitlines()[0] if p.detail else ''}")
+    return "\n".join(lines) + "\n"
+
+
+# -- the per-run publisher --------------------------------------------------------------------------
+
+
+class _Background:
+    """One daemon thread that runs API calls in the flow's Prefect context, so a chunk never waits on the UI."""
+
+    def __init__(self) -> None:
+        self._context = contextvars.copy_context()  # settings/client of the flow run (threads do not inherit them)
+        self._jobs: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="pnr-artifacts", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._context.run(job)
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        self._jobs.put(job)
+
+    def close(self, timeout: float = 15.0) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout)
+
+
+@dataclass
+class _Progress:
+    artifact_id: UUID | None = None
+    done: int = 0
+    total: int = 0
+
+
+class RunArtifacts:
+    """Publishes the artifacts of one bring-up. Call `start()` in the flow and `finish()` after its CPUX runs."""
+
+    def __init__(self, plan: Plan, cpuxs: list[str], store: SignalStore, control: RunControl) -> None:
+        self.plan = plan
+        self.cpuxs = cpuxs
+        self.store = store
+        self.control = control
+        self.domain = plan.domain.name
+        self.enabled = False
+        self._progress = _Progress(total=sum(len(plan.chunks_of(c)) for c in cpuxs))
+        self._counted: set[str] = set()
+        self._lock = threading.Lock()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._background: _Background | None = None
+
+    def key(self, what: str) -> str:
+        return artifact_key(self.domain, what)
+
+    def start(self) -> None:
+        self.enabled = in_flow_run()
+        if not self.enabled:
+            return
+        from prefect.artifacts import create_markdown_artifact, create_progress_artifact
+
+        def publish_start() -> None:
+            _quietly(
+                "plan",
+                lambda: create_markdown_artifact(
+                    plan_markdown(self.plan, self.cpuxs),
+                    key=self.key("plan"),
+                    description=f"signal graph of {self.domain}",
+                ),
+            )
+            self._progress.artifact_id = _quietly(
+                "progress",
+                lambda: create_progress_artifact(
+                    0.0, key=self.key("progress"), description=f"{self.domain}: 0/{self._progress.total} chunks ready"
+                ),
+            )
+
+        # in the flow's thread, before any chunk runs: a concurrent write here made the ephemeral (SQLite)
+        # server stall the CPUX subflow's creation for ~2 s, intermittently
+        publish_start()
+        self._background = _Background()
+        self._unsubscribe = self.control.listen(self._on_phase)
+
+    def _on_phase(self, event: Any) -> None:
+        if not isinstance(event, ProgressEvent) or event.phase != Phase.READY.value or event.what is not None:
+            return
+        with self._lock:
+            if event.chunk in self._counted:
+                return
+            self._counted.add(event.chunk)
+            self._progress.done += 1
+            done, total = self._progress.done, self._progress.total
+        background = self._background
+        if background is not None:  # the chunk's thread goes on at once; the UI hears of it a moment later
+            background.submit(
+                lambda: self._update_progress(
+                    done, total, f"{self.domain}: {done}/{total} chunks ready (last: {event.chunk})"
+                )
+            )
+
+    def _update_progress(self, done: int, total: int, description: str) -> None:
+        artifact_id = self._progress.artifact_id
+        if artifact_id is None:
+            return
+        from prefect.artifacts import update_progress_artifact
+
+        percent = 100.0 * done / total if total else 100.0
+        _quietly("progress", lambda: update_progress_artifact(artifact_id, percent, description=description))
+
+    def finish(self, error: BaseException | None = None, runs: dict[str, CpuxRun] | None = None) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._background is not None:
+            self._background.close()  # every queued update first, so the final one is the last word
+            self._background = None
+        if not self.enabled:
+            return
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+        self.store.refresh()
+        outcome = (
+            "up"
+            if error is None
+            else f"failed: {type(error).__name__}"
+            if isinstance(error, Exception)
+            else "cancelled"
+        )
+        done, total = self._progress.done, self._progress.total
+        self._update_progress(done, total, f"{self.domain}: {done}/{total} chunks ready; {outcome}")
+        _quietly(
+            "signals",
+            lambda: create_table_artifact(
+                signals_table(self.store.snapshot(), self.plan),
+                key=self.key("signals"),
+                description=f"final truth values of {self.domain} ({outcome})",
+            ),
+        )
+        progress = {n: p for run in (runs or {}).values() for n, p in run.progress.items()}
+        _quietly(
+            "timeline",
+            lambda: create_markdown_artifact(
+                timeline_markdown(self.plan, progress),
+                key=self.key("timeline"),
+                description=f"readiness timeline of {self.domain} ({outcome})",
+            ),
+        )

@@ -1,0 +1,459 @@
+"""The Prefect side: a domain compiles to a flow run, each CPUX to a subflow run, each chunk to a task
+whose retries wait on its gatekeeper state, and each health check to a sub-task of its chunk's task.
+
+`flows/pnr_flows.py` re-exports `bring_up` and `tear_down` for `prefect.yaml`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import RunInput, TaskRunResult
+from prefect.context import FlowRunContext
+from prefect.exceptions import TerminationSignal
+from prefect.futures import PrefectConcurrentFuture, wait
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, PrivateAttr
+
+from pnr.engines import LABEL_CHUNK, LABEL_RUN, Engine
+from pnr.exceptions import ChunkFailed, ConfigError, ConfigIssue, RunError
+from pnr.lifecycle import (
+    WATCH_CANCELLED,
+    ChunkBlocked,
+    CpuxRun,
+    GateClosed,
+    Phase,
+    RunControl,
+    Watcher,
+    current_control,
+    tear_down_domain,
+)
+from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
+from pnr.prefect.artifacts import RunArtifacts
+from pnr.prefect.events import RunEvents, emit_domain
+from pnr.runtime import SignalStore
+from pnr.settings import get_settings, resolve_runtime_dir
+
+SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
+
+
+@dataclass
+class DomainRun:
+    """One bring-up of a domain: what its CPUX runs share."""
+
+    plan: Plan
+    store: SignalStore
+    engine: Engine
+    control: RunControl
+    build: bool
+    deadline: float
+    force_recreate: bool = False
+    runs: dict[str, CpuxRun] = field(default_factory=dict)  # finished CPUX runs, for the watch
+
+
+class RunRef(BaseModel):
+    """A bring-up as a subflow parameter: the UI shows its domain and id; the live run travels along privately
+    (a flow's parameters are API data, so the object itself cannot be one)."""
+
+    domain: str
+    run_id: str
+    _live: DomainRun | None = PrivateAttr(default=None)
+
+    @classmethod
+    def to(cls, run: DomainRun, run_id: str) -> RunRef:
+        ref = cls(domain=run.plan.domain.name, run_id=run_id)
+        ref._live = run
+        return ref
+
+    @property
+    def live(self) -> DomainRun:
+        if self._live is None:
+            raise RuntimeError("a pnr-cpux flow runs only inside its pnr-up flow run")
+        return self._live
+
+
+@task(name="prepare", cache_policy=NO_CACHE, persist_result=False)
+def prepare_task(run: CpuxRun, build: bool = False) -> dict[str, str]:
+    """Engine, network and images: fails before any container starts."""
+    images = run.prepare(build=build)
+    get_run_logger().info("images ready: %s", ", ".join(f"{k}={v[7:19]}" for k, v in images.items()))
+    return images
+
+
+@task(name="probe", cache_policy=NO_CACHE, persist_result=False)
+def probe_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
+    """One chunk's health check (a sub-task of the chunk's task)."""
+    logger = get_run_logger()
+    result = run.drivers[chunk].probe(log=logger.info, debug=logger.debug)
+    return {"ok": result.ok, "attempts": result.attempts, "seconds": round(result.elapsed, 3), "last": result.last}
+
+
+@task(name="chunk", cache_policy=NO_CACHE, persist_result=False)
+def chunk_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
+    """Wait for the gate (GateClosed → Prefect retry), then start, probe, and await the flowout."""
+    logger = get_run_logger()
+    run.wait_gate(chunk)
+    logger.info(
+        "gate open: %s", ", ".join(f"{k}={v.tv}" for k, v in run.plan.chunks[chunk].gatekeeper.items()) or "(no gate)"
+    )
+    check = run.plan.chunks[chunk].health_check
+
+    def run_probe(name: str) -> Any:
+        kind = check.type if check else run.plan.chunks[name].kind
+        return probe_task.with_options(task_run_name=f"{name}.probe[{kind}]")(run, name)
+
+    try:
+        result = run.drivers[chunk].bring_up(run_probe)
+    except (ChunkFailed, ChunkBlocked, GateClosed):
+        raise
+    except Exception as exc:  # a bug or an unexpected engine answer: fail this chunk, loudly, not the process
+        run.set_phase(chunk, Phase.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    logger.info("%s: container %s %s; ready", chunk, result["container"], result["action"])
+    return result
+
+
+@task(name="watch", cache_policy=NO_CACHE, persist_result=False)
+def watch_task(parent: DomainRun, seconds: float | None = None) -> dict[str, Any]:
+    """Watch mode: keep probing the ready chunks; regressions flip signals, dependents follow their policy."""
+    logger = get_run_logger()
+    watcher = Watcher(
+        list(parent.runs.values()),
+        seconds=seconds,
+        cancelled=_flow_run_cancelled(flow_run.id),
+        log=logger.info,
+        debug=logger.debug,
+    )
+    return watcher.run()
+
+
+def _conclude_cancelled(flow_run_id: Any) -> None:
+    """A run started in-process and cancelled while watching: no worker moves it on from Cancelling, and the
+    server refuses the engine's final Completed from there, so the run would hang in Cancelling. Record
+    Cancelled, after which the engine's Completed is accepted: the bring-up had succeeded and the watch ended
+    on request (its result and log say so); the domain stays up, as after Ctrl-C. (A run a worker or
+    `pnr serve` started is cancelled by its runner instead: SIGTERM, the on_cancellation hook.)"""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    if not flow_run_id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(
+                flow_run_id, Cancelled(message="cancelled while watching; the domain was left up"), force=True
+            )
+    except Exception as exc:
+        get_run_logger().warning("could not record the cancellation: %s", exc)
+
+
+def _flow_run_cancelled(flow_run_id: Any) -> Any:
+    """A check whether the flow run was cancelled (UI/CLI), for runs no worker can kill (started in-process)."""
+
+    def cancelled() -> bool:
+        if not flow_run_id:
+            return False
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(flow_run_id).state
+        except Exception:
+            return False
+        return state is not None and (state.is_cancelling() or state.is_cancelled())
+
+    return cancelled
+
+
+@flow(name="pnr-cpux", persist_result=False, validate_parameters=False)
+def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
+    """One CPUX: every chunk submitted at once (dependencies first); gates decide who starts when."""
+    parent = run.live
+    plan = parent.plan
+    remaining = max(1.0, parent.deadline - time.monotonic())
+    cpux_run = CpuxRun(
+        plan=plan,
+        cpux=cpux,
+        store=parent.store,
+        engine=parent.engine,
+        config_path=config_path,
+        timeout_seconds=remaining,
+        control=parent.control,
+        flow_run_id=str(flow_run.id or run.run_id),
+        gate_slice=get_settings().gate_slice_seconds,
+        force_recreate=parent.force_recreate,
+    )
+    parent.runs[cpux] = cpux_run
+    stop = parent.control.on_interrupt(lambda reason: cpux_run.abort(RunError(reason)))
+    try:
+        prepare_task(cpux_run, parent.build)
+        cpux_run.announce()
+        _run_chunks(cpux_run, remaining)
+    finally:
+        stop()
+    error = cpux_run.outcome_error()
+    if error is not None:
+        get_run_logger().error(str(error))
+        raise error
+    return cpux_run.results()
+
+
+def _run_chunks(run: CpuxRun, remaining: float) -> None:
+    """Submit every chunk's task (dependency order: producers get worker threads first) and supervise."""
+    plan = run.plan
+    futures: dict[str, PrefectConcurrentFuture[Any]] = {}
+    retries = math.ceil(remaining / run.gate_slice) + 1
+    runner: Any = FlowRunContext.get().task_runner  # type: ignore[union-attr]
+    for name in run.names:
+        # the producers of its gate signals, recorded as the task run's `wait_for` inputs so the UI draws the
+        # edges, but not awaited by Prefect: the gate itself decides, the moment the signal is written
+        upstream: set[RunInput] = {
+            TaskRunResult(id=futures[d].task_run_id) for d in plan.depends_on[name] if d in futures
+        }
+        futures[name] = runner.submit(
+            chunk_task.with_options(
+                name=name,
+                task_run_name=name,
+                retries=retries,
+                retry_delay_seconds=0,
+                retry_condition_fn=_retry_while_waiting(run, name),
+            ),
+            {"run": run, "chunk": name},
+            # Prefect joins extra inputs onto an existing parameter's inputs: "chunk" carries the edges
+            dependencies={"chunk": upstream} if upstream else None,
+        )
+    try:
+        run.supervise(done=lambda: all(f.wrapped_future.done() for f in futures.values()))  # local: no API call
+    except KeyboardInterrupt:
+        run.abort(RunError("interrupted (Ctrl-C)"))
+        raise
+    except TerminationSignal:  # cancelled (UI/CLI) or killed: start nothing more, so the hook sees it all
+        run.abort(RunError("the flow run was cancelled"))
+        raise
+    finally:
+        wait(list(futures.values()), timeout=30)
+        for name, future in futures.items():  # a task that died before it could report (a bug): say so
+            exc = future.wrapped_future.exception() if future.wrapped_future.done() else None
+            if exc is not None and not run.progress[name].phase.final:
+                run.set_phase(name, Phase.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        run.close()
+
+
+def _retry_while_waiting(run: CpuxRun, chunk: str) -> Any:
+    def condition(_task: Any, _task_run: Any, _state: Any) -> bool:
+        return run.should_retry(chunk)
+
+    return condition
+
+
+def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
+    """on_cancellation / on_crashed of `bring_up`: a cancelled or crashed bring-up leaves no half state.
+
+    The containers this run started (label io.pnr.flow-run-id = this run or one of its CPUX subflow runs) are
+    removed; when none of the domain's containers remain, its network and runtime values go too, as `pnr down`.
+    Containers an earlier run started (reused by this one) are left and named, with the `pnr down` command."""
+    from prefect.logging.loggers import flow_run_logger
+
+    logger = flow_run_logger(flow_run, flow)
+    params = flow_run.parameters or {}
+    config = params.get("config_path", "CONFIG")
+    try:
+        plan = load_plan(config)
+        engine = Engine()
+        ids = {str(flow_run.id)} | _subflow_run_ids(flow_run.id)
+        rank = {n: i for i, n in enumerate(n for c in plan.cpux_order for n in plan.chunks_of(c))}
+        ours = [c for c in engine.owned_containers(plan.domain.name) if c.labels.get(LABEL_RUN) in ids]
+        ours.sort(key=lambda c: rank.get(c.labels.get(LABEL_CHUNK, ""), -1), reverse=True)  # dependents first
+        for c in ours:
+            engine.remove(c.id)
+        rest = [c.name for c in engine.owned_containers(plan.domain.name)]
+        if not rest:
+            tear_down_domain(plan, engine, resolve_runtime_dir(params.get("runtime_dir")))
+        else:
+            logger.warning(
+                "left running %s (started by an earlier run); `pnr down %s` removes them", ", ".join(rest), config
+            )
+        logger.info(
+            "%s: removed %d container(s) this run started: %s",
+            state.name,
+            len(ours),
+            ", ".join(c.name for c in ours) or "-",
+        )
+        emit_domain(
+            plan.domain.name, "up.cancelled", {"state": state.name, "removed": [c.name for c in ours], "left": rest}
+        )
+    except Exception as exc:
+        logger.error("could not remove what this run started (%s); run `pnr down %s`", exc, config)
+
+
+def _subflow_run_ids(parent_id: Any) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+        )
+    return {str(r.id) for r in runs}
+
+
+@flow(
+    name="pnr-up",
+    persist_result=False,
+    on_cancellation=[_remove_what_this_run_started],
+    on_crashed=[_remove_what_this_run_started],
+)
+def bring_up(
+    config_path: str,
+    cpux: str | None = None,
+    runtime_dir: str | None = None,
+    timeout_seconds: float | None = None,
+    build: bool = False,
+    force_recreate: bool = False,
+    watch: bool = False,
+    watch_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
+
+    With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.watch`) until
+    Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
+    the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
+    interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
+    plan = load_plan(config_path)
+    timeout_seconds = timeout_seconds or get_settings().timeout_seconds
+    names = plan.cpux_order
+    if cpux is not None:
+        if cpux not in plan.domain.cpuxs:
+            raise ConfigError(
+                config_path,
+                [ConfigIssue("cpuxs", f"no cpux named {cpux!r}; the config has {', '.join(plan.domain.cpuxs)}")],
+            )
+        names = [cpux]
+    store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
+    store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
+    control = current_control()
+    run = DomainRun(
+        plan, store, Engine(), control, build, time.monotonic() + timeout_seconds, force_recreate=force_recreate
+    )
+    ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
+    artifacts = RunArtifacts(plan, names, store, control)
+    events = RunEvents(plan, names, store, control, config_path)
+    results: dict[str, Any] = {}
+    error: BaseException | None = None
+    artifacts.start()
+    events.start()
+    try:
+        try:
+            for name in names:
+                workers = (
+                    len(plan.chunks_of(name)) + 2
+                )  # every chunk may wait at once: one thread each, never a deadlock
+                results[name] = cpux_flow.with_options(
+                    flow_run_name=f"{plan.domain.name}.{name}",
+                    task_runner=ThreadPoolTaskRunner(max_workers=workers),  # type: ignore[arg-type]
+                )(config_path, name, ref)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            store.refresh()
+            artifacts.finish(error, run.runs)
+            events.finish(error)
+        watched: dict[str, Any] = {}
+        if watch:  # after the bring-up's own outcome is recorded (artifacts, pnr.domain.up.completed)
+            watched = {"watch": watch_task.with_options(task_run_name=f"{plan.domain.name}.watch")(run, watch_seconds)}
+            store.refresh()
+            if watched["watch"]["ended"] == WATCH_CANCELLED:
+                _conclude_cancelled(flow_run.id)
+    finally:
+        events.close()
+    return {
+        **watched,
+        "domain": plan.domain.name,
+        "cpuxs": results,
+        "signals": {k: v.model_dump() for k, v in sorted(store.snapshot().items())},
+    }
+
+
+@flow(name="pnr-down", persist_result=False)
+def tear_down(config_path: str, runtime_dir: str | None = None, volumes: bool = False) -> dict[str, Any]:
+    """Remove exactly what pnr created for the domain (by labels), in reverse dependency order."""
+    plan = load_plan(config_path)
+    report = tear_down_domain(plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes)
+    get_run_logger().info("removed %d container(s), %d network(s)", len(report["containers"]), len(report["networks"]))
+    return report
+
+
+@contextmanager
+def quiet_prefect_run() -> Iterator[None]:
+    """Run flows in-process without paying the flow heartbeat (unless PNR_HEARTBEAT=1)."""
+    if get_settings().heartbeat:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def start_detached_ephemeral_server() -> None:
+    """Start Prefect's temporary server (when no PREFECT_API_URL is set) in its own session, so a Ctrl-C in the
+    terminal reaches pnr — which then stops cleanly and records the outcome — and not the server too."""
+    import subprocess
+    import types
+
+    from prefect.server.api import server as server_module
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    server = server_module.SubprocessASGIServer()
+    if server.running:
+        return
+    detached = types.SimpleNamespace(**{**vars(subprocess), "Popen": _popen_new_session})
+    original = server_module.subprocess  # type: ignore[attr-defined]
+    server_module.subprocess = detached  # type: ignore[attr-defined,assignment]
+    try:
+        server.start()
+    finally:
+        server_module.subprocess = original  # type: ignore[attr-defined]
+
+
+def _popen_new_session(*args: Any, **kwargs: Any) -> Any:
+    import subprocess
+
+    kwargs.setdefault("start_new_session", True)
+    kwargs.setdefault("preexec_fn", _die_with_parent())
+    return subprocess.Popen(*args, **kwargs)
+
+
+def _die_with_parent() -> Any:
+    """A preexec_fn (Linux): the temporary server gets SIGTERM when pnr dies, even by SIGKILL, instead of being
+    left running (and holding pnr's stdout open) forever. Resolved in the parent: only a syscall after fork."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # pnr already died between fork and prctl
+            os._exit(1)
+
+    return preexec

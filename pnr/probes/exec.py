@@ -1,0 +1,48 @@
+"""The `exec` kind: a command run inside the container exits 0 (and its output matches, if asked)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pnr.model import ExecCheck
+from pnr.probes.base import Probe, ProbeContext, call_with_timeout, snippet, timing_of
+
+
+class ExecProbe(Probe):
+    """Ready when a command run inside the container exits 0 (and its output matches, if asked)."""
+
+    kind = "exec"
+
+    @classmethod
+    def from_check(cls, check: Any, ctx: ProbeContext) -> ExecProbe:
+        assert isinstance(check, ExecCheck)
+        return cls(ctx.engine, ctx.container_id, check, **timing_of(check))
+
+    def __init__(self, engine: Any, container_id: str, check: ExecCheck, **timing: Any) -> None:
+        super().__init__(**timing)
+        self.engine = engine
+        self.container_id = container_id
+        self.check = check
+        self.args = check.args()
+        self._regex = re.compile(check.output_regex) if check.output_regex is not None else None
+
+    def describe(self) -> str:
+        return f"exec {' '.join(self.args)!r} in {self.container_id[:12]}"
+
+    def attempt(self) -> tuple[bool, str]:
+        cmd = " ".join(self.args)
+        finished, result = call_with_timeout(lambda: self.engine.exec_run(self.container_id, self.args), self.timeout)
+        if not finished:
+            return False, f"`{cmd}` did not exit within {self.timeout:g}s"
+        if isinstance(result, Exception):
+            return False, f"`{cmd}` could not run: {snippet(str(result))}"
+        code, output = result
+        shown = snippet(output)
+        if code != 0:
+            return False, f"`{cmd}` exited {code}; output: {shown!r}"
+        if self.check.output_contains is not None and self.check.output_contains not in output:
+            return False, f"`{cmd}` exited 0 but output lacks {self.check.output_contains!r}; output: {shown!r}"
+        if self._regex is not None and not self._regex.search(output):
+            return False, f"`{cmd}` exited 0 but output does not match /{self.check.output_regex}/; output: {shown!r}"
+        return True, f"`{cmd}` exited 0"

@@ -1,0 +1,49 @@
+"""The `log` kind: a regular expression seen N times in the container's logs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pnr.model import LogCheck
+from pnr.probes.base import Probe, ProbeContext, call_with_timeout, snippet, timing_of
+
+
+class LogProbe(Probe):
+    """Ready when a regex (per line) has matched `count` times in the container's logs since it started."""
+
+    kind = "log"
+
+    @classmethod
+    def from_check(cls, check: Any, ctx: ProbeContext) -> LogProbe:
+        assert isinstance(check, LogCheck)
+        return cls(ctx.engine, ctx.container_id, check, **timing_of(check))
+
+    def __init__(self, engine: Any, container_id: str, check: LogCheck, **timing: Any) -> None:
+        super().__init__(**timing)
+        self.engine = engine
+        self.container_id = container_id
+        self.check = check
+        self._regex = re.compile(check.pattern, re.MULTILINE)
+
+    def describe(self) -> str:
+        times = f" {self.check.count} times" if self.check.count > 1 else ""
+        return f"log /{self.check.pattern}/{times} in {self.container_id[:12]}"
+
+    def attempt(self) -> tuple[bool, str]:
+        stream = self.check.stream
+        finished, result = call_with_timeout(
+            lambda: self.engine.logs_text(self.container_id, stdout=stream != "stderr", stderr=stream != "stdout"),
+            self.timeout,
+        )
+        if not finished:
+            return False, f"reading logs took longer than {self.timeout:g}s"
+        if isinstance(result, Exception):
+            return False, f"cannot read logs: {snippet(str(result))}"
+        text: str = result
+        seen = sum(1 for _ in self._regex.finditer(text))
+        if seen >= self.check.count:
+            return True, f"/{self.check.pattern}/ seen {seen} time(s)"
+        lines = text.rstrip().splitlines()
+        last = f"; last line: {snippet(lines[-1], 120)!r}" if lines else "; no log output yet"
+        return False, f"/{self.check.pattern}/ seen {seen} of {self.check.count} time(s){last}"

@@ -1,0 +1,275 @@
+"""CpuxRun logic with an injected fake engine: no daemon, no Prefect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC, ContainerState
+from pnr.exceptions import ConfigError, EngineError
+from pnr.lifecycle import CpuxRun, Phase, ProgressEvent, RunControl
+from pnr.model import PnR, expand_env, parse_domain
+from pnr.model.plan import make_plan
+from pnr.runtime.store import SignalStore
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.containers: dict[str, ContainerState] = {}
+        self.removed: list[str] = []
+        self.created: list[str] = []
+
+    def inspect(self, name_or_id: str) -> ContainerState | None:
+        for c in self.containers.values():
+            if name_or_id in (c.id, c.name):
+                return c
+        return None
+
+    def remove(self, cid: str) -> None:
+        self.removed.append(cid)
+        self.containers = {k: v for k, v in self.containers.items() if v.id != cid}
+
+    def create_and_start(
+        self, *, domain: str, chunk: Any, config_hash: str, spec_label: str = "", **_: Any
+    ) -> ContainerState:
+        state = ContainerState(
+            f"id-{chunk.container.name}-{len(self.created)}",
+            chunk.container.name,
+            "running",
+            True,
+            None,
+            {
+                LABEL_MANAGED: "true",
+                LABEL_DOMAIN: domain,
+                LABEL_CHUNK: chunk.name,
+                LABEL_HASH: config_hash,
+                LABEL_SPEC: spec_label,
+            },
+        )
+        self.containers[state.name] = state
+        self.created.append(state.name)
+        return state
+
+    def logs_tail(self, cid: str, lines: int = 20) -> str:
+        return ""
+
+
+def chunk(name: str, gate: dict[str, str], out: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "gatekeeper": {k: {"tv": v} for k, v in gate.items()},
+        "flowout": {out: {"tv": "Y"}},
+        "container": {"name": f"c-{name}", "image": "img", "env": env or {}},
+    }
+
+
+def make_run(
+    tmp_path: Path,
+    chunks: list[dict[str, Any]],
+    engine: FakeEngine | None = None,
+    timeout: float = 60,
+    control: RunControl | None = None,
+    runtime: str = "rt",
+) -> CpuxRun:
+    plan = make_plan(parse_domain({"name": "d", "cpuxs": {"main": {"design_chunks": chunks}}}))
+    store = SignalStore(tmp_path / runtime, "d", scope=plan.signals_produced_in(["main"]))
+    store.start_run({"system_ready": PnR(tv="Y")})
+    run = CpuxRun(
+        plan=plan,
+        cpux="main",
+        store=store,
+        engine=engine or FakeEngine(),
+        config_path=str(tmp_path / "c.json"),  # type: ignore[arg-type]
+        timeout_seconds=timeout,
+        control=control,
+    )
+    run.images = {n: "sha256:abc" for n in plan.chunks}
+    return run
+
+
+def test_stall_is_found_when_a_finished_producer_left_the_signal_n(tmp_path):
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok"), chunk("b", {"a_ok": "Y"}, "b_ok")])
+    assert run.find_stall() == []  # a has not run yet: not a stall
+    run.set_phase("a", Phase.FAILED, "boom")
+    run.store.set({"a_ok": PnR(tv="N")})
+    blocked = run.find_stall()
+    assert [b.chunk for b in blocked] == ["b"]
+    assert blocked[0].render() == "b waits on a_ok is N (needs Y)"
+
+
+def test_no_stall_while_something_is_probing(tmp_path):
+    run = make_run(
+        tmp_path,
+        [
+            chunk("a", {"system_ready": "Y"}, "a_ok"),
+            chunk("b", {"a_ok": "Y"}, "b_ok"),
+            chunk("c", {"system_ready": "Y"}, "c_ok"),
+        ],
+    )
+    run.set_phase("a", Phase.FAILED, "boom")
+    run.set_phase("c", Phase.PROBING)
+    assert run.find_stall() == []
+
+
+def test_waiting_on_an_external_signal_is_not_a_stall_but_times_out_with_a_hint(tmp_path):
+    run = make_run(tmp_path, [chunk("a", {"approval": "Y"}, "a_ok")], timeout=0.01)
+    assert run.find_stall() == []
+    run.supervise(poll=0.01)
+    assert "external signal approval never came" in str(run.abort_error)
+    assert f"pnr signal set {tmp_path / 'c.json'} approval --tv Y" in str(run.abort_error)
+
+
+def test_container_is_reused_when_unchanged_and_recreated_when_changed(tmp_path):
+    engine = FakeEngine()
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], engine)
+    first, action = run.drivers["a"].start()
+    assert action == "created"
+    again, action = run.drivers["a"].start()
+    assert action == "reused" and again.id == first.id
+    run.images["a"] = "sha256:new-image"
+    _, action = run.drivers["a"].start()
+    assert action.startswith("recreated (image changed") and engine.removed == [first.id]
+
+
+def test_a_foreign_container_with_the_same_name_is_never_touched(tmp_path):
+    engine = FakeEngine()
+    engine.containers["c-a"] = ContainerState("foreign", "c-a", "running", True, None, {})
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], engine)
+    with pytest.raises(EngineError, match="pnr did not create"):
+        run.drivers["a"].start()
+    assert engine.removed == [] and "c-a" in engine.containers
+
+
+def test_env_expands_host_variables_and_reports_missing_ones(tmp_path):
+    run = make_run(
+        tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok", env={"URL": "db://${DB_USER}@h", "X": "${NOPE:-dflt}"})]
+    )
+    spec = run.plan.chunks["a"]
+    assert expand_env(spec, "p", {"DB_USER": "bob"}) == {"URL": "db://bob@h", "X": "dflt"}
+    with pytest.raises(ConfigError) as info:
+        expand_env(spec, "cpuxs.main.design_chunks[0]", {}, source="config/x.json")
+    assert "config/x.json: cpuxs.main.design_chunks[0].container.env.URL" in str(info.value)
+    assert "'DB_USER' is not set" in str(info.value)
+
+
+def test_close_marks_never_started_chunks_blocked(tmp_path):
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok"), chunk("b", {"a_ok": "Y"}, "b_ok")])
+    run.set_phase("a", Phase.FAILED, "boom")
+    run.close()
+    assert run.progress["b"].phase == Phase.BLOCKED
+    assert "failed" in str(run.outcome_error())
+
+
+def test_change_reasons_are_field_level_and_never_show_secrets():
+    from pnr.engines.converge import describe_changes, desired_state
+    from pnr.model import ContainerSpec
+
+    old = desired_state(
+        ContainerSpec(name="web", image="img", ports={"8080": "18080"}), "sha256:" + "a" * 64, {"DB_URL": "s3cret"}
+    )
+    new = desired_state(
+        ContainerSpec(name="web", image="img", ports={"8080": "18081"}), "sha256:" + "a" * 64, {"DB_URL": "other"}
+    )
+    reasons = describe_changes(old, new)
+    assert reasons == ["ports.8080 changed 127.0.0.1:18080 -> 127.0.0.1:18081", "env.DB_URL changed"]
+    assert "s3cret" not in repr(old) and "other" not in repr(new)
+
+
+def test_probes_dial_the_remote_engines_host(monkeypatch):
+    from pnr.engines.engine import Engine
+
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.20.30.40:2376")
+    assert Engine(client=object()).probe_host("127.0.0.1") == "10.20.30.40"
+    monkeypatch.setenv("DOCKER_HOST", "ssh://deploy@build-box")
+    assert Engine(client=object()).probe_host("127.0.0.1") == "build-box"
+    monkeypatch.delenv("DOCKER_HOST")
+    assert Engine(client=object()).probe_host("0.0.0.0") == "127.0.0.1"
+    assert Engine(client=object()).probe_host("127.0.0.2") == "127.0.0.2"
+
+
+def test_two_runs_of_one_domain_in_one_process_do_not_see_each_other(tmp_path):
+    """Observers and interrupts are scoped to one run (no process-wide listener list or run registry)."""
+    import threading
+
+    controls = [RunControl(), RunControl()]
+    heard: list[list[Any]] = [[], []]
+    for i, control in enumerate(controls):
+        control.listen(heard[i].append)
+    runs = [
+        make_run(
+            tmp_path,
+            [chunk("a", {"system_ready": "Y"}, "a_ok"), chunk("b", {"a_ok": "Y"}, "b_ok")],
+            control=controls[i],
+            runtime=f"rt{i}",
+        )
+        for i in range(2)
+    ]
+    for i, run in enumerate(runs):
+        controls[i].on_interrupt(lambda reason, run=run: run.abort(RuntimeError(reason)))
+
+    def bring_up(run: CpuxRun) -> None:
+        for name in run.names:
+            run.wait_gate(name)
+            run.drivers[name].bring_up(lambda _n: None)
+
+    threads = [threading.Thread(target=bring_up, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    for i in range(2):
+        events = [e for e in heard[i] if isinstance(e, ProgressEvent)]
+        assert [(e.chunk, e.phase) for e in events if e.phase == "ready"] == [("a", "ready"), ("b", "ready")]
+        assert len(events) == 6  # starting, probing, ready for each of its own two chunks, none of the other run's
+    assert controls[0].interrupt("stop the first") is True
+    assert runs[0].aborted and not runs[1].aborted
+
+
+def test_interrupt_before_a_part_registers_still_reaches_it():
+    control = RunControl()
+    assert control.interrupt("early") is False
+    seen: list[str] = []
+    control.on_interrupt(seen.append)
+    assert seen == ["early"]
+
+
+def test_lost_and_recovered_values_follow_the_status_mapping_else_the_flowout(tmp_path):
+    mapped = chunk("a", {"system_ready": "Y"}, "a_ok")
+    mapped["container"]["ports"] = {"80": "18080"}
+    mapped["health_check"] = {
+        "type": "tcp",
+        "port_key": "80",
+        "status_mapping": {
+            "success": {"key": "a_ok", "tv": "Y", "response": ["up"]},
+            "failure": {"key": "a_ok", "tv": "N"},
+        },
+    }
+    run = make_run(tmp_path, [mapped, chunk("b", {"a_ok": "Y"}, "b_ok")])
+    a, b = run.drivers["a"], run.drivers["b"]
+    assert {k: v.tv for k, v in a.lost_values().items()} == {"a_ok": "N"}
+    assert a.recovered_values()["a_ok"].response == ["up"]
+    assert {k: (v.tv, v.response) for k, v in b.lost_values().items()} == {"b_ok": ("N", ["lost"])}
+    assert {k: v.tv for k, v in b.recovered_values().items()} == {"b_ok": "Y"}
+
+
+def test_a_failed_chunk_says_why_with_the_log_tail(tmp_path):
+    class Dying(FakeEngine):
+        def create_and_start(self, **kwargs: Any) -> ContainerState:
+            state = super().create_and_start(**kwargs)
+            dead = ContainerState(state.id, state.name, "exited", False, 3, state.labels)
+            self.containers[state.name] = dead
+            return dead
+
+        def logs_tail(self, cid: str, lines: int = 20) -> str:
+            return "boom: no config\nbye"
+
+    from pnr.exceptions import ChunkFailed
+
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], Dying())
+    with pytest.raises(ChunkFailed) as info:
+        run.drivers["a"].bring_up(lambda _n: None)
+    assert "exited with code 3 before it was ready" in str(info.value)
+    assert "    boom: no config" in str(info.value)
+    assert run.progress["a"].phase == Phase.FAILED
