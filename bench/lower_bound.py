@@ -4,10 +4,14 @@ Nothing else (no state store, no scheduler): the critical path of container star
 
 from __future__ import annotations
 
+import argparse
 import http.client
+import json
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from stacks import BENCH_LABEL, Service, Stack
@@ -83,3 +87,31 @@ def run(client: Any, stack: Stack, prefix: str, network: str, tag: str) -> dict[
     if errors:
         raise RuntimeError("lower bound failed: " + "; ".join(errors[:5]))
     return {"wall": max(ready_at.values()) - t0, "t0": t0, "ready_at": ready_at, "cpu": time.process_time() - c0}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The lower bound as a whole process (bench/cli.py times it from the shell):
+
+        python bench/lower_bound.py STACK.json --prefix P --tag T [--network N]
+
+    STACK.json is `Stack.to_dict()`. Exits 0 once every service is ready (containers are left running; the caller
+    removes them by label), 1 on failure; prints one JSON line: the in-process wall and CPU."""
+    import docker
+
+    parser = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stack", type=Path)
+    parser.add_argument("--prefix", required=True, help="container name prefix")
+    parser.add_argument("--tag", required=True, help=f"value of the {BENCH_LABEL} label")
+    parser.add_argument("--network", help="network name [default: PREFIXnet]")
+    args = parser.parse_args(argv)
+    stack = Stack.from_dict(json.loads(args.stack.read_text()))
+    try:
+        res = run(docker.from_env(timeout=300), stack, args.prefix, args.network or f"{args.prefix}net", args.tag)
+    except Exception as exc:  # one line for the caller's log
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        sys.exit(1)
+    print(json.dumps({"wall": res["wall"], "cpu": res["cpu"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

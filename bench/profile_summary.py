@@ -16,7 +16,9 @@ def main(path: str, top: int = 25) -> None:
     self_pnr: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in open(path):
+    with open(path) as fh:
+        lines = fh.readlines()
+    for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
         if not count.isdigit():
             continue

@@ -45,11 +45,15 @@ def machine() -> dict[str, Any]:
 
     import prefect
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    mem = next((int(line.split()[1]) // 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    with open("/proc/cpuinfo") as fh:
+        cpuinfo = fh.read().splitlines()
+    with open("/proc/meminfo") as fh:
+        meminfo = fh.read().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    mem = next((int(line.split()[1]) // 1024 for line in meminfo if line.startswith("MemTotal")), 0)
     return {
         "cpu": cpu,
-        "cores": len([1 for line in open("/proc/cpuinfo") if line.startswith("processor")]),
+        "cores": len([1 for line in cpuinfo if line.startswith("processor")]),
         "mem_mb": mem,
         "python": platform.python_version(),
         "prefect": prefect.__version__,
@@ -68,8 +72,8 @@ def summarize(data: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         if run["repeat"] < 0 or "error" in run:
             continue
         table.setdefault(run["stack"], {}).setdefault(run["runner"], {"runs": []})["runs"].append(run)
-    for stack, by_runner in table.items():
-        for runner, entry in by_runner.items():
+    for by_runner in table.values():
+        for entry in by_runner.values():
             runs = entry["runs"]
             entry["n"] = len(runs)
             entry["chunks"] = runs[0]["chunks"]
@@ -94,7 +98,8 @@ def tables(data: dict[str, Any]) -> str:
     lines = [
         "### Wall time to all ready (median, min–max over repeats)",
         "",
-        "| stack | chunks | lower bound | pnr | docker-compose | pnr / lower bound | pnr / compose | pnr CPU | ready→dependent start (median; max) lb / pnr / compose | start→start gap lb / pnr / compose |",
+        "| stack | chunks | lower bound | pnr | docker-compose | pnr / lower bound | pnr / compose | pnr CPU"
+        " | ready→dependent start (median; max) lb / pnr / compose | start→start gap lb / pnr / compose |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for stack in PROBE_STACKS + SCALE_STACKS:
@@ -127,7 +132,8 @@ def tables(data: dict[str, Any]) -> str:
         "",
         "### Scale: orchestration overhead and memory",
         "",
-        "| chunks | lower bound | pnr | compose | pnr overhead per chunk ((pnr − lb) / chunks) | pnr CPU per chunk | pnr process peak RSS | Prefect server peak RSS |",
+        "| chunks | lower bound | pnr | compose | pnr overhead per chunk ((pnr − lb) / chunks) | pnr CPU per chunk"
+        " | pnr process peak RSS | Prefect server peak RSS |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for stack in SCALE_STACKS:
@@ -139,14 +145,16 @@ def tables(data: dict[str, Any]) -> str:
         over = f"{(pn['wall'][0] - lb['wall'][0]) / n * 1000:.1f} ms" if lb else "–"
         lines.append(
             f"| {n} | {_fmt(lb['wall']) if lb else '–'} | {_fmt(pn['wall'])} | {_fmt(co['wall']) if co else '–'} | "
-            f"{over} | {pn['cpu'][0] / n * 1000:.1f} ms | {pn['pnr_peak_rss_mb']:.0f} MB | {pn['server_peak_rss_mb']:.0f} MB |"
+            f"{over} | {pn['cpu'][0] / n * 1000:.1f} ms | {pn['pnr_peak_rss_mb']:.0f} MB | "
+            f"{pn['server_peak_rss_mb']:.0f} MB |"
         )
     extra = []
     if data.get("pnr_warmup_s") is not None:
         extra.append(f"- First pnr run in a fresh process (diamond, excluded above): {data['pnr_warmup_s']:.2f} s.")
     if data.get("server_idle_rss_mb"):
         extra.append(
-            f"- Prefect server (`prefect server start`, one for all runs) RSS after the warm-up: {data['server_idle_rss_mb']:.0f} MB."
+            "- Prefect server (`prefect server start`, one for all runs) RSS after the warm-up: "
+            f"{data['server_idle_rss_mb']:.0f} MB."
         )
     cli = data.get("cli")
     if cli:
@@ -207,16 +215,21 @@ container/network of a run is removed before the next (all carry the label `pnr.
 def render(data: dict[str, Any], root: Path) -> None:
     discussion = root / "bench" / "discussion.md"
     m = data["machine"]
-    parts = [
-        "# Benchmark: pnr vs docker-compose vs the lower bound",
-        "",
+    parts = ["# Benchmark: pnr vs docker-compose vs the lower bound", ""]
+    cli_latest = root / "bench" / "results" / "cli-latest.json"
+    if cli_latest.exists():  # the command-line benchmark (bench/cli.py) leads the page
+        import cli_report
+
+        parts += [cli_report.block(json.loads(cli_latest.read_text())), "", "## In-process benchmark", ""]
+    parts += [
         f"Measured {data['date']} on {m['cores']} cores ({m['cpu']}), {m['mem_mb'] // 1024} GB RAM; Docker engine "
         f"{m['docker']}, docker-compose {m['compose']}, Prefect {m['prefect']}, Python {m['python']}. "
         f"Raw results: `bench/results/` (run tag {data['tag']}).",
         "",
         "![wall time to all ready](img/benchmark.png)",
         "",
-        "Targets (issue 6): ≤ 1.10× the lower bound; ≤ 0.6× docker compose; ≤ 20 ms orchestration overhead per chunk at 500 chunks.",
+        "Targets (issue 6): ≤ 1.10× the lower bound; ≤ 0.6× docker compose; "
+        "≤ 20 ms orchestration overhead per chunk at 500 chunks.",
         "",
         "## Results",
         "",
@@ -242,7 +255,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     groups = [[s for s in PROBE_STACKS if s in t], [s for s in SCALE_STACKS if s in t]]
     groups = [g for g in groups if g]
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
-    for ax, stacks in zip(axes[0], groups):
+    for ax, stacks in zip(axes[0], groups, strict=True):
         width = 0.27
         for i, runner in enumerate(("lower_bound", "pnr", "compose")):
             xs, meds, lo, hi = [], [], [], []
@@ -256,7 +269,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
                 lo.append(med - mn)
                 hi.append(mx - med)
             ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=RUNNER_LABEL[runner], color=colors[runner])
-            for x, v in zip(xs, meds):
+            for x, v in zip(xs, meds, strict=True):
                 ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(stacks)))
         ax.set_xticklabels(stacks)

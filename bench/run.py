@@ -108,13 +108,14 @@ class Bench:
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         log(f"starting prefect server on {url}")
-        self.server = subprocess.Popen(
-            [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env={**self.env, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"},
-            stdout=open(self.tmp / "server.log", "wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.tmp / "server.log", "wb") as server_log:  # the child keeps its own copy of the fd
+            self.server = subprocess.Popen(
+                [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                env={**self.env, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"},
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         import httpx
 
         for _ in range(240):
@@ -130,14 +131,15 @@ class Bench:
         self.server_sampler = PeakSampler(self.server.pid)
 
     def start_worker(self) -> None:
-        self.worker = subprocess.Popen(
-            [sys.executable, str(HERE / "pnr_worker.py")],
-            env={**self.env, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=open(self.tmp / "worker.log", "w"),
-            text=True,
-        )
+        with open(self.tmp / "worker.log", "w") as worker_log:  # the child keeps its own copy of the fd
+            self.worker = subprocess.Popen(
+                [sys.executable, str(HERE / "pnr_worker.py")],
+                env={**self.env, "PYTHONPATH": str(ROOT)},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=worker_log,
+                text=True,
+            )
         hello = json.loads(self.worker.stdout.readline())  # type: ignore[union-attr]
         self.worker_pid = hello["pid"]
 
@@ -275,17 +277,7 @@ class Bench:
         names = {s.name: prefix + s.name for s in stack.services}
         ready_at: dict[str, float] = {}
         if stack.kind == "probe":
-            deadline = time.monotonic() + 300
-            pending = dict(names)
-            while pending and time.monotonic() < deadline:
-                for svc, cname in list(pending.items()):
-                    if (self.client.api.inspect_container(cname)["State"].get("Health") or {}).get(
-                        "Status"
-                    ) == "healthy":
-                        pending.pop(svc)
-                time.sleep(0.02)
-            if pending:
-                raise RuntimeError(f"compose: never healthy: {sorted(pending)}")
+            self._wait_healthy(names)
             time.sleep(0.3)
             stream.close()
             watcher.join(5)
@@ -306,6 +298,18 @@ class Bench:
             "compose_returned": returned - t0,
             "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
         }
+
+    def _wait_healthy(self, names: dict[str, str]) -> None:
+        """Until every container (service -> container name) reports healthy; 300 s at most."""
+        deadline = time.monotonic() + 300
+        pending = dict(names)
+        while pending and time.monotonic() < deadline:
+            for svc, cname in list(pending.items()):
+                if (self.client.api.inspect_container(cname)["State"].get("Health") or {}).get("Status") == "healthy":
+                    pending.pop(svc)
+            time.sleep(0.02)
+        if pending:
+            raise RuntimeError(f"compose: never healthy: {sorted(pending)}")
 
     def one(self, stack: Stack, runner: str, repeat: int) -> dict[str, Any]:
         prefix = f"pb{self.tag}-{runner[:2]}-{stack.name}-{repeat}-"

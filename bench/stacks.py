@@ -4,11 +4,15 @@ file (same images, same readiness check run inside the container), and the lower
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 BUSYBOX = "pnr-test/busybox:1"
 HTTPD_AFTER_HALF_SECOND = ["sh", "-c", "sleep 0.5; exec httpd -f -p 8080 -h /www"]
+# PID 1 ignores SIGTERM unless it traps it: without the trap `docker stop` (and `pnr down`, `docker-compose down`)
+# waits its whole timeout per container. Same readiness: answers HTTP 200 `delay` seconds after start.
+HTTPD_AFTER_TRAP = 'trap "exit 0" TERM; sleep {delay}; httpd -f -p 8080 -h /www & wait'
+SLEEP_TRAP = ["sh", "-c", 'trap "exit 0" TERM; sleep 3600 & wait']
 BENCH_LABEL = "pnr.bench.run"
 
 
@@ -36,6 +40,13 @@ class Stack:
     def by_name(self) -> dict[str, Service]:
         return {s.name: s for s in self.services}
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Stack:
+        return cls(data["name"], [Service(**s) for s in data["services"]], data.get("kind", "probe"))
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -43,12 +54,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _httpd(name: str, deps: list[str]) -> Service:
+def _httpd(name: str, deps: list[str], delay: float | None = None) -> Service:
+    """busybox httpd answering 200 on 8080: 0.5 s after start (no TERM trap), or `delay` s after (TERM trapped)."""
     return Service(
         name=name,
         image=BUSYBOX,
         deps=deps,
-        command=HTTPD_AFTER_HALF_SECOND,
+        command=HTTPD_AFTER_HALF_SECOND if delay is None else ["sh", "-c", HTTPD_AFTER_TRAP.format(delay=delay)],
         port=8080,
         host_port=free_port(),
         probe="http",
@@ -56,8 +68,9 @@ def _httpd(name: str, deps: list[str]) -> Service:
     )
 
 
-def chain(n: int = 10) -> Stack:
-    return Stack(f"chain{n}", [_httpd(f"s{i}", [f"s{i - 1}"] if i else []) for i in range(n)])
+def chain(n: int = 10, delay: float | None = None) -> Stack:
+    """s0 → s1 → … → s(n-1); see `_httpd` for `delay`."""
+    return Stack(f"chain{n}", [_httpd(f"s{i}", [f"s{i - 1}"] if i else [], delay) for i in range(n)])
 
 
 def fanout(n: int = 30) -> Stack:
@@ -74,7 +87,10 @@ def diamond() -> Stack:
 
 def demo() -> Stack:
     """config/dev_stack.json's three tiers (redis → api → web) with the locally built demo images."""
-    py = "import urllib.request as u,sys; b=u.urlopen('http://127.0.0.1:{}{}',timeout=2).read(); sys.exit(b'{}' not in b)"
+    py = (
+        "import urllib.request as u,sys; b=u.urlopen('http://127.0.0.1:{}{}',timeout=2).read(); "
+        "sys.exit(b'{}' not in b)"
+    )
     return Stack(
         "demo",
         [
@@ -112,11 +128,12 @@ def demo() -> Stack:
     )
 
 
-def layered(total: int, depth: int = 10) -> Stack:
-    """`total` sleeping containers in `depth` layers; each waits on one container of the layer above."""
+def layered(total: int, depth: int = 10, command: list[str] | None = None) -> Stack:
+    """`total` sleeping containers in `depth` layers; each waits on one container of the layer above.
+    `command` defaults to `sleep 3600` (SLEEP_TRAP: the same, stopped at once by `docker stop`)."""
     width = total // depth
     services = [
-        Service(f"c{i:03d}", BUSYBOX, [f"c{i - width:03d}"] if i >= width else [], command=["sleep", "3600"])
+        Service(f"c{i:03d}", BUSYBOX, [f"c{i - width:03d}"] if i >= width else [], command=command or ["sleep", "3600"])
         for i in range(width * depth)
     ]
     return Stack(f"scale{width * depth}", services, kind="scale")

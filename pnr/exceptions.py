@@ -3,6 +3,7 @@
     PnrError
     ├── ConfigError          bad input: a config file, a flag, a signal value (CLI exit 2)
     ├── EngineError          the container engine refused or is unreachable (translated docker errors)
+    │   ├── EngineUnreachable  an engine does not answer (names the engine, and the chunks on it in a run)
     │   └── ImageError       an image is neither local, buildable nor pullable
     └── RunError             a bring-up did not complete (CLI exit 1)
         ├── ChunkFailed      a chunk's container died or its readiness probe gave up
@@ -44,6 +45,15 @@ class ConfigError(PnrError):
 
 class EngineError(PnrError):
     """The container engine failed; the message says what pnr was doing and what to try."""
+
+
+class EngineUnreachable(EngineError):
+    """A Docker engine does not answer (stopped, gone mid-run, wrong address). `engine` names it in the config
+    (`default`: the environment's engine)."""
+
+    def __init__(self, message: str, engine: str = "default") -> None:
+        super().__init__(message)
+        self.engine = engine
 
 
 class ImageError(EngineError):

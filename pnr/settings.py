@@ -15,6 +15,13 @@ class PnrSettings(BaseSettings):
     timeout_seconds: float = Field(default=300.0, gt=0, description="default bound of a bring-up")
     gate_slice_seconds: float = Field(default=10.0, gt=0, description="one gate-wait attempt before a Prefect retry")
     heartbeat: bool = Field(default=False, description="keep Prefect's flow-run heartbeat for runs started by the CLI")
+    ephemeral_server: bool = Field(
+        default=False,
+        description="run each `pnr up` against a throw-away Prefect server instead of pnr's resident one",
+    )
+    runner: bool = Field(
+        default=True, description="let the resident runner next to pnr's Prefect server execute `pnr up` runs"
+    )
 
 
 def get_settings() -> PnrSettings:

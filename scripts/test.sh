@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/check.sh
 export PNR_REQUIRE_DOCKER=1   # a missing engine is a failure, never a skip
 exec .venv/bin/python -m pytest "$@"

@@ -52,6 +52,28 @@ def docker_client() -> Any:
     return docker.from_env()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def pnr_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """pnr's resident Prefect server and runner of this test session: their own state dir and port (never the
+    user's), started by the first `pnr up` that needs them, stopped by their pids at the end, also on failure."""
+    state = tmp_path_factory.mktemp("pnr-state")
+    saved = {k: os.environ.get(k) for k in ("PNR_STATE_DIR", "PNR_SERVER_PORT")}
+    os.environ["PNR_STATE_DIR"] = str(state)
+    os.environ["PNR_SERVER_PORT"] = str(free_port())
+    try:
+        yield state
+    finally:
+        from pnr.prefect import runner, server
+
+        runner.stop_runner(state)
+        server.stop(state_dir=state)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pnr.cli.server_cmd import server_app
 from pnr.exceptions import ConfigError, EngineError, PnrError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 signal_app = typer.Typer(no_args_is_help=True, help="Read or set signals in the runtime folder.")
 app.add_typer(signal_app, name="signal")
+app.add_typer(server_app, name="server")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -59,9 +61,12 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _fail(exc: PnrError) -> typer.Exit:
-    code = 2 if isinstance(exc, ConfigError) else 1
-    label = {2: "error"}.get(code, "failed")
-    err.print(f"[bold red]{label}:[/] {_escape(str(exc))}" if code == 1 else _escape(str(exc)))
+    return _fail_with(2 if isinstance(exc, ConfigError) else 1, str(exc))
+
+
+def _fail_with(code: int, message: str) -> typer.Exit:
+    """Bad input (2) is printed as is (file: path: problem); a failure (1) is labelled."""
+    err.print(f"[bold red]failed:[/] {_escape(message)}" if code == 1 else _escape(message))
     return typer.Exit(code)
 
 
@@ -118,25 +123,25 @@ def schema() -> None:
 
 
 class _Progress:
-    """Renders chunk phase changes as lines a person can follow."""
+    """Renders chunk phase changes as lines a person can follow (events of this process's run, or the
+    runner's as dicts)."""
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.last: dict[str, tuple[str, str]] = {}
 
     def __call__(self, event: Any) -> None:
-        from pnr.lifecycle import RunNote
-
-        if isinstance(event, RunNote):  # watch started / ended
-            out.print(f"  {time.monotonic() - self.t0:7.2f}s  [bold]{_escape(event.message)}[/]")
+        data = event if isinstance(event, dict) else {"kind": type(event).__name__, **vars(event)}
+        if data.get("kind") == "RunNote":  # watch started / ended
+            out.print(f"  {time.monotonic() - self.t0:7.2f}s  [bold]{_escape(data['message'])}[/]")
             return
-        phase = event.phase
-        if self.last.get(event.chunk) == (phase, event.detail):
+        chunk, phase, detail = data["chunk"], str(data["phase"]), data.get("detail") or ""
+        if self.last.get(chunk) == (phase, detail):
             return
-        self.last[event.chunk] = (phase, event.detail)
+        self.last[chunk] = (phase, detail)
         style = PHASE_STYLE.get(phase, "white")
-        detail = event.detail.splitlines()[0] if event.detail else ""
-        out.print(f"  {time.monotonic() - self.t0:7.2f}s  {event.chunk:<22} [{style}]{phase:<9}[/] {_escape(detail)}")
+        first = detail.splitlines()[0] if detail else ""
+        out.print(f"  {time.monotonic() - self.t0:7.2f}s  {chunk:<22} [{style}]{phase:<9}[/] {_escape(first)}")
 
 
 @app.command()
@@ -170,6 +175,14 @@ def up(
     watch_seconds: Annotated[
         float | None, typer.Option("--watch-seconds", help="end the watch after this long", min=0.1)
     ] = None,
+    ephemeral_server: Annotated[
+        bool,
+        typer.Option(
+            "--ephemeral-server",
+            help="use a throw-away Prefect server for this run instead of pnr's resident one "
+            "[default: $PNR_EPHEMERAL_SERVER]",
+        ),
+    ] = False,
 ) -> None:
     """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
     (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
@@ -178,8 +191,6 @@ def up(
         _dry_run(plan, config, runtime_dir, force_recreate)
         return
     _quiet_prefect(verbose)
-    from pnr.lifecycle import RunControl, use_control
-    from pnr.prefect.flows import bring_up, quiet_prefect_run, start_detached_ephemeral_server
     from pnr.settings import resolve_runtime_dir
 
     rdir = resolve_runtime_dir(runtime_dir)
@@ -189,44 +200,109 @@ def up(
         f"cpux {', '.join(plan.cpux_order)}); runtime {rdir}"
     )
     _check_env(plan, config)
+    backend = _backend(ephemeral_server)
+    args = {
+        "config_path": str(config) if not backend.use_runner else str(config.resolve()),
+        "cpux": cpux,
+        "runtime_dir": str(rdir) if not backend.use_runner else str(rdir.resolve()),
+        "timeout_seconds": timeout,
+        "build": build,
+        "force_recreate": force_recreate,
+        "watch": watch,
+        "watch_seconds": watch_seconds,
+    }
     progress = _Progress()
-    control = RunControl()
-    control.listen(progress)
-    interrupted = _on_ctrl_c(control.interrupt)
-    try:
-        try:
-            start_detached_ephemeral_server()
-        except RuntimeError as exc:
-            raise EngineError(
-                f"could not start Prefect's temporary server ({exc}); "
-                "point PREFECT_API_URL at a running Prefect server (`prefect server start`)"
-            ) from None
-        with quiet_prefect_run(), use_control(control):
-            result = bring_up(
-                config_path=str(config),
-                cpux=cpux,
-                runtime_dir=str(rdir),
-                timeout_seconds=timeout,
-                build=build,
-                force_recreate=force_recreate,
-                watch=watch,
-                watch_seconds=watch_seconds,
-            )
-    except (PnrError, KeyboardInterrupt) as exc:
-        _summary(plan, rdir)
-        if interrupted or isinstance(exc, KeyboardInterrupt):
+    run = _run_remote if backend.use_runner else _run_here
+    outcome = run(backend, args, progress)
+    _summary(plan, rdir)
+    url = backend.flow_run_url(outcome.get("flow_run_id"))
+    if url:
+        out.print(f"flow run: {url}")
+    if not outcome["ok"]:
+        if outcome.get("interrupted"):
             err.print(
                 f"[yellow]interrupted.[/] Containers already started are left running (see the table above); "
                 f"remove them with `pnr down {config}`, or run `pnr up {config}` again to continue."
             )
-            raise typer.Exit(130) from None
-        raise _fail(exc) from None
-    _summary(plan, rdir)
+            raise typer.Exit(130)
+        raise _fail_with(outcome["exit"], outcome["message"])
+    result = outcome["result"]
     n = sum(len(v) for v in result["cpuxs"].values())
     if watch:  # the watch ended cleanly (Ctrl-C, cancellation, --watch-seconds): the domain stays up
         out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)}; watched until: {_escape(result['watch']['ended'])}")
         return
     out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - progress.t0:.1f}s")
+
+
+def _backend(ephemeral: bool) -> Any:
+    """Where the run goes (see pnr.prefect.backend); says so once when pnr's server had to be started."""
+    from pnr.prefect.backend import choose_backend
+
+    try:
+        backend = choose_backend(ephemeral)
+    except PnrError as exc:
+        raise _fail(exc) from None
+    if backend.started_now:
+        out.print(
+            f"started pnr's Prefect server in the background: UI {backend.ui_url} "
+            "(it stays up for the next commands; `pnr server stop` stops it)"
+        )
+    return backend
+
+
+def _run_here(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[str, Any]:
+    """Run the flow in this process (PREFECT_API_URL, a throw-away server, or no runner)."""
+    if backend.api_url:
+        os.environ["PREFECT_API_URL"] = backend.api_url
+    from pnr.lifecycle import RunControl, use_control
+    from pnr.prefect.flows import bring_up, quiet_prefect_run, start_detached_ephemeral_server
+
+    control = RunControl()
+    control.listen(progress)
+    interrupted = _on_ctrl_c(control.interrupt)
+    try:
+        if backend.kind == "ephemeral":
+            try:
+                start_detached_ephemeral_server()
+            except RuntimeError as exc:
+                raise EngineError(
+                    f"could not start Prefect's temporary server ({exc}); "
+                    "use pnr's resident server (`pnr server start`) or point PREFECT_API_URL at a Prefect server"
+                ) from None
+        with quiet_prefect_run(), use_control(control):
+            result = bring_up(**args)
+    except (PnrError, KeyboardInterrupt) as exc:
+        stopped = bool(interrupted) or isinstance(exc, KeyboardInterrupt)
+        code = 2 if isinstance(exc, ConfigError) else 1
+        return {
+            "ok": False,
+            "interrupted": stopped,
+            "exit": code,
+            "message": str(exc),
+            "flow_run_id": control.flow_run_id,
+        }
+    return {"ok": True, "result": result, "flow_run_id": control.flow_run_id}
+
+
+def _run_remote(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[str, Any]:
+    """Let the resident runner execute the run; follow it live. Ctrl-C interrupts it there."""
+    from pnr.prefect.runner import RemoteRun
+
+    remote = RemoteRun(backend.state_dir, args, os.environ)
+    interrupted = _on_ctrl_c(lambda: remote.interrupt("interrupted (Ctrl-C)"))
+    try:
+        for event in remote.events():
+            progress(event)
+    except KeyboardInterrupt:
+        return {"ok": False, "interrupted": True, "exit": 130, "message": "interrupted"}
+    except PnrError as exc:
+        return {"ok": False, "interrupted": False, "exit": 1, "message": str(exc)}
+    finally:
+        remote.close()
+    outcome = remote.outcome or {}
+    if not outcome.get("ok"):
+        outcome["interrupted"] = bool(interrupted) or bool(outcome.get("interrupted"))
+    return outcome
 
 
 def _dry_run(plan: Any, config: Path, runtime_dir: Path | None, force: bool) -> None:
@@ -290,22 +366,24 @@ def _check_env(plan: Any, config: Path) -> None:
         raise _fail(exc) from None
 
 
-def _summary(plan: Any, rdir: Path) -> None:
+def _summary(plan: Any, rdir: Path, status: dict[str, Any] | None = None) -> None:
     from pnr.engines.engine import Engine
     from pnr.lifecycle.ops import domain_status
 
     try:
-        status = domain_status(plan, Engine(), rdir)
+        status = status or domain_status(plan, Engine(), rdir)
     except PnrError:
         return
+    engines = bool(plan.domain.engines)  # a domain that names engines: which one each chunk runs on
     table = Table(title=f"domain {plan.domain.name}", title_justify="left")
-    for col in ("chunk", "status", "container", "detail"):
+    for col in ("chunk", "status", *(["engine"] if engines else []), "container", "detail"):
         table.add_column(col)
     for name, c in status["chunks"].items():
         style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c["status"], "yellow")
         table.add_row(
             name,
             f"[{style}]{c['status']}[/]",
+            *([c["engine"]] if engines else []),
             c["container"] or "-",
             _escape((c["detail"] or "").splitlines()[0] if c["detail"] else ""),
         )
@@ -324,17 +402,15 @@ def status(
     from pnr.lifecycle.ops import domain_status
     from pnr.settings import resolve_runtime_dir
 
-    engine: Engine | None = Engine()
-    try:
-        engine.ping()  # type: ignore[union-attr]
-    except EngineError as exc:
-        err.print(f"[yellow]warning:[/] {_escape(str(exc))}; showing runtime files only")
-        engine = None
-    data = domain_status(plan, engine, resolve_runtime_dir(runtime_dir))
+    data = domain_status(plan, Engine(), resolve_runtime_dir(runtime_dir))  # and the config's engines
+    for name, engine in data["engines"].items():
+        if not engine["reachable"]:
+            where = "" if len(data["engines"]) == 1 else f" for the chunks on engine {name}"
+            err.print(f"[yellow]warning:[/] {_escape(engine['error'] or name)}; showing runtime files only{where}")
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    _summary(plan, resolve_runtime_dir(runtime_dir))
+    _summary(plan, resolve_runtime_dir(runtime_dir), data)
     table = Table(title="signals", title_justify="left")
     for col in ("signal", "tv", "response", "prompt"):
         table.add_column(col)

@@ -1,5 +1,6 @@
-"""The engine layer: the docker-py adapter (one `Engine` object per Docker engine, passed in), convergence
-(reuse / recreate, with reasons) and host-port checks. Docker errors become `EngineError` here."""
+"""The engine layer: the docker-py adapter (one `Engine` object per Docker engine, passed in), the engines of
+a domain (`EngineSet`), convergence (reuse / recreate, with reasons) and host-port checks. Docker errors
+become `EngineError` here."""
 
 from pnr.engines.converge import Decision, config_hash, decide, describe_changes, desired_state, spec_label
 from pnr.engines.engine import (
@@ -15,6 +16,7 @@ from pnr.engines.engine import (
     image_ref,
     network_name,
 )
+from pnr.engines.engineset import EngineSet, engine_from_spec, used_engines
 from pnr.engines.ports import host_port_clashes, host_port_problem
 
 __all__ = [
@@ -28,13 +30,16 @@ __all__ = [
     "ContainerState",
     "Decision",
     "Engine",
+    "EngineSet",
     "config_hash",
     "decide",
     "describe_changes",
     "desired_state",
+    "engine_from_spec",
     "host_port_clashes",
     "host_port_problem",
     "image_ref",
     "network_name",
     "spec_label",
+    "used_engines",
 ]

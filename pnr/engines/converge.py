@@ -9,18 +9,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC, ContainerState
-from pnr.model import ContainerSpec
+from pnr.model import DEFAULT_HOST_IP, ContainerSpec
 
 
-def desired_state(spec: ContainerSpec, image_id: str, env: dict[str, str]) -> dict[str, Any]:
-    """The comparable description of a container. Env values are digested: secrets never reach labels."""
+def desired_state(
+    spec: ContainerSpec, image_id: str, env: dict[str, str], port_ip: str = DEFAULT_HOST_IP
+) -> dict[str, Any]:
+    """The comparable description of a container (`port_ip`: its engine's address for ports written without
+    one). Env values are digested: secrets never reach labels."""
     return {
         "image": image_id,
         "command": spec.command_args(),
-        "ports": {key: f"{b.host_ip}:{b.host_port}" for key, b in spec.port_bindings().items()},
+        "ports": {key: f"{b.host_ip}:{b.host_port}" for key, b in spec.port_bindings(port_ip).items()},
         "env": {key: "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16] for key, value in sorted(env.items())},
         "volumes": list(spec.volumes),
         "labels": dict(sorted(spec.labels.items())),
+        # newer keys only when set: containers made by an older pnr are not recreated for a key they never had
+        **{key: value for key, value in _process_settings(spec).items() if value not in (None, False, {})},
+    }
+
+
+def _process_settings(spec: ContainerSpec) -> dict[str, Any]:
+    return {
+        "entrypoint": spec.entrypoint_args(),
+        "working_dir": spec.working_dir,
+        "user": spec.user,
+        "init": spec.init,
+        "stop_signal": spec.stop_signal,
+        "stop_grace_period_seconds": spec.stop_grace_period_seconds,
     }
 
 

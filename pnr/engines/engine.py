@@ -7,6 +7,7 @@ labels name the domain it acts for. A name clash with an object pnr did not crea
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from pnr.exceptions import EngineError, ImageError
-from pnr.model import DesignChunk
+from pnr.exceptions import EngineError, EngineUnreachable, ImageError
+from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, DesignChunk
 
 LABEL_MANAGED = "io.pnr.managed"
 LABEL_DOMAIN = "io.pnr.domain"
@@ -39,9 +40,18 @@ def network_name(domain: str) -> str:
     return f"pnr_{domain}"
 
 
+DEFAULT_STOP_SECONDS = 5
+
+
+def _stop_timeout(seconds: float | None) -> int | None:
+    """The engine keeps whole seconds; round up so a grace period is never shortened."""
+    return None if seconds is None else int(-(-seconds // 1))
+
+
 @contextlib.contextmanager
-def docker_errors(action: str) -> Iterator[None]:
-    """Translate docker-py / requests errors into EngineError with what pnr was doing."""
+def docker_errors(action: str, engine: Engine | None = None) -> Iterator[None]:
+    """Translate docker-py / requests errors into EngineError with what pnr was doing (EngineUnreachable,
+    naming the engine, when it does not answer)."""
     try:
         yield
     except EngineError:
@@ -52,12 +62,36 @@ def docker_errors(action: str) -> Iterator[None]:
             explanation = explanation.decode(errors="replace")
         raise EngineError(f"{action}: {explanation}") from None
     except (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError) as exc:
-        raise EngineError(f"{action}: cannot reach the Docker engine ({_engine_hint()}): {_short(exc)}") from None
+        if engine is not None and engine.name != DEFAULT_ENGINE:
+            raise EngineUnreachable(
+                f"{action}: cannot reach the Docker engine {engine.name!r} ({engine.host}; is dockerd running "
+                f"there? start it, or fix engines.{engine.name}.host): {_short(exc)}",
+                engine.name,
+            ) from None
+        raise EngineUnreachable(
+            f"{action}: cannot reach the Docker engine ({_engine_hint()}): {_short(exc)}", DEFAULT_ENGINE
+        ) from None
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _has_paramiko() -> bool:
+    """docker-py speaks ssh:// through paramiko if installed, else through the `ssh` command."""
+    import importlib.util
+
+    return importlib.util.find_spec("paramiko") is not None
 
 
 def _engine_hint() -> str:
@@ -78,34 +112,80 @@ class ContainerState:
 
 class Engine:
     """One Docker engine behind a small surface. `host` is how to reach it (a DOCKER_HOST-style URL; default:
-    the environment's); pass `client` to inject a fake in unit tests."""
+    the environment's); pass `client` to inject a fake in unit tests.
 
-    def __init__(self, client: Any = None, host: str | None = None) -> None:
+    `name` is the engine's name in the config (`default`: the environment's), for messages. `address` is where
+    its published ports are dialled (default: the host of a tcp/ssh URL, else 127.0.0.1); `port_ip` is the host
+    address ports written without one are published on. `tls` is a docker.tls.TLSConfig for a tcp host."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        host: str | None = None,
+        *,
+        name: str = DEFAULT_ENGINE,
+        address: str | None = None,
+        port_ip: str = DEFAULT_HOST_IP,
+        tls: Any = None,
+    ) -> None:
         self._client = client
         self.host = os.environ.get("DOCKER_HOST", "") if host is None else host
         self._from_env = host is None  # the environment's engine: docker-py reads DOCKER_TLS_VERIFY etc. too
+        self.name = name
+        self._address = address
+        self.port_ip = port_ip
+        self.tls = tls
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return docker_errors(action, self)
+
+    def describe(self) -> str:
+        """`engine two (tcp://127.0.0.2:2375)`, or the environment's engine."""
+        if self.name == DEFAULT_ENGINE:
+            return f"the default engine ({self.host or 'unix:///var/run/docker.sock'})"
+        return f"engine {self.name} ({self.host})"
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            with docker_errors("connecting to the Docker engine"):
+            with self._errors("connecting to the Docker engine"):
                 if self._from_env:
                     self._client = docker.from_env(timeout=60)
+                elif self.host.startswith("ssh://"):
+                    self._client = docker.DockerClient(
+                        base_url=self.host, timeout=60, use_ssh_client=not _has_paramiko()
+                    )
                 else:
-                    self._client = docker.DockerClient(base_url=self.host, timeout=60)
+                    self._client = docker.DockerClient(base_url=self.host, timeout=60, tls=self.tls or False)
         return self._client
 
     def ping(self) -> None:
-        with docker_errors("connecting to the Docker engine"):
+        with self._errors("connecting to the Docker engine"):
             self.client.ping()
 
     def is_local(self) -> bool:
-        """The engine runs on this machine (no host or a unix socket): its host ports are ours to test."""
-        return not self.host or self.host.startswith("unix://")
+        """The engine runs on this machine (no host, a unix socket, or a loopback tcp address): its host ports
+        are ours to test."""
+        if not self.host or self.host.startswith("unix://"):
+            return True
+        if self.host.startswith(("tcp://", "http://", "https://")):
+            return _is_loopback(urlparse(self.host).hostname or "")
+        return False
+
+    @property
+    def address(self) -> str:
+        """Where this engine's published ports are reached from here."""
+        if self._address:
+            return self._address
+        if self.host.startswith(("tcp://", "ssh://", "http://", "https://")):
+            parsed = urlparse(self.host)
+            if parsed.hostname:
+                return parsed.hostname
+        return DEFAULT_HOST_IP
 
     def published_ports(self, name_or_id: str) -> set[tuple[int, str]]:
         """(host port, protocol) pairs a container publishes; empty if it does not exist."""
-        with docker_errors(f"inspecting container {name_or_id}"):
+        with self._errors(f"inspecting container {name_or_id}"):
             try:
                 info = self.client.api.inspect_container(name_or_id)
             except docker.errors.NotFound:
@@ -119,17 +199,16 @@ class Engine:
         return out
 
     def probe_host(self, bind_ip: str) -> str:
-        """Where a published port can be dialled from here: the engine's host for a remote engine."""
-        if self.host.startswith(("tcp://", "ssh://", "http://", "https://")):
-            parsed = urlparse(self.host)
-            if parsed.hostname:
-                return parsed.hostname
-        return "127.0.0.1" if bind_ip in ("0.0.0.0", "::", "") else bind_ip
+        """Where a published port can be dialled from here: the engine's address for a remote engine or a
+        port published on every interface; the bound address itself on a local engine."""
+        if not self.is_local() or bind_ip in ("0.0.0.0", "::", ""):
+            return self.address
+        return bind_ip
 
     # -- networks --------------------------------------------------------------------------------
     def ensure_network(self, domain: str) -> str:
         name = network_name(domain)
-        with docker_errors(f"creating network {name}"):
+        with self._errors(f"creating network {name}"):
             for net in self.client.api.networks(names=[name]):
                 if net["Name"] != name:
                     continue
@@ -142,17 +221,17 @@ class Engine:
         return name
 
     def owned_networks(self, domain: str) -> list[dict[str, Any]]:
-        with docker_errors("listing networks"):
+        with self._errors("listing networks"):
             nets = self.client.api.networks(filters={"label": [f"{LABEL_DOMAIN}={domain}"]})
         return [n for n in nets if (n.get("Labels") or {}).get(LABEL_DOMAIN) == domain]
 
     def remove_network(self, net_id: str) -> None:
-        with docker_errors(f"removing network {net_id[:12]}"), contextlib.suppress(docker.errors.NotFound):
+        with self._errors(f"removing network {net_id[:12]}"), contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_network(net_id)
 
     # -- images ----------------------------------------------------------------------------------
     def image_id(self, ref: str) -> str | None:
-        with docker_errors(f"inspecting image {ref}"):
+        with self._errors(f"inspecting image {ref}"):
             try:
                 return str(self.client.api.inspect_image(ref)["Id"])
             except docker.errors.ImageNotFound:
@@ -167,12 +246,15 @@ class Engine:
             if existing:
                 return existing
             context = (base_dir / spec.build_path).resolve()
-            if not (context / "Dockerfile").is_file():
-                raise ImageError(f"chunk {chunk.name}: build_path {context} has no Dockerfile")
-            with docker_errors(f"chunk {chunk.name}: building {ref} from {context}"):
+            dockerfile = spec.dockerfile or "Dockerfile"
+            if not (context / dockerfile).is_file():
+                raise ImageError(f"chunk {chunk.name}: build_path {context} has no {dockerfile}")
+            with self._errors(f"chunk {chunk.name}: building {ref} from {context}"):
                 try:
                     image, _logs = self.client.images.build(
                         path=str(context),
+                        dockerfile=spec.dockerfile,
+                        buildargs=spec.build_args or None,
                         tag=ref,
                         rm=True,
                         forcerm=True,  # no leftovers from a failed build
@@ -188,7 +270,7 @@ class Engine:
         if existing:
             return existing
         try:
-            with docker_errors(f"pulling {ref}"):
+            with self._errors(f"pulling {ref}"):
                 repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
                 self.client.api.pull(repo, tag=tag or "latest")
         except EngineError as exc:
@@ -203,7 +285,7 @@ class Engine:
 
     # -- containers ------------------------------------------------------------------------------
     def inspect(self, name_or_id: str) -> ContainerState | None:
-        with docker_errors(f"inspecting container {name_or_id}"):
+        with self._errors(f"inspecting container {name_or_id}"):
             try:
                 info = self.client.api.inspect_container(name_or_id)
             except docker.errors.NotFound:
@@ -219,7 +301,7 @@ class Engine:
         )
 
     def owned_containers(self, domain: str) -> list[ContainerState]:
-        with docker_errors("listing containers"):
+        with self._errors("listing containers"):
             rows = self.client.api.containers(all=True, filters={"label": [f"{LABEL_DOMAIN}={domain}"]})
         out = []
         for row in rows:
@@ -256,7 +338,7 @@ class Engine:
         """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write)."""
         spec = chunk.container
         api = self.client.api
-        bindings = spec.port_bindings()
+        bindings = spec.port_bindings(self.port_ip)
         labels = {
             **spec.labels,
             LABEL_MANAGED: "true",
@@ -270,15 +352,21 @@ class Engine:
         binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
         if runtime_dir is not None:
             binds.append(f"{Path(runtime_dir).resolve()}:/runtime:rw")
-        with docker_errors(f"chunk {chunk.name}: creating container {spec.name}"):
+        with self._errors(f"chunk {chunk.name}: creating container {spec.name}"):
             host_config = api.create_host_config(
                 port_bindings={f"{b.container_port}/{b.protocol}": (b.host_ip, b.host_port) for b in bindings.values()},
                 binds=binds or None,
                 network_mode=network,
+                init=spec.init or None,
             )
             created = api.create_container(
                 image_id,
                 command=spec.command_args(),
+                entrypoint=spec.entrypoint_args(),
+                working_dir=spec.working_dir,
+                user=spec.user,
+                stop_signal=spec.stop_signal,
+                stop_timeout=_stop_timeout(spec.stop_grace_period_seconds),
                 name=spec.name,
                 environment=env,
                 labels=labels,
@@ -290,7 +378,7 @@ class Engine:
             )
         cid = created["Id"]
         try:
-            with docker_errors(f"chunk {chunk.name}: starting container {spec.name}"):
+            with self._errors(f"chunk {chunk.name}: starting container {spec.name}"):
                 api.start(cid)
         except EngineError as exc:
             self.remove(cid)  # leave nothing half-created
@@ -312,7 +400,7 @@ class Engine:
         if source.startswith((".", "/", "~")):
             path = (base_dir / os.path.expanduser(source)).resolve()
             return f"{path}:{rest}"
-        with docker_errors(f"creating volume {source}"):
+        with self._errors(f"creating volume {source}"):
             try:
                 self.client.api.inspect_volume(source)
             except docker.errors.NotFound:
@@ -320,25 +408,29 @@ class Engine:
         return volume
 
     def owned_volumes(self, domain: str) -> list[str]:
-        with docker_errors("listing volumes"):
+        with self._errors("listing volumes"):
             vols = (self.client.api.volumes(filters={"label": f"{LABEL_DOMAIN}={domain}"}) or {}).get("Volumes") or []
         return [v["Name"] for v in vols if (v.get("Labels") or {}).get(LABEL_DOMAIN) == domain]
 
     def remove_volume(self, name: str) -> None:
-        with docker_errors(f"removing volume {name}"), contextlib.suppress(docker.errors.NotFound):
+        with self._errors(f"removing volume {name}"), contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_volume(name)
 
     def start(self, cid: str) -> None:
         """Start an existing (stopped) container again."""
-        with docker_errors(f"starting container {cid[:12]}"):
+        with self._errors(f"starting container {cid[:12]}"):
             self.client.api.start(cid)
 
-    def stop(self, cid: str, timeout: int = 5) -> None:
-        with docker_errors(f"stopping container {cid[:12]}"), contextlib.suppress(docker.errors.NotFound):
+    def stop(self, cid: str, timeout: int | None = None) -> None:
+        """Stop: the container's own stop_grace_period (recorded at creation) if it has one, else `timeout` or 5 s."""
+        with self._errors(f"stopping container {cid[:12]}"), contextlib.suppress(docker.errors.NotFound):
+            if timeout is None:
+                configured = (self.client.api.inspect_container(cid).get("Config") or {}).get("StopTimeout")
+                timeout = configured if isinstance(configured, int) else DEFAULT_STOP_SECONDS
             self.client.api.stop(cid, timeout=timeout)
 
     def remove(self, cid: str) -> None:
-        with docker_errors(f"removing container {cid[:12]}"):
+        with self._errors(f"removing container {cid[:12]}"):
             try:
                 self.client.api.remove_container(cid, force=True, v=True)
             except docker.errors.NotFound:
@@ -349,7 +441,7 @@ class Engine:
 
     def logs_tail(self, cid: str, lines: int = 20) -> str:
         try:
-            with docker_errors("reading logs"):
+            with self._errors("reading logs"):
                 raw = self.client.api.logs(cid, tail=lines, stdout=True, stderr=True)
         except EngineError:
             return ""
@@ -359,7 +451,7 @@ class Engine:
     def exec_run(self, cid: str, command: list[str]) -> tuple[int | None, str]:
         """Run a command inside a running container: (exit code, stdout+stderr)."""
         api = self.client.api
-        with docker_errors(f"running {command[0]!r} in container {cid[:12]}"):
+        with self._errors(f"running {command[0]!r} in container {cid[:12]}"):
             created = api.exec_create(cid, command, stdout=True, stderr=True)
             raw = api.exec_start(created["Id"])
             code = api.exec_inspect(created["Id"]).get("ExitCode")
@@ -368,14 +460,14 @@ class Engine:
 
     def logs_text(self, cid: str, stdout: bool = True, stderr: bool = True) -> str:
         """The whole log of a container (stdout and/or stderr). EngineError if unreadable."""
-        with docker_errors(f"reading logs of container {cid[:12]}"):
+        with self._errors(f"reading logs of container {cid[:12]}"):
             raw = self.client.api.logs(cid, stdout=stdout, stderr=stderr)
         return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
 
     def health(self, cid: str) -> tuple[str | None, str]:
         """The image HEALTHCHECK status (starting | healthy | unhealthy; None: the image has none) and the
         last check's exit code and output."""
-        with docker_errors(f"inspecting container {cid[:12]}"):
+        with self._errors(f"inspecting container {cid[:12]}"):
             info = self.client.api.inspect_container(cid)
         health = (info.get("State") or {}).get("Health")
         if not health:
@@ -390,7 +482,7 @@ class Engine:
 
     def container_ip(self, cid: str, network: str | None) -> str | None:
         """The container's IPv4 address on `network` (or its first network), None if it has none."""
-        with docker_errors(f"inspecting container {cid[:12]}"):
+        with self._errors(f"inspecting container {cid[:12]}"):
             info = self.client.api.inspect_container(cid)
         nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
         chosen = nets.get(network) if network else next(iter(nets.values()), None)

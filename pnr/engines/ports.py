@@ -34,7 +34,7 @@ def host_port_clashes(engine: Engine, domain: str, chunks: list[DesignChunk]) ->
     taken: list[str] = []
     for chunk in chunks:
         container = chunk.container
-        bindings = container.port_bindings()
+        bindings = container.port_bindings(engine.port_ip)
         if not bindings:
             continue
         own: set[tuple[int, str]] = set()

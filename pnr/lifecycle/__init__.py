@@ -11,7 +11,7 @@ ops.py       tear-down, status, dry-run: operations outside a bring-up
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.control import ProgressEvent, RunControl, RunNote, current_control, use_control
 from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed
-from pnr.lifecycle.ops import domain_status, plan_actions, tear_down_domain
+from pnr.lifecycle.ops import domain_status, plan_actions, remove_started_by, tear_down_domain
 from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
 from pnr.lifecycle.watch import WATCH_CANCELLED, Watcher
 
@@ -31,6 +31,7 @@ __all__ = [
     "current_control",
     "domain_status",
     "plan_actions",
+    "remove_started_by",
     "tear_down_domain",
     "use_control",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pnr.engines import ContainerState, config_hash, decide, desired_state, network_name, spec_label
-from pnr.exceptions import ChunkFailed, EngineError, PnrError
+from pnr.exceptions import ChunkFailed, EngineError, EngineUnreachable, PnrError
 from pnr.lifecycle.state import CpuxState, Phase
 from pnr.model import DesignChunk, PnR, SignalCheck, expand_env, iter_checks
 from pnr.probes import Aborted, Attempt, ContainerGone, NeverReady, Probe, ProbeContext, ProbeResult, make_probe
@@ -38,6 +38,7 @@ class ChunkDriver:
         self.state = state
         self.name = name
         self.spec: DesignChunk = state.plan.chunks[name]
+        self.engine: Any = state.engine_of(name)  # the engine this chunk runs on
         self._env: dict[str, str] | None = None
 
     @property
@@ -46,9 +47,15 @@ class ChunkDriver:
 
     # -- the container ---------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        """The container env with ${VAR} expanded (once per run; ConfigError names the config)."""
+        """The container env with ${VAR} and ${chunk:...} expanded (once per run; ConfigError names the config)."""
         if self._env is None:
-            self._env = expand_env(self.spec, self.state.plan.refs[self.name].path, source=self.state.config_path)
+            self._env = expand_env(
+                self.spec,
+                self.state.plan.refs[self.name].path,
+                environ=self.state.control.environ,
+                source=self.state.config_path,
+                resolve=self.state.engines.resolve,
+            )
         return self._env
 
     def runtime_mount(self) -> Path | None:
@@ -57,7 +64,8 @@ class ChunkDriver:
 
     def desired(self) -> dict[str, Any]:
         """What the chunk's container must look like (see pnr.engines.converge)."""
-        desired = desired_state(self.spec.container, self.state.images[self.name], self.env())
+        port_ip = self.state.plan.domain.port_ip(self.spec)
+        desired = desired_state(self.spec.container, self.state.images[self.name], self.env(), port_ip)
         mount = self.runtime_mount()
         if mount is not None:
             desired["runtime_mount"] = str(mount)
@@ -67,7 +75,7 @@ class ChunkDriver:
         """Reuse the chunk's container if unchanged and running; else (re)create it, saying why."""
         st, spec = self.state, self.spec
         desired = self.desired()
-        existing = st.engine.inspect(spec.container.name)
+        existing = self.engine.inspect(spec.container.name)
         decision = decide(
             existing, desired, domain=st.domain, chunk=self.name, container=spec.container.name, force=st.force_recreate
         )
@@ -77,8 +85,8 @@ class ChunkDriver:
             return existing, "reused"
         if existing is not None:
             st.set_phase(self.name, Phase.STARTING, f"recreating {spec.container.name}: {'; '.join(decision.reasons)}")
-            st.engine.remove(existing.id)
-        state = st.engine.create_and_start(
+            self.engine.remove(existing.id)
+        state = self.engine.create_and_start(
             domain=st.domain,
             cpux=st.cpux,
             chunk=spec,
@@ -102,6 +110,8 @@ class ChunkDriver:
         try:
             container, action = self.start()
         except EngineError as exc:
+            if isinstance(exc, EngineUnreachable):
+                st.engine_lost(exc.engine, str(exc))
             raise self.fail(str(exc)) from None
         st.set_phase(
             self.name,
@@ -130,7 +140,7 @@ class ChunkDriver:
     def check_alive(self) -> None:
         """ChunkFailed (with the log tail) unless the container runs."""
         cid = self.progress.container_id or ""
-        state = self.state.engine.inspect(cid)
+        state = self.engine.inspect(cid)
         if state is None or not state.running:
             how = "was removed" if state is None else f"exited with code {state.exit_code}"
             message = f"{self.name}: container {self.progress.container} {how} before it was ready"
@@ -139,9 +149,9 @@ class ChunkDriver:
     def probe_context(self, container_id: str) -> ProbeContext:
         st = self.state
         return ProbeContext(
-            engine=st.engine,
+            engine=self.engine,
             container_id=container_id,
-            ports=self.spec.container.port_bindings(),
+            ports=self.state.plan.domain.port_bindings(self.spec),
             network=network_name(st.domain),
             store=st.store,
         )
@@ -163,7 +173,7 @@ class ChunkDriver:
         def alive() -> None:
             if st.aborted:
                 raise Aborted(str(st.abort_error))
-            state = st.engine.inspect(cid)
+            state = self._inspect_or_abort(cid)
             if state is None or not state.running:
                 gone.append("was removed" if state is None else f"exited with code {state.exit_code}")
                 raise ContainerGone(gone[-1])
@@ -194,6 +204,13 @@ class ChunkDriver:
             message += f"; wrote {outcome.key}={outcome.tv}"
         raise self.fail(message, with_logs=True)
 
+    def _inspect_or_abort(self, cid: str) -> ContainerState | None:
+        """The container's state; if its engine went away, the whole run stops, naming it (Aborted)."""
+        try:
+            return self.engine.inspect(cid)  # type: ignore[no-any-return]
+        except EngineUnreachable as exc:
+            raise Aborted(str(self.state.engine_lost(exc.engine, str(exc))).splitlines()[0]) from None
+
     def _attempt_logger(self, probe: Probe, log: Log, debug: Log | None) -> Callable[[int, Attempt], None]:
         previous: list[tuple[bool, str]] = []
 
@@ -216,7 +233,7 @@ class ChunkDriver:
         began = time.monotonic()
         self.progress.first_probe_at = time.time()
         log(f"job {spec.container.name}: waiting for it to exit (bounded by the run's deadline)")
-        state = st.engine.inspect(cid)
+        state = self.engine.inspect(cid)
         while state is not None and state.status not in ("exited", "dead"):
             if st.aborted:
                 self.fail(f"{self.name}: job stopped waiting, the run was aborted: {st.abort_error}")
@@ -227,7 +244,7 @@ class ChunkDriver:
                     f"passed ({st.timeout_seconds:g}s)"
                 )
             time.sleep(poll)
-            state = st.engine.inspect(cid)
+            state = self.engine.inspect(cid)
         elapsed = time.monotonic() - began
         code = None if state is None else state.exit_code
         if code == 0:
@@ -249,7 +266,7 @@ class ChunkDriver:
         """Mark the chunk failed (the message gets the container's last log lines if asked); returns the
         exception for the caller to raise."""
         if with_logs:
-            tail = self.state.engine.logs_tail(self.progress.container_id or "", LOG_TAIL_LINES)
+            tail = self.engine.logs_tail(self.progress.container_id or "", LOG_TAIL_LINES)
             if tail:
                 message += "\n  last log lines:\n" + "\n".join("    " + line for line in tail.splitlines())
         self.state.set_phase(self.name, Phase.FAILED, message)
@@ -260,7 +277,7 @@ class ChunkDriver:
         """One watch attempt: the container must run and (with a health check) one fresh probe attempt pass
         (fresh: composites remember passed children, a watch must not)."""
         container = self.spec.container.name
-        state = self.state.engine.inspect(container)
+        state = self.engine.inspect(container)
         if state is None:
             return False, f"container {container} was removed"
         if not state.running:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,9 +44,13 @@ Listener = Callable[[Any], None]
 
 
 class RunControl:
-    """Listeners and stoppers of one run; thread-safe."""
+    """Listeners and stoppers of one run; thread-safe. `environ` is the environment `${VAR}` in container env is
+    taken from (default: this process's), for a run executed on behalf of another process (the resident runner).
+    `flow_run_id` is set by the flow once its run exists, so the caller can point at it in the UI."""
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ: dict[str, str] | None = dict(environ) if environ is not None else None
+        self.flow_run_id: str | None = None
         self._listeners: list[Listener] = []
         self._stoppers: list[Callable[[str], None]] = []
         self._lock = threading.Lock()

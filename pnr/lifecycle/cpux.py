@@ -1,8 +1,9 @@
 """The scheduler of one CPUX run: the seed's intention loop as state that Prefect tasks drive.
 
-    prepare()      before any container starts: env expanded, engine answers, host ports free, images, network
+    prepare()      before any container starts: env expanded, every engine answers, host ports free, images, network
     wait_gate()    a chunk waits (event-driven, one slice) for its gatekeeper; GateClosed → Prefect retries
-    supervise()    until every chunk is final: aborts on a stall (a gate that can never open) or the deadline
+    supervise()    until every chunk is final: aborts on a stall (a gate that can never open), the deadline, or
+                   an engine in use that stops answering (pinged every ENGINE_PING_EVERY seconds)
     close() / outcome_error()   chunks that never started are marked blocked; the run's verdict
 
 The chunks themselves are driven by `ChunkDriver` (pnr.lifecycle.chunk). Nothing here knows Prefect:
@@ -15,13 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pnr.engines import Engine, host_port_clashes
-from pnr.exceptions import BlockedChunk, ChunkFailed, RunError, RunTimeout, StallError
+from pnr.engines import host_port_clashes
+from pnr.exceptions import BlockedChunk, ChunkFailed, EngineError, RunError, RunTimeout, StallError
 from pnr.lifecycle.chunk import ChunkDriver
-from pnr.lifecycle.control import RunControl
 from pnr.lifecycle.state import CpuxState, Phase
-from pnr.model import PNR_ITSELF, Plan
-from pnr.runtime import SignalStore
+from pnr.model import PNR_ITSELF
+
+ENGINE_PING_EVERY = 1.0  # seconds between pings of the engines in use while a run is supervised
 
 
 class GateClosed(Exception):
@@ -35,47 +36,43 @@ class ChunkBlocked(Exception):
 class CpuxRun(CpuxState):
     """One CPUX bring-up: its state, a driver per chunk, and the loop that decides stall and timeout."""
 
-    def __init__(
-        self,
-        *,
-        plan: Plan,
-        cpux: str,
-        store: SignalStore,
-        engine: Engine,
-        config_path: str,
-        timeout_seconds: float,
-        control: RunControl | None = None,
-        flow_run_id: str = "local",
-        gate_slice: float = 10.0,
-        force_recreate: bool = False,
-    ) -> None:
-        super().__init__(
-            plan=plan,
-            cpux=cpux,
-            store=store,
-            engine=engine,
-            config_path=config_path,
-            timeout_seconds=timeout_seconds,
-            control=control,
-            flow_run_id=flow_run_id,
-            force_recreate=force_recreate,
-        )
+    def __init__(self, *, gate_slice: float = 10.0, **state: Any) -> None:
+        """`state`: the keyword arguments of `CpuxState` (plan, cpux, store, engine, config_path, ...)."""
+        super().__init__(**state)
         self.gate_slice = gate_slice
         self.drivers = {name: ChunkDriver(self, name) for name in self.names}
 
     # -- preparation: before any container starts --------------------------------------------------
     def prepare(self, build: bool = False) -> dict[str, str]:
-        """Engine reachable, env expanded, network made, every image present. Raises before starting anything."""
+        """Env expanded; every engine of the run answers (pinged in parallel: the first CPUX's prepare checks
+        the engines of every CPUX of the bring-up); host ports free, images present and the domain network made
+        on each engine this CPUX uses. Raises before starting anything."""
         for driver in self.drivers.values():
             driver.env()
-        self.engine.ping()
-        host_port_clashes(self.engine, self.domain, [self.plan.chunks[n] for n in self.names])
+        self.engines.ping_all()
+        by_engine = self.chunks_by_engine()
+        taken = []
+        for name, chunks in by_engine.items():
+            try:
+                host_port_clashes(self.engines[name], self.domain, [self.plan.chunks[n] for n in chunks])
+            except EngineError as exc:
+                taken.append(str(exc) if len(by_engine) == 1 else f"{self.engines.describe(name)}:\n{exc}")
+        if taken:
+            raise EngineError("\n".join(taken))
         for name in self.names:
-            self.images[name] = self.engine.ensure_image(
+            self.images[name] = self.engine_of(name).ensure_image(
                 self.domain, self.plan.chunks[name], self.base_dir, build=build
             )
-        self.engine.ensure_network(self.domain)  # last: a missing image leaves nothing behind
+        for name in by_engine:  # last: a missing image leaves nothing behind
+            self.engines[name].ensure_network(self.domain)
         return dict(self.images)
+
+    def chunks_by_engine(self) -> dict[str, list[str]]:
+        """This CPUX's chunks by the name of the engine they run on."""
+        out: dict[str, list[str]] = {}
+        for name in self.names:
+            out.setdefault(self.engines.name_of(self.plan.chunks[name]), []).append(name)
+        return out
 
     def announce(self) -> None:
         """Report every chunk whose gate is closed as waiting, with what it waits on (once, at the start)."""
@@ -102,7 +99,9 @@ class CpuxRun(CpuxState):
 
     # -- the loop ---------------------------------------------------------------------------------
     def supervise(self, poll: float = 0.1, done: Callable[[], bool] | None = None) -> None:
-        """Watch until every chunk is final; abort on stall or deadline. Reads external files every `poll`."""
+        """Watch until every chunk is final; abort on stall, deadline or a lost engine. Reads external files
+        every `poll`."""
+        next_ping = time.monotonic() + ENGINE_PING_EVERY
         while True:
             self.store.refresh()
             self.flush()
@@ -110,6 +109,13 @@ class CpuxRun(CpuxState):
                 return
             if self.aborted:
                 return
+            if time.monotonic() >= next_ping:
+                lost = self.engines.unreachable(self.chunks_by_engine())
+                if lost:
+                    name, why = next(iter(lost.items()))
+                    self.engine_lost(name, why)
+                    return
+                next_ping = time.monotonic() + ENGINE_PING_EVERY
             blocked = self.find_stall()
             if blocked:
                 self.abort(StallError(self._stall_message(blocked)))

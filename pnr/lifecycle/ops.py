@@ -1,4 +1,9 @@
-"""Operations outside a bring-up: tear-down and status. They read the plan, the engine and the store."""
+"""Operations outside a bring-up: tear-down and status. They read the plan, the engines and the store.
+
+Each takes "the engine" as a bring-up does: an `EngineSet`, or the environment's `Engine` (the plan's own
+`engines` are added to it). An engine that does not answer is reported by name; what the others hold is still
+shown (status) or removed (down), and a later `pnr down` finishes the job.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +11,83 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import LABEL_CHUNK, ContainerState, Engine, decide, image_ref
+from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref
+from pnr.exceptions import EngineUnreachable
 from pnr.lifecycle.cpux import CpuxRun
 from pnr.model import Plan
 from pnr.runtime import ChunkStateFile, SignalStore, read_state, remove_domain_files
 
 
-def tear_down_domain(plan: Plan, engine: Engine, runtime_dir: Path, volumes: bool = False) -> dict[str, Any]:
-    """Stop and remove the domain's containers (reverse dependency order), its network and its own runtime
-    values. Only objects labelled with this domain are touched. Safe to run from any state, twice too."""
-    engine.ping()
+def tear_down_domain(
+    plan: Plan, engine: Engine | EngineSet, runtime_dir: Path, volumes: bool = False
+) -> dict[str, Any]:
+    """Stop and remove the domain's containers (reverse dependency order, across its engines), its network on
+    each engine and its own runtime values. Only objects labelled with this domain are touched. Safe to run from
+    any state, twice too. An engine that does not answer: the others are cleaned, then EngineUnreachable says
+    what was removed and what is left (the runtime values stay until a later run reaches every engine)."""
+    engines = EngineSet.coerce(engine, plan)
+    lost = engines.unreachable()
+    if len(lost) == len(engines):
+        engines.ping_all()  # nothing answers: raise as a single engine always did
+    reachable = [(name, e) for name, e in engines.items() if name not in lost]
     domain = plan.domain.name
     removed = []
-    for group in _reverse_levels(plan, engine.owned_containers(domain)):
+    owned = [(e, state) for _name, e in reachable for state in e.owned_containers(domain)]
+    by_state = {id(state): e for e, state in owned}
+    for group in _reverse_levels(plan, [state for _e, state in owned]):
         # one level at a time, dependents first; within a level in parallel (a slow stop costs once, not per container)
         with ThreadPoolExecutor(max_workers=min(16, len(group))) as pool:
-            list(pool.map(lambda state: _stop_and_remove(engine, state), group))
+            list(pool.map(lambda state: _stop_and_remove(by_state[id(state)], state), group))
         removed.extend(sorted(state.name for state in group))
     networks = []
-    for net in engine.owned_networks(domain):
-        engine.remove_network(net["Id"])
-        networks.append(net["Name"])
     vols = []
-    if volumes:
-        for vol in engine.owned_volumes(domain):
-            engine.remove_volume(vol)
-            vols.append(vol)
+    for ename, e in reachable:
+        on = "" if len(engines) == 1 else f" (engine {ename})"
+        for net in e.owned_networks(domain):
+            e.remove_network(net["Id"])
+            networks.append(net["Name"] + on)
+        if volumes:
+            for vol in e.owned_volumes(domain):
+                e.remove_volume(vol)
+                vols.append(vol + on)
+    report = {"domain": domain, "containers": removed, "networks": networks, "volumes": vols}
+    if lost:
+        raise EngineUnreachable(_partial_down_message(engines, report, lost), next(iter(lost)))
     remove_domain_files(runtime_dir, domain)
-    return {"domain": domain, "containers": removed, "networks": networks, "volumes": vols}
+    return report
+
+
+def remove_started_by(
+    plan: Plan, engine: Engine | EngineSet, run_ids: set[str]
+) -> tuple[list[str], list[str]]:
+    """Remove the domain's containers that the flow runs `run_ids` started (label io.pnr.flow-run-id), dependents
+    first, on every engine that answers. Returns (removed, left): the names removed, and what of the domain is
+    still there (its containers; an engine that does not answer is named instead)."""
+    engines = EngineSet.coerce(engine, plan)
+    lost = engines.unreachable()
+    reachable = [e for name, e in engines.items() if name not in lost]
+    domain = plan.domain.name
+    rank = {n: i for i, n in enumerate(n for c in plan.cpux_order for n in plan.chunks_of(c))}
+    ours = [(e, c) for e in reachable for c in e.owned_containers(domain) if c.labels.get(LABEL_RUN) in run_ids]
+    ours.sort(key=lambda ec: rank.get(ec[1].labels.get(LABEL_CHUNK, ""), -1), reverse=True)  # dependents first
+    for e, c in ours:
+        e.remove(c.id)
+    left = [c.name for e in reachable for c in e.owned_containers(domain)]
+    left += [f"whatever is on {engines.describe(name)} (it does not answer)" for name in lost]
+    return [c.name for _e, c in ours], left
+
+
+def _partial_down_message(engines: EngineSet, report: dict[str, Any], lost: dict[str, str]) -> str:
+    done = (
+        f"removed {len(report['containers'])} container(s) ({', '.join(report['containers']) or '-'}) and "
+        f"{len(report['networks'])} network(s) on the engines that answer"
+    )
+    lines = [f"down {report['domain']}: {done}; could not reach:"]
+    lines += [f"  {engines.describe(name)}: {why}" for name, why in lost.items()]
+    lines.append(
+        "  what is on it is left, and so are the runtime values; run `pnr down` again once it answers"
+    )
+    return "\n".join(lines)
 
 
 def _reverse_levels(plan: Plan, owned: list[ContainerState]) -> list[list[ContainerState]]:
@@ -55,21 +109,27 @@ def _stop_and_remove(engine: Engine, state: ContainerState) -> None:
     engine.remove(state.id)
 
 
-def domain_status(plan: Plan, engine: Engine | None, runtime_dir: Path) -> dict[str, Any]:
-    """Truth values, chunk states and containers; `engine=None` when no engine answers."""
+def domain_status(plan: Plan, engine: Engine | EngineSet | None, runtime_dir: Path) -> dict[str, Any]:
+    """Truth values, chunk states and containers, each chunk with its engine; `engine=None` when no engine
+    answers. A chunk whose engine does not answer is `unknown` (the `engines` entry says why)."""
     domain = plan.domain.name
     state, problems = read_state(runtime_dir, domain)
     state_file = ChunkStateFile(runtime_dir, domain)
     recorded = state_file.chunks()
     run_alive = state_file.run_alive()
-    containers = {c.labels.get(LABEL_CHUNK): c for c in engine.owned_containers(domain)} if engine else {}
+    engines = EngineSet.coerce(engine, plan) if engine is not None else None
+    lost = engines.unreachable() if engines is not None else {}
+    containers = _owned_by_chunk(engines, lost, domain)
     chunks: dict[str, Any] = {}
     for name, chunk in plan.chunks.items():
         rec = recorded.get(name, {})
         cont = containers.get(name)
         phase = rec.get("phase")
+        ename = engines.name_of(chunk) if engines is not None else plan.domain.engine_of(chunk)
         flowout_holds = all(state.get(s) is not None and state[s].tv == p.tv for s, p in chunk.flowout.items())
-        if phase == "failed":
+        if ename in lost:
+            status = "unknown"
+        elif phase == "failed":
             status = "failed"
         elif cont is not None and not cont.running:
             status = "stopped"
@@ -82,10 +142,13 @@ def domain_status(plan: Plan, engine: Engine | None, runtime_dir: Path) -> dict[
         else:
             status = "ready"  # not started (the seed's initial status)
         detail = rec.get("detail") or None
-        if cont is None and engine is not None and phase in ("starting", "probing", "ready") and not run_alive:
+        if ename in lost and engines is not None:
+            detail = f"{engines.describe(ename)} does not answer; last recorded phase: {phase or 'none'}"
+        elif cont is None and engine is not None and phase in ("starting", "probing", "ready") and not run_alive:
             detail = f"container {chunk.container.name} is gone (removed outside pnr?); `pnr up` recreates it"
         chunks[name] = {
             "status": status,
+            "engine": ename,
             "container": cont.name if cont else None,
             "container_id": cont.id if cont else None,
             "cpux": plan.refs[name].cpux,
@@ -98,15 +161,35 @@ def domain_status(plan: Plan, engine: Engine | None, runtime_dir: Path) -> dict[
         "chunks": chunks,
         "runtime_dir": str(runtime_dir),
         "problems": problems,
-        "engine": engine is not None,
+        "engine": engines is not None and not lost,  # every engine answered
+        "engines": {
+            ename: {
+                "host": getattr(e, "host", None) or None,
+                "address": getattr(e, "address", None),
+                "reachable": ename not in lost,
+                "error": lost.get(ename),
+            }
+            for ename, e in (engines.items() if engines is not None else [])
+        },
     }
 
 
+def _owned_by_chunk(engines: EngineSet | None, lost: dict[str, str], domain: str) -> dict[str | None, ContainerState]:
+    """The domain's containers on every engine that answers, by chunk."""
+    containers: dict[str | None, ContainerState] = {}
+    for ename, e in engines.items() if engines is not None else []:
+        if ename not in lost:
+            for c in e.owned_containers(domain):
+                containers.setdefault(c.labels.get(LABEL_CHUNK), c)
+    return containers
+
+
 def plan_actions(
-    plan: Plan, engine: Engine, config_path: str, runtime_dir: Path, force: bool = False
+    plan: Plan, engine: Engine | EngineSet, config_path: str, runtime_dir: Path, force: bool = False
 ) -> list[dict[str, Any]]:
     """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing."""
-    engine.ping()
+    engines = EngineSet.coerce(engine, plan)
+    engines.ping_all()
     store = SignalStore(runtime_dir, plan.domain.name)
     rows: list[dict[str, Any]] = []
     for cpux in plan.cpux_order:
@@ -114,7 +197,7 @@ def plan_actions(
             plan=plan,
             cpux=cpux,
             store=store,
-            engine=engine,
+            engine=engines,
             config_path=config_path,
             timeout_seconds=1,
             force_recreate=force,
@@ -123,8 +206,9 @@ def plan_actions(
             chunk = plan.chunks[name]
             container = chunk.container.name
             ref = image_ref(plan.domain.name, chunk)
-            image = engine.image_id(ref)
-            existing = engine.inspect(container)
+            on = run.engine_of(name)
+            image = on.image_id(ref)
+            existing = on.inspect(container)
             if image is None:
                 how = "built from " + chunk.container.build_path if chunk.container.build_path else "pulled"
                 action = "create" if existing is None else "recreate"

@@ -11,7 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import Engine
+from pnr.engines import Engine, EngineSet
+from pnr.exceptions import EngineUnreachable
 from pnr.lifecycle.control import ProgressEvent, RunControl
 from pnr.model import Plan
 from pnr.runtime import ChunkStateFile, SignalStore
@@ -67,7 +68,7 @@ class CpuxState:
         plan: Plan,
         cpux: str,
         store: SignalStore,
-        engine: Engine,
+        engine: Engine | EngineSet,
         config_path: str,
         timeout_seconds: float,
         control: RunControl | None = None,
@@ -78,7 +79,9 @@ class CpuxState:
         self.domain = plan.domain.name
         self.cpux = cpux
         self.store = store
-        self.engine = engine
+        # every chunk's engine; a single engine stands for all of them
+        self.engines = EngineSet.coerce(engine, plan)
+        self.engine = self.engines.default
         self.control = control or RunControl()
         self.config_path = config_path
         self.base_dir = Path(config_path).resolve().parent
@@ -105,6 +108,25 @@ class CpuxState:
         if self.abort_error is None:
             self.abort_error = error
         self.store.poke()
+
+    def engine_of(self, chunk: str) -> Any:
+        """The engine `chunk` runs on."""
+        return self.engines.of(self.plan.chunks[chunk])
+
+    def engine_lost(self, engine: str, why: str) -> EngineUnreachable:
+        """Abort the run because engine `engine` stopped answering; the error names it and this run's chunks
+        on it (with their phase). Returns the run's abort reason (the first one, if it was aborted already)."""
+        on_it = [n for n in self.names if self.engines.name_of(self.plan.chunks[n]) == engine]
+        chunks = ", ".join(f"{n} ({self.progress[n].phase.value})" for n in on_it) or "none in this cpux"
+        error = EngineUnreachable(
+            f"{self.engines.describe(engine)} stopped answering during the run of cpux {self.cpux}; "
+            f"chunks on it: {chunks}. Nothing more is started. {why.strip()}\n"
+            f"  `pnr status {self.config_path}` shows what is left; `pnr down {self.config_path}` removes what "
+            "it can reach (run it again once the engine answers)",
+            engine,
+        )
+        self.abort(error)
+        return self.abort_error if isinstance(self.abort_error, EngineUnreachable) else error
 
     def set_phase(self, chunk: str, phase: Phase, detail: str = "", what: str | None = None, **fields: Any) -> None:
         """Record a chunk's phase and tell the run's observers (`what` names a watch transition)."""

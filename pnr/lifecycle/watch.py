@@ -258,7 +258,7 @@ class Watcher:
         unmet = w.run.unmet_text(w.spec.gatekeeper)
         if w.policy == "stop":
             written = self._write(w.driver.lost_values())  # first: its own dependents react while it stops
-            if not self._engine_action(w, "stop", lambda: self.engine.stop(w.container)):
+            if not self._engine_action(w, "stop", lambda: w.driver.engine.stop(w.container)):
                 return
             w.state = "held"
             w.streak.reset()
@@ -279,14 +279,14 @@ class Watcher:
     def _gate_back(self, w: _Watched) -> None:
         gate = ", ".join(f"{s}={p.tv}" for s, p in w.spec.gatekeeper.items())
         if w.state == "held":
-            if not self._engine_action(w, "start", lambda: self.engine.start(w.container)):
+            if not self._engine_action(w, "start", lambda: w.driver.engine.start(w.container)):
                 return
             self._restarted(w, "started", f"gate holds again ({gate}): started {w.container}")
         elif w.restart_pending:
 
             def restart() -> None:
-                self.engine.stop(w.container)
-                self.engine.start(w.container)
+                w.driver.engine.stop(w.container)  # the chunk's own engine
+                w.driver.engine.start(w.container)
 
             self._write(w.driver.lost_values())  # not ready while it restarts
             if not self._engine_action(w, "restart", restart):

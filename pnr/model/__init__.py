@@ -24,13 +24,15 @@ from pnr.model.checks import (
 )
 from pnr.model.container import DEFAULT_HOST_IP, ContainerSpec, PortBinding, parse_port
 from pnr.model.domain import Cpux, DependencyPolicy, DesignChunk, Domain
-from pnr.model.env import expand_env
+from pnr.model.engines import DEFAULT_ENGINE, EngineSpec, EngineTls
+from pnr.model.env import ChunkReference, ChunkResolver, expand_env, find_port_key, parse_chunk_reference
 from pnr.model.fields import MappedSignal, PnR, StatusMapping, check_signal_name, parse_expected_code, parse_json_path
 from pnr.model.loader import MAX_CONFIG_BYTES, domain_json_schema, json_path, load_domain, parse_domain
 from pnr.model.plan import PNR_ITSELF, SYSTEM_READY, Plan, load_plan, make_plan, produced_by
 
 __all__ = [
     "BUILTIN_CHECKS",
+    "DEFAULT_ENGINE",
     "DEFAULT_HOST_IP",
     "MAX_CONFIG_BYTES",
     "PLUGINS",
@@ -39,12 +41,16 @@ __all__ = [
     "AllCheck",
     "AnyCheck",
     "CheckBase",
+    "ChunkReference",
+    "ChunkResolver",
     "ContainerSpec",
     "Cpux",
     "DependencyPolicy",
     "DesignChunk",
     "DockerCheck",
     "Domain",
+    "EngineSpec",
+    "EngineTls",
     "ExecCheck",
     "HealthCheck",
     "HttpCheck",
@@ -63,11 +69,13 @@ __all__ = [
     "check_signal_name",
     "domain_json_schema",
     "expand_env",
+    "find_port_key",
     "iter_checks",
     "json_path",
     "load_domain",
     "load_plan",
     "make_plan",
+    "parse_chunk_reference",
     "parse_domain",
     "parse_expected_code",
     "parse_json_path",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,8 +31,8 @@ _CPORT_RE = re.compile(r"^(?P<port>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
 DEFAULT_HOST_IP = "127.0.0.1"
 
 
-def parse_port(container_key: str, host_value: str | int) -> PortBinding:
-    """`"27017"` → `"27017"`, or `"8080/tcp"` → `"0.0.0.0:8080"`; host address defaults to 127.0.0.1."""
+def parse_port(container_key: str, host_value: str | int, default_ip: str = DEFAULT_HOST_IP) -> PortBinding:
+    """`"27017"` → `"27017"`, or `"8080/tcp"` → `"0.0.0.0:8080"`; host address defaults to `default_ip`."""
     cmatch = _CPORT_RE.match(container_key)
     if not cmatch:
         raise ValueError(f"container port {container_key!r} must look like '8080' or '8080/tcp'")
@@ -42,7 +43,7 @@ def parse_port(container_key: str, host_value: str | int) -> PortBinding:
     for label, port in (("container port", cport), ("host port", hport)):
         if not 1 <= port <= 65535:
             raise ValueError(f"{label} {port} is out of range 1-65535")
-    ip = hmatch["ip"] or DEFAULT_HOST_IP
+    ip = hmatch["ip"] or default_ip
     if ip == "localhost":
         ip = "127.0.0.1"
     try:
@@ -74,6 +75,20 @@ class ContainerSpec(Model):
     build_path: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     mount_runtime: bool = Field(default=False, description="bind the runtime folder at /runtime (signal probes)")
+    entrypoint: str | list[str] | None = Field(
+        default=None, description="replaces the image's ENTRYPOINT; a string is split like a shell would, never run by one"
+    )
+    working_dir: str | None = Field(default=None, description="working directory inside the container (absolute)")
+    user: str | None = Field(default=None, description="user[:group] the process runs as")
+    dockerfile: str | None = Field(default=None, description="Dockerfile inside build_path (default: Dockerfile)")
+    build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg values of the build")
+    init: bool = Field(
+        default=False, description="run an init as PID 1 that forwards signals and reaps zombies (docker run --init)"
+    )
+    stop_signal: str | None = Field(default=None, description="signal that stops the container (default SIGTERM)")
+    stop_grace_period_seconds: Annotated[float, Field(ge=0, le=3600)] | None = Field(
+        default=None, description="how long `pnr down` waits after stop_signal before SIGKILL (default 5)"
+    )
 
     @field_validator("ports")
     @classmethod
@@ -95,16 +110,30 @@ class ContainerSpec(Model):
                 raise ValueError(f"env name {key!r} is not a valid variable name")
         return value
 
-    @field_validator("command")
+    @field_validator("working_dir")
     @classmethod
-    def _command_splits(cls, value: str | list[str] | None) -> str | list[str] | None:
+    def _absolute_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"working_dir {value!r} must be an absolute path inside the container")
+        return value
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _signal_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(SIG[A-Z0-9+-]+|\d{1,2})$", value):
+            raise ValueError(f"stop_signal {value!r} must be a signal name like 'SIGINT' or a number")
+        return value
+
+    @field_validator("command", "entrypoint")
+    @classmethod
+    def _command_splits(cls, value: str | list[str] | None, info: ValidationInfo) -> str | list[str] | None:
         if isinstance(value, str):
             try:
                 shlex.split(value)
             except ValueError as exc:
-                raise ValueError(f"command cannot be split into arguments: {exc}") from None
+                raise ValueError(f"{info.field_name} cannot be split into arguments: {exc}") from None
         if value is not None and not value:
-            raise ValueError("command must not be empty (leave it out to use the image's default)")
+            raise ValueError(f"{info.field_name} must not be empty (leave it out to use the image's default)")
         return value
 
     @field_validator("name")
@@ -153,8 +182,15 @@ class ContainerSpec(Model):
             raise ValueError("give 'image' (an image name) or 'build_path' (a folder with a Dockerfile)")
         return self
 
-    def port_bindings(self) -> dict[str, PortBinding]:
-        return {key: parse_port(key, host) for key, host in self.ports.items()}
+    def port_bindings(self, default_ip: str = DEFAULT_HOST_IP) -> dict[str, PortBinding]:
+        """Ports written without an address are published on `default_ip` (the chunk's engine decides)."""
+        return {key: parse_port(key, host, default_ip) for key, host in self.ports.items()}
+
+    def entrypoint_args(self) -> list[str] | None:
+        """The entrypoint as an argument list (split like `command_args`)."""
+        if self.entrypoint is None:
+            return None
+        return shlex.split(self.entrypoint) if isinstance(self.entrypoint, str) else list(self.entrypoint)
 
     def command_args(self) -> list[str] | None:
         """The command as an argument list: a string is split like a shell would, never run by one."""

@@ -11,7 +11,8 @@ from pydantic import (
 )
 
 from pnr.model.checks import HealthCheck
-from pnr.model.container import ContainerSpec
+from pnr.model.container import DEFAULT_HOST_IP, ContainerSpec, PortBinding
+from pnr.model.engines import DEFAULT_ENGINE, EngineSpec
 from pnr.model.fields import Model, Name, PnR, SignalName
 
 MAX_CHUNKS = 1000  # per domain; far beyond one host's capacity, and keeps planning linear-ish
@@ -31,6 +32,10 @@ class DesignChunk(Model):
         default="service", description="service: ready by its health_check; job: completed when it exits 0"
     )
     container: ContainerSpec
+    engine: Name | None = Field(
+        default=None,
+        description="the engine (a key of the domain's engines) this chunk runs on; default: the environment's",
+    )
     on_dependency_lost: DependencyPolicy | None = Field(
         default=None,
         description="watch mode (pnr up --watch), when a gatekeeper signal stops holding: ignore (log only), stop "
@@ -55,6 +60,10 @@ class Domain(Model):
 
     name: Name
     cpuxs: Annotated[dict[Name, Cpux], Field(min_length=1)]
+    engines: dict[Name, EngineSpec] = Field(
+        default_factory=dict,
+        description="Docker engines the chunks may run on (a chunk's `engine`); without: the environment's engine",
+    )
     mount_runtime: bool = Field(default=False, description="mount the runtime folder at /runtime in every container")
     on_dependency_lost: DependencyPolicy = Field(
         default="ignore",
@@ -74,3 +83,17 @@ class Domain(Model):
 
     def chunks(self) -> list[tuple[str, DesignChunk]]:
         return [(cpux_name, chunk) for cpux_name, cpux in self.cpuxs.items() for chunk in cpux.design_chunks]
+
+    def engine_of(self, chunk: DesignChunk) -> str:
+        """The name of the engine a chunk runs on (`default`: the environment's)."""
+        return chunk.engine or DEFAULT_ENGINE
+
+    def port_ip(self, chunk: DesignChunk) -> str:
+        """Where a chunk's ports written without an address are published: its engine's address when that is
+        an IP address (see `EngineSpec.port_ip`), else 127.0.0.1."""
+        spec = self.engines.get(chunk.engine or "")
+        return spec.port_ip() if spec is not None else DEFAULT_HOST_IP
+
+    def port_bindings(self, chunk: DesignChunk) -> dict[str, PortBinding]:
+        """A chunk's published ports, on its engine (see `port_ip`)."""
+        return chunk.container.port_bindings(self.port_ip(chunk))

@@ -1,28 +1,106 @@
 """`${VAR}` / `${VAR:-default}` in a chunk's container env, taken from the host environment at start time,
-so secrets stay out of config files (and out of labels, runtime files and artifacts)."""
+so secrets stay out of config files (and out of labels, runtime files and artifacts).
+
+`${chunk:NAME.host}` and `${chunk:NAME.port:KEY}` refer to another chunk: the address where its engine's
+published ports are reached, and the host port published for its `container.ports` key KEY. Chunks on
+different engines share no Docker network; this is how one finds the other. Checked by the plan (the chunk
+exists, KEY is one of its ports); resolved at start time by a resolver the lifecycle passes in.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from pnr.exceptions import ConfigError, ConfigIssue
+from pnr.model.container import PortBinding
 from pnr.model.domain import DesignChunk
 
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# one pass over both kinds, so a substituted value is never scanned again; `${chunk:-x}` stays a ${VAR:-default}
+_VAR_RE = re.compile(r"\$\{(?:chunk:(?!-)(?P<ref>[^}]*)|(?P<var>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?)\}")
+_REF_BODY_RE = re.compile(r"^(?P<chunk>[^:]+)\.(?:(?P<host>host)|port:(?P<key>[^:]+))$")
+
+
+@dataclass(frozen=True)
+class ChunkReference:
+    """`${chunk:db.host}` or `${chunk:db.port:27017}`."""
+
+    chunk: str
+    what: Literal["host", "port"]
+    port_key: str | None = None
+
+    def __str__(self) -> str:
+        return "${chunk:" + self.chunk + (".host" if self.what == "host" else f".port:{self.port_key}") + "}"
+
+
+ChunkResolver = Callable[[ChunkReference], str]
+
+
+def parse_chunk_reference(body: str) -> ChunkReference:
+    """The part after `${chunk:` (without the closing brace); ValueError says how to write it."""
+    m = _REF_BODY_RE.match(body.strip())
+    if not m:
+        raise ValueError(
+            f"${{chunk:{body}}} is not a chunk reference: write ${{chunk:NAME.host}} or ${{chunk:NAME.port:KEY}} "
+            "(KEY: a key of that chunk's container.ports)"
+        )
+    if m["host"]:
+        return ChunkReference(m["chunk"], "host")
+    return ChunkReference(m["chunk"], "port", m["key"])
+
+
+def chunk_references(chunk: DesignChunk) -> list[tuple[str, ChunkReference | ValueError]]:
+    """Every `${chunk:...}` in a chunk's env: (env key, the reference or why it is malformed)."""
+    found: list[tuple[str, ChunkReference | ValueError]] = []
+    for key, value in chunk.container.env_map().items():
+        for m in _VAR_RE.finditer(value):
+            if m["ref"] is None:
+                continue
+            try:
+                found.append((key, parse_chunk_reference(m["ref"])))
+            except ValueError as exc:
+                found.append((key, exc))
+    return found
+
+
+def find_port_key(bindings: dict[str, PortBinding], key: str) -> str | None:
+    """The key of `bindings` that `key` names: itself, or the same port written with/without `/tcp`."""
+    if key in bindings:
+        return key
+    port, _, proto = key.partition("/")
+    for name, b in bindings.items():
+        if str(b.container_port) == port and b.protocol == (proto or "tcp"):
+            return name
+    return None
 
 
 def expand_env(
-    chunk: DesignChunk, path: str, environ: dict[str, str] | None = None, source: str = "<config>"
+    chunk: DesignChunk,
+    path: str,
+    environ: dict[str, str] | None = None,
+    source: str = "<config>",
+    resolve: ChunkResolver | None = None,
 ) -> dict[str, str]:
-    """Container env with `${VAR}` / `${VAR:-default}` taken from the host environment (secrets stay out of configs)."""
+    """Container env with `${VAR}` / `${VAR:-default}` taken from the host environment (secrets stay out of
+    configs) and, given `resolve`, `${chunk:...}` references resolved (without it they are left as written)."""
     environ = dict(os.environ) if environ is None else environ
     out: dict[str, str] = {}
     missing: list[ConfigIssue] = []
     for key, value in chunk.container.env_map().items():
 
         def sub(m: re.Match[str], key: str = key) -> str:
-            name, default = m.group(1), m.group(2)
+            if m["ref"] is not None:
+                if resolve is None:
+                    return m.group(0)
+                try:
+                    return resolve(parse_chunk_reference(m["ref"]))
+                except (ValueError, KeyError) as exc:
+                    missing.append(ConfigIssue(f"{path}.container.env.{key}", str(exc).strip("'\"")))
+                    return ""
+            name, default = m["var"], m["default"]
             if name in environ:
                 return environ[name]
             if default is not None:

@@ -15,6 +15,7 @@ from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.checks import BUILTIN_CHECKS, check_kinds
 from pnr.model.container import ContainerSpec
 from pnr.model.domain import Cpux, DesignChunk, Domain
+from pnr.model.engines import EngineSpec, EngineTls
 from pnr.model.fields import MappedSignal, PnR, StatusMapping
 
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
@@ -92,6 +93,8 @@ _FIELD_MODELS: dict[str, Any] = {
     "failure": MappedSignal,
     "gatekeeper": PnR,
     "flowout": PnR,
+    "engines": EngineSpec,
+    "tls": EngineTls,
 }
 
 
@@ -108,7 +111,7 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
         model: Any = BUILTIN_CHECKS[last]
     elif isinstance(last, int) and before == "design_chunks":
         model = DesignChunk
-    elif isinstance(before, str) and before in ("cpuxs", "gatekeeper", "flowout"):
+    elif isinstance(before, str) and before in ("cpuxs", "gatekeeper", "flowout", "engines"):
         model = _FIELD_MODELS[before]
     else:
         model = _FIELD_MODELS.get(str(last))

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.checks import AllCheck, AnyCheck, PortCheck, SignalCheck, iter_checks
 from pnr.model.domain import DesignChunk, Domain
+from pnr.model.engines import DEFAULT_ENGINE
+from pnr.model.env import ChunkReference, chunk_references, find_port_key
 
 SYSTEM_READY = "system_ready"
 PNR_ITSELF = "(pnr)"
@@ -40,6 +43,12 @@ class Plan:
     depends_on: dict[str, list[str]]  # chunk -> producer chunks of its gate signals
     levels: dict[str, list[list[str]]]  # cpux -> chunk names by level (level 0 needs no other chunk)
     cpux_order: list[str]
+    source: str = "<config>"  # the config file: relative paths in it (build_path, tls files) start at its folder
+
+    @property
+    def base_dir(self) -> Path:
+        """The config file's folder (the working directory for a config that is not a file)."""
+        return _base_dir(self.source)
 
     def chunks_of(self, cpux: str) -> list[str]:
         return [name for level in self.levels[cpux] for name in level]
@@ -146,7 +155,8 @@ def _port_key_issues(check: Any, path: str, bindings: dict[str, Any]) -> list[Co
         hint = ", ".join(bindings) or '(none declared; with "target": "network" give the container port)'
         return [
             ConfigIssue(
-                f"{path}.port_key", f"a {getattr(check, 'type', 'port')} check needs port_key, one of the container's ports: {hint}"
+                f"{path}.port_key",
+                f"a {getattr(check, 'type', 'port')} check needs port_key, one of the container's ports: {hint}",
             )
         ]
     if check.port_key in bindings:
@@ -172,13 +182,14 @@ def _port_key_issues(check: Any, path: str, bindings: dict[str, Any]) -> list[Co
 class _ChunkChecks:
     """The per-chunk checks of `make_plan`: unique names, unique host ports, health checks that fit."""
 
-    def __init__(self) -> None:
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
         self.issues: list[ConfigIssue] = []
         self.chunks: dict[str, DesignChunk] = {}
         self.refs: dict[str, ChunkRef] = {}
         self._containers: dict[str, str] = {}
-        # (port, protocol) -> host ip -> chunk (indexed: big configs stay fast)
-        self._host_ports: dict[tuple[int, str], dict[str, str]] = {}
+        # (engine, port, protocol) -> host ip -> chunk (indexed: big configs stay fast); engines publish apart
+        self._host_ports: dict[tuple[str, int, str], dict[str, str]] = {}
 
     def add(self, ref: ChunkRef, chunk: DesignChunk) -> None:
         if chunk.name in self.refs:
@@ -198,8 +209,15 @@ class _ChunkChecks:
             )
         else:
             self._containers[cname] = chunk.name
-        bindings = chunk.container.port_bindings()
-        self._host_port_clashes(ref, chunk.name, bindings)
+        if chunk.engine not in (None, DEFAULT_ENGINE) and chunk.engine not in self.domain.engines:
+            known = ", ".join(self.domain.engines) or "none declared"
+            self._issue(
+                f"{ref.path}.engine",
+                f"unknown engine {chunk.engine!r} (engines: {known}); declare it under the domain's engines, "
+                "or leave engine out to use the environment's engine",
+            )
+        bindings = self.domain.port_bindings(chunk)
+        self._host_port_clashes(ref, chunk, bindings)
         check = chunk.health_check
         if check is not None and chunk.kind == "job":
             self._issue(
@@ -211,9 +229,10 @@ class _ChunkChecks:
         if SYSTEM_READY in produced_by(chunk):
             self._issue(ref.path, f"'{SYSTEM_READY}' is set by pnr itself when a run starts; a chunk cannot produce it")
 
-    def _host_port_clashes(self, ref: ChunkRef, name: str, bindings: dict[str, Any]) -> None:
+    def _host_port_clashes(self, ref: ChunkRef, chunk: DesignChunk, bindings: dict[str, Any]) -> None:
+        engine = self.domain.engine_of(chunk)
         for key, b in bindings.items():
-            by_ip = self._host_ports.setdefault((b.host_port, b.protocol), {})
+            by_ip = self._host_ports.setdefault((engine, b.host_port, b.protocol), {})
             clash = [c for ip, c in by_ip.items() if ip == b.host_ip or "0.0.0.0" in (ip, b.host_ip)]
             if clash:
                 self._issue(
@@ -221,7 +240,7 @@ class _ChunkChecks:
                     f"host port {b.host_port} is already published by chunk {clash[0]!r}; pick another host port",
                 )
             else:
-                by_ip[b.host_ip] = name
+                by_ip[b.host_ip] = chunk.name
 
     def _issue(self, path: str, message: str) -> None:
         self.issues.append(ConfigIssue(path, message))
@@ -229,11 +248,13 @@ class _ChunkChecks:
 
 def make_plan(domain: Domain, source: str = "<config>") -> Plan:
     """The signal graph of a domain, or one ConfigError with every semantic problem and its JSON path."""
-    checks = _ChunkChecks()
+    checks = _ChunkChecks(domain)
     for cpux_name, cpux in domain.cpuxs.items():
         for index, chunk in enumerate(cpux.design_chunks):
             checks.add(ChunkRef(cpux_name, chunk.name, index), chunk)
     chunks, refs, issues = checks.chunks, checks.refs, checks.issues
+    issues[:0] = _engine_issues(domain, source)
+    issues.extend(_reference_issues(domain, chunks, refs))
 
     producers: dict[str, list[str]] = {SYSTEM_READY: [PNR_ITSELF]}
     consumers: dict[str, list[str]] = {}
@@ -252,7 +273,58 @@ def make_plan(domain: Domain, source: str = "<config>") -> Plan:
         raise ConfigError(source, issues)
     cpux_order = _cpux_order(domain, refs, depends_on, source)
     levels = {cpux_name: _levels(cpux, depends_on) for cpux_name, cpux in domain.cpuxs.items()}
-    return Plan(domain, chunks, refs, producers, consumers, external, depends_on, levels, cpux_order)
+    return Plan(domain, chunks, refs, producers, consumers, external, depends_on, levels, cpux_order, source)
+
+
+def _base_dir(source: str) -> Path:
+    path = Path(source)
+    return path.resolve().parent if not source.startswith("<") else Path.cwd()
+
+
+def _engine_issues(domain: Domain, source: str) -> list[ConfigIssue]:
+    """The reserved engine name, and TLS files that do not exist (relative to the config file)."""
+    issues = []
+    for name, spec in domain.engines.items():
+        if name == DEFAULT_ENGINE:
+            issues.append(
+                ConfigIssue(
+                    f"engines.{name}",
+                    f"{DEFAULT_ENGINE!r} is the environment's engine (chunks without `engine`); "
+                    "give this engine another name",
+                )
+            )
+        for field, path in (spec.tls.files() if spec.tls is not None else {}).items():
+            full = _base_dir(source) / Path(path).expanduser()
+            if not full.is_file():
+                issues.append(
+                    ConfigIssue(
+                        f"engines.{name}.tls.{field}",
+                        f"file {path!r} not found ({full}); paths are relative to the config file",
+                    )
+                )
+    return issues
+
+
+def _reference_issues(
+    domain: Domain, chunks: dict[str, DesignChunk], refs: dict[str, ChunkRef]
+) -> list[ConfigIssue]:
+    """`${chunk:NAME.host}` / `${chunk:NAME.port:KEY}` in env: well formed, NAME a chunk, KEY one of its ports."""
+    issues = []
+    for name, chunk in chunks.items():
+        for key, ref in chunk_references(chunk):
+            path = f"{refs[name].path}.container.env.{key}"
+            if not isinstance(ref, ChunkReference):
+                issues.append(ConfigIssue(path, str(ref)))
+                continue
+            target = chunks.get(ref.chunk)
+            if target is None:
+                issues.append(ConfigIssue(path, f"{ref}: no chunk named {ref.chunk!r} in this domain"))
+            elif ref.what == "port" and find_port_key(domain.port_bindings(target), ref.port_key or "") is None:
+                ports = ", ".join(target.container.ports) or "none"
+                issues.append(
+                    ConfigIssue(path, f"{ref}: {ref.port_key!r} is not a key of chunk {ref.chunk}'s ports ({ports})")
+                )
+    return issues
 
 
 def _graph_issues(

@@ -25,6 +25,7 @@ from uuid import UUID
 
 from pnr.lifecycle import ChunkProgress, CpuxRun, Phase, ProgressEvent, RunControl
 from pnr.model import Plan
+from pnr.prefect.observer import RunObserver
 from pnr.runtime import SignalStore
 
 log = logging.getLogger(__name__)
@@ -184,15 +185,11 @@ class _Progress:
     total: int = 0
 
 
-class RunArtifacts:
+class RunArtifacts(RunObserver):
     """Publishes the artifacts of one bring-up. Call `start()` in the flow and `finish()` after its CPUX runs."""
 
     def __init__(self, plan: Plan, cpuxs: list[str], store: SignalStore, control: RunControl) -> None:
-        self.plan = plan
-        self.cpuxs = cpuxs
-        self.store = store
-        self.control = control
-        self.domain = plan.domain.name
+        super().__init__(plan, cpuxs, store, control)
         self.enabled = False
         self._progress = _Progress(total=sum(len(plan.chunks_of(c)) for c in cpuxs))
         self._counted: set[str] = set()

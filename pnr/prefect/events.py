@@ -30,6 +30,7 @@ from typing import Any
 
 from pnr.lifecycle import ProgressEvent, RunControl, RunNote
 from pnr.model import Plan, PnR
+from pnr.prefect.observer import RunObserver
 from pnr.runtime import SignalStore
 
 log = logging.getLogger(__name__)
@@ -41,22 +42,21 @@ def domain_resource(domain: str) -> dict[str, str]:
     return {"prefect.resource.id": f"pnr.domain.{domain}", "prefect.resource.name": domain, "pnr.domain": domain}
 
 
-def chunk_resource(domain: str, chunk: str) -> dict[str, str]:
+def _member_resource(kind: str, domain: str, name: str) -> dict[str, str]:
     return {
-        "prefect.resource.id": f"pnr.chunk.{domain}.{chunk}",
-        "prefect.resource.name": chunk,
+        "prefect.resource.id": f"pnr.{kind}.{domain}.{name}",
+        "prefect.resource.name": name,
         "pnr.domain": domain,
-        "pnr.chunk": chunk,
+        f"pnr.{kind}": name,
     }
+
+
+def chunk_resource(domain: str, chunk: str) -> dict[str, str]:
+    return _member_resource("chunk", domain, chunk)
 
 
 def signal_resource(domain: str, signal: str) -> dict[str, str]:
-    return {
-        "prefect.resource.id": f"pnr.signal.{domain}.{signal}",
-        "prefect.resource.name": signal,
-        "pnr.domain": domain,
-        "pnr.signal": signal,
-    }
+    return _member_resource("signal", domain, signal)
 
 
 def _related_domain(domain: str) -> list[dict[str, str]]:
@@ -93,18 +93,14 @@ def emit_domain(domain: str, what: str, payload: dict[str, Any] | None = None) -
     return emit(f"pnr.domain.{what}", domain_resource(domain), payload)
 
 
-class RunEvents:
+class RunEvents(RunObserver):
     """Emits the events of one bring-up and of its watch: `start()` subscribes to the run's control and store,
     `finish()` emits the bring-up's outcome, `close()` (after a watch) unsubscribes."""
 
     def __init__(
         self, plan: Plan, cpuxs: list[str], store: SignalStore, control: RunControl, config_path: str | None = None
     ) -> None:
-        self.plan = plan
-        self.cpuxs = cpuxs
-        self.store = store
-        self.control = control
-        self.domain = plan.domain.name
+        super().__init__(plan, cpuxs, store, control)
         self._bringing_up = False
         self._unsubscribe: list[Callable[[], None]] = []
         self._last_phase: dict[str, str] = {}

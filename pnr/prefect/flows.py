@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, PrivateAttr
 
-from pnr.engines import LABEL_CHUNK, LABEL_RUN, Engine
+from pnr.engines import Engine, EngineSet
 from pnr.exceptions import ChunkFailed, ConfigError, ConfigIssue, RunError
 from pnr.lifecycle import (
     WATCH_CANCELLED,
@@ -36,6 +36,7 @@ from pnr.lifecycle import (
     RunControl,
     Watcher,
     current_control,
+    remove_started_by,
     tear_down_domain,
 )
 from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
@@ -53,7 +54,7 @@ class DomainRun:
 
     plan: Plan
     store: SignalStore
-    engine: Engine
+    engines: EngineSet  # one Engine per engine the bring-up's chunks use
     control: RunControl
     build: bool
     deadline: float
@@ -185,7 +186,7 @@ def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
         plan=plan,
         cpux=cpux,
         store=parent.store,
-        engine=parent.engine,
+        engine=parent.engines,
         config_path=config_path,
         timeout_seconds=remaining,
         control=parent.control,
@@ -269,16 +270,11 @@ def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
     config = params.get("config_path", "CONFIG")
     try:
         plan = load_plan(config)
-        engine = Engine()
+        engines = EngineSet.for_plan(plan)
         ids = {str(flow_run.id)} | _subflow_run_ids(flow_run.id)
-        rank = {n: i for i, n in enumerate(n for c in plan.cpux_order for n in plan.chunks_of(c))}
-        ours = [c for c in engine.owned_containers(plan.domain.name) if c.labels.get(LABEL_RUN) in ids]
-        ours.sort(key=lambda c: rank.get(c.labels.get(LABEL_CHUNK, ""), -1), reverse=True)  # dependents first
-        for c in ours:
-            engine.remove(c.id)
-        rest = [c.name for c in engine.owned_containers(plan.domain.name)]
+        ours, rest = remove_started_by(plan, engines, ids)  # on every engine that answers
         if not rest:
-            tear_down_domain(plan, engine, resolve_runtime_dir(params.get("runtime_dir")))
+            tear_down_domain(plan, engines, resolve_runtime_dir(params.get("runtime_dir")))
         else:
             logger.warning(
                 "left running %s (started by an earlier run); `pnr down %s` removes them", ", ".join(rest), config
@@ -287,11 +283,9 @@ def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
             "%s: removed %d container(s) this run started: %s",
             state.name,
             len(ours),
-            ", ".join(c.name for c in ours) or "-",
+            ", ".join(ours) or "-",
         )
-        emit_domain(
-            plan.domain.name, "up.cancelled", {"state": state.name, "removed": [c.name for c in ours], "left": rest}
-        )
+        emit_domain(plan.domain.name, "up.cancelled", {"state": state.name, "removed": ours, "left": rest})
     except Exception as exc:
         logger.error("could not remove what this run started (%s); run `pnr down %s`", exc, config)
 
@@ -342,8 +336,10 @@ def bring_up(
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
     control = current_control()
+    control.flow_run_id = str(flow_run.id) if flow_run.id else None
+    engines = EngineSet.for_plan(plan, names)  # the engines of these cpuxs; pinged before anything starts
     run = DomainRun(
-        plan, store, Engine(), control, build, time.monotonic() + timeout_seconds, force_recreate=force_recreate
+        plan, store, engines, control, build, time.monotonic() + timeout_seconds, force_recreate=force_recreate
     )
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)

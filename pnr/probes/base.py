@@ -251,3 +251,17 @@ class ProbeContext:
         if binding is None:
             raise PnrError(f"port_key {key!r} is not a published port of the container")
         return Target(self.engine.probe_host(binding.host_ip), binding.host_port)
+
+
+class ContainerProbe(Probe):
+    """A kind that asks the engine about its chunk's container (exec, log, docker); `check` is its config."""
+
+    def __init__(self, engine: Any, container_id: str, check: Any = None, **timing: Any) -> None:
+        super().__init__(**timing)
+        self.engine = engine
+        self.container_id = container_id
+        self.check = check
+
+    @classmethod
+    def from_check(cls, check: Any, ctx: ProbeContext) -> Probe:
+        return cls(ctx.engine, ctx.container_id, check, **timing_of(check))

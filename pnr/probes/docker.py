@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pnr.probes.base import NeverReady, Probe, ProbeContext, call_with_timeout, snippet, timing_of
+from pnr.probes.base import ContainerProbe, NeverReady, call_with_timeout, snippet
 
 
-class DockerProbe(Probe):
+class DockerProbe(ContainerProbe):
     """Ready when the image's HEALTHCHECK reports healthy. `unhealthy` is an observation, not the end:
     services often report unhealthy while warming up, so only the deadline (or failure_threshold) ends it."""
 
     kind = "docker"
-
-    @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> DockerProbe:
-        return cls(ctx.engine, ctx.container_id, **timing_of(check))
-
-    def __init__(self, engine: Any, container_id: str, **timing: Any) -> None:
-        super().__init__(**timing)
-        self.engine = engine
-        self.container_id = container_id
 
     def describe(self) -> str:
         return f"docker HEALTHCHECK of {self.container_id[:12]}"

@@ -6,24 +6,16 @@ import re
 from typing import Any
 
 from pnr.model import ExecCheck
-from pnr.probes.base import Probe, ProbeContext, call_with_timeout, snippet, timing_of
+from pnr.probes.base import ContainerProbe, call_with_timeout, snippet
 
 
-class ExecProbe(Probe):
+class ExecProbe(ContainerProbe):
     """Ready when a command run inside the container exits 0 (and its output matches, if asked)."""
 
     kind = "exec"
 
-    @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> ExecProbe:
-        assert isinstance(check, ExecCheck)
-        return cls(ctx.engine, ctx.container_id, check, **timing_of(check))
-
     def __init__(self, engine: Any, container_id: str, check: ExecCheck, **timing: Any) -> None:
-        super().__init__(**timing)
-        self.engine = engine
-        self.container_id = container_id
-        self.check = check
+        super().__init__(engine, container_id, check, **timing)
         self.args = check.args()
         self._regex = re.compile(check.output_regex) if check.output_regex is not None else None
 

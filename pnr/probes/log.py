@@ -6,24 +6,16 @@ import re
 from typing import Any
 
 from pnr.model import LogCheck
-from pnr.probes.base import Probe, ProbeContext, call_with_timeout, snippet, timing_of
+from pnr.probes.base import ContainerProbe, call_with_timeout, snippet
 
 
-class LogProbe(Probe):
+class LogProbe(ContainerProbe):
     """Ready when a regex (per line) has matched `count` times in the container's logs since it started."""
 
     kind = "log"
 
-    @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> LogProbe:
-        assert isinstance(check, LogCheck)
-        return cls(ctx.engine, ctx.container_id, check, **timing_of(check))
-
     def __init__(self, engine: Any, container_id: str, check: LogCheck, **timing: Any) -> None:
-        super().__init__(**timing)
-        self.engine = engine
-        self.container_id = container_id
-        self.check = check
+        super().__init__(engine, container_id, check, **timing)
         self._regex = re.compile(check.pattern, re.MULTILINE)
 
     def describe(self) -> str:

@@ -1,0 +1,756 @@
+"""The command-line benchmark (issue 10 part 4): whole processes timed from a shell, side by side in one run.
+
+    bench/cli.sh --quick          # chain6 + demo, warm server only, 2 repetitions (< 4 min)
+    bench/cli.sh                  # everything (< 30 min): + ephemeral, first-run, concurrency, scale 100/500
+    .venv/bin/python bench/cli.py --stacks chain6 --modes warm ephemeral --repeats 3 --no-concurrency --no-scale
+    .venv/bin/python bench/cli.py --postgres auto      # scale also on a PostgreSQL-backed server
+
+Tools, each one a new process spawned from here, wall = spawn → exit (os.wait4), CPU = user + sys of the process
+and the children it waited for (the rusage os.wait4 returns):
+  lower bound      `python bench/lower_bound.py STACK.json` (start each container when its dependency answers)
+  docker-compose   `docker-compose up -d` (1.29.2, healthchecks + depends_on: service_healthy); it returns before
+                   the last service is ready, so its wall is spawn → the later of its exit and the moment every
+                   service answers the same host-side probe as the lower bound's
+  pnr              `pnr up CONFIG` in modes: warm (PREFECT_API_URL at a running server: `--backend external`, a
+                   `prefect server start` of this bench's own; `managed`, `pnr server start`; `auto` = managed when
+                   `pnr server --help` works), ephemeral (no PREFECT_API_URL: pnr's temporary server; one warm-up
+                   call first so the database exists), first-run (fresh PREFECT_HOME and PNR_STATE_DIR, no server:
+                   the first call on a new machine, then a second call right after)
+Between repetitions everything is torn down with the tool's own command (`pnr down`, `docker-compose down`), then
+swept by label (pnr.bench.run=<tag>); what the tool's teardown left behind is recorded. Results:
+bench/results/cli-<stamp>.json and cli-latest.json; the Markdown section: bench/cli_report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import cli_report  # noqa: E402
+import lower_bound  # noqa: E402
+import report  # noqa: E402
+from stacks import BENCH_LABEL, SLEEP_TRAP, Stack, chain, compose_file, demo, free_port, layered, pnr_config  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+PNR_UP_STACKS: dict[str, Callable[[], Stack]] = {
+    "chain6": lambda: chain(6, delay=1.0),  # busybox httpd answering 200 one second after start, s0 → … → s5
+    "demo": demo,  # config/dev_stack.json's redis → api → web, pnr-demo/* images
+}
+SMALL = lambda: chain(3, delay=1.0)  # noqa: E731  the concurrency domains and the warm-ups
+MODES = ("warm", "ephemeral", "first-run")
+SUSPECT = ("traceback", "error", "warning", "exception", "deprecat")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"[cli-bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# -- timing whole processes ----------------------------------------------------------------------------------
+@dataclass
+class Timed:
+    """One finished process: wall from spawn to exit, rusage of it and its waited-for children, its output lines
+    with their time since spawn."""
+
+    cmd: list[str]
+    rc: int
+    wall: float
+    user: float
+    sys: float
+    maxrss_mb: float
+    out: list[tuple[float, str]] = field(default_factory=list)
+    err: list[tuple[float, str]] = field(default_factory=list)
+    pipes_open_after_exit: bool = False  # a child kept stdout/stderr open after the process had exited
+    timed_out: bool = False
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join(line for _, line in (self.out + self.err)[-n:])
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "rc": self.rc,
+            "wall": self.wall,
+            "cpu": self.cpu,
+            "user": self.user,
+            "sys": self.sys,
+            "maxrss_mb": self.maxrss_mb,
+            "pipes_open_after_exit": self.pipes_open_after_exit,
+            "timed_out": self.timed_out,
+        }
+
+
+class Running:
+    """A process started now; `result()` waits for it. os.wait4 runs in a thread (exact exit time, rusage), each
+    output pipe has a reader thread that timestamps lines."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+        self.cmd = cmd
+        self.out: list[tuple[float, str]] = []
+        self.err: list[tuple[float, str]] = []
+        self.done = threading.Event()
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for t in self.readers:
+            t.start()
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _read(self, pipe: Any, sink: list[tuple[float, str]]) -> None:
+        for raw in iter(pipe.readline, b""):
+            sink.append((time.monotonic() - self.t0, raw.decode(errors="replace").rstrip("\r\n")))
+
+    def _wait(self) -> None:
+        _, status, self.usage = os.wait4(self.proc.pid, 0)
+        self.end = time.monotonic()
+        self.proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits for it again
+        self.done.set()
+
+    def result(self, timeout: float) -> Timed:
+        timed_out = not self.done.wait(timeout)
+        if timed_out:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.done.wait(30)
+        held = False
+        for t in self.readers:
+            t.join(3)
+            held |= t.is_alive()
+        u = self.usage
+        return Timed(
+            self.cmd,
+            self.proc.returncode,
+            self.end - self.t0,
+            u.ru_utime,
+            u.ru_stime,
+            u.ru_maxrss / 1024,
+            list(self.out),
+            list(self.err),
+            held,
+            timed_out,
+        )
+
+
+def timed(cmd: list[str], env: dict[str, str], timeout: float = 600) -> Timed:
+    return Running(cmd, env).result(timeout)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + sys, with reaped children) of a process and all its descendants."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def pnr_timeline(t: Timed) -> dict[str, Any]:
+    """Milestones of `pnr up`'s output (seconds since spawn): its first line (interpreter + imports + config),
+    the first container start, the "up: … completed" line, and the exit after it."""
+    first = t.out[0][0] if t.out else None
+    start = next((s for s, line in t.out if " starting " in line), None)
+    done = next((s for s, line in t.out if line.startswith("up:") and "completed" in line), None)
+    return {
+        "first_output": first,
+        "first_start": start,
+        "completed_line": done,
+        "exit_after_completed": t.wall - done if done is not None else None,
+    }
+
+
+def suspects(t: Timed) -> list[str]:
+    """Lines that look like warnings, errors or tracebacks (stdout and stderr)."""
+    return [line.strip() for _, line in t.out + t.err if any(w in line.lower() for w in SUSPECT)]
+
+
+# -- Prefect servers for the warm modes ------------------------------------------------------------------------
+class Server:
+    """A running Prefect API server: `prefect server start` of this bench's own (external) or `pnr server start`
+    (managed, in its own PNR_STATE_DIR). Started in a session of its own; stopped by its pid."""
+
+    def __init__(self, bench: Bench, kind: str, name: str, database_url: str | None = None) -> None:
+        self.bench, self.kind, self.name, self.database_url = bench, kind, name, database_url
+        self.dir = bench.tmp / f"server-{name}"
+        self.dir.mkdir(parents=True)
+        self.pid = 0
+        self.api_url = ""
+        self.startup_s = 0.0
+
+    def env(self) -> dict[str, str]:
+        """The environment a `pnr up` against this server gets."""
+        return {
+            **self.bench.base_env(),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_HOME": str(self.dir / "client-home"),
+            "PNR_STATE_DIR": str(self.dir / "state" if self.kind == "managed" else self.dir / "client-state"),
+        }
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        if self.kind == "managed":
+            self._start_managed()
+        else:
+            self._start_external()
+        self.startup_s = time.monotonic() - t0
+        log(f"{self.kind} Prefect server {self.name} at {self.api_url} (pid {self.pid}) in {self.startup_s:.1f}s")
+
+    def _start_external(self) -> None:
+        port = free_port()
+        env = {**self.bench.base_env(), "PREFECT_HOME": str(self.dir / "home"), "PREFECT_UI_ENABLED": "false"}
+        env["PREFECT_SERVER_LOGGING_LEVEL"] = "WARNING"
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
+        cmd = [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        with open(self.dir / "server.log", "wb") as out:  # the child keeps its own copy of the fd
+            proc = subprocess.Popen(
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.pid, self.api_url = proc.pid, f"http://127.0.0.1:{port}/api"
+        self.proc = proc
+        self._wait_healthy(lambda: proc.poll() is None)
+
+    def _start_managed(self) -> None:
+        env = self.managed_env()
+        env["PNR_SERVER_PORT"] = str(free_port())
+        if self.database_url:
+            env["PNR_SERVER_DATABASE_URL"] = self.database_url
+        res = timed([self.bench.pnr, "server", "start"], env, timeout=300)
+        if res.rc != 0:
+            raise RuntimeError(f"pnr server start failed ({res.rc}):\n{res.tail()}")
+        rec = json.loads((self.dir / "state" / "server.pid").read_text())
+        self.pid, self.api_url = int(rec["pid"]), rec["api_url"]
+        self._wait_healthy(lambda: Path(f"/proc/{self.pid}").exists())
+
+    def managed_env(self) -> dict[str, str]:
+        return {**self.bench.base_env(), "PNR_STATE_DIR": str(self.dir / "state")}
+
+    def _wait_healthy(self, alive: Callable[[], bool], timeout: float = 240) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and alive():
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.25)
+        raise RuntimeError(f"Prefect server {self.name} not healthy; see {self.dir}")
+
+    def cpu(self) -> float:
+        return tree_cpu(self.pid) if self.pid else 0.0
+
+    def stop(self) -> None:
+        if self.kind == "managed":
+            timed([self.bench.pnr, "server", "stop"], self.managed_env(), timeout=60)
+            return
+        if self.pid and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGTERM)  # its own session: the server and its children
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+# -- the bench ---------------------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tag = uuid.uuid4().hex[:6]
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"pnrcli-{self.tag}-"))
+        self.client = docker.from_env(timeout=300)
+        self.pnr = str(args.pnr)
+        self.servers: list[Server] = []
+        self.state_dirs: list[Path] = []  # every PNR_STATE_DIR a pnr up got: a server pnr left there is stopped
+        self.networks: set[str] = set()
+        self.seq = 0
+
+    def base_env(self) -> dict[str, str]:
+        """The caller's environment without its Prefect/pnr settings, plus the offline-friendly ones."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PNR_"))}
+        env.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1")
+        return env
+
+    def prefix(self, what: str) -> str:
+        self.seq += 1
+        return f"pc{self.tag}-{self.seq:03d}-{what}-"
+
+    # -- cleanup ----------------------------------------------------------------------------------------
+    def leftovers(self) -> dict[str, list[str]]:
+        api = self.client.api
+        containers = [c["Names"][0].lstrip("/") for c in api.containers(all=True, filters=self._label())]
+        nets = {n["Name"] for n in api.networks(filters=self._label())}
+        nets |= {n["Name"] for name in self.networks for n in api.networks(names=[name]) if n["Name"] == name}
+        return {"containers": sorted(containers), "networks": sorted(nets)}
+
+    def _label(self) -> dict[str, str]:
+        return {"label": f"{BENCH_LABEL}={self.tag}"}
+
+    def sweep(self) -> dict[str, list[str]]:
+        """Remove everything of this bench that is left (by label, and the networks recorded by name)."""
+        left = self.leftovers()
+        api = self.client.api
+        if left["containers"]:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda c: api.remove_container(c, force=True, v=True), left["containers"]))
+        for name in left["networks"]:
+            try:
+                api.remove_network(name)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:  # dockerd 20.10 can keep stale endpoints after mass removal
+                log(f"could not remove network {name}: {exc.explanation}")
+        self.networks.clear()
+        return left
+
+    def close(self) -> None:
+        for srv in self.servers:
+            try:
+                srv.stop()
+            except Exception as exc:  # reported; the other servers are still stopped
+                log(f"could not stop server {srv.name}: {exc}")
+        if self.args.managed_available:
+            for state in self.state_dirs:  # a server `pnr up` started by itself in a state dir of ours
+                if (state / "server.pid").exists():
+                    log(f"stopping the server pnr left running in {state}")
+                    timed([self.pnr, "server", "stop"], {**self.base_env(), "PNR_STATE_DIR": str(state)}, 60)
+        with contextlib.suppress(Exception):
+            self.sweep()
+        if not self.args.keep_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- tools ------------------------------------------------------------------------------------------
+    def write(self, name: str, data: dict[str, Any]) -> Path:
+        path = self.tmp / name
+        path.write_text(json.dumps(data, indent=1))
+        return path
+
+    def lower_bound(self, stack: Stack, prefix: str) -> Running:
+        spec = self.write(f"{prefix}stack.json", stack.to_dict())
+        self.networks.add(f"{prefix}net")
+        cmd = [sys.executable, str(HERE / "lower_bound.py"), str(spec), "--prefix", prefix, "--tag", self.tag]
+        return Running(cmd, self.base_env())
+
+    def run_lower_bound(self, stack: Stack) -> dict[str, Any]:
+        prefix = self.prefix("lb")
+        t = self.lower_bound(stack, prefix).result(self.timeout(stack))
+        rec = {"tool": "lower_bound", "mode": "", **t.record()}
+        inner = next((json.loads(line) for _, line in reversed(t.out) if line.startswith("{")), {})
+        rec["inner_wall"] = inner.get("wall")
+        if t.rc != 0:
+            rec["error"] = f"lower bound failed ({t.rc}): {t.tail()}"
+        t1 = time.monotonic()
+        self.sweep()
+        rec["teardown_wall"] = time.monotonic() - t1
+        return rec
+
+    def run_compose(self, stack: Stack) -> dict[str, Any]:
+        prefix = self.prefix("co")
+        project = prefix.rstrip("-").replace("-", "")
+        path = self.write(f"{project}.yml", compose_file(stack, prefix, self.tag, self.args.compose_interval))
+        self.networks.add(f"{project}_default")
+        base = ["docker-compose", "-p", project, "-f", str(path), "--ansi", "never"]
+        env = {**self.base_env(), "COMPOSE_HTTP_TIMEOUT": "600"}
+        run = Running([*base, "up", "-d"], env)
+        t = run.result(self.timeout(stack))
+        rec: dict[str, Any] = {"tool": "compose", "mode": "", **t.record(), "returned": t.wall}
+        if t.rc != 0:
+            rec["error"] = f"docker-compose up failed ({t.rc}): {t.tail()}"
+        else:
+            ready = wait_ready(stack, deadline=time.monotonic() + 300)
+            rec["wall"] = max(ready, run.end) - run.t0  # compose returns before its last service is ready
+            rec["suspects"] = suspects(t)
+        down = timed([*base, "down", "-v", "-t", "2"], env, timeout=600)
+        rec["teardown_wall"] = down.wall
+        rec["leftovers"] = self.sweep()
+        return rec
+
+    def pnr_up(self, stack: Stack, prefix: str, env: dict[str, str]) -> tuple[Running, Path, Path]:
+        domain = prefix.rstrip("-")
+        cfg = self.write(f"{domain}.json", pnr_config(stack, domain, prefix, self.tag))
+        runtime = self.tmp / f"runtime-{domain}"
+        self.networks.add(f"pnr_{domain}")
+        if "PNR_STATE_DIR" in env:
+            self.state_dirs.append(Path(env["PNR_STATE_DIR"]))
+        cmd = [self.pnr, "up", str(cfg), "--runtime-dir", str(runtime), "--timeout", str(self.timeout(stack) - 30)]
+        return Running(cmd, env), cfg, runtime
+
+    def pnr_record(self, t: Timed, mode: str) -> dict[str, Any]:
+        rec = {"tool": "pnr", "mode": mode, **t.record(), **pnr_timeline(t), "suspects": suspects(t)}
+        rec["tail"] = [line for _, line in t.out[-2:]]
+        if t.rc != 0:
+            rec["error"] = f"pnr up failed ({t.rc}): {t.tail()}"
+        return rec
+
+    def pnr_down(self, cfg: Path, runtime: Path, env: dict[str, str]) -> tuple[float, str]:
+        down = timed([self.pnr, "down", str(cfg), "--runtime-dir", str(runtime)], env, timeout=900)
+        return down.wall, ("" if down.rc == 0 else f"pnr down failed ({down.rc}): {down.tail()}")
+
+    def run_pnr(self, stack: Stack, mode: str, env: dict[str, str], server: Server | None) -> dict[str, Any]:
+        prefix = self.prefix("pn")
+        cpu0 = server.cpu() if server else 0.0
+        run, cfg, runtime = self.pnr_up(stack, prefix, env)
+        t = run.result(self.timeout(stack))
+        rec = self.pnr_record(t, mode)
+        if server:
+            rec["server_cpu"] = server.cpu() - cpu0
+            rec["server"] = server.name
+        rec["left_server"] = (Path(env["PNR_STATE_DIR"]) / "server.pid").exists()
+        rec["teardown_wall"], problem = self.pnr_down(cfg, runtime, env)
+        if problem:
+            rec["teardown_error"] = problem
+        rec["leftovers"] = self.sweep()
+        return rec
+
+    def timeout(self, stack: Stack) -> float:
+        return 600 + 3 * len(stack.services)
+
+    # -- modes ------------------------------------------------------------------------------------------
+    def warm_server(self) -> Server:
+        if not hasattr(self, "_warm"):
+            self._warm = Server(self, self.args.backend, "warm")
+            self.servers.append(self._warm)
+            self._warm.start()
+        return self._warm
+
+    def ephemeral_env(self) -> dict[str, str]:
+        home = self.tmp / "ephemeral"
+        return {**self.base_env(), "PREFECT_HOME": str(home / "home"), "PNR_STATE_DIR": str(home / "state")}
+
+    def fresh_env(self) -> dict[str, str]:
+        home = Path(tempfile.mkdtemp(prefix="first-", dir=self.tmp))
+        return {**self.base_env(), "PREFECT_HOME": str(home / "home"), "PNR_STATE_DIR": str(home / "state")}
+
+    def mode_runner(self, mode: str) -> Callable[[Stack], dict[str, Any]]:
+        if mode == "warm":
+            return lambda stack: self.run_pnr(stack, "warm", self.warm_server().env(), self.warm_server())
+        return lambda stack: self.run_pnr(stack, "ephemeral", self.ephemeral_env(), None)
+
+    def warm_up(self, data: dict[str, Any]) -> None:
+        """One uncounted `pnr up` per mode: the ephemeral mode's database is created, the server has seen a run."""
+        for mode in [m for m in self.args.modes if m != "first-run"]:
+            rec = self.mode_runner(mode)(SMALL())
+            rec.update(stack="chain3", repeat=-1)
+            data["warmups"].append(rec)
+            log(f"warm-up {mode:<10} {fmt_rec(rec)}")
+
+    def first_run(self, stack: Stack) -> list[dict[str, Any]]:
+        """A fresh PREFECT_HOME and PNR_STATE_DIR, no server: the first `pnr up` on a new machine, then a second."""
+        env = self.fresh_env()
+        recs = [self.run_pnr(stack, f"first-run #{call}", env, None) for call in (1, 2)]
+        if self.args.managed_available and (Path(env["PNR_STATE_DIR"]) / "server.pid").exists():
+            timed([self.pnr, "server", "stop"], env, 60)  # the server the first call started, if any
+        return recs
+
+
+def fmt_rec(rec: dict[str, Any]) -> str:
+    if "error" in rec:
+        return "FAILED: " + rec["error"][-600:]
+    extra = ""
+    if rec.get("exit_after_completed") is not None:
+        extra = f", completed→exit {rec['exit_after_completed']:.2f}s"
+    if rec.get("leftovers", {}).get("containers"):
+        extra += f", LEFT {len(rec['leftovers']['containers'])} containers"
+    return f"{rec['wall']:.2f}s wall, {rec['cpu']:.2f}s cpu{extra}"
+
+
+def wait_ready(stack: Stack, deadline: float) -> float:
+    """Poll every service's host-side probe (the lower bound's) every 5 ms; the moment the last one answered."""
+    checks = {"http": lower_bound._http_ok, "redis": lower_bound._redis_ok}
+    pending = [s for s in stack.services if s.probe]
+    last = time.monotonic()
+    while pending:
+        pending = [s for s in pending if not checks[s.probe or ""](s)]
+        last = time.monotonic()
+        if pending and last > deadline:
+            raise TimeoutError(f"never ready: {[s.name for s in pending]}")
+        if pending:
+            time.sleep(lower_bound.POLL)
+    return last
+
+
+# -- experiments ---------------------------------------------------------------------------------------------
+def bench_stacks(bench: Bench, data: dict[str, Any]) -> None:
+    args = bench.args
+    tools: list[tuple[str, Callable[[Stack], dict[str, Any]]]] = [
+        ("lower_bound", bench.run_lower_bound),
+        ("compose", bench.run_compose),
+    ]
+    tools += [(f"pnr {m}", bench.mode_runner(m)) for m in args.modes if m != "first-run"]
+    for name in args.stacks:
+        chunks = len(PNR_UP_STACKS[name]().services)
+        for r in range(args.repeats):
+            order = tools[r % len(tools) :] + tools[: r % len(tools)]  # no tool always goes first
+            for label, fn in order:
+                load = os.getloadavg()[0]
+                rec = fn(PNR_UP_STACKS[name]())  # new host ports each time
+                rec.update(stack=name, repeat=r, chunks=chunks, load1=load)
+                data["runs"].append(rec)
+                log(f"{name:<7} #{r} {label:<16} {fmt_rec(rec)}")
+                save(data, "cli-partial.json")
+        if "first-run" in args.modes:
+            for r in range(args.first_run_repeats):
+                for rec in bench.first_run(PNR_UP_STACKS[name]()):
+                    rec.update(stack=name, repeat=r, chunks=chunks, load1=os.getloadavg()[0])
+                    data["runs"].append(rec)
+                    log(f"{name:<7} #{r} pnr {rec['mode']:<12} {fmt_rec(rec)}")
+                save(data, "cli-partial.json")
+
+
+def bench_concurrency(bench: Bench, data: dict[str, Any]) -> None:
+    """N `pnr up`s of different 3-chunk domains at once against one server, vs one alone; the same for the lower
+    bound (what the machine's 2 cores allow anyway)."""
+    n, server = bench.args.concurrency, bench.warm_server()
+    out: dict[str, Any] = {"n": n, "stack": "chain3", "server": server.name, "single": [], "single_lb": []}
+    for _ in range(bench.args.repeats):
+        out["single"].append(bench.run_pnr(SMALL(), "warm", server.env(), server))
+        out["single_lb"].append(bench.run_lower_bound(SMALL()))
+    log(f"concurrency: single pnr up {[round(r['wall'], 2) for r in out['single']]}")
+    out["bursts"], out["bursts_lb"] = [], []
+    for _ in range(bench.args.concurrency_repeats):
+        out["bursts"].append(pnr_burst(bench, n, server))
+        lbs = [bench.lower_bound(SMALL(), bench.prefix("lb")) for _ in range(n)]
+        out["bursts_lb"].append([{**t.record()} for t in (r.result(600) for r in lbs)])
+        bench.sweep()
+        log(f"concurrency: {n} at once: pnr {[round(r['wall'], 2) for r in out['bursts'][-1]['runs']]}")
+    data["concurrency"] = out
+
+
+def pnr_burst(bench: Bench, n: int, server: Server) -> dict[str, Any]:
+    cpu0, load = server.cpu(), os.getloadavg()[0]
+    started = [bench.pnr_up(SMALL(), bench.prefix(f"k{i}"), server.env()) for i in range(n)]
+    runs = [bench.pnr_record(run.result(600), "warm") for run, _, _ in started]
+    server_cpu = server.cpu() - cpu0
+    with ThreadPoolExecutor(n) as pool:
+        downs = list(pool.map(lambda s: bench.pnr_down(s[1], s[2], server.env()), started))
+    return {
+        "runs": runs,
+        "server_cpu": server_cpu,
+        "load1": load,
+        "teardown_errors": [p for _, p in downs if p],
+        "leftovers": bench.sweep(),
+    }
+
+
+def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
+    """(pnr wall − lower-bound wall) / chunks on wide/deep domains, SQLite server, and PostgreSQL when given."""
+    servers = [bench.warm_server()]
+    if bench.args.postgres_url:
+        pg = Server(bench, bench.args.backend, "postgres", database_url=bench.args.postgres_url)
+        bench.servers.append(pg)
+        try:
+            pg.start()
+            servers.append(pg)
+        except Exception as exc:  # reported; SQLite results still count
+            data["notes"].append(f"PostgreSQL-backed server did not start: {exc}")
+    for size in bench.args.scale:
+        stack = lambda: layered(size, command=SLEEP_TRAP)  # noqa: B023, E731
+        rec = bench.run_lower_bound(stack())
+        rec.update(stack=f"scale{size}", chunks=size, load1=os.getloadavg()[0])
+        data["scale"].append(rec)
+        log(f"scale{size} lower bound {fmt_rec(rec)}")
+        for srv in servers:
+            rec = bench.run_pnr(stack(), "warm", srv.env(), srv)
+            rec.update(stack=f"scale{size}", chunks=size, database="postgresql" if srv.database_url else "sqlite")
+            rec["load1"] = os.getloadavg()[0]
+            data["scale"].append(rec)
+            log(f"scale{size} pnr ({rec['database']}) {fmt_rec(rec)}")
+            save(data, "cli-partial.json")
+
+
+# -- set-up, machine facts, main -----------------------------------------------------------------------------
+def managed_available(pnr: str) -> bool:
+    try:
+        return subprocess.run([pnr, "server", "--help"], capture_output=True, timeout=60).returncode == 0
+    except OSError:
+        return False
+
+
+def postgres_url(arg: str | None, notes: list[str]) -> str | None:
+    if not arg:
+        return None
+    if arg != "auto":
+        return arg
+    script = ROOT / "scripts" / "ensure_postgres.sh"
+    if not script.exists():
+        notes.append("PostgreSQL skipped: scripts/ensure_postgres.sh does not exist (pass --postgres URL)")
+        return None
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        notes.append(f"PostgreSQL skipped: ensure_postgres.sh failed ({proc.returncode}): {proc.stderr[-500:]}")
+        return None
+    return lines[-1].strip()
+
+
+def ensure_images(stacks: list[str]) -> None:
+    need = ["pnr-test/busybox:1"] + (["pnr-demo/redis:1", "pnr-demo/api:1", "pnr-demo/web:1"] * ("demo" in stacks))
+    missing = [i for i in need if subprocess.run(["docker", "image", "inspect", i], capture_output=True).returncode]
+    if any(i.startswith("pnr-demo/") for i in missing):
+        log("building the demo images (scripts/build_demo_images.sh)")
+        subprocess.run(["bash", str(ROOT / "scripts" / "build_demo_images.sh")], check=True)
+    if "pnr-test/busybox:1" in missing:
+        raise SystemExit("pnr-test/busybox:1 is missing: run scripts/build_test_images.sh (or bench/cli.sh)")
+
+
+def machine(pnr: str) -> dict[str, Any]:
+    def out(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT).stdout.strip()
+        except OSError:
+            return "?"
+
+    m = report.machine()
+    others = out("docker", "ps", "-q").split()
+    dirty = bool(out("git", "status", "--porcelain", "--untracked-files=no"))
+    m.update(
+        nproc=int(out("nproc") or 0),
+        load_before=list(os.getloadavg()),
+        kernel=platform.release(),
+        pnr_git=out("git", "rev-parse", "--short", "HEAD") + ("+dirty" if dirty else ""),
+        other_containers_running=len(others),
+        pnr=pnr,
+    )
+    return m
+
+
+def save(data: dict[str, Any], name: str) -> None:
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / name).write_text(json.dumps(data, indent=1, default=str))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="chain6 + demo, warm server only, 2 repetitions, no extras")
+    p.add_argument("--stacks", nargs="+", default=list(PNR_UP_STACKS), choices=list(PNR_UP_STACKS))
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="pnr up modes")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--first-run-repeats", type=int, default=1, help="fresh-machine pairs per stack")
+    p.add_argument("--backend", choices=("auto", "external", "managed"), default="auto", help="the warm server")
+    p.add_argument("--concurrency", type=int, default=6, help="pnr ups at once (0: skip)")
+    p.add_argument("--concurrency-repeats", type=int, default=1)
+    p.add_argument("--no-concurrency", action="store_true")
+    p.add_argument("--scale", type=int, nargs="*", default=[100, 500], help="chunk counts (none: skip)")
+    p.add_argument("--no-scale", action="store_true")
+    p.add_argument("--postgres", metavar="URL|auto", help="also scale on a PostgreSQL-backed server (auto: "
+                   "scripts/ensure_postgres.sh)")  # fmt: skip
+    p.add_argument("--compose-interval", default="1ms", help="compose healthcheck interval (engine minimum: 1ms)")
+    p.add_argument("--pnr", type=Path, default=VENV_BIN / "pnr", help="the pnr executable")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temp folder (configs, server logs)")
+    p.add_argument("--no-report", action="store_true", help="do not write bench/results/cli-latest.md")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats = min(args.repeats, 2)
+        args.stacks, args.modes, args.no_concurrency, args.no_scale = ["chain6", "demo"], ["warm"], True, True
+    if args.no_concurrency:
+        args.concurrency = 0
+    if args.no_scale:
+        args.scale = []
+    args.managed_available = managed_available(str(args.pnr))
+    if args.backend == "auto":
+        args.backend = "managed" if args.managed_available else "external"
+    elif args.backend == "managed" and not args.managed_available:
+        p.error("--backend managed: `pnr server --help` failed (no `pnr server` command yet)")
+    return args
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    ensure_images(args.stacks)
+    bench = Bench(args)
+    data: dict[str, Any] = {
+        "kind": "cli",
+        "tag": bench.tag,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": machine(args.pnr),
+        "notes": [],
+        "warmups": [],
+        "runs": [],
+        "concurrency": None,
+        "scale": [],
+    }
+    args.postgres_url = postgres_url(args.postgres, data["notes"])
+    data["args"]["postgres"] = "given" if args.postgres else None  # the URL holds a password
+    t0 = time.monotonic()
+    log(f"tag {bench.tag}; load average {data['machine']['load_before']}; warm server backend: {args.backend}")
+    try:
+        with sigterm_as_interrupt():
+            if "warm" in args.modes or args.concurrency or args.scale:
+                data["server_startup_s"] = bench.warm_server().startup_s
+            bench.warm_up(data)
+            bench_stacks(bench, data)
+            if args.concurrency:
+                bench_concurrency(bench, data)
+            if args.scale:
+                bench_scale(bench, data)
+    finally:
+        data["machine"]["load_after"] = list(os.getloadavg())
+        data["duration_s"] = time.monotonic() - t0
+        bench.close()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    data["summary"] = cli_report.summarize(data)
+    save(data, f"cli-{stamp}.json")
+    save(data, "cli-latest.json")
+    (HERE / "results" / "cli-partial.json").unlink(missing_ok=True)
+    log(f"done in {data['duration_s'] / 60:.1f} min; raw results: bench/results/cli-{stamp}.json")
+    if not args.no_report:
+        md = cli_report.section(data)
+        (HERE / "results" / "cli-latest.md").write_text(md + "\n")
+        print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""The command-line benchmark's Markdown section (bench/cli.py's results), for docs/benchmark.md to lead with.
+
+    .venv/bin/python bench/cli_report.py [bench/results/cli-latest.json]          # print the section
+    .venv/bin/python bench/cli_report.py --docs                                    # also put it in docs/benchmark.md
+
+`--docs` replaces the block between the CLI_BEGIN / CLI_END markers in docs/benchmark.md, or inserts it after the
+page's title; bench/report.py's render() keeps that block when it rewrites the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CLI_BEGIN = "<!-- cli-bench:begin (bench/cli_report.py) -->"
+CLI_END = "<!-- cli-bench:end -->"
+TOOL_ORDER = ["lower bound", "docker-compose", "pnr warm", "pnr ephemeral", "pnr first-run #1", "pnr first-run #2"]
+TOOL_LABEL = {
+    "lower bound": "lower bound (`python bench/lower_bound.py`)",
+    "docker-compose": "`docker-compose up -d` (+ until all healthy)",
+    "pnr warm": "`pnr up`, warm server",
+    "pnr ephemeral": "`pnr up`, temporary server",
+    "pnr first-run #1": "`pnr up`, first run (fresh home)",
+    "pnr first-run #2": "`pnr up`, the call right after",
+}
+
+
+def key(rec: dict[str, Any]) -> str:
+    return {"lower_bound": "lower bound", "compose": "docker-compose"}.get(rec["tool"], f"pnr {rec['mode']}")
+
+
+def stats(values: list[float]) -> dict[str, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def _entry(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if "error" not in r]
+    entry: dict[str, Any] = {"n": len(ok), "failed": len(runs) - len(ok)}
+    for field in ("wall", "cpu", "server_cpu", "first_output", "first_start", "exit_after_completed", "teardown_wall"):
+        entry[field] = stats([r.get(field) for r in ok])
+    entry["load1"] = stats([r.get("load1") for r in runs])
+    entry["left_server"] = any(r.get("left_server") for r in runs)
+    entry["leftover_containers"] = sum(len(r.get("leftovers", {}).get("containers", [])) for r in runs)
+    return entry
+
+
+def summarize(data: dict[str, Any]) -> dict[str, Any]:
+    """Per stack and tool: wall/CPU statistics; per pnr mode: fixed cost and ratios; concurrency; scale."""
+    by_stack: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for rec in data["runs"]:
+        by_stack.setdefault(rec["stack"], {}).setdefault(key(rec), []).append(rec)
+    stacks: dict[str, Any] = {}
+    for stack, tools in by_stack.items():
+        table = {k: _entry(v) for k, v in tools.items()}
+        lb, co = _med(table.get("lower bound")), _med(table.get("docker-compose"))
+        for k, e in table.items():
+            wall = _med(e)
+            if k.startswith("pnr") and wall is not None:
+                e["fixed_cost"] = wall - lb if lb is not None else None
+            e["ratio_lb"] = wall / lb if wall is not None and lb else None
+            e["ratio_compose"] = wall / co if wall is not None and co else None
+        stacks[stack] = {"chunks": tools[next(iter(tools))][0].get("chunks"), "tools": table}
+    return {"stacks": stacks, "concurrency": _concurrency(data.get("concurrency")), "scale": _scale(data)}
+
+
+def _med(entry: dict[str, Any] | None) -> float | None:
+    return entry["wall"]["median"] if entry and entry.get("wall") else None
+
+
+def _concurrency(c: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not c:
+        return None
+    burst = [r["wall"] for b in c["bursts"] for r in b["runs"] if "error" not in r]
+    burst_lb = [r["wall"] for b in c["bursts_lb"] for r in b if r["rc"] == 0]
+    single = stats([r["wall"] for r in c["single"] if "error" not in r])
+    single_lb = stats([r["wall"] for r in c["single_lb"] if "error" not in r])
+    out = {
+        "n": c["n"],
+        "single": single,
+        "burst": stats(burst),
+        "single_lb": single_lb,
+        "burst_lb": stats(burst_lb),
+        "failed": sum(1 for b in c["bursts"] for r in b["runs"] if "error" in r),
+        "server_cpu_burst": stats([b["server_cpu"] for b in c["bursts"]]),
+        "server_cpu_single": stats([r.get("server_cpu") for r in c["single"]]),
+        "load1": stats([b["load1"] for b in c["bursts"]]),
+    }
+    if single and out["burst"]:
+        out["ratio_median"] = out["burst"]["median"] / single["median"]
+        out["ratio_max"] = out["burst"]["max"] / single["median"]
+    return out
+
+
+def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    lbs = {r["chunks"]: r for r in data.get("scale", []) if r["tool"] == "lower_bound"}
+    for r in data.get("scale", []):
+        if r["tool"] != "pnr":
+            continue
+        n, lb = r["chunks"], lbs.get(r["chunks"])
+        ok = "error" not in r and lb is not None and "error" not in lb
+        rows.append(
+            {
+                "chunks": n,
+                "database": r.get("database", "sqlite"),
+                "lb_wall": lb["wall"] if lb else None,
+                "pnr_wall": r["wall"],
+                "error": r.get("error") or (lb or {}).get("error"),
+                "overhead_per_chunk": (r["wall"] - lb["wall"]) / n if ok and lb else None,
+                "cpu_per_chunk": r["cpu"] / n,
+                "server_cpu_per_chunk": r.get("server_cpu", 0.0) / n,
+                "load1": r.get("load1"),
+            }
+        )
+    return rows
+
+
+# -- Markdown ----------------------------------------------------------------------------------------------
+def _s(st: dict[str, float] | None, unit: str = "s") -> str:
+    if not st:
+        return "–"
+    if st["n"] == 1:
+        return f"{st['median']:.2f} {unit}"
+    return f"{st['median']:.2f} {unit} [{st['min']:.2f}–{st['max']:.2f}]"
+
+
+def _x(v: float | None) -> str:
+    return f"{v:.2f}×" if v is not None else "–"
+
+
+def _sec(v: float | None, signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    return f"{v:+.2f} s" if signed else f"{v:.2f} s"
+
+
+def _header(data: dict[str, Any]) -> list[str]:
+    m, a = data["machine"], data["args"]
+    load = " / ".join(f"{x:.2f}" for x in m["load_before"])
+    after = " / ".join(f"{x:.2f}" for x in m.get("load_after", []))
+    backend = {"external": "`prefect server start` started by the bench", "managed": "`pnr server start`"}
+    return [
+        f"Measured {data['date']} (run tag {data['tag']}, {data.get('duration_s', 0) / 60:.1f} min) on "
+        f"{m['nproc']} cores ({m['cpu']}), {m['mem_mb'] // 1024} GB RAM, kernel {m['kernel']}; Docker {m['docker']}, "
+        f"docker-compose {m['compose']}, Prefect {m['prefect']}, Python {m['python']}, pnr {m['pnr_git']}. "
+        f"Load average (1/5/15 min) before the run: **{load}**, after: {after}; containers of others running at "
+        f"the start: {m['other_containers_running']}. Warm server: {backend.get(a['backend'], a['backend'])}. "
+        f"Repetitions: {a['repeats']}. Raw: `bench/results/cli-*.json`.",
+        "",
+        "Every figure is a whole process started from a shell (`bench/cli.py`): wall = spawn → exit (for "
+        "docker-compose: → the later of its exit and every service answering), CPU = user + sys of the process and "
+        "the children it waited for (`os.wait4`); *server CPU* = the warm Prefect server's CPU during the call. "
+        "Medians [min–max]. On a shared machine (load above) the figures are noisy: compare within one run.",
+    ]
+
+
+def _stack_table(name: str, st: dict[str, Any]) -> list[str]:
+    lines = [
+        f"#### {name} ({st['chunks']} chunks)",
+        "",
+        "| tool | wall to all ready | CPU | server CPU | / lower bound | / compose | pnr − lower bound |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k in sorted(st["tools"], key=lambda k: TOOL_ORDER.index(k) if k in TOOL_ORDER else 99):
+        e = st["tools"][k]
+        fail = f" ({e['failed']} failed)" if e["failed"] else ""
+        lines.append(
+            f"| {TOOL_LABEL.get(k, k)}{fail} | {_s(e['wall'])} | {_s(e['cpu'])} | {_s(e['server_cpu'])} | "
+            f"{_x(e['ratio_lb']) if k != 'lower bound' else '1'} | {_x(e['ratio_compose'])} | "
+            f"{_sec(e.get('fixed_cost'), signed=True) if 'fixed_cost' in e else ''} |"
+        )
+    return [*lines, ""]
+
+
+def _timeline_table(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        "#### Where a `pnr up` process spends its time (medians, seconds since spawn)",
+        "",
+        "| stack | mode | first output (interpreter, imports, config) | first container start | "
+        'exit after "completed" | wall | `pnr down` |',
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, st in summary["stacks"].items():
+        for k, e in st["tools"].items():
+            if not k.startswith("pnr") or not e["wall"]:
+                continue
+            med = {f: (e[f] or {}).get("median") for f in ("first_output", "first_start", "exit_after_completed")}
+            lines.append(
+                f"| {name} | {k[4:]} | {_sec(med['first_output'])} | {_sec(med['first_start'])} | "
+                f"{_sec(med['exit_after_completed'])} | {_sec(e['wall']['median'])} | {_s(e['teardown_wall'])} |"
+            )
+    return [*lines, ""]
+
+
+def _concurrency_md(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    return [
+        f"#### Concurrency: {c['n']} `pnr up`s of different 3-chunk domains at once, one warm server",
+        "",
+        "| | one alone | each of N at once | N at once / alone (median; slowest) | server CPU |",
+        "|---|---:|---:|---:|---:|",
+        f"| `pnr up` (chain3) | {_s(c['single'])} | {_s(c['burst'])} | "
+        f"{_x(c.get('ratio_median'))}; {_x(c.get('ratio_max'))} | {_s(c['server_cpu_single'])} alone, "
+        f"{_s(c['server_cpu_burst'])} for all N |",
+        f"| lower bound (chain3) | {_s(c['single_lb'])} | {_s(c['burst_lb'])} | "
+        f"{_x(_ratio(c['burst_lb'], c['single_lb']))} | |",
+        "",
+        f"Failed runs in the bursts: {c['failed']}. Load average (1 min) at the bursts' start: {_s(c['load1'], '')}.",
+        "",
+    ]
+
+
+def _ratio(a: dict[str, float] | None, b: dict[str, float] | None) -> float | None:
+    return a["median"] / b["median"] if a and b else None
+
+
+def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "#### Scale: orchestration overhead per chunk through the command line",
+        "",
+        "| chunks | server database | lower bound | `pnr up` (warm) | (pnr − lower bound) / chunks | pnr CPU / chunk "
+        "| server CPU / chunk |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["error"]:
+            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | | |")
+            continue
+        lines.append(
+            f"| {r['chunks']} | {r['database']} | {_sec(r['lb_wall'])} | {_sec(r['pnr_wall'])} | "
+            f"{r['overhead_per_chunk'] * 1000:.0f} ms | {r['cpu_per_chunk'] * 1000:.0f} ms | "
+            f"{r['server_cpu_per_chunk'] * 1000:.0f} ms |"
+        )
+    return [*lines, ""]
+
+
+def _observations(data: dict[str, Any]) -> list[str]:
+    """What pnr printed that looks wrong, slow exits, things left behind."""
+    runs = [r for r in data["runs"] + data.get("scale", []) + data.get("warmups", []) if r["tool"] == "pnr"]
+    for b in (data.get("concurrency") or {}).get("bursts", []):
+        runs += b["runs"]
+    lines: list[str] = []
+    seen: Counter[str] = Counter()
+    for r in runs:
+        seen.update({line[:160] for line in r.get("suspects", [])})
+    if seen:
+        lines.append(f"- Suspicious lines printed by `pnr up` (in how many of its {len(runs)} calls):")
+        lines += [f"  - {n}× `{line}`" for line, n in seen.most_common(8)]
+    slow = [r["exit_after_completed"] for r in runs if (r.get("exit_after_completed") or 0) > 0.5]
+    if slow:
+        lines.append(
+            f'- `pnr up` exited > 0.5 s after its "completed" line in {len(slow)} calls (max {max(slow):.1f} s).'
+        )
+    held = sum(1 for r in runs if r.get("pipes_open_after_exit"))
+    if held:
+        lines.append(f"- In {held} calls a child process kept `pnr up`'s stdout/stderr open after it had exited.")
+    left = sum(len(r.get("leftovers", {}).get("containers", [])) for r in data["runs"] + data.get("scale", []))
+    if left:
+        lines.append(f"- The tools' own teardown left {left} containers behind (removed by the bench's label sweep).")
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        lines.append(f"- {len(failed)} `pnr up` calls failed; first: `{failed[0]['error'][:300]}`")
+    lines += [f"- {n}" for n in data.get("notes", [])]
+    return ["#### Observations", "", *lines, ""] if lines else []
+
+
+def section(data: dict[str, Any]) -> str:
+    summary = data.get("summary") or summarize(data)
+    parts = ["## Command line: what users run", "", *_header(data), ""]
+    for name, st in summary["stacks"].items():
+        parts += _stack_table(name, st)
+    if summary["stacks"]:
+        parts += _timeline_table(summary)
+    parts += _concurrency_md(summary.get("concurrency"))
+    parts += _scale_md(summary.get("scale", []))
+    parts += _observations(data)
+    return "\n".join(parts).rstrip()
+
+
+def block(data: dict[str, Any]) -> str:
+    return f"{CLI_BEGIN}\n{section(data)}\n{CLI_END}"
+
+
+def insert(page: str, data: dict[str, Any]) -> str:
+    """docs/benchmark.md with the CLI section replaced, or inserted after the title (the first line)."""
+    if CLI_BEGIN in page and CLI_END in page:
+        head, rest = page.split(CLI_BEGIN, 1)
+        return head + block(data) + rest.split(CLI_END, 1)[1]
+    title, _, rest = page.partition("\n")
+    return f"{title}\n\n{block(data)}\n{rest}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="?", type=Path, default=HERE / "results" / "cli-latest.json")
+    parser.add_argument("--docs", action="store_true", help="put the section into docs/benchmark.md")
+    args = parser.parse_args()
+    data = json.loads(args.results.read_text())
+    print(section(data))
+    if args.docs:
+        page = HERE.parent / "docs" / "benchmark.md"
+        page.write_text(insert(page.read_text() if page.exists() else "# Benchmark\n", data))
+        print(f"\nwrote {page}")
+
+
+if __name__ == "__main__":
+    main()

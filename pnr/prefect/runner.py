@@ -1,0 +1,397 @@
+"""The resident runner: a process that keeps pnr and Prefect imported next to pnr's Prefect server and executes
+bring-ups for `pnr up`, which then is a thin client. A bring-up run here is the same `pnr-up` flow run, with
+the same subflows, tasks, artifacts and events, as one run in the `pnr up` process itself; what the client
+saves is Python importing Prefect (over a second of CPU) and Prefect's client set-up, on every command.
+
+    pnr up ──unix socket (state dir)/runner.sock──▶ runner: bring_up(...) in a thread of its own
+           ◀── one JSON line per event (progress, watch notes), then the outcome ──
+
+Protocol: newline-delimited JSON, one request per connection.
+
+    {"op": "ping"}                             → {"type": "pong", "pid", "fingerprint", "api_url", "active"}
+    {"op": "up", "args": {...}, "env": {...}}  → {"type": "event", ...}*  then  {"type": "done", "ok", ...}
+    {"op": "interrupt", "reason": "..."}       (on the connection of an "up", at any time; closing the
+                                                connection interrupts the run too)
+
+`args` are `bring_up`'s parameters with absolute paths; `env` is the client's environment, from which the
+run takes `${VAR}` values for container env. The client falls back to running in-process when the runner
+cannot serve it the same way (another DOCKER_HOST, another Prefect API, code of another version).
+
+This module imports only the standard library at module level; `serve()` imports Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from pnr.exceptions import PnrError
+from pnr.prefect import daemon
+
+MARKER = "pnr.prefect.runner"
+START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine
+# what a run takes from the client's environment must agree with the runner's, or the client runs in-process
+SAME_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
+
+
+class RunnerError(PnrError):
+    """The resident runner could not be started or reached."""
+
+
+@dataclass(frozen=True)
+class RunnerPaths:
+    state_dir: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / "runner.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "runner.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "runner.log"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "runner.lock"
+
+
+def code_fingerprint() -> str:
+    """Which pnr this is: the package's files (names, sizes, mtimes). A runner of other code is replaced."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+# -- the client side ------------------------------------------------------------------------------------------
+
+
+def ping(paths: RunnerPaths, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The runner's pong, or None when nothing answers on its socket."""
+    try:
+        with _connect(paths, timeout) as conn:
+            _send(conn, {"op": "ping"})
+            line = conn.makefile("rb").readline()
+    except OSError:
+        return None
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) and answer.get("type") == "pong" else None
+
+
+def ensure_runner(state_dir: Path, api_url: str, timeout: float = START_TIMEOUT) -> dict[str, Any] | None:
+    """A runner for `api_url` running this very code: the one that answers, else a new one. None when the one
+    that answers runs other code but is busy (the caller then runs in-process rather than wait)."""
+    paths = RunnerPaths(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = code_fingerprint()
+    with _locked(paths.lock_file):
+        pong = ping(paths)
+        if pong is not None:
+            if pong.get("fingerprint") == fingerprint and pong.get("api_url") == api_url:
+                return pong
+            if pong.get("active"):
+                return None
+            stop_runner(state_dir)
+        else:
+            _stop_recorded(paths)
+        return _spawn(paths, api_url, fingerprint, timeout)
+
+
+def stop_runner(state_dir: Path, timeout: float = 30.0) -> int | None:
+    """Stop the runner (its runs are interrupted and end Failed, as on Ctrl-C); its pid, or None if none ran."""
+    paths = RunnerPaths(state_dir)
+    return _stop_recorded(paths, timeout)
+
+
+def runner_status(state_dir: Path) -> dict[str, Any] | None:
+    return ping(RunnerPaths(state_dir))
+
+
+def _spawn(paths: RunnerPaths, api_url: str, fingerprint: str, timeout: float) -> dict[str, Any]:
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()
+    env = dict(os.environ)
+    env.update(PREFECT_API_URL=api_url, PNR_RUNNER_FINGERPRINT=fingerprint)
+    command = [sys.executable, "-m", MARKER, "--state-dir", str(paths.state_dir), "--api-url", api_url]
+    offset = paths.log_file.stat().st_size if paths.log_file.exists() else 0
+    pid = daemon.spawn_detached(command, env, paths.log_file)
+    paths.pid_file.write_text(json.dumps({"pid": pid, "api_url": api_url, "fingerprint": fingerprint}))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pong = ping(paths, timeout=1.0)
+        if pong is not None:
+            return pong
+        if not daemon.alive(pid):
+            tail = _tail(paths.log_file, offset)
+            raise RunnerError(f"pnr's runner exited during start-up; last lines of {paths.log_file}:\n{tail}")
+        time.sleep(0.05)
+    daemon.terminate(pid, 5)
+    raise RunnerError(f"pnr's runner did not answer within {timeout:g}s (see {paths.log_file})")
+
+
+def _stop_recorded(paths: RunnerPaths, timeout: float = 30.0) -> int | None:
+    try:
+        pid = int(json.loads(paths.pid_file.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    stopped = None
+    if daemon.runs(pid, MARKER):
+        daemon.terminate(pid, timeout)
+        stopped = pid
+    for path in (paths.pid_file, paths.socket):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return stopped
+
+
+class RemoteRun:
+    """One bring-up executed by the runner, seen from the client: `events()` yields the run's events (dicts)
+    until the outcome, which `outcome` then holds; `interrupt()` asks the runner to stop the run."""
+
+    def __init__(self, state_dir: Path, args: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        self._conn = _connect(RunnerPaths(state_dir), timeout=10.0)
+        self._conn.settimeout(None)
+        self._send_lock = threading.Lock()
+        self.outcome: dict[str, Any] | None = None
+        self._send({"op": "up", "args": dict(args), "env": dict(env)})
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        for line in self._conn.makefile("rb"):
+            message = json.loads(line)
+            if message.get("type") == "done":
+                self.outcome = message
+                return
+            yield message
+        raise RunnerError("pnr's runner went away during the run (see `pnr server logs`)")
+
+    def interrupt(self, reason: str) -> bool:
+        with contextlib.suppress(OSError):
+            self._send({"op": "interrupt", "reason": reason})
+            return True
+        return False
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.close()
+
+    def _send(self, message: Mapping[str, Any]) -> None:
+        with self._send_lock:
+            _send(self._conn, message)
+
+
+# -- the runner process -----------------------------------------------------------------------------------------
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self._write_lock = threading.Lock()  # events come from the run's task threads
+
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return
+        if request.get("op") == "ping":
+            self._write(
+                {
+                    "type": "pong",
+                    "pid": os.getpid(),
+                    "fingerprint": self.server.fingerprint,
+                    "api_url": self.server.api_url,
+                    "active": self.server.active,
+                    "env": {key: os.environ.get(key) for key in SAME_ENV},
+                }
+            )
+        elif request.get("op") == "up":
+            self._bring_up(request.get("args") or {}, request.get("env") or {})
+
+    def _write(self, message: Mapping[str, Any]) -> None:
+        with self._write_lock:
+            self.wfile.write(json.dumps(message, default=str).encode() + b"\n")
+            self.wfile.flush()
+
+    def _bring_up(self, args: dict[str, Any], env: dict[str, str]) -> None:
+        from pnr.lifecycle import RunControl, use_control
+        from pnr.prefect.flows import bring_up, quiet_prefect_run
+
+        control = RunControl(environ=env)
+        control.listen(lambda event: self._event(event))
+        watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
+        watcher.start()
+        self.server.started(control)
+        outcome: dict[str, Any]
+        try:
+            with quiet_prefect_run(), use_control(control):
+                result = bring_up(**args)
+            outcome = {"type": "done", "ok": True, "result": result}
+        except BaseException as exc:
+            code = 2 if type(exc).__name__ == "ConfigError" else 1
+            outcome = {"type": "done", "ok": False, "error": type(exc).__name__, "message": str(exc), "exit": code}
+        finally:
+            self.server.finished(control)
+        outcome["flow_run_id"] = control.flow_run_id
+        outcome["interrupted"] = control.interrupted
+        with contextlib.suppress(OSError):
+            self._write(outcome)
+
+    def _event(self, event: Any) -> None:
+        data = asdict(event) if is_dataclass(event) and not isinstance(event, type) else {"value": str(event)}
+        with contextlib.suppress(OSError):  # the client went away: its watcher interrupts the run
+            self._write({"type": "event", "kind": type(event).__name__, **data})
+
+    def _watch_client(self, control: Any) -> None:
+        """Interrupt requests from the client; a closed connection interrupts too."""
+        for line in self.rfile:
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if message.get("op") == "interrupt":
+                    control.interrupt(str(message.get("reason") or "interrupted (Ctrl-C)"))
+        control.interrupt("the pnr up client went away")
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, api_url: str, fingerprint: str) -> None:
+        super().__init__(str(path), _Handler)
+        self.api_url = api_url
+        self.fingerprint = fingerprint
+        self._controls: list[Any] = []
+        self._guard = threading.Lock()
+
+    @property
+    def active(self) -> int:
+        return len(self._controls)
+
+    def started(self, control: Any) -> None:
+        with self._guard:
+            self._controls.append(control)
+
+    def finished(self, control: Any) -> None:
+        with self._guard:
+            if control in self._controls:
+                self._controls.remove(control)
+
+    def interrupt_all(self, reason: str) -> None:
+        with self._guard:
+            controls = list(self._controls)
+        for control in controls:
+            control.interrupt(reason)
+
+
+def serve(state_dir: Path, api_url: str) -> None:
+    """The runner's main loop: import Prefect once, then serve bring-ups until SIGTERM."""
+    import signal
+
+    os.environ["PREFECT_API_URL"] = api_url
+    for key, value in QUIET_PREFECT.items():
+        os.environ.setdefault(key, value)
+    import pnr.prefect.flows  # noqa: F401 - paid once, here, not by every `pnr up`
+
+    paths = RunnerPaths(state_dir)
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()
+    server = _Server(paths.socket, api_url, os.environ.get("PNR_RUNNER_FINGERPRINT") or code_fingerprint())
+    os.chmod(paths.socket, 0o600)  # the runner starts containers: only its user may ask it to
+
+    def stop(_signum: int, _frame: Any) -> None:
+        server.interrupt_all("the pnr runner is stopping")
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"pnr runner {os.getpid()} serving {paths.socket} for {api_url}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        deadline = time.monotonic() + 30
+        while server.active and time.monotonic() < deadline:  # let interrupted runs record how they ended
+            time.sleep(0.1)
+        server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            paths.socket.unlink()
+
+
+# Offline-friendly, quiet Prefect defaults for processes pnr runs (anything the user set explicitly wins).
+QUIET_PREFECT = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL",
+    "PREFECT_CLI_COLORS": "false",
+}
+
+
+def _connect(paths: RunnerPaths, timeout: float) -> socket.socket:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(timeout)
+    try:
+        conn.connect(str(paths.socket))
+    except OSError:
+        conn.close()
+        raise
+    return conn
+
+
+def _send(conn: socket.socket, message: Mapping[str, Any]) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _tail(path: Path, offset: int, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pnr.prefect.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--api-url", required=True)
+    options = parser.parse_args(argv)
+    serve(options.state_dir, options.api_url)
+
+
+if __name__ == "__main__":
+    main()

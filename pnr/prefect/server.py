@@ -1,0 +1,705 @@
+"""A resident Prefect server that pnr starts, finds again and stops (issue 10).
+
+One server per pnr state dir; every pnr process on the machine that uses the same state dir shares it:
+
+    $PNR_STATE_DIR, else $XDG_STATE_HOME/pnr, else ~/.local/state/pnr
+    ├── prefect-home/   PREFECT_HOME of the server: its SQLite database, memo store, UI files
+    ├── server.pid      JSON record of the running server: pid, host, port, api_url, database, started_at, ...
+    ├── server.log      the server's stdout and stderr (appended; moved to server.log.1 past 10 MB)
+    └── server.lock     fcntl lock: one start or stop at a time, so two `pnr up`s never start two servers
+
+The server runs as `python -m uvicorn ... prefect.server.api.server:create_app` (what `prefect server start
+--background` runs, without the CLI's own imports: about 1 s faster) in a session of its own, stdin from
+/dev/null, output to server.log: it outlives the shell and the pnr process that started it. A pid in the
+record is trusted only while that process still runs a Prefect server on the recorded port, so a stale record
+whose pid now belongs to another program never gets that program killed.
+
+This module imports only the standard library and httpx: `import prefect` costs over a second, and the CLI
+calls this module before it knows whether Prefect is needed in-process at all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from pnr.exceptions import PnrError
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_START_TIMEOUT",
+    "SERVER_TUNING",
+    "PortInUseError",
+    "ServerConfig",
+    "ServerError",
+    "ServerInfo",
+    "default_state_dir",
+    "ensure_running",
+    "logs",
+    "start",
+    "status",
+    "stop",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4200
+DEFAULT_START_TIMEOUT = 90.0  # a new SQLite database takes ~10-12 s (all migrations); leave room for a busy machine
+
+# Set in the server's environment unless the user's environment sets them already. Measured (docs/server.md):
+# batching the task-run recorder cuts the lag until a 200-task burst shows in the API from ~7 s to ~0.3 s;
+# the other services and the event persister's batches made no measurable difference, so they stay as Prefect
+# ships them (the scheduler above all: schedules are a pnr feature).
+SERVER_TUNING: dict[str, str] = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # telemetry calls fail offline
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "10",
+    # whole seconds: Prefect int()s this value, and 0 would make the flush loop spin
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+}
+
+# Inherited settings that would point the server at another home, profile or database than pnr's.
+_STRIPPED_ENV = frozenset(
+    {
+        "PREFECT_HOME",
+        "PREFECT_PROFILES_PATH",
+        "PREFECT_PROFILE",
+        "PREFECT_API_URL",
+        "PREFECT_API_KEY",
+        "PREFECT_MEMO_STORE_PATH",
+        "PREFECT_SERVER_API_HOST",
+        "PREFECT_SERVER_API_PORT",
+        "PREFECT__SERVER_EPHEMERAL",
+        "PREFECT__SERVER_WEBSERVER_ONLY",
+    }
+)
+_STRIPPED_PREFIXES = ("PREFECT_SERVER_DATABASE_", "PREFECT_API_DATABASE_")
+
+_APP = "prefect.server.api.server:create_app"
+_LOG_TAIL_LINES = 20
+_LOG_ROTATE_BYTES = 10 * 1024 * 1024
+_POLL_SECONDS = 0.1
+
+
+class ServerError(PnrError):
+    """pnr's Prefect server could not be started, reached or stopped; the message says why and what to do."""
+
+
+class PortInUseError(ServerError):
+    """The server's port is taken by a process pnr did not start."""
+
+
+def default_state_dir() -> Path:
+    """`$PNR_STATE_DIR`, else `$XDG_STATE_HOME/pnr`, else `~/.local/state/pnr`."""
+    if value := os.environ.get("PNR_STATE_DIR"):
+        return Path(value).expanduser()
+    if value := os.environ.get("XDG_STATE_HOME"):
+        return Path(value).expanduser() / "pnr"
+    return Path.home() / ".local" / "state" / "pnr"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What a caller asks for. `None` means "no preference": reuse whatever server runs, and use the default
+    (127.0.0.1, 4200, SQLite in the state dir) when a new one has to start."""
+
+    state_dir: Path
+    host: str | None = None
+    port: int | None = None
+    database_url: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        host: str | None = None,
+        port: int | None = None,
+        database_url: str | None = None,
+        state_dir: Path | str | None = None,
+    ) -> ServerConfig:
+        """Arguments first, then `PNR_SERVER_HOST`, `PNR_SERVER_PORT`, `PNR_SERVER_DATABASE_URL`, `PNR_STATE_DIR`."""
+        if port is None and (raw := os.environ.get("PNR_SERVER_PORT")):
+            try:
+                port = int(raw)
+            except ValueError:
+                raise ServerError(f"PNR_SERVER_PORT={raw!r} is not a port number") from None
+        if port is not None and not 0 < port < 65536:
+            raise ServerError(f"port {port} is out of range (1-65535)")
+        return cls(
+            state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir(),
+            host=host or os.environ.get("PNR_SERVER_HOST") or None,
+            port=port,
+            database_url=database_url or os.environ.get("PNR_SERVER_DATABASE_URL") or None,
+        )
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.state_dir / "prefect-home"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "server.log"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "server.lock"
+
+    @property
+    def sqlite_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.prefect_home / 'prefect.db'}"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A server pnr started (from its pid file), and whether `/api/health` answered just now."""
+
+    pid: int
+    host: str
+    port: int
+    api_url: str  # what clients set as PREFECT_API_URL
+    ui_url: str
+    database: str  # "sqlite" or "postgresql"
+    database_url: str  # password masked
+    started_at: str  # ISO 8601, UTC
+    startup_seconds: float | None  # spawn to first healthy answer; None until then
+    healthy: bool
+    state_dir: Path
+
+
+@dataclass
+class _Record:
+    """The pid file's content."""
+
+    pid: int
+    host: str
+    port: int
+    api_url: str
+    ui_url: str
+    database: str
+    database_url: str
+    database_fingerprint: str  # sha256 of the full URL: compares URLs without storing the password
+    started_at: str
+    startup_seconds: float | None
+    proc_start: int | None  # the process's start time (clock ticks after boot): guards against pid reuse
+    command: list[str]
+
+    def info(self, config: ServerConfig, healthy: bool) -> ServerInfo:
+        return ServerInfo(
+            pid=self.pid,
+            host=self.host,
+            port=self.port,
+            api_url=self.api_url,
+            ui_url=self.ui_url,
+            database=self.database,
+            database_url=self.database_url,
+            started_at=self.started_at,
+            startup_seconds=self.startup_seconds,
+            healthy=healthy,
+            state_dir=config.state_dir,
+        )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def ensure_running(
+    host: str | None = None,
+    port: int | None = None,
+    database_url: str | None = None,
+    *,
+    wait: bool = True,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    state_dir: Path | str | None = None,
+) -> tuple[ServerInfo, bool]:
+    """The server `pnr up` talks to: the running one if there is one, else a new one (started_now=True).
+
+    A stale pid file (process gone, or the pid now another program's) is removed and a new server started.
+    A running server with another host, port or database than explicitly asked for is an error: stop it first.
+    With `wait`, returns once `/api/health` answers (`startup_seconds` says how long a new server took).
+    """
+    config = ServerConfig.resolve(host, port, database_url, state_dir)
+    if config.database_url:
+        _database_kind(config.database_url)  # a bad URL is an error even when a server already runs
+    deadline = time.monotonic() + timeout
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(config, deadline):
+        record = _read_record(config)
+        if record is not None:
+            if _is_our_server(record):
+                _check_matches(config, record)
+                healthy = _healthy(record.api_url)
+                if healthy or not wait:
+                    return record.info(config, healthy), False
+                # still starting (an earlier start(wait=False)), or hung: give it the same deadline
+                _wait_healthy(config, record, None, deadline, 0, timeout)
+                return record.info(config, healthy=True), False
+            _remove_record(config)
+        return _spawn(config, wait, deadline, timeout), True
+
+
+def start(
+    host: str | None = None,
+    port: int | None = None,
+    database_url: str | None = None,
+    *,
+    wait: bool = True,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    state_dir: Path | str | None = None,
+) -> ServerInfo:
+    """Start pnr's Prefect server, or return the one already running (idempotent); see `ensure_running`."""
+    return ensure_running(host, port, database_url, wait=wait, timeout=timeout, state_dir=state_dir)[0]
+
+
+def stop(timeout: float = 10.0, *, state_dir: Path | str | None = None) -> ServerInfo | None:
+    """Stop the server pnr started: SIGTERM to its process group, SIGKILL after `timeout` seconds.
+
+    Returns what was stopped, or None when no server of pnr's runs (a stale pid file is removed; the process
+    a stale pid now belongs to is left alone).
+    """
+    config = ServerConfig.resolve(state_dir=state_dir)
+    if not config.state_dir.is_dir():
+        return None
+    with _locked(config, time.monotonic() + timeout + DEFAULT_START_TIMEOUT):
+        record = _read_record(config)
+        if record is None:
+            return None
+        if not _is_our_server(record):
+            _remove_record(config)
+            return None
+        _terminate(record.pid, timeout)
+        _remove_record(config)
+        return record.info(config, healthy=False)
+
+
+def status(*, state_dir: Path | str | None = None) -> ServerInfo | None:
+    """The running server pnr started (healthy or still starting), or None. Changes nothing."""
+    config = ServerConfig.resolve(state_dir=state_dir)
+    record = _read_record(config)
+    if record is None or not _is_our_server(record):
+        return None
+    return record.info(config, healthy=_healthy(record.api_url))
+
+
+def logs(lines: int = 50, *, state_dir: Path | str | None = None) -> str:
+    """The last `lines` lines of server.log ("" when there is none)."""
+    return _tail(ServerConfig.resolve(state_dir=state_dir).log_file, lines)
+
+
+# --------------------------------------------------------------------------- starting
+
+
+def _spawn(config: ServerConfig, wait: bool, deadline: float, timeout: float) -> ServerInfo:
+    host = config.host or DEFAULT_HOST
+    port = config.port or DEFAULT_PORT
+    api_url = f"http://{_url_host(host)}:{port}/api"
+    database_url = config.database_url or config.sqlite_url
+    database = _database_kind(database_url)
+    _check_port_free(host, port, api_url, config.state_dir)
+    if database == "postgresql":
+        _check_postgres_reachable(database_url)
+
+    command = _server_command(host, port)
+    config.prefect_home.mkdir(parents=True, exist_ok=True)
+    _rotate(config.log_file)
+    with open(config.log_file, "ab") as log:
+        offset = log.tell()
+        stamp = _now()
+        log.write(f"--- pnr: starting the Prefect server on {host}:{port} ({database}) at {stamp}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            command,
+            env=_server_env(config, host, port, database_url),
+            cwd=config.state_dir,  # no ./prefect.toml, .env or pyproject.toml of the caller's folder
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # no SIGINT/SIGHUP from the caller's terminal; outlives the caller
+            close_fds=True,
+        )
+    record = _Record(
+        pid=process.pid,
+        host=host,
+        port=port,
+        api_url=api_url,
+        ui_url=api_url.removesuffix("/api"),
+        database=database,
+        database_url=_redact(database_url),
+        database_fingerprint=_fingerprint(database_url),
+        started_at=stamp,
+        startup_seconds=None,
+        proc_start=_proc_start(process.pid),
+        command=command,
+    )
+    _write_record(config, record)
+    if not wait:
+        return record.info(config, healthy=False)
+    record.startup_seconds = round(_wait_healthy(config, record, process, deadline, offset, timeout), 2)
+    _write_record(config, record)
+    return record.info(config, healthy=True)
+
+
+def _wait_healthy(
+    config: ServerConfig,
+    record: _Record,
+    process: subprocess.Popen[bytes] | None,
+    deadline: float,
+    log_offset: int,
+    timeout: float,
+) -> float:
+    """Poll `/api/health` until it answers 200; fail fast when the process dies. Returns seconds waited."""
+    began = time.monotonic()
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            exited = process.poll() if process is not None else None
+            if exited is not None or (process is None and not _is_our_server(record)):
+                _remove_record(config)
+                code = f" with exit code {exited}" if exited is not None else ""
+                raise ServerError(
+                    f"the Prefect server (pid {record.pid}) exited during start-up{code}; "
+                    f"last lines of {config.log_file}:\n{_tail(config.log_file, _LOG_TAIL_LINES, log_offset)}"
+                )
+            try:
+                if client.get(f"{record.api_url}/health").status_code == 200:
+                    return time.monotonic() - began
+            except httpx.HTTPError:
+                pass  # not listening yet: uvicorn binds the port only after migrations
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL_SECONDS)
+    tail = _tail(config.log_file, _LOG_TAIL_LINES, log_offset)
+    if process is not None:
+        _terminate(process.pid, 5.0)
+        _remove_record(config)
+        raise ServerError(
+            f"the Prefect server on port {record.port} did not answer {record.api_url}/health within "
+            f"{timeout:.0f}s; stopped it. Allow more time (timeout) on a slow machine or first start. "
+            f"Last lines of {config.log_file}:\n{tail}"
+        )
+    raise ServerError(
+        f"pnr's Prefect server (pid {record.pid}, port {record.port}) runs but has not answered "
+        f"{record.api_url}/health for {timeout:.0f}s; stop it (`pnr server stop`) and start again. "
+        f"Last lines of {config.log_file}:\n{tail}"
+    )
+
+
+def _server_command(host: str, port: int) -> list[str]:
+    spec = importlib.util.find_spec("prefect")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError(f"prefect is not installed for {sys.executable}; install pnr's dependencies")
+    # --app-dir: uvicorn puts it first on sys.path; the default "." could shadow prefect with a local folder
+    app_dir = str(Path(next(iter(spec.submodule_search_locations))).parent)
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        app_dir,
+        "--factory",
+        _APP,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+def _server_env(config: ServerConfig, host: str, port: int, database_url: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _STRIPPED_ENV and not key.startswith(_STRIPPED_PREFIXES)
+    }
+    for key, value in SERVER_TUNING.items():
+        env.setdefault(key, value)
+    env.update(
+        {
+            "PREFECT_HOME": str(config.prefect_home),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
+            # the UI's JavaScript calls http://HOST:PORT/api unless PREFECT_UI_API_URL says otherwise
+            "PREFECT_SERVER_API_HOST": host,
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT__SERVER_FINAL": "1",  # as `prefect server start` sets it
+        }
+    )
+    return env
+
+
+def _check_port_free(host: str, port: int, api_url: str, config_dir: Path) -> None:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ServerError(f"invalid host {host!r} for the Prefect server: {exc}") from None
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+            return
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    who = "another process"
+    if _healthy(api_url, timeout=1.0):
+        who = f"a Prefect server not started from {config_dir} (use it with PREFECT_API_URL={api_url})"
+    raise PortInUseError(
+        f"port {port} on {host} is already in use by {who} ({reason}); choose another port with --port "
+        f"(or PNR_SERVER_PORT), or stop the process that holds port {port}"
+    )
+
+
+def _database_kind(url: str) -> str:
+    scheme = url.split("://", 1)[0]
+    if scheme == "postgresql+asyncpg":
+        return "postgresql"
+    if scheme == "sqlite+aiosqlite":
+        return "sqlite"
+    raise ServerError(
+        f"unsupported database URL {_redact(url)!r}: use postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB "
+        "(scripts/ensure_postgres.sh prints one), or leave it unset for SQLite in pnr's state dir"
+    )
+
+
+def _check_postgres_reachable(url: str) -> None:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return  # a Unix socket given in the query: let the server report it
+    address = (parts.hostname, parts.port or 5432)
+    try:
+        socket.create_connection(address, timeout=3.0).close()
+    except OSError as exc:
+        raise ServerError(
+            f"cannot reach PostgreSQL at {address[0]}:{address[1]} ({exc.strerror or exc}); start it "
+            "(scripts/ensure_postgres.sh) or fix the database URL (PNR_SERVER_DATABASE_URL)"
+        ) from None
+
+
+def _check_matches(config: ServerConfig, record: _Record) -> None:
+    """An explicit request that the running server does not satisfy is an error, never a silent swap."""
+    wanted: list[str] = []
+    if config.host and config.host != record.host:
+        wanted.append(f"host {config.host} (it listens on {record.host})")
+    if config.port and config.port != record.port:
+        wanted.append(f"port {config.port} (it listens on {record.port})")
+    if config.database_url and _fingerprint(config.database_url) != record.database_fingerprint:
+        wanted.append(f"database {_redact(config.database_url)} (it uses {record.database}: {record.database_url})")
+    if wanted:
+        raise ServerError(
+            f"pnr's Prefect server already runs (pid {record.pid}, {record.api_url}) but you asked for "
+            + "; ".join(wanted)
+            + ". Stop it first (`pnr server stop`), or drop the option to use the running one."
+        )
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _is_our_server(record: _Record) -> bool:
+    """Alive, still the process pnr started (same start time), and running a Prefect server on its port."""
+    if record.pid <= 0 or not _alive(record.pid):
+        return False
+    started = _proc_start(record.pid)
+    if record.proc_start is not None and started is not None and started != record.proc_start:
+        return False  # the pid was reused
+    cmdline = _cmdline(record.pid)
+    joined = " ".join(cmdline)
+    is_server = _APP in joined or ("prefect" in joined and "server" in cmdline and "start" in cmdline)
+    port = str(record.port)
+    on_port = f"--port={port}" in cmdline or any(a == "--port" and b == port for a, b in itertools.pairwise(cmdline))
+    return is_server and on_port
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and -1 would address process groups
+        return False
+    with suppress(ChildProcessError):  # reap it if it is our child and has exited (a zombie is not alive)
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _proc_state(pid) not in ("Z", "X", None)
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM the process group pnr started (the server leads its own session), SIGKILL if it lingers."""
+    try:
+        group = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
+    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            if group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        until = time.monotonic() + grace
+        while time.monotonic() < until:
+            if not _alive(pid):
+                return
+            time.sleep(_POLL_SECONDS)
+    raise ServerError(f"the Prefect server (pid {pid}) survived SIGKILL; check it with `ps -o stat,args -p {pid}`")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the state field on (the command name in parentheses may contain spaces)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _proc_state(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    if fields is None:
+        return "?" if not Path("/proc/self/stat").exists() else None  # no procfs: trust kill(0)
+    return fields[0]
+
+
+def _proc_start(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None  # field 22 of stat(5)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    except FileNotFoundError:
+        if Path("/proc/self/cmdline").exists():
+            return []
+    except OSError:
+        return []
+    try:  # no procfs (macOS): ps, split on blanks, which is enough to find the markers
+        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return out.stdout.split()
+
+
+# --------------------------------------------------------------------------- files
+
+
+@contextmanager
+def _locked(config: ServerConfig, deadline: float) -> Iterator[None]:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(config.lock_file, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ServerError(
+                        f"another pnr process has been starting or stopping the Prefect server for too long "
+                        f"(it holds {config.lock_file}); try again, or see {config.log_file}"
+                    ) from None
+                time.sleep(_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_record(config: ServerConfig) -> _Record | None:
+    try:
+        data: Any = json.loads(config.pid_file.read_text())
+        return _Record(**data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        return _Record(0, "", 0, "", "", "", "", "", "", None, None, [])  # unreadable: stale, never alive
+
+
+def _write_record(config: ServerConfig, record: _Record) -> None:
+    temporary = config.pid_file.with_suffix(".pid.tmp")
+    temporary.write_text(json.dumps(asdict(record), indent=1) + "\n")
+    temporary.chmod(0o600)
+    os.replace(temporary, config.pid_file)
+
+
+def _remove_record(config: ServerConfig) -> None:
+    config.pid_file.unlink(missing_ok=True)
+
+
+def _rotate(log_file: Path) -> None:
+    with suppress(FileNotFoundError):
+        if log_file.stat().st_size > _LOG_ROTATE_BYTES:
+            os.replace(log_file, log_file.with_suffix(".log.1"))
+
+
+def _tail(path: Path, lines: int, offset: int = 0) -> str:
+    """The last `lines` lines of `path` after byte `offset` (reads at most the last 256 KiB)."""
+    if lines <= 0:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(offset, size - 256 * 1024))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _healthy(api_url: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    """The address clients on this machine use for a bind address (wildcards become loopback)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _fingerprint(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
