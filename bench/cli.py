@@ -202,26 +202,46 @@ def suspects(t: Timed) -> list[str]:
 
 
 # -- Prefect servers for the warm modes ------------------------------------------------------------------------
+def state_pids(state_dir: str | None) -> dict[str, int]:
+    """pnr's resident server and runner recorded in a PNR_STATE_DIR (server.pid, runner.pid), if any."""
+    pids = {}
+    for name in ("server", "runner"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            pids[name] = int(json.loads(Path(state_dir or "/nonexistent", f"{name}.pid").read_text())["pid"])
+    return pids
+
+
 class Server:
-    """A running Prefect API server: `prefect server start` of this bench's own (external) or `pnr server start`
-    (managed, in its own PNR_STATE_DIR). Started in a session of its own; stopped by its pid."""
+    """A warm Prefect backend. external: `prefect server start` of this bench's own, in a session of its own,
+    stopped by its pid; `pnr up` gets PREFECT_API_URL and runs the flow in its own process. managed:
+    `pnr server start` (server + resident runner) in a PNR_STATE_DIR of its own, stopped by `pnr server stop`;
+    `pnr up` gets that PNR_STATE_DIR (no PREFECT_API_URL) and is a thin client of the runner."""
 
     def __init__(self, bench: Bench, kind: str, name: str, database_url: str | None = None) -> None:
         self.bench, self.kind, self.name, self.database_url = bench, kind, name, database_url
         self.dir = bench.tmp / f"server-{name}"
         self.dir.mkdir(parents=True)
         self.pid = 0
-        self.api_url = ""
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.startup_s = 0.0
 
     def env(self) -> dict[str, str]:
         """The environment a `pnr up` against this server gets."""
+        if self.kind == "managed":
+            return {**self.managed_env(), "PREFECT_HOME": str(self.dir / "client-home")}
         return {
             **self.bench.base_env(),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_HOME": str(self.dir / "client-home"),
-            "PNR_STATE_DIR": str(self.dir / "state" if self.kind == "managed" else self.dir / "client-state"),
+            "PNR_STATE_DIR": str(self.dir / "client-state"),
         }
+
+    def managed_env(self) -> dict[str, str]:
+        env = {**self.bench.base_env(), "PNR_STATE_DIR": str(self.dir / "state"), "PNR_SERVER_PORT": str(self.port)}
+        if self.database_url:
+            env["PNR_SERVER_DATABASE_URL"] = self.database_url
+        return env
 
     def start(self) -> None:
         t0 = time.monotonic()
@@ -233,34 +253,25 @@ class Server:
         log(f"{self.kind} Prefect server {self.name} at {self.api_url} (pid {self.pid}) in {self.startup_s:.1f}s")
 
     def _start_external(self) -> None:
-        port = free_port()
         env = {**self.bench.base_env(), "PREFECT_HOME": str(self.dir / "home"), "PREFECT_UI_ENABLED": "false"}
         env["PREFECT_SERVER_LOGGING_LEVEL"] = "WARNING"
         if self.database_url:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
-        cmd = [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        cmd = [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.dir / "server.log", "wb") as out:  # the child keeps its own copy of the fd
             proc = subprocess.Popen(
                 cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        self.pid, self.api_url = proc.pid, f"http://127.0.0.1:{port}/api"
-        self.proc = proc
+        self.pid, self.proc = proc.pid, proc
         self._wait_healthy(lambda: proc.poll() is None)
 
     def _start_managed(self) -> None:
-        env = self.managed_env()
-        env["PNR_SERVER_PORT"] = str(free_port())
-        if self.database_url:
-            env["PNR_SERVER_DATABASE_URL"] = self.database_url
-        res = timed([self.bench.pnr, "server", "start"], env, timeout=300)
+        res = timed([self.bench.pnr, "server", "start"], self.managed_env(), timeout=300)
         if res.rc != 0:
             raise RuntimeError(f"pnr server start failed ({res.rc}):\n{res.tail()}")
         rec = json.loads((self.dir / "state" / "server.pid").read_text())
         self.pid, self.api_url = int(rec["pid"]), rec["api_url"]
         self._wait_healthy(lambda: Path(f"/proc/{self.pid}").exists())
-
-    def managed_env(self) -> dict[str, str]:
-        return {**self.bench.base_env(), "PNR_STATE_DIR": str(self.dir / "state")}
 
     def _wait_healthy(self, alive: Callable[[], bool], timeout: float = 240) -> None:
         import httpx
@@ -272,9 +283,6 @@ class Server:
                     return
             time.sleep(0.25)
         raise RuntimeError(f"Prefect server {self.name} not healthy; see {self.dir}")
-
-    def cpu(self) -> float:
-        return tree_cpu(self.pid) if self.pid else 0.0
 
     def stop(self) -> None:
         if self.kind == "managed":
@@ -291,6 +299,19 @@ class Server:
                 self.proc.wait(10)
 
 
+def backend_pids(env: dict[str, str], server: Server | None) -> dict[str, int]:
+    """The long-lived processes a `pnr up` with this environment uses besides its own: the external server, or
+    pnr's resident server and runner in its PNR_STATE_DIR (started by `pnr server start` or by a first `pnr up`)."""
+    pids = state_pids(env.get("PNR_STATE_DIR"))
+    if server is not None and server.kind == "external":
+        pids["server"] = server.pid
+    return pids
+
+
+def backend_cpu(pids: dict[str, int]) -> float:
+    return sum(tree_cpu(pid) for pid in set(pids.values()))
+
+
 # -- the bench ---------------------------------------------------------------------------------------------
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -300,6 +321,7 @@ class Bench:
         self.client = docker.from_env(timeout=300)
         self.pnr = str(args.pnr)
         self.servers: list[Server] = []
+        self._servers: dict[str, Server] = {}
         self.state_dirs: list[Path] = []  # every PNR_STATE_DIR a pnr up got: a server pnr left there is stopped
         self.networks: set[str] = set()
         self.seq = 0
@@ -349,8 +371,8 @@ class Bench:
             except Exception as exc:  # reported; the other servers are still stopped
                 log(f"could not stop server {srv.name}: {exc}")
         if self.args.managed_available:
-            for state in self.state_dirs:  # a server `pnr up` started by itself in a state dir of ours
-                if (state / "server.pid").exists():
+            for state in self.state_dirs:  # a server/runner `pnr up` started by itself in a state dir of ours
+                if state_pids(str(state)):
                     log(f"stopping the server pnr left running in {state}")
                     timed([self.pnr, "server", "stop"], {**self.base_env(), "PNR_STATE_DIR": str(state)}, 60)
         with contextlib.suppress(Exception):
@@ -416,7 +438,9 @@ class Bench:
 
     def pnr_record(self, t: Timed, mode: str) -> dict[str, Any]:
         rec = {"tool": "pnr", "mode": mode, **t.record(), **pnr_timeline(t), "suspects": suspects(t)}
-        rec["tail"] = [line for _, line in t.out[-2:]]
+        lines = [[round(s, 3), line] for s, line in t.out + [(s, "stderr: " + line) for s, line in t.err]]
+        lines.sort(key=lambda x: x[0])
+        rec["output"] = lines if len(lines) <= 150 else [*lines[:100], [None, "…"], *lines[-50:]]
         if t.rc != 0:
             rec["error"] = f"pnr up failed ({t.rc}): {t.tail()}"
         return rec
@@ -427,14 +451,16 @@ class Bench:
 
     def run_pnr(self, stack: Stack, mode: str, env: dict[str, str], server: Server | None) -> dict[str, Any]:
         prefix = self.prefix("pn")
-        cpu0 = server.cpu() if server else 0.0
+        pids0 = backend_pids(env, server)
+        cpu0 = backend_cpu(pids0)
         run, cfg, runtime = self.pnr_up(stack, prefix, env)
         t = run.result(self.timeout(stack))
         rec = self.pnr_record(t, mode)
-        if server:
-            rec["server_cpu"] = server.cpu() - cpu0
-            rec["server"] = server.name
-        rec["left_server"] = (Path(env["PNR_STATE_DIR"]) / "server.pid").exists()
+        pids = backend_pids(env, server)
+        # the server's and the runner's CPU during the call (a process that was replaced: only the new one's)
+        rec["server_cpu"] = backend_cpu(pids) - (cpu0 if pids == pids0 else backend_cpu(pids0 | pids))
+        rec["backend_pids"], rec["backend_restarted"] = pids, bool(pids0) and pids != pids0
+        rec["left_server"] = bool(state_pids(env.get("PNR_STATE_DIR")))
         rec["teardown_wall"], problem = self.pnr_down(cfg, runtime, env)
         if problem:
             rec["teardown_error"] = problem
@@ -445,40 +471,48 @@ class Bench:
         return 600 + 3 * len(stack.services)
 
     # -- modes ------------------------------------------------------------------------------------------
-    def warm_server(self) -> Server:
-        if not hasattr(self, "_warm"):
-            self._warm = Server(self, self.args.backend, "warm")
-            self.servers.append(self._warm)
-            self._warm.start()
-        return self._warm
+    def server(self, kind: str) -> Server:
+        """The warm server of this kind (external or managed), started on first use."""
+        if kind not in self._servers:
+            srv = Server(self, kind, kind)
+            self.servers.append(srv)
+            self._servers[kind] = srv
+            srv.start()
+        return self._servers[kind]
 
     def ephemeral_env(self) -> dict[str, str]:
         home = self.tmp / "ephemeral"
-        return {**self.base_env(), "PREFECT_HOME": str(home / "home"), "PNR_STATE_DIR": str(home / "state")}
+        env = {**self.base_env(), "PREFECT_HOME": str(home / "home"), "PNR_STATE_DIR": str(home / "state")}
+        return {**env, "PNR_EPHEMERAL_SERVER": "1"}  # the default before pnr had a resident server
 
     def fresh_env(self) -> dict[str, str]:
+        """A new machine: nothing in PREFECT_HOME or PNR_STATE_DIR, no server. Its own port for the server the
+        first call starts (4200 may be taken by someone else's server on a shared machine)."""
         home = Path(tempfile.mkdtemp(prefix="first-", dir=self.tmp))
-        return {**self.base_env(), "PREFECT_HOME": str(home / "home"), "PNR_STATE_DIR": str(home / "state")}
+        env = {**self.base_env(), "PREFECT_HOME": str(home / "home"), "PNR_STATE_DIR": str(home / "state")}
+        return {**env, "PNR_SERVER_PORT": str(free_port())}
 
     def mode_runner(self, mode: str) -> Callable[[Stack], dict[str, Any]]:
-        if mode == "warm":
-            return lambda stack: self.run_pnr(stack, "warm", self.warm_server().env(), self.warm_server())
+        """`warm/external`, `warm/managed` or `ephemeral`."""
+        if mode.startswith("warm/"):
+            kind = mode.split("/", 1)[1]
+            return lambda stack: self.run_pnr(stack, mode, self.server(kind).env(), self.server(kind))
         return lambda stack: self.run_pnr(stack, "ephemeral", self.ephemeral_env(), None)
 
     def warm_up(self, data: dict[str, Any]) -> None:
         """One uncounted `pnr up` per mode: the ephemeral mode's database is created, the server has seen a run."""
-        for mode in [m for m in self.args.modes if m != "first-run"]:
+        for mode in self.args.pnr_modes:
             rec = self.mode_runner(mode)(SMALL())
             rec.update(stack="chain3", repeat=-1)
             data["warmups"].append(rec)
-            log(f"warm-up {mode:<10} {fmt_rec(rec)}")
+            log(f"warm-up {mode:<14} {fmt_rec(rec)}")
 
     def first_run(self, stack: Stack) -> list[dict[str, Any]]:
         """A fresh PREFECT_HOME and PNR_STATE_DIR, no server: the first `pnr up` on a new machine, then a second."""
         env = self.fresh_env()
         recs = [self.run_pnr(stack, f"first-run #{call}", env, None) for call in (1, 2)]
-        if self.args.managed_available and (Path(env["PNR_STATE_DIR"]) / "server.pid").exists():
-            timed([self.pnr, "server", "stop"], env, 60)  # the server the first call started, if any
+        if self.args.managed_available and state_pids(env["PNR_STATE_DIR"]):
+            timed([self.pnr, "server", "stop"], env, 60)  # the server (and runner) the first call started
         return recs
 
 
@@ -515,7 +549,7 @@ def bench_stacks(bench: Bench, data: dict[str, Any]) -> None:
         ("lower_bound", bench.run_lower_bound),
         ("compose", bench.run_compose),
     ]
-    tools += [(f"pnr {m}", bench.mode_runner(m)) for m in args.modes if m != "first-run"]
+    tools += [(f"pnr {m}", bench.mode_runner(m)) for m in args.pnr_modes]
     for name in args.stacks:
         chunks = len(PNR_UP_STACKS[name]().services)
         for r in range(args.repeats):
@@ -539,10 +573,11 @@ def bench_stacks(bench: Bench, data: dict[str, Any]) -> None:
 def bench_concurrency(bench: Bench, data: dict[str, Any]) -> None:
     """N `pnr up`s of different 3-chunk domains at once against one server, vs one alone; the same for the lower
     bound (what the machine's 2 cores allow anyway)."""
-    n, server = bench.args.concurrency, bench.warm_server()
-    out: dict[str, Any] = {"n": n, "stack": "chain3", "server": server.name, "single": [], "single_lb": []}
+    n, server = bench.args.concurrency, bench.server(bench.args.backends[0])
+    mode = f"warm/{server.kind}"
+    out: dict[str, Any] = {"n": n, "stack": "chain3", "mode": mode, "single": [], "single_lb": []}
     for _ in range(bench.args.repeats):
-        out["single"].append(bench.run_pnr(SMALL(), "warm", server.env(), server))
+        out["single"].append(bench.run_pnr(SMALL(), mode, server.env(), server))
         out["single_lb"].append(bench.run_lower_bound(SMALL()))
     log(f"concurrency: single pnr up {[round(r['wall'], 2) for r in out['single']]}")
     out["bursts"], out["bursts_lb"] = [], []
@@ -556,10 +591,11 @@ def bench_concurrency(bench: Bench, data: dict[str, Any]) -> None:
 
 
 def pnr_burst(bench: Bench, n: int, server: Server) -> dict[str, Any]:
-    cpu0, load = server.cpu(), os.getloadavg()[0]
+    pids, load = backend_pids(server.env(), server), os.getloadavg()[0]
+    cpu0 = backend_cpu(pids)
     started = [bench.pnr_up(SMALL(), bench.prefix(f"k{i}"), server.env()) for i in range(n)]
-    runs = [bench.pnr_record(run.result(600), "warm") for run, _, _ in started]
-    server_cpu = server.cpu() - cpu0
+    runs = [bench.pnr_record(run.result(600), f"warm/{server.kind}") for run, _, _ in started]
+    server_cpu = backend_cpu(pids) - cpu0
     with ThreadPoolExecutor(n) as pool:
         downs = list(pool.map(lambda s: bench.pnr_down(s[1], s[2], server.env()), started))
     return {
@@ -573,9 +609,9 @@ def pnr_burst(bench: Bench, n: int, server: Server) -> dict[str, Any]:
 
 def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
     """(pnr wall − lower-bound wall) / chunks on wide/deep domains, SQLite server, and PostgreSQL when given."""
-    servers = [bench.warm_server()]
+    servers = [bench.server(bench.args.backends[0])]
     if bench.args.postgres_url:
-        pg = Server(bench, bench.args.backend, "postgres", database_url=bench.args.postgres_url)
+        pg = Server(bench, servers[0].kind, "postgres", database_url=bench.args.postgres_url)
         bench.servers.append(pg)
         try:
             pg.start()
@@ -589,7 +625,7 @@ def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
         data["scale"].append(rec)
         log(f"scale{size} lower bound {fmt_rec(rec)}")
         for srv in servers:
-            rec = bench.run_pnr(stack(), "warm", srv.env(), srv)
+            rec = bench.run_pnr(stack(), f"warm/{srv.kind}", srv.env(), srv)
             rec.update(stack=f"scale{size}", chunks=size, database="postgresql" if srv.database_url else "sqlite")
             rec["load1"] = os.getloadavg()[0]
             data["scale"].append(rec)
@@ -663,10 +699,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="chain6 + demo, warm server only, 2 repetitions, no extras")
     p.add_argument("--stacks", nargs="+", default=list(PNR_UP_STACKS), choices=list(PNR_UP_STACKS))
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="pnr up modes")
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="pnr up modes [default: all]")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--first-run-repeats", type=int, default=1, help="fresh-machine pairs per stack")
-    p.add_argument("--backend", choices=("auto", "external", "managed"), default="auto", help="the warm server")
+    p.add_argument(
+        "--backend",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "external", "managed", "ephemeral"),
+        help="warm server(s): external = `prefect server start` + PREFECT_API_URL (the flow runs in `pnr up`), "
+        "managed = `pnr server start` (server + runner; `pnr up` is a thin client), auto = managed when `pnr server "
+        "--help` works, else external; ephemeral = add the ephemeral mode. The first one also serves concurrency "
+        "and scale [default: auto]",
+    )
     p.add_argument("--concurrency", type=int, default=6, help="pnr ups at once (0: skip)")
     p.add_argument("--concurrency-repeats", type=int, default=1)
     p.add_argument("--no-concurrency", action="store_true")
@@ -687,10 +732,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.no_scale:
         args.scale = []
     args.managed_available = managed_available(str(args.pnr))
-    if args.backend == "auto":
-        args.backend = "managed" if args.managed_available else "external"
-    elif args.backend == "managed" and not args.managed_available:
-        p.error("--backend managed: `pnr server --help` failed (no `pnr server` command yet)")
+    if "managed" in args.backend and not args.managed_available:
+        p.error("--backend managed: `pnr server --help` failed (this pnr has no `pnr server` command)")
+    auto = "managed" if args.managed_available else "external"
+    args.backends = list(dict.fromkeys(auto if b == "auto" else b for b in args.backend if b != "ephemeral"))
+    if "ephemeral" in args.backend and "ephemeral" not in args.modes:
+        args.modes.append("ephemeral")
+    if not args.backends and (args.concurrency or args.scale or "warm" in args.modes):
+        args.backends = [auto]
+    args.pnr_modes = [f"warm/{b}" for b in args.backends if "warm" in args.modes]
+    args.pnr_modes += ["ephemeral"] if "ephemeral" in args.modes else []
     return args
 
 
@@ -725,11 +776,10 @@ def main(argv: list[str] | None = None) -> None:
     args.postgres_url = postgres_url(args.postgres, data["notes"])
     data["args"]["postgres"] = "given" if args.postgres else None  # the URL holds a password
     t0 = time.monotonic()
-    log(f"tag {bench.tag}; load average {data['machine']['load_before']}; warm server backend: {args.backend}")
+    log(f"tag {bench.tag}; load average {data['machine']['load_before']}; pnr up modes: {args.pnr_modes}")
     try:
         with sigterm_as_interrupt():
-            if "warm" in args.modes or args.concurrency or args.scale:
-                data["server_startup_s"] = bench.warm_server().startup_s
+            data["server_startup_s"] = {b: bench.server(b).startup_s for b in args.backends}
             bench.warm_up(data)
             bench_stacks(bench, data)
             if args.concurrency:

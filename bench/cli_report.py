@@ -19,15 +19,17 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 CLI_BEGIN = "<!-- cli-bench:begin (bench/cli_report.py) -->"
 CLI_END = "<!-- cli-bench:end -->"
-TOOL_ORDER = ["lower bound", "docker-compose", "pnr warm", "pnr ephemeral", "pnr first-run #1", "pnr first-run #2"]
 TOOL_LABEL = {
     "lower bound": "lower bound (`python bench/lower_bound.py`)",
     "docker-compose": "`docker-compose up -d` (+ until all healthy)",
+    "pnr warm/managed": "`pnr up`, resident server + runner (`pnr server start`)",
+    "pnr warm/external": "`pnr up`, PREFECT_API_URL → `prefect server start`",
     "pnr warm": "`pnr up`, warm server",
-    "pnr ephemeral": "`pnr up`, temporary server",
-    "pnr first-run #1": "`pnr up`, first run (fresh home)",
+    "pnr ephemeral": "`pnr up`, temporary server (PNR_EPHEMERAL_SERVER=1)",
+    "pnr first-run #1": "`pnr up`, first call on a new machine (no server, empty state)",
     "pnr first-run #2": "`pnr up`, the call right after",
 }
+TOOL_ORDER = list(TOOL_LABEL)
 
 
 def key(rec: dict[str, Any]) -> str:
@@ -46,6 +48,8 @@ def _entry(runs: list[dict[str, Any]]) -> dict[str, Any]:
     entry: dict[str, Any] = {"n": len(ok), "failed": len(runs) - len(ok)}
     for field in ("wall", "cpu", "server_cpu", "first_output", "first_start", "exit_after_completed", "teardown_wall"):
         entry[field] = stats([r.get(field) for r in ok])
+    entry["cpu_total"] = stats([r["cpu"] + (r.get("server_cpu") or 0.0) for r in ok])
+    entry["backend_restarts"] = sum(1 for r in runs if r.get("backend_restarted"))
     entry["load1"] = stats([r.get("load1") for r in runs])
     entry["left_server"] = any(r.get("left_server") for r in runs)
     entry["leftover_containers"] = sum(len(r.get("leftovers", {}).get("containers", [])) for r in runs)
@@ -84,6 +88,7 @@ def _concurrency(c: dict[str, Any] | None) -> dict[str, Any] | None:
     single_lb = stats([r["wall"] for r in c["single_lb"] if "error" not in r])
     out = {
         "n": c["n"],
+        "mode": c.get("mode", "warm"),
         "single": single,
         "burst": stats(burst),
         "single_lb": single_lb,
@@ -146,18 +151,24 @@ def _header(data: dict[str, Any]) -> list[str]:
     m, a = data["machine"], data["args"]
     load = " / ".join(f"{x:.2f}" for x in m["load_before"])
     after = " / ".join(f"{x:.2f}" for x in m.get("load_after", []))
-    backend = {"external": "`prefect server start` started by the bench", "managed": "`pnr server start`"}
+    backend = {
+        "external": "external (`prefect server start` started by the bench, `pnr up` with PREFECT_API_URL)",
+        "managed": "managed (`pnr server start`: server + runner, `pnr up` without PREFECT_API_URL)",
+    }
+    backends = ", ".join(backend.get(b, b) for b in a.get("backends") or [a["backend"]]) or "none"
     return [
         f"Measured {data['date']} (run tag {data['tag']}, {data.get('duration_s', 0) / 60:.1f} min) on "
         f"{m['nproc']} cores ({m['cpu']}), {m['mem_mb'] // 1024} GB RAM, kernel {m['kernel']}; Docker {m['docker']}, "
         f"docker-compose {m['compose']}, Prefect {m['prefect']}, Python {m['python']}, pnr {m['pnr_git']}. "
         f"Load average (1/5/15 min) before the run: **{load}**, after: {after}; containers of others running at "
-        f"the start: {m['other_containers_running']}. Warm server: {backend.get(a['backend'], a['backend'])}. "
+        f"the start: {m['other_containers_running']}. Warm server(s): {backends}. "
         f"Repetitions: {a['repeats']}. Raw: `bench/results/cli-*.json`.",
         "",
         "Every figure is a whole process started from a shell (`bench/cli.py`): wall = spawn → exit (for "
         "docker-compose: → the later of its exit and every service answering), CPU = user + sys of the process and "
-        "the children it waited for (`os.wait4`); *server CPU* = the warm Prefect server's CPU during the call. "
+        "the children it waited for (`os.wait4`); *server CPU* = the CPU of the long-lived processes `pnr up` used "
+        "during the call (the external server; or pnr's resident server and runner, which runs the flow when "
+        "`pnr up` is its thin client); *total CPU* = both. "
         "Medians [min–max]. On a shared machine (load above) the figures are noisy: compare within one run.",
     ]
 
@@ -166,14 +177,15 @@ def _stack_table(name: str, st: dict[str, Any]) -> list[str]:
     lines = [
         f"#### {name} ({st['chunks']} chunks)",
         "",
-        "| tool | wall to all ready | CPU | server CPU | / lower bound | / compose | pnr − lower bound |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| tool | wall to all ready | CPU | server CPU | total CPU | / lower bound | / compose | pnr − lower bound |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for k in sorted(st["tools"], key=lambda k: TOOL_ORDER.index(k) if k in TOOL_ORDER else 99):
         e = st["tools"][k]
         fail = f" ({e['failed']} failed)" if e["failed"] else ""
         lines.append(
             f"| {TOOL_LABEL.get(k, k)}{fail} | {_s(e['wall'])} | {_s(e['cpu'])} | {_s(e['server_cpu'])} | "
+            f"{_s(e['cpu_total']) if e['server_cpu'] else '–'} | "
             f"{_x(e['ratio_lb']) if k != 'lower bound' else '1'} | {_x(e['ratio_compose'])} | "
             f"{_sec(e.get('fixed_cost'), signed=True) if 'fixed_cost' in e else ''} |"
         )
@@ -204,7 +216,7 @@ def _concurrency_md(c: dict[str, Any] | None) -> list[str]:
     if not c:
         return []
     return [
-        f"#### Concurrency: {c['n']} `pnr up`s of different 3-chunk domains at once, one warm server",
+        f"#### Concurrency: {c['n']} `pnr up`s of different 3-chunk domains at once, one warm server ({c['mode']})",
         "",
         "| | one alone | each of N at once | N at once / alone (median; slowest) | server CPU |",
         "|---|---:|---:|---:|---:|",
@@ -261,6 +273,12 @@ def _observations(data: dict[str, Any]) -> list[str]:
     if slow:
         lines.append(
             f'- `pnr up` exited > 0.5 s after its "completed" line in {len(slow)} calls (max {max(slow):.1f} s).'
+        )
+    restarted = sum(1 for r in runs if r.get("backend_restarted"))
+    if restarted:
+        lines.append(
+            f"- In {restarted} calls the resident server or runner was replaced during the call (e.g. the runner "
+            "restarts when pnr's code changed): those calls include its start-up."
         )
     held = sum(1 for r in runs if r.get("pipes_open_after_exit"))
     if held:

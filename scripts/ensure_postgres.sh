@@ -75,7 +75,7 @@ find_bindir() {
   fi
   local dir
   # Debian keeps the server binaries (initdb, pg_ctl) out of PATH, one folder per major version
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  dir=$(printf "%s\n" /usr/lib/postgresql/*/bin | grep -v "\*" | sort -V | tail -1) || true
   if [ -z "$dir" ] && command -v pg_ctl >/dev/null; then
     dir=$(dirname "$(command -v pg_ctl)")
   fi

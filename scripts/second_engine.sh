@@ -2,7 +2,8 @@
 # A second, real Docker engine on this machine, for tests of domains that span several engines.
 #
 #   scripts/second_engine.sh start    start it (if not running), wait until it answers, copy the test images
-#   scripts/second_engine.sh stop     stop it by its pid file and delete its bridge
+#   scripts/second_engine.sh stop     stop it by its pid file and delete its bridge (its data stays for a restart)
+#   scripts/second_engine.sh purge    stop it and delete its data root too (the next start is a fresh engine)
 #   scripts/second_engine.sh status   exit 0 if it answers
 #
 # It listens on unix://$PNR_ENGINE2_DIR/docker.sock and tcp://127.0.0.2:2375 (loopback only), keeps its own
@@ -94,7 +95,9 @@ stop() {
   fi
   rm -f "$PIDFILE"
   # mounts a killed daemon may leave behind
-  grep -o " $DIR/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $DIR/[^ ]*" /proc/mounts 2>/dev/null || true; } | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link set "$BRIDGE" down || true
     ip link delete "$BRIDGE" type bridge || true
@@ -105,6 +108,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  purge) stop; rm -rf "$DIR" ;;
   status) answers ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|purge|status" >&2; exit 2 ;;
 esac

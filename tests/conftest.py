@@ -84,6 +84,33 @@ def prefect_harness() -> Iterator[None]:
             yield
 
 
+SECOND_ENGINE_HOST = "tcp://127.0.0.2:2375"  # scripts/second_engine.sh; its published ports are on 127.0.0.2
+
+
+def second_engine_ctl(action: str) -> subprocess.CompletedProcess[str]:
+    """scripts/second_engine.sh start|stop|purge|status."""
+    script = ROOT / "scripts" / "second_engine.sh"
+    return subprocess.run(["bash", str(script), action], capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="session")
+def second_engine(docker_client: Any) -> Iterator[str]:
+    """A second real dockerd on this machine (its own bridge, data root and socket; tcp://127.0.0.2:2375; the test
+    image copied in), started when a test asks for it and stopped by its pid file at the end of the session, even
+    after failures, its data deleted. Yields its host URL. A test that stops it starts it again
+    (`second_engine_ctl`)."""
+    try:
+        started = second_engine_ctl("start")
+        if started.returncode != 0:
+            message = f"no second Docker engine: {(started.stderr or started.stdout).strip()}"
+            if os.environ.get("PNR_REQUIRE_DOCKER") or os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        yield SECOND_ENGINE_HOST
+    finally:
+        second_engine_ctl("purge")
+
+
 @pytest.fixture
 def domain_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"

@@ -421,6 +421,9 @@ def status(
         err.print(f"[yellow]warning:[/] runtime file {file} ignored: {_escape(problem)}")
 
 
+app.command("ps", help="Short for `pnr status`: chunk states, containers, truth values.")(status)
+
+
 @app.command()
 def down(
     config: ConfigArg,
@@ -468,11 +471,15 @@ def serve(
     """Serve bring-up/tear-down deployments of CONFIGS in this process (Prefect serve; no work pool needed).
 
     Run them from the UI or with `prefect deployment run pnr-up/NAME` (NAME = the config file's stem with dashes).
-    Needs PREFECT_API_URL pointing at a Prefect server (`prefect server start`)."""
+    Uses PREFECT_API_URL if set, else pnr's resident server (started if needed, see `pnr server`)."""
     for config in configs:
         _plan(config)  # every problem before anything is served
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "INFO")  # a server's log: show runs
     _quiet_prefect(False)
+    if not os.environ.get("PREFECT_API_URL"):
+        backend = _backend(ephemeral=False)
+        os.environ["PREFECT_API_URL"] = backend.api_url
+        out.print(f"serving to pnr's Prefect server: UI {backend.ui_url}")
     from pnr.prefect.serve import ServeOptions, deployment_name, serve_configs
 
     options = ServeOptions(
@@ -493,6 +500,42 @@ def serve(
     except ValueError as exc:
         err.print(f"[bold red]error:[/] {_escape(str(exc))}")
         raise typer.Exit(2) from None
+
+
+@app.command("import")
+def import_(
+    compose_file: Annotated[
+        Path, typer.Argument(help="a docker-compose.yml (compose specification)", show_default=False)
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the domain here [default: stdout]")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="domain name [default: the file's name:, else its folder's]")] = None,
+    profile: Annotated[
+        list[str] | None, typer.Option("--profile", help="enable a compose profile (repeatable; '*' for all)")
+    ] = None,
+) -> None:
+    """Translate a compose file into a pnr domain config: depends_on conditions become gates, healthchecks
+    become probes. Every key pnr treats differently is reported on stderr with its path (see docs/compose.md)."""
+    from pnr.compose import import_compose
+
+    profiles = list(profile or []) or [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p]
+    try:
+        where = output.resolve().parent if output else Path.cwd()
+        result = import_compose(compose_file, name, profiles=profiles, output_dir=where)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {_escape(note.render(str(compose_file)))}")
+    if output is None:
+        print(result.to_json(), end="")
+        return
+    output.write_text(result.to_json())
+    chunks = sum(len(c["design_chunks"]) for c in result.domain["cpuxs"].values())
+    out.print(
+        f"wrote {output}: domain {result.domain['name']}, {chunks} chunk(s), {len(result.notes)} note(s); "
+        f"next: pnr up {output}"
+    )
 
 
 @signal_app.command("set")

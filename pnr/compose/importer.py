@@ -39,6 +39,7 @@ SYSTEM_READY = "system_ready"
 # compose's defaults (docker run's): a healthcheck without timing
 HC_INTERVAL, HC_TIMEOUT, HC_RETRIES = 30.0, 30.0, 3
 MAX_SECONDS = 86_400.0  # pnr's bound on every duration
+MAX_STOP_GRACE = 3600.0  # pnr's bound on stop_grace_period_seconds
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # pnr's names (chunks, containers, domains)
 _PROJECT_CHARS = re.compile(r"[a-z0-9_-]")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -85,7 +86,7 @@ def import_compose(
     profiles: Iterable[str] = (),
     output_dir: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
-    started_signals: bool = False,
+    started_signals: bool = True,
 ) -> ImportResult:
     """Translate the compose file at `path` into a pnr domain config.
 
@@ -94,7 +95,7 @@ def import_compose(
     will be written — relative bind mounts and build contexts are rewritten relative to it (default: the
     compose file's directory). `environ`: the variables compose would interpolate (default `os.environ`, over
     the project's `.env`). `started_signals`: give a chunk with a probe an `on_start` signal for dependents
-    that wait with `service_started` (needs pnr support for `on_start`; see docs/compose.md).
+    that wait with `service_started` (exact compose order; False: gate them on the chunk's readiness instead).
 
     Raises ConfigError (naming the file and each path) for invalid YAML, schema violations, unknown services
     in `depends_on`, dependency cycles and anything else pnr cannot run.
@@ -238,7 +239,7 @@ class _Importer:
 
     # -- interpolation ---------------------------------------------------------------------------------
     def _interpolate(self, node: Any, loc: tuple[str | int, ...]) -> Any:
-        """Compose's substitution everywhere except container env and build args (kept for pnr to expand)."""
+        """Compose's substitution everywhere except container env (kept for pnr to expand at start)."""
         if isinstance(node, dict):
             out = {}
             for key, value in node.items():
@@ -681,21 +682,49 @@ class _Importer:
             value = svc.get(key)
             if value is None:
                 continue
-            if key == "command" and not value:
-                self.note(key_path(base, key), "empty: the image's own command is used")
+            if not value:  # compose: [] / "" reset the image's; pnr refuses empty (a model change would allow it)
+                self.note(
+                    key_path(base, key),
+                    f"empty: pnr cannot clear the image's {'CMD' if key == 'command' else 'ENTRYPOINT'}, so the "
+                    "image's own is used",
+                )
                 continue
             out[key] = value
         return out
 
     def _process(self, base: str, svc: dict[str, Any]) -> dict[str, Any]:
         """How the container's process runs and stops."""
-        out: dict[str, Any] = {key: svc[key] for key in ("working_dir", "user", "stop_signal") if svc.get(key)}
+        out: dict[str, Any] = {key: svc[key] for key in ("working_dir", "user") if svc.get(key)}
+        signal = str(svc.get("stop_signal") or "").strip().upper()
+        if signal:
+            out["stop_signal"] = signal if signal.startswith("SIG") or signal.isdigit() else f"SIG{signal}"
         if "init" in svc:
             out["init"] = self._bool(svc["init"], key_path(base, "init"))
         if "stop_grace_period" in svc:
             seconds = self._duration(svc["stop_grace_period"], key_path(base, "stop_grace_period"))
+            if seconds is not None and seconds > MAX_STOP_GRACE:
+                self.note(key_path(base, "stop_grace_period"), f"longer than pnr's limit: {MAX_STOP_GRACE:g}s used")
+                seconds = MAX_STOP_GRACE
             if seconds is not None:
                 out["stop_grace_period_seconds"] = seconds
+        return out
+
+    def _build_args(self, path: str, args: Any) -> dict[str, str]:
+        """Build arguments as compose passes them: resolved when loading (already interpolated, like every key
+        pnr does not expand itself); an argument without a value comes from the environment, or is left out."""
+        items = args.items() if isinstance(args, dict) else [(*a.split("=", 1), None)[:2] for a in args]
+        out: dict[str, str] = {}
+        for key, value in items:
+            if value is None:
+                if key in self.env:
+                    out[key] = self.env[key]
+                    self.note(key_path(path, key), f"no value: {key} taken from the environment when importing")
+                else:
+                    self.note(key_path(path, key), f"no value and {key} is unset: left out, as compose does")
+            elif isinstance(value, bool):
+                out[key] = "true" if value else "false"
+            else:
+                out[key] = str(value)
         return out
 
     def _build(self, base: str, build: Any, has_image: bool) -> dict[str, Any]:
@@ -714,9 +743,9 @@ class _Importer:
         dockerfile = spec.get("dockerfile")
         if dockerfile and dockerfile != "Dockerfile":
             out["dockerfile"] = dockerfile
-        args = spec.get("args")
+        args = self._build_args(key_path(path, "args"), spec.get("args") or {})
         if args:
-            out["build_args"] = self._env_values(key_path(path, "args"), args, what="build argument")
+            out["build_args"] = args
         for key in spec:
             if key in ("context", "dockerfile", "args") or key.startswith("x-"):
                 continue
@@ -1081,7 +1110,10 @@ class _Importer:
         """A host path of the compose file (relative to its folder), made relative to the domain file."""
         if source.startswith(("/", "~")):
             return source
-        rel = os.path.relpath(os.path.normpath(self.dir / source), self.out_dir)
+        absolute = os.path.normpath(self.dir / source)
+        if os.path.commonpath([absolute, self.out_dir]) == os.path.sep:  # nothing in common: absolute is clearer
+            return absolute
+        rel = os.path.relpath(absolute, self.out_dir)
         return rel if rel.startswith(".") else f"./{rel}"
 
     # -- the rest ---------------------------------------------------------------------------------------
@@ -1240,12 +1272,8 @@ def _normalize_project(name: str) -> str:
 
 
 def _is_env_position(loc: tuple[str | int, ...]) -> bool:
-    """Values pnr expands itself (container env, build args) keep their `${VAR}` when interpolating."""
-    return (
-        len(loc) >= 3
-        and loc[0] == "services"
-        and ((len(loc) == 3 and loc[2] == "environment") or (len(loc) == 4 and loc[2:] == ("build", "args")))
-    )
+    """Values pnr expands itself (container env) keep their `${VAR}` when interpolating."""
+    return len(loc) == 3 and loc[0] == "services" and loc[2] == "environment"
 
 
 def _path(loc: tuple[str | int, ...]) -> str:

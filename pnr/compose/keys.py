@@ -31,7 +31,8 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "build": KeyRule(
         "translated",
         "`context` → `container.build_path` (relative to the domain file), `dockerfile` → "
-        "`container.dockerfile`, `args` → `container.build_args`; other build keys are "
+        "`container.dockerfile`, `args` → `container.build_args` (resolved when importing, as compose "
+        "does); other build keys are "
         "reported. Without `image` pnr tags the image `pnr-<domain>-<chunk>:latest`",
     ),
     "cap_add": _u("not applied: pnr keeps Docker's default capabilities"),
@@ -40,7 +41,8 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "cgroup_parent": _u("not applied: Docker's default cgroup parent"),
     "command": KeyRule(
         "supported",
-        "`container.command` (a string is split like a shell would, never run by one, as compose does)",
+        "`container.command` (a string is split like a shell would, never run by one, as compose does); an empty "
+        "one is reported: pnr keeps the image's",
     ),
     "configs": KeyRule(
         "translated",
@@ -72,7 +74,10 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "dns_opt": _u("not applied: Docker's default DNS options"),
     "dns_search": _u("not applied: Docker's default DNS search domains"),
     "domainname": _u("not applied: Docker's default domain name"),
-    "entrypoint": KeyRule("supported", "`container.entrypoint` (string or list; `[]` clears the image's ENTRYPOINT)"),
+    "entrypoint": KeyRule(
+        "supported",
+        "`container.entrypoint` (string or list); an empty one (compose's reset) is reported: pnr keeps the image's",
+    ),
     "env_file": KeyRule(
         "translated",
         "read when importing; its variables are copied into `container.env` "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,17 +66,23 @@ def docker_errors(action: str, engine: Engine | None = None) -> Iterator[None]:
         if engine is not None and engine.name != DEFAULT_ENGINE:
             raise EngineUnreachable(
                 f"{action}: cannot reach the Docker engine {engine.name!r} ({engine.host}; is dockerd running "
-                f"there? start it, or fix engines.{engine.name}.host): {_short(exc)}",
+                f"there? start it, or fix engines.{engine.name}.host): {_unreachable_reason(exc)}",
                 engine.name,
             ) from None
         raise EngineUnreachable(
-            f"{action}: cannot reach the Docker engine ({_engine_hint()}): {_short(exc)}", DEFAULT_ENGINE
+            f"{action}: cannot reach the Docker engine ({_engine_hint()}): {_unreachable_reason(exc)}", DEFAULT_ENGINE
         ) from None
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def _unreachable_reason(exc: BaseException) -> str:
+    """The socket error under requests' wrapping ("[Errno 111] Connection refused"), else the first line."""
+    found = re.search(r"\[Errno -?\d+\] [^\"')(]+", str(exc))
+    return found.group(0).strip() if found else _short(exc)
 
 
 def _is_loopback(host: str) -> bool:

@@ -113,6 +113,8 @@ class ChunkDriver:
             if isinstance(exc, EngineUnreachable):
                 st.engine_lost(exc.engine, str(exc))
             raise self.fail(str(exc)) from None
+        if spec.on_start:  # "started": dependents that wait only for a running container may go now
+            st.store.set(dict(spec.on_start))
         st.set_phase(
             self.name,
             Phase.PROBING,
@@ -277,7 +279,10 @@ class ChunkDriver:
         """One watch attempt: the container must run and (with a health check) one fresh probe attempt pass
         (fresh: composites remember passed children, a watch must not)."""
         container = self.spec.container.name
-        state = self.engine.inspect(container)
+        try:
+            state = self.engine.inspect(container)
+        except EngineUnreachable as exc:  # a silent engine is a failed attempt: the chunk is lost after its threshold
+            return False, str(exc)
         if state is None:
             return False, f"container {container} was removed"
         if not state.running:
@@ -293,25 +298,30 @@ class ChunkDriver:
             return probe.attempt()
         except NeverReady as exc:
             return False, str(exc)
-        except Exception as exc:
+        except Exception as exc:  # an observation, not a crash
             return False, f"{type(exc).__name__}: {exc}"
         finally:
             probe.close()
 
-    def lost_values(self) -> dict[str, PnR]:
-        """What a regression writes: the failure mapping; without one, every flowout signal as N."""
+    def lost_values(self, container_gone: bool = False) -> dict[str, PnR]:
+        """What a regression writes: the failure mapping; without one, every flowout signal as N. When the
+        container is gone (or stopped), its on_start signals too."""
         check = self.spec.health_check
         failure = check.status_mapping.failure if check is not None else None
         if failure is not None:
             values = {failure.key: failure.to_pnr(self._prompt(failure.key))}
         else:
             values = {k: PnR(prompt=v.prompt, response=["lost"], tv="N") for k, v in self.spec.flowout.items()}
+        if container_gone:
+            values.update(
+                {k: PnR(prompt=v.prompt, response=["not running"], tv="N") for k, v in self.spec.on_start.items()}
+            )
         return self._not_self_reported(values)
 
     def recovered_values(self) -> dict[str, PnR]:
         """What a recovery writes: the success mapping; and the flowout, where the loss wrote it as N."""
         check = self.spec.health_check
-        values: dict[str, PnR] = {}
+        values: dict[str, PnR] = dict(self.spec.on_start)  # it runs again
         if check is None or check.status_mapping.failure is None:
             values.update(self.spec.flowout)
         success = check.status_mapping.success if check is not None else None

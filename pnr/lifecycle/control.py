@@ -46,10 +46,12 @@ Listener = Callable[[Any], None]
 class RunControl:
     """Listeners and stoppers of one run; thread-safe. `environ` is the environment `${VAR}` in container env is
     taken from (default: this process's), for a run executed on behalf of another process (the resident runner).
-    `flow_run_id` is set by the flow once its run exists, so the caller can point at it in the UI."""
+    `owner_pid` is that other process (`pnr status` tells a live run from a dead one by it). `flow_run_id` is set
+    by the flow once its run exists, so the caller can point at it in the UI."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, owner_pid: int | None = None) -> None:
         self.environ: dict[str, str] | None = dict(environ) if environ is not None else None
+        self.owner_pid = owner_pid  # the process the run is for (a runner's client), if not this one
         self.flow_run_id: str | None = None
         self._listeners: list[Listener] = []
         self._stoppers: list[Callable[[str], None]] = []

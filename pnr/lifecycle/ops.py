@@ -57,9 +57,7 @@ def tear_down_domain(
     return report
 
 
-def remove_started_by(
-    plan: Plan, engine: Engine | EngineSet, run_ids: set[str]
-) -> tuple[list[str], list[str]]:
+def remove_started_by(plan: Plan, engine: Engine | EngineSet, run_ids: set[str]) -> tuple[list[str], list[str]]:
     """Remove the domain's containers that the flow runs `run_ids` started (label io.pnr.flow-run-id), dependents
     first, on every engine that answers. Returns (removed, left): the names removed, and what of the domain is
     still there (its containers; an engine that does not answer is named instead)."""
@@ -84,9 +82,7 @@ def _partial_down_message(engines: EngineSet, report: dict[str, Any], lost: dict
     )
     lines = [f"down {report['domain']}: {done}; could not reach:"]
     lines += [f"  {engines.describe(name)}: {why}" for name, why in lost.items()]
-    lines.append(
-        "  what is on it is left, and so are the runtime values; run `pnr down` again once it answers"
-    )
+    lines.append("  what is on it is left, and so are the runtime values; run `pnr down` again once it answers")
     return "\n".join(lines)
 
 

@@ -120,7 +120,7 @@ class CpuxState:
         chunks = ", ".join(f"{n} ({self.progress[n].phase.value})" for n in on_it) or "none in this cpux"
         error = EngineUnreachable(
             f"{self.engines.describe(engine)} stopped answering during the run of cpux {self.cpux}; "
-            f"chunks on it: {chunks}. Nothing more is started. {why.strip()}\n"
+            f"chunks on it: {chunks}. Nothing more is started.\n  {why.strip()}\n"
             f"  `pnr status {self.config_path}` shows what is left; `pnr down {self.config_path}` removes what "
             "it can reach (run it again once the engine answers)",
             engine,
@@ -150,7 +150,8 @@ class CpuxState:
                 return
             self._dirty = False
             self._persisted_at = time.monotonic()
-            self._state_file.write({n: p.to_json() for n, p in self.progress.items()}, self.flow_run_id)
+            chunks = {n: p.to_json() for n, p in self.progress.items()}
+            self._state_file.write(chunks, self.flow_run_id, pid=self.control.owner_pid)
 
     def unmet_text(self, expected: Any) -> str:
         """`a is N (needs Y), b is U (needs Y)`: what a gate or flowout still waits on."""

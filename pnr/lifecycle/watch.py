@@ -206,7 +206,7 @@ class Watcher:
         while not self._stopped.is_set():
             try:
                 self._step(w)
-            except Exception as exc:
+            except Exception as exc:  # an engine hiccup must not end the watch of this chunk
                 self.debug(f"{w.name}: watch step failed: {type(exc).__name__}: {exc}")
             self._stopped.wait(w.interval)
 
@@ -230,7 +230,7 @@ class Watcher:
                 return
             if w.streak.given_up:
                 w.state = "lost"
-                written = self._write(w.driver.lost_values())
+                written = self._write(w.driver.lost_values(container_gone=not self._running(w)))
                 detail = f"lost: {observation} ({w.streak.failures} failures in a row)" + (
                     f"; wrote {written}" if written else ""
                 )
@@ -257,7 +257,7 @@ class Watcher:
     def _gate_lost(self, w: _Watched) -> None:
         unmet = w.run.unmet_text(w.spec.gatekeeper)
         if w.policy == "stop":
-            written = self._write(w.driver.lost_values())  # first: its own dependents react while it stops
+            written = self._write(w.driver.lost_values(container_gone=True))  # first: dependents react while it stops
             if not self._engine_action(w, "stop", lambda: w.driver.engine.stop(w.container)):
                 return
             w.state = "held"
@@ -305,6 +305,10 @@ class Watcher:
         self.log(f"{w.name}: {detail}; probing")
         w.run.set_phase(w.name, Phase.STARTING, detail, started_at=time.time())
         self._transition(w, what, Phase.PROBING, f"{detail}; probing")
+
+    def _running(self, w: _Watched) -> bool:
+        state = self.engine.inspect(w.container)
+        return state is not None and state.running
 
     def _engine_action(self, w: _Watched, what: str, action: Callable[[], None]) -> bool:
         try:

@@ -293,7 +293,7 @@ class PluginKinds:
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 try:
                     self.register(ep.load(), ep.name)
-                except Exception as exc:
+                except Exception as exc:  # a broken plugin must not break pnr
                     warnings.warn(f"pnr probe plugin {ep.name!r} ({ep.value}) was not loaded: {exc}", stacklevel=2)
 
     def models(self) -> dict[str, type[PluginCheck]]:

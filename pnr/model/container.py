@@ -76,7 +76,7 @@ class ContainerSpec(Model):
     labels: dict[str, str] = Field(default_factory=dict)
     mount_runtime: bool = Field(default=False, description="bind the runtime folder at /runtime (signal probes)")
     entrypoint: str | list[str] | None = Field(
-        default=None, description="replaces the image's ENTRYPOINT; a string is split like a shell would, never run by one"
+        default=None, description="replaces the image's ENTRYPOINT; a string is split like a shell would (no shell)"
     )
     working_dir: str | None = Field(default=None, description="working directory inside the container (absolute)")
     user: str | None = Field(default=None, description="user[:group] the process runs as")

@@ -27,6 +27,11 @@ class DesignChunk(Model):
     name: Name
     gatekeeper: dict[SignalName, PnR] = Field(default_factory=dict)
     flowout: dict[SignalName, PnR] = Field(default_factory=dict)
+    on_start: dict[SignalName, PnR] = Field(
+        default_factory=dict,
+        description="signals written as soon as the container runs, before its health check or job ends "
+        "(compose's service_started); written N when a watch finds the container gone",
+    )
     health_check: HealthCheck | None = None
     kind: Literal["service", "job"] = Field(
         default="service", description="service: ready by its health_check; job: completed when it exits 0"

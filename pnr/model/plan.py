@@ -131,9 +131,9 @@ def _mermaid_id(sig: str) -> str:
 
 
 def produced_by(chunk: DesignChunk) -> set[str]:
-    """Signals a chunk writes: its flowout and its status mappings, and the signals its signal probes await
+    """Signals a chunk writes: its flowout, on_start and status mappings, and the signals its signal probes await
     (the container writes them; as the chunk's own, a value left from an earlier run never satisfies them)."""
-    out = set(chunk.flowout)
+    out = set(chunk.flowout) | set(chunk.on_start)
     if chunk.health_check is not None:
         mapping = chunk.health_check.status_mapping
         out |= {m.key for m in (mapping.success, mapping.failure) if m is not None}
@@ -305,9 +305,7 @@ def _engine_issues(domain: Domain, source: str) -> list[ConfigIssue]:
     return issues
 
 
-def _reference_issues(
-    domain: Domain, chunks: dict[str, DesignChunk], refs: dict[str, ChunkRef]
-) -> list[ConfigIssue]:
+def _reference_issues(domain: Domain, chunks: dict[str, DesignChunk], refs: dict[str, ChunkRef]) -> list[ConfigIssue]:
     """`${chunk:NAME.host}` / `${chunk:NAME.port:KEY}` in env: well formed, NAME a chunk, KEY one of its ports."""
     issues = []
     for name, chunk in chunks.items():

@@ -49,7 +49,7 @@ def in_flow_run() -> bool:
 def _quietly(what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except Exception as exc:
+    except Exception as exc:  # artifacts are a view: never let them break a run
         log.debug("pnr: could not publish %s artifact: %s", what, exc)
         return None
 

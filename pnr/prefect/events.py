@@ -77,7 +77,7 @@ def emit(
         from prefect.events import emit_event
 
         return emit_event(event=event, resource=resource, related=related, payload=payload)
-    except Exception as exc:
+    except Exception as exc:  # an event is an observation: never let it break a run
         log.debug("pnr: could not emit %s: %s", event, exc)
         return None
 

@@ -154,7 +154,7 @@ def _conclude_cancelled(flow_run_id: Any) -> None:
             client.set_flow_run_state(
                 flow_run_id, Cancelled(message="cancelled while watching; the domain was left up"), force=True
             )
-    except Exception as exc:
+    except Exception as exc:  # the state is a record; the watch already ended cleanly
         get_run_logger().warning("could not record the cancellation: %s", exc)
 
 
@@ -169,7 +169,7 @@ def _flow_run_cancelled(flow_run_id: Any) -> Any:
         try:
             with get_client(sync_client=True) as client:
                 state = client.read_flow_run(flow_run_id).state
-        except Exception:
+        except Exception:  # the API is unreachable for a moment: keep watching
             return False
         return state is not None and (state.is_cancelling() or state.is_cancelled())
 
@@ -286,7 +286,7 @@ def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
             ", ".join(ours) or "-",
         )
         emit_domain(plan.domain.name, "up.cancelled", {"state": state.name, "removed": ours, "left": rest})
-    except Exception as exc:
+    except Exception as exc:  # never let a hook hide the run's own outcome
         logger.error("could not remove what this run started (%s); run `pnr down %s`", exc, config)
 
 

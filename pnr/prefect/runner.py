@@ -174,7 +174,7 @@ class RemoteRun:
         self._conn.settimeout(None)
         self._send_lock = threading.Lock()
         self.outcome: dict[str, Any] | None = None
-        self._send({"op": "up", "args": dict(args), "env": dict(env)})
+        self._send({"op": "up", "args": dict(args), "env": dict(env), "pid": os.getpid()})
 
     def events(self) -> Iterator[dict[str, Any]]:
         for line in self._conn.makefile("rb"):
@@ -228,22 +228,23 @@ class _Handler(socketserver.StreamRequestHandler):
                 }
             )
         elif request.get("op") == "up":
-            self._bring_up(request.get("args") or {}, request.get("env") or {})
+            self._bring_up(request.get("args") or {}, request.get("env") or {}, request.get("pid"))
 
     def _write(self, message: Mapping[str, Any]) -> None:
         with self._write_lock:
             self.wfile.write(json.dumps(message, default=str).encode() + b"\n")
             self.wfile.flush()
 
-    def _bring_up(self, args: dict[str, Any], env: dict[str, str]) -> None:
+    def _bring_up(self, args: dict[str, Any], env: dict[str, str], pid: int | None) -> None:
         from pnr.lifecycle import RunControl, use_control
         from pnr.prefect.flows import bring_up, quiet_prefect_run
 
-        control = RunControl(environ=env)
+        control = RunControl(environ=env, owner_pid=pid)
         control.listen(lambda event: self._event(event))
         watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
         watcher.start()
-        self.server.started(control)
+        # an interrupted run of the same domain (its client died or pressed Ctrl-C) finishes first
+        self.server.started(control, key=f"{args.get('config_path')}|{args.get('runtime_dir')}")
         outcome: dict[str, Any]
         try:
             with quiet_prefect_run(), use_control(control):
@@ -281,25 +282,33 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(str(path), _Handler)
         self.api_url = api_url
         self.fingerprint = fingerprint
-        self._controls: list[Any] = []
+        self._runs: list[tuple[Any, str, threading.Event]] = []  # (control, domain key, done)
         self._guard = threading.Lock()
 
     @property
     def active(self) -> int:
-        return len(self._controls)
+        return len(self._runs)
 
-    def started(self, control: Any) -> None:
+    def started(self, control: Any, key: str, wait: float = 60.0) -> None:
+        """Count the run; first let an interrupted run of the same domain end (it is stopping already: two runs
+        of one domain must not overlap after a client died). A live one is not waited for, as in-process."""
         with self._guard:
-            self._controls.append(control)
+            earlier = [(c, done) for c, k, done in self._runs if k == key and c.interrupted]
+        deadline = time.monotonic() + wait
+        for _control, done in earlier:
+            done.wait(max(0.0, deadline - time.monotonic()))
+        with self._guard:
+            self._runs.append((control, key, threading.Event()))
 
     def finished(self, control: Any) -> None:
         with self._guard:
-            if control in self._controls:
-                self._controls.remove(control)
+            for entry in [e for e in self._runs if e[0] is control]:
+                entry[2].set()
+                self._runs.remove(entry)
 
     def interrupt_all(self, reason: str) -> None:
         with self._guard:
-            controls = list(self._controls)
+            controls = [c for c, _key, _done in self._runs]
         for control in controls:
             control.interrupt(reason)
 
@@ -311,7 +320,7 @@ def serve(state_dir: Path, api_url: str) -> None:
     os.environ["PREFECT_API_URL"] = api_url
     for key, value in QUIET_PREFECT.items():
         os.environ.setdefault(key, value)
-    import pnr.prefect.flows  # noqa: F401 - paid once, here, not by every `pnr up`
+    _warm_up()
 
     paths = RunnerPaths(state_dir)
     with contextlib.suppress(FileNotFoundError):
@@ -335,6 +344,25 @@ def serve(state_dir: Path, api_url: str) -> None:
         server.server_close()
         with contextlib.suppress(FileNotFoundError):
             paths.socket.unlink()
+
+
+def _warm_up() -> None:
+    """Pay once, before the first client connects, what a process pays on its first flow run: the imports of
+    Prefect's engines and the flows' registration with the API."""
+    import prefect.artifacts
+    import prefect.events
+    import prefect.flow_engine
+    import prefect.task_engine  # noqa: F401 - imported for their import cost
+    from prefect.client.orchestration import get_client
+
+    from pnr.prefect.flows import bring_up, cpux_flow, tear_down
+
+    try:
+        with get_client(sync_client=True) as client:
+            for flow in (bring_up, cpux_flow, tear_down):
+                client.create_flow(flow)
+    except Exception as exc:  # a warm-up only: the first run will say what is wrong
+        print(f"warm-up could not reach {os.environ.get('PREFECT_API_URL')}: {exc}", flush=True)
 
 
 # Offline-friendly, quiet Prefect defaults for processes pnr runs (anything the user set explicitly wins).

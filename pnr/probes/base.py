@@ -109,7 +109,7 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float) -> tuple[bool, Any]
     def work() -> None:
         try:
             box["value"] = fn()
-        except Exception as exc:
+        except Exception as exc:  # handed back to the caller as an observation
             box["error"] = exc
 
     thread = threading.Thread(target=work, daemon=True, name="pnr-probe-call")

@@ -36,16 +36,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "config" / "compose"
-PENDING_FIELDS = (  # PENDING(lead): ContainerSpec fields the importer emits; stripped until they exist
-    "entrypoint",
-    "working_dir",
-    "user",
-    "dockerfile",
-    "build_args",
-    "init",
-    "stop_signal",
-    "stop_grace_period_seconds",
-)
 BUILT_IMAGES = {"full": "pnr-compose-full/app:1"}  # built by compose from config/compose/full/app
 NEEDS_IMAGES = {"demo": ("pnr-demo/redis:1", "pnr-demo/api:1", "pnr-demo/web:1")}
 EVENT = {"start": "started", "health_status: healthy": "healthy"}
@@ -103,13 +93,7 @@ def compose_up(binary: str, client: Any, file: Path) -> dict[str, dict[str, floa
 
 
 def plan_of(domain: dict[str, Any]) -> pnr.Plan:
-    data = copy.deepcopy(domain)
-    missing = [f for f in PENDING_FIELDS if f not in pnr.ContainerSpec.model_fields]
-    for cpux in data["cpuxs"].values():
-        for chunk in cpux["design_chunks"]:
-            for key in missing:
-                chunk["container"].pop(key, None)
-    return pnr.make_plan(pnr.parse_domain(data))
+    return pnr.make_plan(pnr.parse_domain(copy.deepcopy(domain)))
 
 
 def compose_edges(file: Path) -> dict[str, set[str]]:

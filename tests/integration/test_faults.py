@@ -28,6 +28,12 @@ DB_DELAY, API_DELAY = 2.0, 1.0
 
 @pytest.fixture(scope="module")
 def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """pnr's resident server and runner run before the first `pnr up` here: they are meant to outlive it, so
+    they must not count among what a killed `pnr up` leaves behind."""
+    from pnr.prefect import runner, server
+
+    info = server.ensure_running()[0]
+    runner.ensure_runner(info.state_dir, info.api_url)
     return {"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home"))}
 
 
@@ -186,7 +192,7 @@ def test_sigkill_then_up_converges_and_down_twice(point, tmp_path, domain_name, 
     rdir = str(tmp_path / "rt")
     killed = _kill_at(point, cfg, rdir, prefect_home, tmp_path)
     try:
-        # the temporary Prefect server dies with pnr instead of being left running for ever
+        # nothing of this `pnr up` is left running (the resident server and runner were there before it)
         assert not killed.leftover_descendants(), f"left running after SIGKILL: {killed.descendants}"
     finally:
         killed.reap()
@@ -212,6 +218,28 @@ def test_sigkill_then_up_converges_and_down_twice(point, tmp_path, domain_name, 
     assert api >= db + DB_DELAY - 0.25, (db, api)
     assert web >= api + API_DELAY - 0.25, (api, web)
     _down_twice(cfg, rdir, domain_name, docker_client, prefect_home)
+
+
+@pytest.mark.parametrize("point", ["db-probing"])
+def test_sigkill_with_a_throw_away_server_leaves_no_server_running(point, tmp_path, domain_name, cleanup, prefect_home):
+    """`--ephemeral-server`: Prefect's temporary server dies with pnr instead of being left running for ever."""
+    cleanup.append(domain_name)
+    cfg = _chain(tmp_path, domain_name)
+    rdir = str(tmp_path / "rt")
+    env = {**prefect_home, "PNR_EPHEMERAL_SERVER": "1"}
+    killed = _kill_at(point, cfg, rdir, env, tmp_path)
+    try:
+        assert killed.descendants, "the throw-away server should have been a child of pnr up"
+        assert not killed.leftover_descendants(), f"left running after SIGKILL: {killed.descendants}"
+    finally:
+        killed.reap()
+    _down_twice(cfg, rdir, domain_name, docker_client=_client(), env=prefect_home)
+
+
+def _client() -> Any:
+    import docker
+
+    return docker.from_env()
 
 
 @pytest.mark.parametrize("point", ["db-starting", "db-probing", "web-waiting-on-gate"])

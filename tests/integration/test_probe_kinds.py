@@ -123,6 +123,14 @@ def test_every_probe_kind_against_real_containers(
             f"sleep 1; echo '{signal_doc}' > /runtime/{pre}svc.json; exec sleep 600",
             mount_runtime=True,
         ),
+        # socket: a line protocol (redis-like PING → +PONG) on a published port, answering after 1 s
+        _chunk(
+            "kv",
+            pre,
+            {"type": "socket", "port_key": "6379", "send": "PING\r\n", "expect": "^\\+PONG", **FAST},
+            "sleep 1; exec nc -ll -p 6379 -e sh -c 'read line; echo +PONG'",
+            ports={"6379": str(free_port())},
+        ),
         # tcp on the domain network: nothing published
         _chunk(
             "queue",

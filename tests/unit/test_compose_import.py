@@ -21,34 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "config" / "compose"
 DOCS = ROOT / "docs" / "compose.md"
 
-# PENDING(lead): ContainerSpec fields the importer emits and pnr's model does not have yet. Until a field
-# exists, `validate` strips it before parse_domain/make_plan (everything else is still checked) and
-# `test_examples_validate_unchanged` is an expected failure; once all exist, that test runs for real.
-NEW_CONTAINER_FIELDS = (
-    "entrypoint",
-    "working_dir",
-    "user",
-    "dockerfile",
-    "build_args",
-    "init",
-    "stop_signal",
-    "stop_grace_period_seconds",
-)
-
-
-def missing_fields() -> list[str]:
-    return [f for f in NEW_CONTAINER_FIELDS if f not in pnr.ContainerSpec.model_fields]
-
 
 def validate(domain: dict[str, Any]) -> pnr.Plan:
-    """parse_domain + make_plan, without the container fields pnr does not have yet (PENDING(lead))."""
-    data = copy.deepcopy(domain)
-    gone = missing_fields()
-    for cpux in data["cpuxs"].values():
-        for chunk in cpux["design_chunks"]:
-            for key in gone:
-                chunk["container"].pop(key, None)
-    return pnr.make_plan(pnr.parse_domain(data))
+    """What `pnr validate` checks: the model (pnr.parse_domain) and the signal graph (pnr.make_plan)."""
+    return pnr.make_plan(pnr.parse_domain(copy.deepcopy(domain)))
 
 
 def compose(tmp_path: Path, text: str, filename: str = "docker-compose.yml", **kwargs: Any) -> ImportResult:
@@ -85,18 +61,20 @@ def test_example_imports_and_validates(example: str) -> None:
     json.loads(result.to_json())  # the formatted output is JSON
 
 
-PENDING_FIELDS = pytest.mark.xfail(
-    condition=bool(missing_fields()),
-    strict=True,
-    reason=f"PENDING(lead): ContainerSpec lacks {', '.join(missing_fields())}",
-)
-
-
-@pytest.mark.parametrize("example", ["chain", "demo", pytest.param("full", marks=PENDING_FIELDS), "ports"])
-def test_examples_validate_unchanged(example: str) -> None:
-    """The output as it is (full.yml uses every new field: an expected failure until the lead adds them)."""
-    result = import_compose(EXAMPLES / f"{example}.yml", name=example, environ={})
-    pnr.make_plan(pnr.parse_domain(result.domain))
+def test_import_uses_the_container_fields_pnr_has() -> None:
+    """entrypoint, working_dir, user, dockerfile, build_args, init, stop_signal, stop_grace_period_seconds."""
+    result = import_compose(EXAMPLES / "full.yml", name="full", environ={})
+    used = {key for chunk in chunks(result).values() for key in chunk["container"]}
+    assert used <= set(pnr.ContainerSpec.model_fields)
+    assert {
+        "entrypoint",
+        "working_dir",
+        "user",
+        "build_args",
+        "init",
+        "stop_signal",
+        "stop_grace_period_seconds",
+    } <= used
 
 
 def test_chain_example_is_a_chain_of_healthy_gates() -> None:
@@ -124,9 +102,10 @@ def test_full_example_order_matches_compose() -> None:
     c = chunks(result)
     assert c["migrate"]["kind"] == "job"
     assert list(c["app"]["gatekeeper"]) == ["migrate_completed", "db_healthy"]
-    # worker waits with service_started on app, which smoke needs healthy: the documented gap
-    assert list(c["worker"]["gatekeeper"]) == ["app_healthy"]
-    assert any("on_start" in m for m in notes(result, "services.worker.depends_on[0]"))
+    # worker waits with service_started on app, which smoke needs healthy: app's on_start signal
+    assert list(c["worker"]["gatekeeper"]) == ["app_started"]
+    assert c["app"]["on_start"] == {"app_started": {"prompt": "has app started?", "response": ["yes"], "tv": "Y"}}
+    assert not notes(result, "services.worker.depends_on[0]")
 
 
 # -- ordering: depends_on → gatekeeper / flowout ------------------------------------------------------------
@@ -273,18 +252,21 @@ def test_disabled_healthcheck(tmp_path: Path, off: str) -> None:
 
 
 def test_started_only_dependents_keep_exact_order_and_skip_the_probe(tmp_path: Path) -> None:
-    result = compose(
-        tmp_path,
-        """
+    text = """
         services:
           db: {image: x, healthcheck: {test: [CMD, ready]}}
           api: {image: x, depends_on: [db]}
-    """,
-    )
+    """
+    result = compose(tmp_path, text, started_signals=False)
     c = chunks(result)
     assert "health_check" not in c["db"]
     assert list(c["api"]["gatekeeper"]) == ["db_started"]
     assert "not probed" in notes(result, "services.db.healthcheck")[0]
+    # the default: the healthcheck is probed too (`pnr up` ends when all is healthy, like `up --wait`), and
+    # api still starts as soon as db runs, through db's on_start signal
+    probed = chunks(compose(tmp_path, text))
+    assert probed["db"]["health_check"]["type"] == "exec" and "db_started" in probed["db"]["on_start"]
+    assert list(probed["api"]["gatekeeper"]) == ["db_started"]
 
 
 def test_started_and_healthy_on_one_service_is_noted_not_faked(tmp_path: Path) -> None:
@@ -296,7 +278,7 @@ def test_started_and_healthy_on_one_service_is_noted_not_faked(tmp_path: Path) -
           job: {image: x, depends_on: {api: {condition: service_completed_successfully}}}
           late: {image: x, depends_on: {api: {condition: service_started}}}
     """
-    result = compose(tmp_path, text)
+    result = compose(tmp_path, text, started_signals=False)
     c = chunks(result)
     assert list(c["web"]["gatekeeper"]) == ["db_healthy"]  # stricter than compose, never earlier
     assert list(c["late"]["gatekeeper"]) == ["api_completed"]
@@ -305,8 +287,10 @@ def test_started_and_healthy_on_one_service_is_noted_not_faked(tmp_path: Path) -
     assert not any("on_start" in chunk for chunk in c.values())
     validate(result.domain)
 
-    # with pnr's proposed on_start signal: exact
-    exact = chunks(compose(tmp_path, text, started_signals=True))
+    # with pnr's on_start signals (the default): exact
+    exact_result = compose(tmp_path, text)
+    validate(exact_result.domain)
+    exact = chunks(exact_result)
     assert exact["db"]["on_start"] == {"db_started": {"prompt": "has db started?", **YES}}
     assert exact["db"]["flowout"] == {"db_healthy": {"prompt": "is db healthy?", **YES}}
     assert list(exact["web"]["gatekeeper"]) == ["db_started"]
@@ -440,7 +424,8 @@ def test_image_command_entrypoint_and_process_keys(tmp_path: Path) -> None:
             init: true
             stop_signal: SIGINT
             stop_grace_period: 1m30s
-          b: {image: x, entrypoint: [], command: [], init: "false", stop_grace_period: 500ms}
+          b: {image: x, entrypoint: [], command: [], init: "false", stop_grace_period: 500ms, stop_signal: term}
+          c: {image: x, stop_grace_period: 2h}
     """,
     )
     a, b = chunks(result)["a"]["container"], chunks(result)["b"]["container"]
@@ -455,9 +440,13 @@ def test_image_command_entrypoint_and_process_keys(tmp_path: Path) -> None:
         "stop_signal": "SIGINT",
         "stop_grace_period_seconds": 90.0,
     }
-    assert b["entrypoint"] == [] and "command" not in b and b["init"] is False
-    assert b["stop_grace_period_seconds"] == 0.5
-    assert notes(result, "services.b.command")
+    # compose resets the image's command/entrypoint with []; pnr's model refuses empty ones: reported
+    assert "entrypoint" not in b and "command" not in b and b["init"] is False
+    assert "ENTRYPOINT" in notes(result, "services.b.entrypoint")[0] and notes(result, "services.b.command")
+    assert b["stop_grace_period_seconds"] == 0.5 and b["stop_signal"] == "SIGTERM"
+    assert chunks(result)["c"]["container"]["stop_grace_period_seconds"] == 3600
+    assert notes(result, "services.c.stop_grace_period")
+    validate(result.domain)
 
 
 def test_build(tmp_path: Path) -> None:
@@ -470,17 +459,21 @@ def test_build(tmp_path: Path) -> None:
             build:
               context: ./app
               dockerfile: Dockerfile.dev
-              args: {VERSION: "1.2", TOKEN: "${NPM_TOKEN}", BARE: null}
+              args: {VERSION: "1.2", TOKEN: "${NPM_TOKEN}", BARE: null, HOSTVAR: null, N: 3}
               target: prod
           b: {image: b:1, build: ./app}
           c: {image: c:1, build: "https://github.com/x/y.git"}
     """,
         output_dir=tmp_path / "out",
+        environ={"NPM_TOKEN": "t0k", "HOSTVAR": "h"},
     )
     c = chunks(result)
     assert c["a"]["container"]["build_path"] == "../proj/app"
     assert c["a"]["container"]["dockerfile"] == "Dockerfile.dev"
-    assert c["a"]["container"]["build_args"] == {"VERSION": "1.2", "TOKEN": "${NPM_TOKEN}", "BARE": "${BARE:-}"}
+    # resolved when importing, as compose resolves build args (pnr passes them to the build as they are)
+    assert c["a"]["container"]["build_args"] == {"VERSION": "1.2", "TOKEN": "t0k", "HOSTVAR": "h", "N": "3"}
+    assert notes(result, "services.a.build.args.TOKEN") and notes(result, "services.a.build.args.HOSTVAR")
+    assert "left out" in notes(result, "services.a.build.args.BARE")[0]
     assert "image" not in c["a"]["container"]
     assert "pnr-<domain>-<chunk>" in notes(result, "services.a.build")[0]
     assert notes(result, "services.a.build.target")
@@ -687,6 +680,9 @@ def test_volumes(tmp_path: Path) -> None:
     # without output_dir, paths stay relative to the compose file, which is where the domain file goes
     same = chunks(compose(project, "services:\n  a: {image: x, volumes: ['./html:/h', './h2/x:/x']}\n"))
     assert same["a"]["container"]["volumes"][0] == "./html:/h"
+    # an output folder with nothing in common with the compose file's: absolute paths
+    far = chunks(compose(project, "services:\n  a: {image: x, volumes: ['./html:/h']}\n", output_dir="/"))
+    assert far["a"]["container"]["volumes"] == [f"{project}/html:/h"]
     validate(result.domain)
 
 

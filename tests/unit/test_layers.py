@@ -90,7 +90,13 @@ def test_no_module_level_mutable_registry_of_runs() -> None:
     for path in sorted(PNR.rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
             value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
             mutable = isinstance(value, (ast.Dict, ast.List, ast.Set)) or (
                 isinstance(value, ast.Call) and getattr(value.func, "id", "") in ("dict", "list", "set", "WeakSet")

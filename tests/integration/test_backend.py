@@ -1,0 +1,190 @@
+"""Which Prefect backend `pnr up` uses, for real: the resident server and its runner (the default), an explicit
+PREFECT_API_URL, and a throw-away server. Real processes, real Prefect server, real Docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import _TEST_ONLY_ENV, PNR, ROOT, free_port, http_chunk, pnr_cli, write_config
+
+from pnr.prefect import runner, server
+
+pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
+
+
+def _config(tmp_path: Path, domain: str, gate_on_external: bool = False) -> Path:
+    pre = domain + "-"
+    api_gate = {"db_ready": "Y", "go": "Y"} if gate_on_external else {"db_ready": "Y"}
+    chunks = [
+        http_chunk("db", free_port(), prefix=pre),
+        http_chunk("api", free_port(), prefix=pre, gate=api_gate, check="http"),
+    ]
+    return write_config(tmp_path / f"{domain}.json", {"name": domain, "cpuxs": {"main": {"design_chunks": chunks}}})
+
+
+def _flow_run_id(stdout: str) -> str:
+    line = next(line for line in stdout.splitlines() if line.startswith("flow run: "))
+    return line.rsplit("/", 1)[1]
+
+
+def _task_run_names(api_url: str, flow_run_id: str) -> set[str]:
+    """Task runs of the flow run and its subflow runs, as the API has recorded them (the recorder writes them a
+    moment after the run: wait for it)."""
+    deadline = time.monotonic() + 30
+    names: set[str] = set()
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        subflows = client.post("/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}})
+        ids = [flow_run_id, *(r["id"] for r in subflows.json())]
+        while time.monotonic() < deadline:
+            runs = client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": ids}}}).json()
+            names = {r["name"] for r in runs}
+            if {"db", "api"} <= names:
+                return names
+            time.sleep(0.5)
+    return names
+
+
+def test_up_uses_the_resident_server_and_runner_and_links_the_flow_run(tmp_path, domain_name, cleanup):
+    cleanup.append(domain_name)
+    cfg = _config(tmp_path, domain_name)
+    rdir = str(tmp_path / "rt")
+    first = pnr_cli("up", str(cfg), "--runtime-dir", rdir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    info = server.status()
+    assert info is not None and info.healthy
+    pong = runner.runner_status(info.state_dir)
+    assert pong is not None, "the runner should be running next to the server"
+    assert f"flow run: {info.ui_url}/runs/flow-run/" in first.stdout
+    names = _task_run_names(info.api_url, _flow_run_id(first.stdout))
+    assert {"db", "api"} <= names and any(n.startswith("db.probe[") for n in names), names
+    again = pnr_cli("up", str(cfg), "--runtime-dir", rdir)  # a second process reuses server and runner
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "started pnr's Prefect server" not in again.stdout
+    assert server.status().pid == info.pid and runner.runner_status(info.state_dir)["pid"] == pong["pid"]
+    assert pnr_cli("down", str(cfg), "--runtime-dir", rdir).returncode == 0
+
+
+def test_prefect_api_url_wins_and_starts_no_server(tmp_path, domain_name, cleanup):
+    """With PREFECT_API_URL set, `pnr up` runs against that server in its own process and starts nothing."""
+    cleanup.append(domain_name)
+    info = server.ensure_running()[0]  # the session's server stands in for "a server of the team's"
+    fresh_state = tmp_path / "other-state"
+    cfg = _config(tmp_path, domain_name)
+    env = {"PREFECT_API_URL": info.api_url, "PNR_STATE_DIR": str(fresh_state)}
+    up = pnr_cli("up", str(cfg), "--runtime-dir", str(tmp_path / "rt"), env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "started pnr's Prefect server" not in up.stdout
+    assert not (fresh_state / "server.pid").exists() and not (fresh_state / "runner.pid").exists()
+    assert f"flow run: {info.ui_url}/runs/flow-run/" in up.stdout
+    assert {"db", "api"} <= _task_run_names(info.api_url, _flow_run_id(up.stdout))
+
+
+def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup):
+    """The thin client forwards Ctrl-C: the run in the runner stops, is recorded Failed, exit status 130."""
+    cleanup.append(domain_name)
+    cfg = _config(tmp_path, domain_name, gate_on_external=True)  # api waits for `go`, which never comes
+    rdir = tmp_path / "rt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [*PNR, "up", str(cfg), "--runtime-dir", str(rdir), "--timeout", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    lines: list[str] = []
+    waiting = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "api" in line and "waiting" in line and "go is U" in line:
+                waiting.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert waiting.wait(120), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    text = "".join(lines) + stderr
+    assert proc.returncode == 130, text
+    assert "interrupted." in stderr and f"pnr down {cfg}" in stderr
+    assert "Traceback" not in text
+    info = server.status()
+    assert info is not None
+    with httpx.Client(base_url=info.api_url, timeout=10) as client:
+        state = client.get(f"/flow_runs/{_flow_run_id(''.join(lines))}").json()["state"]
+    assert state["type"] == "FAILED", state
+    chunks = json.loads(pnr_cli("status", str(cfg), "--runtime-dir", str(rdir), "--json").stdout)["chunks"]
+    assert chunks["db"]["status"] == "completed" and chunks["api"]["container"] is None
+    assert runner.runner_status(info.state_dir)["active"] == 0
+
+
+def test_two_bring_ups_at_once_through_the_runner(tmp_path, docker_client, cleanup):
+    domains = [f"c{os.getpid() % 1000}a{i}{time.monotonic_ns() % 10000}" for i in range(2)]
+    cleanup.extend(domains)
+    configs = [_config(tmp_path, d) for d in domains]
+    results: dict[int, Any] = {}
+
+    def up(i: int) -> None:
+        results[i] = pnr_cli("up", str(configs[i]), "--runtime-dir", str(tmp_path / f"rt{i}"))
+
+    threads = [threading.Thread(target=up, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(240)
+    for i, domain in enumerate(domains):
+        assert results[i].returncode == 0, results[i].stdout + results[i].stderr
+        assert "2 chunks completed" in results[i].stdout
+        own = {c.name for c in docker_client.containers.list(filters={"label": f"io.pnr.domain={domain}"})}
+        assert own == {f"{domain}-db", f"{domain}-api"}
+
+
+def test_throw_away_server_when_asked(tmp_path, domain_name, cleanup):
+    cleanup.append(domain_name)
+    cfg = _config(tmp_path, domain_name)
+    fresh_state = tmp_path / "unused-state"
+    env = {"PNR_STATE_DIR": str(fresh_state), "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    up = pnr_cli("up", str(cfg), "--runtime-dir", str(tmp_path / "rt"), "--ephemeral-server", env=env, timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert not (fresh_state / "server.pid").exists()
+    assert "flow run:" not in up.stdout  # a throw-away server has no UI to link to
+
+
+def test_server_commands(tmp_path):
+    """`pnr server status` of the session's server; start is idempotent; a taken port is a clear error."""
+    server.ensure_running()
+    status = pnr_cli("server", "status")
+    assert status.returncode == 0 and "healthy" in status.stdout and "UI   http://" in status.stdout, status.stdout
+    again = pnr_cli("server", "start")
+    assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"PNR_STATE_DIR": str(tmp_path / "state"), "PNR_SERVER_PORT": str(port)}
+        clash = pnr_cli("server", "start", env=env)
+    assert clash.returncode == 1 and str(port) in clash.stderr and "Traceback" not in clash.stderr, clash.stderr
+    assert pnr_cli("server", "status", env={"PNR_STATE_DIR": str(tmp_path / "state")}).returncode == 1
+    assert pnr_cli("server", "stop", env={"PNR_STATE_DIR": str(tmp_path / "state")}).returncode == 0
