@@ -2,23 +2,32 @@
 
     bench/cli.sh --quick          # chain6 + demo, warm server only, 2 repetitions (< 4 min)
     bench/cli.sh                  # everything (< 30 min): + ephemeral, first-run, concurrency, scale 100/500
-    .venv/bin/python bench/cli.py --stacks chain6 --modes warm ephemeral --repeats 3 --no-concurrency --no-scale
+    .venv/bin/python bench/cli.py --stacks chain6 --modes warm ephemeral --backend managed external --repeats 3 \
+        --no-concurrency --no-scale
     .venv/bin/python bench/cli.py --postgres auto      # scale also on a PostgreSQL-backed server
 
-Tools, each one a new process spawned from here, wall = spawn → exit (os.wait4), CPU = user + sys of the process
+Tools, each one a new process spawned from here; wall = spawn → exit (os.wait4), CPU = user + sys of the process
 and the children it waited for (the rusage os.wait4 returns):
   lower bound      `python bench/lower_bound.py STACK.json` (start each container when its dependency answers)
   docker-compose   `docker-compose up -d` (1.29.2, healthchecks + depends_on: service_healthy); it returns before
                    the last service is ready, so its wall is spawn → the later of its exit and the moment every
                    service answers the same host-side probe as the lower bound's
-  pnr              `pnr up CONFIG` in modes: warm (PREFECT_API_URL at a running server: `--backend external`, a
-                   `prefect server start` of this bench's own; `managed`, `pnr server start`; `auto` = managed when
-                   `pnr server --help` works), ephemeral (no PREFECT_API_URL: pnr's temporary server; one warm-up
-                   call first so the database exists), first-run (fresh PREFECT_HOME and PNR_STATE_DIR, no server:
-                   the first call on a new machine, then a second call right after)
+  pnr              `pnr up CONFIG` in modes
+                   warm/managed   `pnr server start` first (server + resident runner, own PNR_STATE_DIR and port);
+                                  `pnr up` without PREFECT_API_URL is then a thin client of the runner
+                   warm/external  a `prefect server start` of the bench's own; `pnr up` with PREFECT_API_URL runs the
+                                  flow in its own process
+                   ephemeral      PNR_EPHEMERAL_SERVER=1: a temporary server per call (pnr's default before it had a
+                                  resident server); one uncounted warm-up call first creates its database
+                   first-run      fresh PREFECT_HOME and PNR_STATE_DIR, no server: the first call on a new machine
+                                  (it starts pnr's server), then a second call right after
+                   (`--backend auto` = managed when `pnr server --help` works, else external). The server's (and
+                   runner's) CPU during each call is read from /proc and reported next to the process's own.
+pnr is imported from a copy of pnr/ taken at the start (`--no-snapshot`: the work tree), so that concurrent edits
+neither change what is measured nor restart pnr's runner in the middle of a run.
 Between repetitions everything is torn down with the tool's own command (`pnr down`, `docker-compose down`), then
 swept by label (pnr.bench.run=<tag>); what the tool's teardown left behind is recorded. Results:
-bench/results/cli-<stamp>.json and cli-latest.json; the Markdown section: bench/cli_report.py.
+bench/results/cli-<stamp>.json, cli-latest.json and cli-latest.md (the section bench/cli_report.py renders).
 """
 
 from __future__ import annotations
@@ -308,8 +317,15 @@ def backend_pids(env: dict[str, str], server: Server | None) -> dict[str, int]:
     return pids
 
 
-def backend_cpu(pids: dict[str, int]) -> float:
-    return sum(tree_cpu(pid) for pid in set(pids.values()))
+def backend_cpu(pids: dict[str, int]) -> dict[int, float]:
+    """CPU seconds so far of each process (tree) by pid."""
+    return {pid: tree_cpu(pid) for pid in set(pids.values())}
+
+
+def cpu_since(before: dict[int, float], pids: dict[str, int]) -> float:
+    """CPU of these processes since `before`; a process started since (a first server, a replaced runner) counts
+    from its start. The CPU of a process that was replaced in between is lost."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in backend_cpu(pids).items())
 
 
 # -- the bench ---------------------------------------------------------------------------------------------
@@ -320,16 +336,27 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"pnrcli-{self.tag}-"))
         self.client = docker.from_env(timeout=300)
         self.pnr = str(args.pnr)
+        self.pythonpath = self.snapshot() if args.snapshot else None
         self.servers: list[Server] = []
         self._servers: dict[str, Server] = {}
-        self.state_dirs: list[Path] = []  # every PNR_STATE_DIR a pnr up got: a server pnr left there is stopped
+        self.state_dirs: set[Path] = set()  # every PNR_STATE_DIR a pnr up got: a server pnr left there is stopped
         self.networks: set[str] = set()
         self.seq = 0
+
+    def snapshot(self) -> str:
+        """A copy of pnr/ (compiled, as pip installs it) that every pnr process of the run imports: what is measured
+        stays the same code while others edit the work tree (pnr's runner restarts whenever pnr's files change)."""
+        src = self.tmp / "src"
+        shutil.copytree(ROOT / "pnr", src / "pnr", ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
+        return str(src)
 
     def base_env(self) -> dict[str, str]:
         """The caller's environment without its Prefect/pnr settings, plus the offline-friendly ones."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PNR_"))}
         env.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1")
+        if self.pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.pythonpath, os.environ.get("PYTHONPATH")]))
         return env
 
     def prefix(self, what: str) -> str:
@@ -432,7 +459,7 @@ class Bench:
         runtime = self.tmp / f"runtime-{domain}"
         self.networks.add(f"pnr_{domain}")
         if "PNR_STATE_DIR" in env:
-            self.state_dirs.append(Path(env["PNR_STATE_DIR"]))
+            self.state_dirs.add(Path(env["PNR_STATE_DIR"]))
         cmd = [self.pnr, "up", str(cfg), "--runtime-dir", str(runtime), "--timeout", str(self.timeout(stack) - 30)]
         return Running(cmd, env), cfg, runtime
 
@@ -457,8 +484,7 @@ class Bench:
         t = run.result(self.timeout(stack))
         rec = self.pnr_record(t, mode)
         pids = backend_pids(env, server)
-        # the server's and the runner's CPU during the call (a process that was replaced: only the new one's)
-        rec["server_cpu"] = backend_cpu(pids) - (cpu0 if pids == pids0 else backend_cpu(pids0 | pids))
+        rec["server_cpu"] = cpu_since(cpu0, pids)  # the server's (and the runner's) CPU during the call
         rec["backend_pids"], rec["backend_restarted"] = pids, bool(pids0) and pids != pids0
         rec["left_server"] = bool(state_pids(env.get("PNR_STATE_DIR")))
         rec["teardown_wall"], problem = self.pnr_down(cfg, runtime, env)
@@ -482,6 +508,7 @@ class Bench:
 
     def ephemeral_env(self) -> dict[str, str]:
         home = self.tmp / "ephemeral"
+        home.mkdir(exist_ok=True)  # Prefect creates PREFECT_HOME only where its parent exists
         env = {**self.base_env(), "PREFECT_HOME": str(home / "home"), "PNR_STATE_DIR": str(home / "state")}
         return {**env, "PNR_EPHEMERAL_SERVER": "1"}  # the default before pnr had a resident server
 
@@ -556,7 +583,7 @@ def bench_stacks(bench: Bench, data: dict[str, Any]) -> None:
             order = tools[r % len(tools) :] + tools[: r % len(tools)]  # no tool always goes first
             for label, fn in order:
                 load = os.getloadavg()[0]
-                rec = fn(PNR_UP_STACKS[name]())  # new host ports each time
+                rec = guarded(bench, label, fn, PNR_UP_STACKS[name]())  # new host ports each time
                 rec.update(stack=name, repeat=r, chunks=chunks, load1=load)
                 data["runs"].append(rec)
                 log(f"{name:<7} #{r} {label:<16} {fmt_rec(rec)}")
@@ -568,6 +595,17 @@ def bench_stacks(bench: Bench, data: dict[str, Any]) -> None:
                     data["runs"].append(rec)
                     log(f"{name:<7} #{r} pnr {rec['mode']:<12} {fmt_rec(rec)}")
                 save(data, "cli-partial.json")
+
+
+def guarded(bench: Bench, label: str, fn: Callable[[Stack], dict[str, Any]], stack: Stack) -> dict[str, Any]:
+    """A tool's run; an unexpected exception (not a failed command, which the tool records) fails this run only."""
+    try:
+        return fn(stack)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            bench.sweep()
+        tool, _, mode = label.partition(" ")
+        return {"tool": tool, "mode": mode, "wall": float("nan"), "cpu": float("nan"), "error": f"{exc!r}"[:2000]}
 
 
 def bench_concurrency(bench: Bench, data: dict[str, Any]) -> None:
@@ -591,11 +629,10 @@ def bench_concurrency(bench: Bench, data: dict[str, Any]) -> None:
 
 
 def pnr_burst(bench: Bench, n: int, server: Server) -> dict[str, Any]:
-    pids, load = backend_pids(server.env(), server), os.getloadavg()[0]
-    cpu0 = backend_cpu(pids)
+    load, cpu0 = os.getloadavg()[0], backend_cpu(backend_pids(server.env(), server))
     started = [bench.pnr_up(SMALL(), bench.prefix(f"k{i}"), server.env()) for i in range(n)]
     runs = [bench.pnr_record(run.result(600), f"warm/{server.kind}") for run, _, _ in started]
-    server_cpu = backend_cpu(pids) - cpu0
+    server_cpu = cpu_since(cpu0, backend_pids(server.env(), server))
     with ThreadPoolExecutor(n) as pool:
         downs = list(pool.map(lambda s: bench.pnr_down(s[1], s[2], server.env()), started))
     return {
@@ -677,7 +714,7 @@ def machine(pnr: str) -> dict[str, Any]:
 
     m = report.machine()
     others = out("docker", "ps", "-q").split()
-    dirty = bool(out("git", "status", "--porcelain", "--untracked-files=no"))
+    dirty = bool(out("git", "status", "--porcelain", "--", "pnr"))  # uncommitted or new files in pnr/
     m.update(
         nproc=int(out("nproc") or 0),
         load_before=list(os.getloadavg()),
@@ -721,6 +758,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "scripts/ensure_postgres.sh)")  # fmt: skip
     p.add_argument("--compose-interval", default="1ms", help="compose healthcheck interval (engine minimum: 1ms)")
     p.add_argument("--pnr", type=Path, default=VENV_BIN / "pnr", help="the pnr executable")
+    p.add_argument(
+        "--no-snapshot",
+        dest="snapshot",
+        action="store_false",
+        help="import pnr from the work tree (default: from a copy taken at the start, see Bench.snapshot)",
+    )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp folder (configs, server logs)")
     p.add_argument("--no-report", action="store_true", help="do not write bench/results/cli-latest.md")
     args = p.parse_args(argv)
@@ -738,8 +781,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.backends = list(dict.fromkeys(auto if b == "auto" else b for b in args.backend if b != "ephemeral"))
     if "ephemeral" in args.backend and "ephemeral" not in args.modes:
         args.modes.append("ephemeral")
-    if not args.backends and (args.concurrency or args.scale or "warm" in args.modes):
-        args.backends = [auto]
+    needs_server = args.concurrency or args.scale or "warm" in args.modes
+    args.backends = (args.backends or [auto]) if needs_server else []
     args.pnr_modes = [f"warm/{b}" for b in args.backends if "warm" in args.modes]
     args.pnr_modes += ["ephemeral"] if "ephemeral" in args.modes else []
     return args

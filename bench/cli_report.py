@@ -44,8 +44,11 @@ def stats(values: list[float]) -> dict[str, float] | None:
 
 
 def _entry(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = [r for r in runs if "error" not in r]
-    entry: dict[str, Any] = {"n": len(ok), "failed": len(runs) - len(ok)}
+    # a call during which pnr's runner was replaced (pnr's code changed under a running bench) pays its start-up:
+    # reported, not counted
+    ok = [r for r in runs if "error" not in r and not r.get("backend_restarted")]
+    failed = sum(1 for r in runs if "error" in r)
+    entry: dict[str, Any] = {"n": len(ok), "failed": failed, "excluded": len(runs) - len(ok) - failed}
     for field in ("wall", "cpu", "server_cpu", "first_output", "first_start", "exit_after_completed", "teardown_wall"):
         entry[field] = stats([r.get(field) for r in ok])
     entry["cpu_total"] = stats([r["cpu"] + (r.get("server_cpu") or 0.0) for r in ok])
@@ -159,7 +162,8 @@ def _header(data: dict[str, Any]) -> list[str]:
     return [
         f"Measured {data['date']} (run tag {data['tag']}, {data.get('duration_s', 0) / 60:.1f} min) on "
         f"{m['nproc']} cores ({m['cpu']}), {m['mem_mb'] // 1024} GB RAM, kernel {m['kernel']}; Docker {m['docker']}, "
-        f"docker-compose {m['compose']}, Prefect {m['prefect']}, Python {m['python']}, pnr {m['pnr_git']}. "
+        f"docker-compose {m['compose']}, Prefect {m['prefect']}, Python {m['python']}, pnr {m['pnr_git']}"
+        f"{' (imported from a copy of pnr/ taken at the start)' if a.get('snapshot') else ''}. "
         f"Load average (1/5/15 min) before the run: **{load}**, after: {after}; containers of others running at "
         f"the start: {m['other_containers_running']}. Warm server(s): {backends}. "
         f"Repetitions: {a['repeats']}. Raw: `bench/results/cli-*.json`.",
@@ -183,6 +187,7 @@ def _stack_table(name: str, st: dict[str, Any]) -> list[str]:
     for k in sorted(st["tools"], key=lambda k: TOOL_ORDER.index(k) if k in TOOL_ORDER else 99):
         e = st["tools"][k]
         fail = f" ({e['failed']} failed)" if e["failed"] else ""
+        fail += f" ({e['excluded']} not counted: runner replaced)" if e.get("excluded") else ""
         lines.append(
             f"| {TOOL_LABEL.get(k, k)}{fail} | {_s(e['wall'])} | {_s(e['cpu'])} | {_s(e['server_cpu'])} | "
             f"{_s(e['cpu_total']) if e['server_cpu'] else '–'} | "

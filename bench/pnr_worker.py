@@ -11,15 +11,10 @@ import sys
 import time
 import traceback
 
-# the same quiet defaults `pnr up` sets (pnr/cli.py:_quiet_prefect)
-for key, value in {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL",
-    "PREFECT_CLI_COLORS": "false",
-}.items():
+from pnr.settings import quiet_prefect_env
+
+# the same quiet defaults `pnr up` sets
+for key, value in quiet_prefect_env().items():
     os.environ.setdefault(key, value)
 
 from pnr.prefect.flows import bring_up, quiet_prefect_run  # noqa: E402

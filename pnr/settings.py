@@ -31,3 +31,20 @@ def get_settings() -> PnrSettings:
 def resolve_runtime_dir(value: str | Path | None) -> Path:
     """--runtime-dir, else PNR_RUNTIME_DIR, else ./runtime."""
     return Path(value) if value else get_settings().runtime_dir
+
+
+def quiet_prefect_env(verbose: bool = False) -> dict[str, str]:
+    """Offline-friendly, quiet Prefect defaults for pnr's processes (the CLI, the runner, benchmarks); callers
+    apply them with `os.environ.setdefault`, so anything the user set explicitly wins."""
+    console = "INFO" if verbose else "CRITICAL"
+    return {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": console,
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": console,
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": console,
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING" if verbose else "CRITICAL",
+        "PREFECT_CLI_COLORS": "false",
+        # the first start of a temporary server migrates its database: slow on a busy machine
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }

@@ -111,6 +111,40 @@ def second_engine(docker_client: Any) -> Iterator[str]:
         second_engine_ctl("purge")
 
 
+PG_DIR = Path("/var/tmp/pnr-pg-test")  # not under /tmp/pytest-of-*: the postgres user must reach it
+ENSURE_POSTGRES = ROOT / "scripts" / "ensure_postgres.sh"
+
+
+def _running_cluster_port() -> int | None:
+    """The port of the test cluster if it already runs (then this session must not stop it)."""
+    try:
+        lines = (PG_DIR / "data" / "postmaster.pid").read_text().splitlines()
+        os.kill(int(lines[0]), 0)
+        return int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL (with pg_trgm) for Prefect servers (scripts/ensure_postgres.sh): its asyncpg URL. Shared by
+    test_server.py and test_scale_out.py; stopped at the end of the session if this session started it."""
+    port = _running_cluster_port()
+    started = port is None
+    env = {**os.environ, "PNR_PG_DIR": str(PG_DIR), "PNR_PG_PORT": str(port or free_port())}
+    done = subprocess.run([str(ENSURE_POSTGRES)], env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        message = f"scripts/ensure_postgres.sh failed:\n{done.stderr[-3000:]}"
+        if os.environ.get("CI") or os.environ.get("PNR_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield done.stdout.strip().splitlines()[-1]
+    finally:
+        if started:
+            subprocess.run([str(ENSURE_POSTGRES), "stop"], env=env, capture_output=True, timeout=60)
+
+
 @pytest.fixture
 def domain_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"

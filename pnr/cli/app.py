@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -49,15 +50,10 @@ PHASE_STYLE = {
 
 def _quiet_prefect(verbose: bool) -> None:
     """Offline-friendly, quiet Prefect defaults; anything the user set explicitly wins."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "INFO" if verbose else "CRITICAL")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "INFO" if verbose else "CRITICAL")
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING" if verbose else "CRITICAL")
-    os.environ.setdefault("PREFECT_CLI_COLORS", "false")
-    # the first start of the temporary server migrates its database: slow on a busy machine
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from pnr.settings import quiet_prefect_env
+
+    for key, value in quiet_prefect_env(verbose).items():
+        os.environ.setdefault(key, value)
 
 
 def _fail(exc: PnrError) -> typer.Exit:
@@ -183,6 +179,14 @@ def up(
             "[default: $PNR_EPHEMERAL_SERVER]",
         ),
     ] = False,
+    timeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--timeline",
+            help="write the run's readiness timeline as a picture: FILE.svg, or FILE.png (needs chromium)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
     (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
@@ -190,6 +194,7 @@ def up(
     if dry_run:
         _dry_run(plan, config, runtime_dir, force_recreate)
         return
+    chromium = _timeline_target(timeline)
     _quiet_prefect(verbose)
     from pnr.settings import resolve_runtime_dir
 
@@ -215,6 +220,8 @@ def up(
     run = _run_remote if backend.use_runner else _run_here
     outcome = run(backend, args, progress)
     _summary(plan, rdir)
+    if timeline is not None:
+        _write_timeline(plan, rdir, outcome, timeline, chromium)
     url = backend.flow_run_url(outcome.get("flow_run_id"))
     if url:
         out.print(f"flow run: {url}")
@@ -232,6 +239,53 @@ def up(
         out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)}; watched until: {_escape(result['watch']['ended'])}")
         return
     out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - progress.t0:.1f}s")
+
+
+def _timeline_target(path: Path | None) -> str | None:
+    """Check `--timeline FILE` before anything runs (exit 2): .svg, or .png with chromium to render it."""
+    if path is None:
+        return None
+    suffix = path.suffix.lower()
+    if suffix not in (".svg", ".png"):
+        raise _fail_with(2, f"--timeline {path}: the file must end in .svg or .png")
+    if not path.resolve().parent.is_dir():
+        raise _fail_with(2, f"--timeline {path}: folder {path.resolve().parent} does not exist")
+    if suffix == ".svg":
+        return None
+    from pnr.cli.render import find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        raise _fail_with(
+            2,
+            f"--timeline {path}: a PNG is rendered with headless Chromium, which is not installed "
+            "(Debian: apt-get install chromium); write FILE.svg instead (any browser shows it)",
+        )
+    return chromium
+
+
+def _write_timeline(plan: Any, rdir: Path, outcome: dict[str, Any], path: Path, chromium: str | None) -> None:
+    """The run's Gantt chart: from its result, or for a run that failed from the chunk-state file it left."""
+    from pnr.lifecycle.timeline import timeline_svg
+    from pnr.runtime import ChunkStateFile
+
+    if outcome.get("ok"):
+        data = {n: c for chunks in outcome["result"]["cpuxs"].values() for n, c in chunks.items()}
+        end = None
+    else:
+        data, end = ChunkStateFile(rdir, plan.domain.name).chunks(), time.time()
+    svg = timeline_svg(data, plan.depends_on, title=f"readiness timeline of {plan.domain.name}", end=end)
+    try:
+        if chromium is None:
+            path.write_text(svg, encoding="utf-8")
+        else:
+            from pnr.cli.render import svg_to_png
+
+            svg_to_png(svg, path, chromium)
+    except (OSError, RuntimeError) as exc:
+        err.print(f"[yellow]warning:[/] timeline not written: {_escape(str(exc))}")
+        return
+    out.print(f"timeline: {path}")
 
 
 def _backend(ephemeral: bool) -> Any:
@@ -422,6 +476,131 @@ def status(
 
 
 app.command("ps", help="Short for `pnr status`: chunk states, containers, truth values.")(status)
+
+
+@app.command()
+def logs(
+    config: ConfigArg,
+    chunks: Annotated[
+        list[str] | None, typer.Argument(help="chunks to show [default: every chunk]", show_default=False)
+    ] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="follow new output until Ctrl-C")] = False,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", help="only the last N lines of each container", min=0)
+    ] = None,
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="show the engine's timestamps")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="no colours, even on a terminal")] = False,
+) -> None:
+    """The output of the domain's containers (only those pnr labelled for it), `chunk | line` like compose;
+    lines of several containers are merged in time order. -f follows them live (Ctrl-C ends, exit 0)."""
+    plan = _plan(config)
+    from pnr.cli.render import LogPrinter
+    from pnr.engines.engine import Engine
+    from pnr.lifecycle.logs import LogFollower, log_sources, read_logs
+
+    try:
+        sources, missing = log_sources(plan, Engine(), chunks or [])
+    except PnrError as exc:
+        raise _fail(exc) from None
+    for name in missing:
+        err.print(f"[yellow]note:[/] {name} has no container (not up; `pnr up {config}`)")
+    printer = LogPrinter([s.chunk for s in sources], colour=out.is_terminal and not no_color)
+    try:
+        if not follow:
+            try:
+                lines = read_logs(sources, tail=tail, timestamps=timestamps)
+            except PnrError as exc:
+                raise _fail(exc) from None
+            sys.stdout.writelines(printer.format(ln.chunk, ln.text, ln.stamp) for ln in lines)
+            sys.stdout.flush()
+            return
+        _follow_logs(LogFollower(sources, tail=tail, timestamps=timestamps), printer)
+    except BrokenPipeError:  # `pnr logs ... | head`: the reader has all it wanted
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _follow_logs(follower: Any, printer: Any) -> None:
+    from pnr.lifecycle.logs import FollowEnded
+
+    follower.start()
+    try:
+        for item in follower.lines():
+            if isinstance(item, FollowEnded):
+                if item.error:
+                    err.print(f"[yellow]warning:[/] {item.chunk}: {_escape(item.error)}")
+                continue
+            sys.stdout.write(printer.format(item.chunk, item.text, item.stamp))
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # Ctrl-C ends following: a normal end
+        pass
+    finally:
+        follower.stop()
+
+
+@app.command()
+def restart(
+    config: ConfigArg,
+    chunk: Annotated[str, typer.Argument(help="the chunk whose container to restart", show_default=False)],
+    runtime_dir: RuntimeOpt = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds to wait for every chunk to be ready again [default: $PNR_TIMEOUT_SECONDS or 300]", min=0.1
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show every watch step")] = False,
+) -> None:
+    """Restart one chunk's container: its signals go N, it stops (its stop signal and grace period) and starts,
+    and is probed until ready; its dependents follow their on_dependency_lost policy. Exit 0 when every chunk
+    that was ready is ready again. With a `pnr up --watch` of the domain running, only restarts the container."""
+    plan = _plan(config)
+    from pnr.engines.engine import Engine
+    from pnr.lifecycle import RunControl, RunNote
+    from pnr.lifecycle.restart import restart_chunk
+    from pnr.settings import get_settings, resolve_runtime_dir
+
+    rdir = resolve_runtime_dir(runtime_dir)
+    progress = _Progress()
+    control = RunControl()
+    control.listen(lambda event: None if isinstance(event, RunNote) else progress(event))
+    interrupted = _on_ctrl_c(control.interrupt)
+    out.print(f"pnr restart [bold]{plan.domain.name}[/] {_escape(chunk)}; runtime {rdir}")
+    log = (lambda m: out.print(f"  {time.monotonic() - progress.t0:7.2f}s  {_escape(m)}")) if verbose else None
+    try:
+        result = restart_chunk(
+            plan,
+            Engine(),
+            rdir,
+            chunk,
+            timeout_seconds=timeout or get_settings().timeout_seconds,
+            config_path=str(config),
+            control=control,
+            log=log,
+        )
+    except PnrError as exc:
+        raise _fail(exc) from None
+    if result.mode == "live-run":
+        out.print(
+            f"a pnr run of domain {plan.domain.name} is live (pid {result.live_pid}, e.g. `pnr up --watch`): "
+            f"restarted container {result.container} only; that run's watch reacts to it"
+        )
+        if not result.ok:
+            raise _fail_with(1, result.message)
+        out.print(f"[green]restarted:[/] {chunk}; the live run reports every chunk ready again ({result.seconds:.1f}s)")
+        return
+    if result.not_watched:
+        out.print(f"not watched (they were not ready before): {', '.join(result.not_watched)}")
+    if not result.ok:
+        if interrupted:
+            err.print("[yellow]interrupted.[/] The containers are left as they are; `pnr status` shows them.")
+            raise typer.Exit(130)
+        raise _fail_with(1, result.message)
+    n = len(result.watched)
+    out.print(
+        f"[green]restarted:[/] {chunk} ({result.container}); {n} chunk{'s' * (n != 1)} ready again "
+        f"in {result.seconds:.1f}s"
+    )
 
 
 @app.command()

@@ -13,6 +13,7 @@ from pnr.engines.engine import (
     LABEL_SPEC,
     ContainerState,
     Engine,
+    LogStream,
     image_ref,
     network_name,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Decision",
     "Engine",
     "EngineSet",
+    "LogStream",
     "config_hash",
     "decide",
     "describe_changes",

@@ -117,6 +117,33 @@ class ContainerState:
     labels: dict[str, str]
 
 
+class LogStream:
+    """The followed log of one container as whole lines (str, without the newline); `close()` ends it from
+    another thread. Ends quietly when the container stops or the connection drops."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._closed = False
+
+    def __iter__(self) -> Iterator[str]:
+        pending = b""
+        try:
+            for chunk in self._stream:
+                pending += chunk if isinstance(chunk, bytes) else str(chunk).encode()
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", errors="replace").removesuffix("\r")
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, ValueError):
+            pass  # closed, or the engine went away mid-stream: what was read is all there is
+        if pending and not self._closed:
+            yield pending.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):  # already closed, or the connection is gone
+            self._stream.close()
+
+
 class Engine:
     """One Docker engine behind a small surface. `host` is how to reach it (a DOCKER_HOST-style URL; default:
     the environment's); pass `client` to inject a fake in unit tests.
@@ -453,6 +480,41 @@ class Engine:
         except EngineError:
             return ""
         return raw.decode("utf-8", errors="replace").rstrip() if isinstance(raw, bytes) else str(raw)
+
+    def logs_since(
+        self, cid: str, *, since: float | None = None, tail: int | None = None, timestamps: bool = False
+    ) -> list[str]:
+        """A container's log lines (stdout and stderr as written), from `since` (epoch seconds) on and/or only the
+        last `tail`; with `timestamps` each starts with the engine's RFC 3339 time. EngineError if unreadable."""
+        with self._errors(f"reading logs of container {cid[:12]}"):
+            raw = self.client.api.logs(
+                cid,
+                stdout=True,
+                stderr=True,
+                timestamps=timestamps,
+                tail="all" if tail is None else tail,
+                since=since if since and since > 0 else None,
+            )
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        return text.splitlines()
+
+    def logs_stream(
+        self, cid: str, *, tail: int | None = None, timestamps: bool = False, since: float | None = None
+    ) -> LogStream:
+        """Follow a container's log: its lines so far (or the last `tail`), then new ones as they are written,
+        until the container stops or `close()` is called (from any thread). EngineError if it cannot be opened."""
+        with self._errors(f"following logs of container {cid[:12]}"):
+            stream = self.client.api.logs(
+                cid,
+                stdout=True,
+                stderr=True,
+                stream=True,
+                follow=True,
+                timestamps=timestamps,
+                tail="all" if tail is None else tail,
+                since=since if since and since > 0 else None,
+            )
+        return LogStream(stream)
 
     # -- what probes ask -------------------------------------------------------------------------
     def exec_run(self, cid: str, command: list[str]) -> tuple[int | None, str]:

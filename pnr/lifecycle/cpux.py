@@ -215,6 +215,7 @@ class CpuxRun(CpuxState):
                 "phase": p.phase.value,
                 "container": p.container,
                 "action": p.action,
+                "created_at": p.created_at,
                 "started_at": p.started_at,
                 "first_probe_at": p.first_probe_at,
                 "ready_at": p.ready_at,

@@ -3,6 +3,8 @@
     Watcher.run()   one thread per watched chunk; the calling thread re-reads the runtime folder and ends the
                     watch: `stop()` (Ctrl-C → the run's `RunControl.interrupt`), `seconds`, or a cancellation
                     check (the Prefect flow run was cancelled).
+    request_restart()   `pnr restart`: a chunk restarted on purpose (signals N, stop, dependents react, start,
+                    probed until ready); `settled()` says when every watched chunk is ready again.
 
     a chunk's own probe (its health_check at its interval_seconds; without one: the container must run)
         ready ──failure_threshold failures in a row (default 3)──▶ lost: failure mapping written (signal N)
@@ -73,6 +75,7 @@ class _Watched:
         self.state = "ready"  # ready | lost | held (stopped by the watch) | starting (after a start/restart)
         self.gate_lost = False
         self.restart_pending = False
+        self.restart_requested = False  # `pnr restart` asked for this chunk (see Watcher.request_restart)
         self.last: tuple[bool, str] | None = None
         self.problem = ""  # last engine error of a gate action (logged once)
 
@@ -211,6 +214,9 @@ class Watcher:
             self._stopped.wait(w.interval)
 
     def _step(self, w: _Watched) -> None:
+        if w.restart_requested:
+            self._restart(w)
+            return
         holds = self.store.holds(w.spec.gatekeeper)
         if not holds and not w.gate_lost:
             self._gate_lost(w)
@@ -306,8 +312,70 @@ class Watcher:
         w.run.set_phase(w.name, Phase.STARTING, detail, started_at=time.time())
         self._transition(w, what, Phase.PROBING, f"{detail}; probing")
 
+    # -- a restart asked for (`pnr restart`) -------------------------------------------------------------
+    def request_restart(self, name: str) -> None:
+        """Restart a watched chunk's container on purpose (`pnr restart`). Done in the chunk's own watch thread,
+        between its attempts: its lost values are written (as if its container were gone), it is stopped with its
+        own stop signal and grace period, and once every chunk whose gate that broke has reacted (its
+        on_dependency_lost policy), started again and probed until ready — the recovery writes its success
+        mapping, and dependents follow as after any loss. ValueError if `name` is not watched."""
+        for w in self.chunks:
+            if w.name == name:
+                w.restart_requested = True
+                return
+        raise ValueError(f"{name} is not watched")
+
+    def settled(self) -> bool:
+        """Every watched chunk is ready, its gate holds, and nothing is left to do (no restart pending)."""
+        return all(
+            w.state == "ready"
+            and not w.gate_lost
+            and not w.restart_pending
+            and not w.restart_requested
+            and self.store.holds(w.spec.gatekeeper)
+            for w in self.chunks
+        )
+
+    def unsettled(self) -> dict[str, str]:
+        """Chunks that are not ready again, with where they stand and their last observation."""
+        out = {}
+        for w in self.chunks:
+            if w.state == "ready" and not w.gate_lost and not w.restart_pending and not w.restart_requested:
+                continue
+            where = {"held": "stopped by on_dependency_lost=stop", "starting": "restarted, not ready yet"}.get(
+                w.state, w.state
+            )
+            if w.restart_requested:
+                where = "restart not done" + (f": {w.problem}" if w.problem else "")
+            elif w.gate_lost or not self.store.holds(w.spec.gatekeeper):
+                where += f"; waits on {w.run.unmet_text(w.spec.gatekeeper)}"
+            if w.last is not None and not w.last[0]:
+                where += f"; last attempt: {w.last[1]}"
+            out[w.name] = where
+        return out
+
+    def _restart(self, w: _Watched, settle_seconds: float = 30.0) -> None:
+        written = self._write(w.driver.lost_values(container_gone=True))  # first: dependents react while it stops
+        w.state, w.last = "held", None
+        w.streak.reset()
+        detail = f"restarting {w.container}: stopping" + (f"; wrote {written}" if written else "")
+        self.log(f"{w.name}: {detail}")
+        self._transition(w, "stopped", Phase.STARTING, detail)
+        if not self._engine_action(w, "stop", lambda: w.driver.engine.stop(w.container)):
+            return  # tried again at the next step
+        # the chunks whose gate this broke react before it comes back (a quick restart must not slip past them)
+        end = time.monotonic() + settle_seconds
+        while not self._stopped.is_set() and time.monotonic() < end:
+            if all(o.gate_lost or self.store.holds(o.spec.gatekeeper) for o in self.chunks if o is not w):
+                break
+            self._stopped.wait(self.poll / 4)
+        if self._stopped.is_set() or not self._engine_action(w, "start", lambda: w.driver.engine.start(w.container)):
+            return
+        w.restart_requested = False
+        self._restarted(w, "restarted", f"restarted {w.container} (pnr restart)")
+
     def _running(self, w: _Watched) -> bool:
-        state = self.engine.inspect(w.container)
+        state = w.driver.engine.inspect(w.container)  # the chunk's own engine
         return state is not None and state.running
 
     def _engine_action(self, w: _Watched, what: str, action: Callable[[], None]) -> bool:

@@ -5,7 +5,7 @@
 | `pnr-<domain>-plan`        | markdown | the signal graph as a mermaid flowchart, and the start levels         |
 | `pnr-<domain>-progress`    | progress | percent of chunks ready, updated as each one becomes ready            |
 | `pnr-<domain>-signals`     | table    | final truth value of every signal                                     |
-| `pnr-<domain>-timeline`    | markdown | created → started → first probe → ready per chunk; ★ critical path |
+| `pnr-<domain>-timeline`    | markdown | a Gantt chart (SVG) and created → started → probe → ready; ★ critical path |
 
 `RunArtifacts` is driven by `pnr.flows.bring_up`; outside a Prefect flow run it does nothing (no API calls,
 no warnings). A failing artifact call is logged at debug level and never fails or stalls the run.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from pnr.lifecycle import ChunkProgress, CpuxRun, Phase, ProgressEvent, RunControl
+from pnr.lifecycle import ChunkProgress, CpuxRun, Phase, ProgressEvent, RunControl, timeline
 from pnr.model import Plan
 from pnr.prefect.observer import RunObserver
 from pnr.runtime import SignalStore
@@ -94,18 +94,15 @@ def signals_table(state: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
 
 
 def critical_path(plan: Plan, progress: dict[str, ChunkProgress]) -> list[str]:
-    """The chain of chunks that decided when the last chunk was ready: start at the last-ready chunk and follow,
-    at each step, the producer whose readiness came last (the one that actually opened the gate)."""
+    """The chain of chunks that decided when the last chunk was ready (see `pnr.lifecycle.timeline`)."""
     ready = {n: p.ready_at for n, p in progress.items() if p.ready_at is not None}
-    if not ready:
-        return []
-    path = [max(ready, key=lambda n: ready[n])]
-    while True:
-        producers = [d for d in plan.depends_on.get(path[-1], []) if d in ready and d not in path]
-        if not producers:
-            break
-        path.append(max(producers, key=lambda n: ready[n]))
-    return list(reversed(path))
+    return timeline.critical_path(plan.depends_on, ready)
+
+
+def timeline_image(plan: Plan, progress: dict[str, ChunkProgress]) -> str:
+    """The Gantt chart of the run (`pnr.lifecycle.timeline`) as a data: URI."""
+    svg = timeline.timeline_svg(progress, plan.depends_on, title=f"readiness timeline of {plan.domain.name}")
+    return timeline.svg_data_uri(svg)
 
 
 def _secs(a: float | None, b: float | None) -> str:
@@ -130,6 +127,9 @@ def timeline_markdown(plan: Plan, progress: dict[str, ChunkProgress]) -> str:
             "probe, *probe* = first probe → ready. "
             "★ = critical path (the chain that decided when the last chunk was ready)."
         ),
+        "",
+        # the picture: a markdown image with a data: URI (the UI's markdown drops an inline <svg>, draws this)
+        f"![readiness timeline of {plan.domain.name}]({timeline_image(plan, progress)})",
         "",
         "| | chunk | cpux | phase | created | started | first probe | ready | wait | start | probe | total |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -39,6 +39,7 @@ from typing import Any
 
 from pnr.exceptions import PnrError
 from pnr.prefect import daemon
+from pnr.settings import quiet_prefect_env
 
 MARKER = "pnr.prefect.runner"
 START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine
@@ -318,7 +319,7 @@ def serve(state_dir: Path, api_url: str) -> None:
     import signal
 
     os.environ["PREFECT_API_URL"] = api_url
-    for key, value in QUIET_PREFECT.items():
+    for key, value in quiet_prefect_env().items():
         os.environ.setdefault(key, value)
     _warm_up()
 
@@ -363,17 +364,6 @@ def _warm_up() -> None:
                 client.create_flow(flow)
     except Exception as exc:  # a warm-up only: the first run will say what is wrong
         print(f"warm-up could not reach {os.environ.get('PREFECT_API_URL')}: {exc}", flush=True)
-
-
-# Offline-friendly, quiet Prefect defaults for processes pnr runs (anything the user set explicitly wins).
-QUIET_PREFECT = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL",
-    "PREFECT_CLI_COLORS": "false",
-}
 
 
 def _connect(paths: RunnerPaths, timeout: float) -> socket.socket:

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -236,7 +236,8 @@ def ensure_running(
 ) -> tuple[ServerInfo, bool]:
     """The server `pnr up` talks to: the running one if there is one, else a new one (started_now=True).
 
-    A stale pid file (process gone, or the pid now another program's) is removed and a new server started.
+    A stale pid file (process gone, or the pid now another program's) is removed and a new server started
+    with the host, port and database the pid file records, unless the call asks for others.
     A running server with another host, port or database than explicitly asked for is an error: stop it first.
     With `wait`, returns once `/api/health` answers (`startup_seconds` says how long a new server took).
     """
@@ -256,6 +257,7 @@ def ensure_running(
                 # still starting (an earlier start(wait=False)), or hung: give it the same deadline
                 _wait_healthy(config, record, None, deadline, 0, timeout)
                 return record.info(config, healthy=True), False
+            config = _as_before(config, record)  # crashed or vanished: back on its port, with its database
             _remove_record(config)
         return _spawn(config, wait, deadline, timeout), True
 
@@ -462,9 +464,9 @@ def _check_port_free(host: str, port: int, api_url: str, config_dir: Path) -> No
             return
     except OSError as exc:
         reason = exc.strerror or str(exc)
-    who = "another process"
+    who = _port_holder(port) or "another process"
     if _healthy(api_url, timeout=1.0):
-        who = f"a Prefect server not started from {config_dir} (use it with PREFECT_API_URL={api_url})"
+        who = f"a Prefect server not started from {config_dir}, {who} (use it with PREFECT_API_URL={api_url})"
     raise PortInUseError(
         f"port {port} on {host} is already in use by {who} ({reason}); choose another port with --port "
         f"(or PNR_SERVER_PORT), or stop the process that holds port {port}"
@@ -495,6 +497,23 @@ def _check_postgres_reachable(url: str) -> None:
             f"cannot reach PostgreSQL at {address[0]}:{address[1]} ({exc.strerror or exc}); start it "
             "(scripts/ensure_postgres.sh) or fix the database URL (PNR_SERVER_DATABASE_URL)"
         ) from None
+
+
+def _as_before(config: ServerConfig, record: _Record) -> ServerConfig:
+    """The request, completed from the record of a server that is gone (restarting it keeps its clients' URL)."""
+    if record.pid <= 0:  # an unreadable pid file: nothing to go by
+        return config
+    database_url = config.database_url
+    if database_url is None:
+        if _fingerprint(record.database_url) == record.database_fingerprint:
+            database_url = record.database_url  # recorded in full (no password to mask)
+        elif record.database != "sqlite":
+            raise ServerError(
+                f"pnr's Prefect server (pid {record.pid}, {record.api_url}) is gone; it used {record.database_url}. "
+                "Give that database URL again (--database-url or PNR_SERVER_DATABASE_URL) to restart it, or "
+                "forget it with `pnr server stop` and start afresh on SQLite"
+            )
+    return replace(config, host=config.host or record.host, port=config.port or record.port, database_url=database_url)
 
 
 def _check_matches(config: ServerConfig, record: _Record) -> None:
@@ -530,6 +549,26 @@ def _is_our_server(record: _Record) -> bool:
     port = str(record.port)
     on_port = f"--port={port}" in cmdline or any(a == "--port" and b == port for a, b in itertools.pairwise(cmdline))
     return is_server and on_port
+
+
+def _port_holder(port: int) -> str | None:
+    """`pid N (command)` of a process listening on `port`; best effort (Linux procfs, own or root's processes)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()  # sl local_address rem_address st ... inode
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return f"pid {proc.name} ({' '.join(_cmdline(int(proc.name)))[:100]})"
+    return None
 
 
 def _alive(pid: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -106,11 +107,11 @@ def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup)
     lines: list[str] = []
     waiting = threading.Event()
 
-    def read() -> None:
+    def read() -> None:  # db is ready (its line comes after api's "waits on ... go is U" announcement)
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if "api" in line and "waiting" in line and "go is U" in line:
+            if re.search(r"\bdb\s+ready\b", line):
                 waiting.set()
 
     reader = threading.Thread(target=read, daemon=True)

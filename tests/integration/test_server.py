@@ -9,6 +9,7 @@ the session started it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -26,9 +27,6 @@ from conftest import ROOT, free_port
 from pnr.prefect import server
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
-
-PG_DIR = Path("/var/tmp/pnr-pg-test")  # not under /tmp/pytest-of-*: the postgres user must reach it
-ENSURE_POSTGRES = ROOT / "scripts" / "ensure_postgres.sh"
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -74,6 +72,15 @@ def _kill(pid: int) -> None:
         time.sleep(0.05)
 
 
+def _crash(pid: int) -> None:
+    """SIGKILL the server process alone (as a crash would end it) and wait until it is gone."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
 @pytest.fixture
 def servers(state: Path) -> Iterator[Callable[[int], int]]:
     """`servers(pid)` registers a server pid to kill after the test, even when it fails; the pid in the state
@@ -100,6 +107,7 @@ def _write_stale_record(state: Path, pid: int, port: int) -> None:
     """A pid file as pnr writes it, for a pid that is not (or no longer) pnr's server."""
     state.mkdir(parents=True, exist_ok=True)
     api = f"http://127.0.0.1:{port}/api"
+    database_url = f"sqlite+aiosqlite:///{state / 'prefect-home' / 'prefect.db'}"
     record = {
         "pid": pid,
         "host": "127.0.0.1",
@@ -107,8 +115,8 @@ def _write_stale_record(state: Path, pid: int, port: int) -> None:
         "api_url": api,
         "ui_url": api.removesuffix("/api"),
         "database": "sqlite",
-        "database_url": "sqlite+aiosqlite:///nowhere.db",
-        "database_fingerprint": "0" * 64,
+        "database_url": database_url,
+        "database_fingerprint": hashlib.sha256(database_url.encode()).hexdigest(),
         "started_at": "2026-01-01T00:00:00+00:00",
         "startup_seconds": 3.0,
         "proc_start": None,
@@ -199,13 +207,10 @@ def test_crashed_server_is_restarted(state: Path, servers: Callable[[int], int])
     port = free_port()
     first = server.start(port=port)
     servers(first.pid)
-    os.kill(first.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _alive(first.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _crash(first.pid)
     assert server.status() is None  # pid file still there, process gone
 
-    info, started_now = server.ensure_running(port=port)
+    info, started_now = server.ensure_running()  # back on the port it had: its clients' URL stays valid
     servers(info.pid)
     assert started_now and info.pid != first.pid and info.healthy and info.port == port
     server.stop()
@@ -222,6 +227,7 @@ def test_taken_port_is_a_clear_error(state: Path, servers: Callable[[int], int])
             server.start(port=port, timeout=30)
     message = str(error.value)
     assert f"port {port}" in message and "--port" in message
+    assert f"pid {os.getpid()} " in message, "the process holding the port is named"
     assert not (state / "server.pid").exists()
     assert server.status() is None
 
@@ -247,9 +253,9 @@ def test_stale_pid_files(state: Path, servers: Callable[[int], int]) -> None:
         assert sleeper.poll() is None and not (state / "server.pid").exists()
 
         _write_stale_record(state, sleeper.pid, port)
-        info, started_now = server.ensure_running(port=port)
+        info, started_now = server.ensure_running()
         servers(info.pid)
-        assert started_now and info.pid != sleeper.pid and info.healthy
+        assert started_now and info.pid != sleeper.pid and info.healthy and info.port == port
         assert _record(state)["pid"] == info.pid
         assert server.stop() is not None
         assert sleeper.poll() is None, "pnr killed a process it did not start"
@@ -261,32 +267,7 @@ def test_stale_pid_files(state: Path, servers: Callable[[int], int]) -> None:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def _running_cluster_port() -> int | None:
-    """The port of the test cluster if it already runs (then this session must not stop it)."""
-    try:
-        lines = (PG_DIR / "data" / "postmaster.pid").read_text().splitlines()
-        os.kill(int(lines[0]), 0)
-        return int(lines[3])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    port = _running_cluster_port()
-    started = port is None
-    env = {**os.environ, "PNR_PG_DIR": str(PG_DIR), "PNR_PG_PORT": str(port or free_port())}
-    done = subprocess.run([str(ENSURE_POSTGRES)], env=env, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        message = f"scripts/ensure_postgres.sh failed:\n{done.stderr[-3000:]}"
-        if os.environ.get("CI") or os.environ.get("PNR_REQUIRE_POSTGRES"):
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield done.stdout.strip().splitlines()[-1]
-    finally:
-        if started:
-            subprocess.run([str(ENSURE_POSTGRES), "stop"], env=env, capture_output=True, timeout=60)
+# the `postgres_url` fixture (a real PostgreSQL with pg_trgm) is in tests/conftest.py
 
 
 FLOW = textwrap.dedent(
@@ -337,6 +318,15 @@ def test_postgres_backed_server_records_task_runs(
     assert server.start().pid == info.pid  # no preference: the running server
     with pytest.raises(server.ServerError, match="Stop it first"):
         server.start(database_url=postgres_url.rsplit("/", 1)[0] + "/another")
+
+    # crashed: restarted only with its database URL given again (the pid file keeps no password)
+    _crash(info.pid)
+    with pytest.raises(server.ServerError, match="Give that database URL again"):
+        server.ensure_running()
+    again, started_now = server.ensure_running(database_url=postgres_url, timeout=120)
+    servers(again.pid)
+    assert started_now and again.database == "postgresql" and again.port == info.port
+    info = again
 
     script = tmp_path / "two_tasks.py"
     script.write_text(FLOW)

@@ -262,7 +262,7 @@ def test_ignore_policy_only_logs_and_watch_seconds_ends_the_watch(
 def _chunk_state(runtime_dir: Path, domain: str, chunk: str) -> dict[str, Any]:
     import json
 
-    from pnr.runtime.store import META_DIR
+    from pnr.runtime import META_DIR
 
     try:
         return json.loads((runtime_dir / META_DIR / f"{domain}.chunks.json").read_text())["chunks"][chunk]
