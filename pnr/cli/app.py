@@ -128,7 +128,9 @@ class _Progress:
 
     def __call__(self, event: Any) -> None:
         data = event if isinstance(event, dict) else {"kind": type(event).__name__, **vars(event)}
-        if data.get("kind") == "RunNote":  # watch started / ended
+        if data.get("kind") == "RunNote":  # watch started / ended (the outcome note is the caller's)
+            if not str(data.get("what", "")).startswith("watch."):
+                return
             out.print(f"  {time.monotonic() - self.t0:7.2f}s  [bold]{_escape(data['message'])}[/]")
             return
         chunk, phase, detail = data["chunk"], str(data["phase"]), data.get("detail") or ""
@@ -219,7 +221,7 @@ def up(
     progress = _Progress()
     run = _run_remote if backend.use_runner else _run_here
     outcome = run(backend, args, progress)
-    _summary(plan, rdir)
+    _summary(plan, rdir, outcome.get("summary"))
     if timeline is not None:
         _write_timeline(plan, rdir, outcome, timeline, chromium)
     url = backend.flow_run_url(outcome.get("flow_run_id"))
@@ -421,13 +423,15 @@ def _check_env(plan: Any, config: Path) -> None:
 
 
 def _summary(plan: Any, rdir: Path, status: dict[str, Any] | None = None) -> None:
-    from pnr.engines.engine import Engine
-    from pnr.lifecycle.ops import domain_status
+    """The chunk table; `status` as the runner computed it, else read here (the engine and runtime files)."""
+    if status is None:
+        from pnr.engines.engine import Engine
+        from pnr.lifecycle.ops import domain_status
 
-    try:
-        status = status or domain_status(plan, Engine(), rdir)
-    except PnrError:
-        return
+        try:
+            status = domain_status(plan, Engine(), rdir)
+        except PnrError:
+            return
     engines = bool(plan.domain.engines)  # a domain that names engines: which one each chunk runs on
     table = Table(title=f"domain {plan.domain.name}", title_justify="left")
     for col in ("chunk", "status", *(["engine"] if engines else []), "container", "detail"):

@@ -131,7 +131,7 @@ class RunEvents(RunObserver):
         emit("pnr.signal.changed", resource, payload, _related_domain(self.domain))
 
     def _on_event(self, event: Any) -> None:
-        if isinstance(event, RunNote):
+        if isinstance(event, RunNote) and event.what.startswith("watch."):
             emit(f"pnr.domain.{event.what}", domain_resource(self.domain), event.payload)
         elif isinstance(event, ProgressEvent) and event.what is not None:  # a watch transition
             policy = self.plan.domain.dependency_policy(self.plan.chunks[event.chunk])

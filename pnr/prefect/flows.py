@@ -34,6 +34,7 @@ from pnr.lifecycle import (
     GateClosed,
     Phase,
     RunControl,
+    RunNote,
     Watcher,
     current_control,
     remove_started_by,
@@ -358,6 +359,15 @@ def bring_up(
                     flow_run_name=f"{plan.domain.name}.{name}",
                     task_runner=ThreadPoolTaskRunner(max_workers=workers),  # type: ignore[arg-type]
                 )(config_path, name, ref)
+            if not watch:  # the outcome is known: a caller waiting for it need not wait for the bookkeeping below
+                control.publish(
+                    RunNote(
+                        plan.domain.name,
+                        "up.outcome",
+                        "every chunk is ready",
+                        {"result": _result(plan, results, store)},
+                    )
+                )
         except BaseException as exc:
             error = exc
             raise
@@ -373,8 +383,11 @@ def bring_up(
                 _conclude_cancelled(flow_run.id)
     finally:
         events.close()
+    return {**watched, **_result(plan, results, store)}
+
+
+def _result(plan: Plan, results: dict[str, Any], store: SignalStore) -> dict[str, Any]:
     return {
-        **watched,
         "domain": plan.domain.name,
         "cpuxs": results,
         "signals": {k: v.model_dump() for k, v in sorted(store.snapshot().items())},

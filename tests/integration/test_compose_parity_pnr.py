@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from conftest import pnr_cli
-from test_compose_parity import BUILT_IMAGES, EXAMPLES, NEEDS_IMAGES, compose_up
+from .test_compose_parity import BUILT_IMAGES, EXAMPLES, NEEDS_IMAGES, compose_up
 
 import pnr
 from pnr.lifecycle.logs import parse_stamp

@@ -52,8 +52,9 @@ SHAPES: dict[str, list[tuple[str, list[str], str, float]]] = {
     "pair": [("db", [], "tcp", 1.0), ("api", ["db"], "http", 0.5)],
     "chain": [("db", [], "tcp", 0.5), ("api", ["db"], "http", 0.5), ("web", ["api"], "http", 0.5)],
     "fan": [("cache", [], "tcp", 1.0), ("queue", [], "tcp", 0.5), ("app", ["cache", "queue"], "http", 0.5)],
-    # the victim of the kill test: `app` listens only 12 s after it starts, so its probe is running for a while
+    # the victims of the kill test: `app` listens only 12 s after it starts, so its probe is running for a while
     "slow": [("db", [], "tcp", 0.5), ("app", ["db"], "http", 12.0)],
+    "slow2": [("db", [], "tcp", 0.5), ("app", ["db"], "http", 12.0)],
 }
 CONCURRENT = ("solo", "pair", "chain", "fan")
 
@@ -539,28 +540,29 @@ def kill_worker_of(team: Team, run_id: str, *, with_flow_run: bool = False) -> t
 
 
 def test_a_worker_killed_mid_run(team: Team, docker_client: Any, record_property: Any) -> None:
-    """Three kills, each while a bring-up of the `slow` domain is in app's probe: the worker alone (default job
-    variables, then `stream_output: false`), then the worker and the flow-run process (a host lost)."""
-    kind, domain, config = "slow", team.domains["slow"], team.configs["slow"]
-    env = {"PREFECT_API_URL": team.api_url}
+    """Three kills, each while a bring-up is in app's probe (`slow` and `slow2`: app listens after 12 s): the worker
+    alone with the default job variables; the worker and the flow-run process (a host lost); the worker alone with
+    `stream_output: false`. The second kill's wait for the zombie automation overlaps the third kill."""
     notes: dict[str, Any] = {}
-    team.start_worker("worker-c", limit=2)  # a worker for each kill
-    automation = team.api("POST", "/automations/", zombie_automation(f"pnr-scale-{domain}: crash zombie runs"))
+    env = {"PREFECT_API_URL": team.api_url}
+    team.start_worker("worker-c", limit=2)  # one worker for each kill
+    automation = team.api("POST", "/automations/", zombie_automation(f"pnr-scale-{team.domains['slow']}: zombies"))
     team.automations.append(automation["id"])
     team.wait_online(["worker-c"])
+    domain, config = team.domains["slow"], team.configs["slow"]
 
     # 1. the worker alone is killed (SIGKILL to its process group). The flow-run process is in a session of its own and
     # survives, but its stdout is a pipe to the dead worker: the next console log line hits EPIPE, rich (Prefect's
     # console handler) raises SystemExit(1) in that thread, the chunk fails and pnr ends the run Failed.
-    first = team.run(kind)
+    first = team.run("slow")
     wait_in_probe(team, first, "app")
-    victim, child = kill_worker_of(team, first)
-    t_kill = time.monotonic()
+    victim1, child = kill_worker_of(team, first)
+    t_kill1 = time.monotonic()
     final = team.wait_final([first], timeout=120)[first]
-    notes["kill1_worker"] = victim.name
+    notes["kill1_worker"] = victim1.name
     notes["kill1_run"] = final["state_type"]
     notes["kill1_message"] = final["state"]["message"]
-    notes["kill1_seconds_to_final"] = round(time.monotonic() - t_kill, 1)
+    notes["kill1_seconds_to_final"] = round(time.monotonic() - t_kill1, 1)
     assert final["state_type"] == "FAILED", (notes, team.logs(first)[-30:])
     assert "SystemExit: 1" in final["state"]["message"]
     assert _wait_gone(child, 30)
@@ -568,47 +570,44 @@ def test_a_worker_killed_mid_run(team: Team, docker_client: Any, record_property
     assert len(owned(docker_client, domain)) == 2
     assert pnr_cli("down", str(config), "--runtime-dir", str(team.runtime), env=env).returncode == 0
 
-    # 2. the same with the process pool's job variable `stream_output: false` (the run's output is not piped through
-    # the worker): the orphaned flow-run process finishes the bring-up and records it; Prefect never notices
-    second = team.run(kind, job_variables={"stream_output": False})
+    # 2. a host lost: a worker and the flow-run process it started, both SIGKILLed
+    second = team.run("slow")
     wait_in_probe(team, second, "app")
-    victim2, child = kill_worker_of(team, second)
-    assert victim2 is not victim
-    t_kill2 = time.monotonic()
-    time.sleep(1)
-    notes["kill2_flow_run_process_alive_after_1s"] = _alive(child)
-    final = team.wait_final([second], timeout=120)[second]
-    notes["kill2_run"] = final["state_type"]
-    notes["kill2_seconds_to_final"] = round(time.monotonic() - t_kill2, 1)
-    assert final["state_type"] == "COMPLETED", (notes, team.logs(second)[-30:])
-    assert {c.status for c in owned(docker_client, domain)} == {"running"}
-    values = json.loads((team.runtime / f"{domain}.pnr.json").read_text())
-    assert {k: v["tv"] for k, v in values.items()} == {"system_ready": "Y", "db_ready": "Y", "app_ready": "Y"}
-    # the server marks a silent worker OFFLINE (worker heartbeat 5 s here; the foreman allows 3 missed ones)
-    deadline = time.monotonic() + 90
-    while team.worker_status().get(victim.name) != "OFFLINE":
-        assert time.monotonic() < deadline, team.worker_status()
-        time.sleep(1)
-    notes["kill1_worker_offline_after_s"] = round(time.monotonic() - t_kill, 1)
-    assert pnr_cli("down", str(config), "--runtime-dir", str(team.runtime), env=env).returncode == 0
-
-    # 3. a host lost: the last worker and the flow-run process it started, both SIGKILLed
-    third = team.run(kind)
-    wait_in_probe(team, third, "app")
-    victim3, _ = kill_worker_of(team, third, with_flow_run=True)
-    assert victim3 not in (victim, victim2)
+    victim2, _ = kill_worker_of(team, second, with_flow_run=True)
     t_lost = time.monotonic()
-    time.sleep(10)
-    run = team.flow_run(third)
-    sub = team.subflows(third)[0]
+    time.sleep(5)
+    run = team.flow_run(second)
+    sub = team.subflows(second)[0]
     tasks = {t["name"]: t["state_type"] for t in team.task_runs(sub["id"])}
-    notes["kill3_run_after_10s"] = f"{run['state_type']}, subflow {sub['state_type']}, tasks {tasks}"
+    notes["kill2_worker"] = victim2.name
+    notes["kill2_run_after_5s"] = f"{run['state_type']}, subflow {sub['state_type']}, tasks {tasks}"
     assert run["state_type"] == "RUNNING" and sub["state_type"] == "RUNNING"  # nothing in Prefect noticed
     assert tasks.get("db") == "COMPLETED" and tasks.get("app") == "RUNNING", tasks
-    # only the flow-run heartbeats + the zombie automation end it: Crashed once no heartbeat came for a while
-    crashed = team.wait_final([third], timeout=HEARTBEAT_SECONDS + ZOMBIE_WITHIN_SECONDS + 60)[third]
-    notes["kill3_run_marked"] = crashed["state_type"]
-    notes["kill3_seconds_to_crashed"] = round(time.monotonic() - t_lost, 1)
+
+    # 3. (while the zombie automation's clock runs for 2.) the last worker alone, the run with the process pool's job
+    # variable `stream_output: false` (its output is not piped through the worker): the orphaned flow-run process
+    # finishes the bring-up and records it; Prefect never notices that the worker is gone
+    third = team.run("slow2", job_variables={"stream_output": False})
+    wait_in_probe(team, third, "app")
+    victim3, child = kill_worker_of(team, third)
+    t_kill3 = time.monotonic()
+    time.sleep(1)
+    notes["kill3_worker"] = victim3.name
+    notes["kill3_flow_run_process_alive_after_1s"] = _alive(child)
+    final = team.wait_final([third], timeout=120)[third]
+    notes["kill3_run"] = final["state_type"]
+    notes["kill3_seconds_to_final"] = round(time.monotonic() - t_kill3, 1)
+    assert final["state_type"] == "COMPLETED", (notes, team.logs(third)[-30:])
+    assert {c.status for c in owned(docker_client, team.domains["slow2"])} == {"running"}
+    values = json.loads((team.runtime / f"{team.domains['slow2']}.pnr.json").read_text())
+    assert {k: v["tv"] for k, v in values.items()} == {"system_ready": "Y", "db_ready": "Y", "app_ready": "Y"}
+    assert {victim1.name, victim2.name, victim3.name} == {"worker-a", "worker-b", "worker-c"}
+
+    # back to 2.: only the flow-run heartbeats + the zombie automation end it: Crashed once no heartbeat came
+    crashed = team.wait_final([second], timeout=HEARTBEAT_SECONDS + ZOMBIE_WITHIN_SECONDS + 60)[second]
+    notes["kill2_run_marked"] = crashed["state_type"]
+    notes["kill2_message"] = crashed["state"]["message"]
+    notes["kill2_seconds_to_crashed"] = round(time.monotonic() - t_lost, 1)
     assert crashed["state_type"] == "CRASHED", crashed["state"]
     assert "heartbeat" in (crashed["state"]["message"] or "")
     # no on_crashed hook ran (it runs in the worker): the half-way domain is still there, and so are its values
@@ -623,11 +622,20 @@ def test_a_worker_killed_mid_run(team: Team, docker_client: Any, record_property
     values = json.loads((team.runtime / f"{domain}.pnr.json").read_text())
     assert {k: v["tv"] for k, v in values.items()} == {"system_ready": "Y", "db_ready": "Y", "app_ready": "Y"}
     assert {c.status for c in owned(docker_client, domain)} == {"running"}
-    down = pnr_cli("down", str(config), "--runtime-dir", str(team.runtime), env=env)
-    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
-    assert owned(docker_client, domain) == []
-    assert docker_client.networks.list(filters={"label": f"io.pnr.domain={domain}"}) == []
-    assert not (team.runtime / f"{domain}.pnr.json").exists()
+    for kind in ("slow", "slow2"):
+        down = pnr_cli("down", str(team.configs[kind]), "--runtime-dir", str(team.runtime), env=env)
+        assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+        assert owned(docker_client, team.domains[kind]) == []
+        assert docker_client.networks.list(filters={"label": f"io.pnr.domain={team.domains[kind]}"}) == []
+        assert not (team.runtime / f"{team.domains[kind]}.pnr.json").exists()
+
+    # the server has marked the killed workers OFFLINE (worker heartbeat 5 s here; the foreman allows 3 missed ones)
+    deadline = time.monotonic() + 60
+    while (status := team.worker_status()) and status.get(victim1.name) != "OFFLINE":
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    notes["worker_status_at_end"] = status
+    notes["kill1_worker_offline_within_s"] = round(time.monotonic() - t_kill1, 1)
 
     for key, value in notes.items():
         record_property(key, value)

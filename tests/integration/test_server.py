@@ -210,7 +210,12 @@ def test_crashed_server_is_restarted(state: Path, servers: Callable[[int], int])
     _crash(first.pid)
     assert server.status() is None  # pid file still there, process gone
 
-    info, started_now = server.ensure_running()  # back on the port it had: its clients' URL stays valid
+    try:
+        info, started_now = server.ensure_running()  # back on the port it had: its clients' URL stays valid
+    except Exception:
+        print(subprocess.run(["ss", "-tanpe", f"( sport = :{port} or dport = :{port} )"], capture_output=True, text=True).stdout)
+        print(subprocess.run(["ss", "-uanpe", f"( sport = :{port} )"], capture_output=True, text=True).stdout)
+        raise
     servers(info.pid)
     assert started_now and info.pid != first.pid and info.healthy and info.port == port
     server.stop()
