@@ -484,7 +484,8 @@ class Bench:
         t = run.result(self.timeout(stack))
         rec = self.pnr_record(t, mode)
         pids = backend_pids(env, server)
-        rec["server_cpu"] = cpu_since(cpu0, pids)  # the server's (and the runner's) CPU during the call
+        # the server's (and the runner's) CPU during the call; None: none (the temporary server is pnr's child)
+        rec["server_cpu"] = cpu_since(cpu0, pids) if pids or pids0 else None
         rec["backend_pids"], rec["backend_restarted"] = pids, bool(pids0) and pids != pids0
         rec["left_server"] = bool(state_pids(env.get("PNR_STATE_DIR")))
         rec["teardown_wall"], problem = self.pnr_down(cfg, runtime, env)
@@ -735,7 +736,7 @@ def save(data: dict[str, Any], name: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="chain6 + demo, warm server only, 2 repetitions, no extras")
-    p.add_argument("--stacks", nargs="+", default=list(PNR_UP_STACKS), choices=list(PNR_UP_STACKS))
+    p.add_argument("--stacks", nargs="*", default=list(PNR_UP_STACKS), choices=list(PNR_UP_STACKS), help="(none: skip)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="pnr up modes [default: all]")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--first-run-repeats", type=int, default=1, help="fresh-machine pairs per stack")

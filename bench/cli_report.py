@@ -74,8 +74,20 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
                 e["fixed_cost"] = wall - lb if lb is not None else None
             e["ratio_lb"] = wall / lb if wall is not None and lb else None
             e["ratio_compose"] = wall / co if wall is not None and co else None
+            if k.startswith("pnr"):
+                e["fixed_cost_paired"] = stats(_paired(tools[k], tools.get("lower bound", [])))
         stacks[stack] = {"chunks": tools[next(iter(tools))][0].get("chunks"), "tools": table}
     return {"stacks": stacks, "concurrency": _concurrency(data.get("concurrency")), "scale": _scale(data)}
+
+
+def _paired(pnr: list[dict[str, Any]], lb: list[dict[str, Any]]) -> list[float]:
+    """pnr wall − lower-bound wall of the same repetition (both counted)."""
+    lbs = {r["repeat"]: r["wall"] for r in lb if "error" not in r}
+    return [
+        r["wall"] - lbs[r["repeat"]]
+        for r in pnr
+        if "error" not in r and not r.get("backend_restarted") and r["repeat"] in lbs
+    ]
 
 
 def _med(entry: dict[str, Any] | None) -> float | None:
@@ -124,7 +136,7 @@ def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "error": r.get("error") or (lb or {}).get("error"),
                 "overhead_per_chunk": (r["wall"] - lb["wall"]) / n if ok and lb else None,
                 "cpu_per_chunk": r["cpu"] / n,
-                "server_cpu_per_chunk": r.get("server_cpu", 0.0) / n,
+                "server_cpu_per_chunk": (r.get("server_cpu") or 0.0) / n,
                 "load1": r.get("load1"),
             }
         )
@@ -195,6 +207,26 @@ def _stack_table(name: str, st: dict[str, Any]) -> list[str]:
             f"{_sec(e.get('fixed_cost'), signed=True) if 'fixed_cost' in e else ''} |"
         )
     return [*lines, ""]
+
+
+def _fixed_cost_table(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        "#### Fixed cost: `pnr up` wall − lower-bound wall, same stack, same run",
+        "",
+        "| stack | pnr mode | difference of the medians | per repetition (pnr − lower bound of the same repetition) "
+        "| pnr / lower bound | pnr / compose |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, st in summary["stacks"].items():
+        for k, e in st["tools"].items():
+            if k.startswith("pnr") and e.get("fixed_cost") is not None:
+                pair = e.get("fixed_cost_paired")
+                paired = f"{pair['median']:+.2f} s [{pair['min']:+.2f}…{pair['max']:+.2f}]" if pair else "–"
+                lines.append(
+                    f"| {name} | {k[4:]} | {_sec(e['fixed_cost'], signed=True)} | {paired} | {_x(e['ratio_lb'])} | "
+                    f"{_x(e['ratio_compose'])} |"
+                )
+    return [*lines, ""] if len(lines) > 4 else []
 
 
 def _timeline_table(summary: dict[str, Any]) -> list[str]:
@@ -299,11 +331,12 @@ def _observations(data: dict[str, Any]) -> list[str]:
 
 
 def section(data: dict[str, Any]) -> str:
-    summary = data.get("summary") or summarize(data)
+    summary = summarize(data)  # from the raw runs (a stored summary may be of an older report)
     parts = ["## Command line: what users run", "", *_header(data), ""]
     for name, st in summary["stacks"].items():
         parts += _stack_table(name, st)
     if summary["stacks"]:
+        parts += _fixed_cost_table(summary)
         parts += _timeline_table(summary)
     parts += _concurrency_md(summary.get("concurrency"))
     parts += _scale_md(summary.get("scale", []))

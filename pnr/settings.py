@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pnr.exceptions import ConfigError, ConfigIssue
 
 
 class PnrSettings(BaseSettings):
@@ -19,13 +21,27 @@ class PnrSettings(BaseSettings):
         default=False,
         description="run each `pnr up` against a throw-away Prefect server instead of pnr's resident one",
     )
+    state_dir: Path | None = Field(
+        default=None,
+        description="pnr's state (its Prefect server, runner) [default: $XDG_STATE_HOME/pnr or ~/.local/state/pnr]",
+    )
+    server_host: str | None = Field(default=None, description="address of pnr's Prefect server [default: 127.0.0.1]")
+    server_port: int | None = Field(default=None, gt=0, lt=65536, description="port of its UI and API [default: 4200]")
+    server_database_url: str | None = Field(
+        default=None, description="postgresql+asyncpg://... for pnr's Prefect server [default: SQLite in the state dir]"
+    )
     runner: bool = Field(
         default=True, description="let the resident runner next to pnr's Prefect server execute `pnr up` runs"
     )
 
 
 def get_settings() -> PnrSettings:
-    return PnrSettings()
+    """The PNR_* settings; a bad value is a ConfigError naming the variable (exit 2), never a traceback."""
+    try:
+        return PnrSettings()
+    except ValidationError as exc:
+        issues = [ConfigIssue("PNR_" + str(err["loc"][0]).upper(), err["msg"]) for err in exc.errors(include_url=False)]
+        raise ConfigError("environment", issues) from None
 
 
 def resolve_runtime_dir(value: str | Path | None) -> Path:

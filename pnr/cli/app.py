@@ -508,7 +508,8 @@ def logs(
         raise _fail(exc) from None
     for name in missing:
         err.print(f"[yellow]note:[/] {name} has no container (not up; `pnr up {config}`)")
-    printer = LogPrinter([s.chunk for s in sources], colour=out.is_terminal and not no_color)
+    colour = out.is_terminal and not no_color and not os.environ.get("NO_COLOR")
+    printer = LogPrinter([s.chunk for s in sources], colour=colour)
     try:
         if not follow:
             try:

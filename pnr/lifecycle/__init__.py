@@ -6,6 +6,9 @@ chunk.py     ChunkDriver: one chunk's converge → start → probe → signals, 
 cpux.py      CpuxRun: the scheduler (gates, supervision, stall and timeout)
 watch.py     Watcher: the watch-mode state machine, driving the same chunk drivers
 ops.py       tear-down, status, dry-run: operations outside a bring-up
+logs.py      the containers' output (`pnr logs`): sources, merged lines, following
+restart.py   one chunk restarted through a Watcher (`pnr restart`)
+timeline.py  the readiness timeline as an SVG Gantt chart (pure), the critical path
 """
 
 from pnr.lifecycle.chunk import ChunkDriver

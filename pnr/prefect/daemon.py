@@ -1,6 +1,6 @@
 """Detached helper processes of pnr's resident backend (the Prefect server, the runner): start one in a
-session of its own that outlives the shell, recognise it again by pid *and* command line (a reused pid never
-gets another program killed), stop it by its process group.
+session of its own that outlives the shell, recognise it again by pid *and* command line and start time (a
+reused pid never gets another program killed), stop it by its process group.
 
 Standard library only: the CLI calls this before it knows whether it needs Prefect at all.
 """
@@ -12,16 +12,19 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
+
+POLL_SECONDS = 0.1
 
 
 def spawn_detached(command: Sequence[str], env: Mapping[str, str], log_file: Path, cwd: Path | None = None) -> int:
     """Start `command` in its own session (stdin /dev/null, output appended to `log_file`); its pid."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log, open(os.devnull, "rb") as devnull:
+    with open(log_file, "ab") as log:
         process = subprocess.Popen(
             list(command),
-            stdin=devnull,
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=dict(env),
@@ -30,6 +33,49 @@ def spawn_detached(command: Sequence[str], env: Mapping[str, str], log_file: Pat
             close_fds=True,
         )
     return process.pid
+
+
+def alive(pid: int) -> bool:
+    """The process runs (a zombie, or one whose threads are all exiting, does not)."""
+    if pid <= 0:  # 0 and -1 would address process groups
+        return False
+    with suppress(ChildProcessError):  # reap it if it is our child and has exited (a zombie is not alive)
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _threads_running(pid)
+
+
+def runs(pid: int, marker: str) -> bool:
+    """True if `pid` is alive and its command line contains `marker` (e.g. "pnr.prefect.runner")."""
+    return alive(pid) and any(marker in part for part in cmdline(pid))
+
+
+def terminate(pid: int, timeout: float) -> bool:
+    """SIGTERM the process group of `pid` (it leads its own session), SIGKILL after `timeout` seconds. False
+    only if the process survived SIGKILL too."""
+    try:
+        group = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return True
+    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            if group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        until = time.monotonic() + grace
+        while time.monotonic() < until:
+            if not alive(pid):
+                return True
+            time.sleep(POLL_SECONDS)
+    return False
 
 
 def cmdline(pid: int) -> list[str]:
@@ -41,37 +87,33 @@ def cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
+def proc_start(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot): with the pid, it names one process for good."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None  # field 22 of stat(5)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the state field on (the command name in parentheses may contain spaces)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _threads_running(pid: int) -> bool:
+    """Whether any thread of `pid` has not finished exiting. A killed multi-threaded process shows its main
+    thread as a zombie while the others still exit holding its files (the server's socket, its port)."""
+    if not Path("/proc/self/task").is_dir():
+        return True  # no procfs: trust kill(0)
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def runs(pid: int, marker: str) -> bool:
-    """True if `pid` is alive and its command line contains `marker` (e.g. "pnr.prefect.runner")."""
-    return alive(pid) and any(marker in part for part in cmdline(pid))
-
-
-def terminate(pid: int, timeout: float) -> None:
-    """SIGTERM the process group of `pid` (its session leader), SIGKILL after `timeout` seconds."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            os.kill(pid, sig)
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            if not alive(pid):
-                return
-            time.sleep(0.05)
+    for task in tasks:
+        with suppress(OSError, IndexError):
+            raw = (task / "stat").read_text()
+            if raw[raw.rfind(")") + 2 :].split()[0] not in ("Z", "X"):
+                return True
+    return False

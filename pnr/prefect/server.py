@@ -14,7 +14,7 @@ The server runs as `python -m uvicorn ... prefect.server.api.server:create_app` 
 record is trusted only while that process still runs a Prefect server on the recorded port, so a stale record
 whose pid now belongs to another program never gets that program killed.
 
-This module imports only the standard library and httpx: `import prefect` costs over a second, and the CLI
+This module imports only the standard library: `import prefect` costs over a second, and the CLI
 calls this module before it knows whether Prefect is needed in-process at all.
 """
 
@@ -26,11 +26,11 @@ import importlib.util
 import itertools
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
 from pnr.exceptions import PnrError
+from pnr.prefect import daemon
+from pnr.settings import get_settings
 
 __all__ = [
     "DEFAULT_HOST",
@@ -111,8 +111,8 @@ class PortInUseError(ServerError):
 
 def default_state_dir() -> Path:
     """`$PNR_STATE_DIR`, else `$XDG_STATE_HOME/pnr`, else `~/.local/state/pnr`."""
-    if value := os.environ.get("PNR_STATE_DIR"):
-        return Path(value).expanduser()
+    if state := get_settings().state_dir:
+        return state.expanduser()
     if value := os.environ.get("XDG_STATE_HOME"):
         return Path(value).expanduser() / "pnr"
     return Path.home() / ".local" / "state" / "pnr"
@@ -137,18 +137,15 @@ class ServerConfig:
         state_dir: Path | str | None = None,
     ) -> ServerConfig:
         """Arguments first, then `PNR_SERVER_HOST`, `PNR_SERVER_PORT`, `PNR_SERVER_DATABASE_URL`, `PNR_STATE_DIR`."""
-        if port is None and (raw := os.environ.get("PNR_SERVER_PORT")):
-            try:
-                port = int(raw)
-            except ValueError:
-                raise ServerError(f"PNR_SERVER_PORT={raw!r} is not a port number") from None
+        settings = get_settings()  # a bad PNR_* value: ConfigError naming the variable
+        port = port if port is not None else settings.server_port
         if port is not None and not 0 < port < 65536:
             raise ServerError(f"port {port} is out of range (1-65535)")
         return cls(
             state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir(),
-            host=host or os.environ.get("PNR_SERVER_HOST") or None,
+            host=host or settings.server_host or None,
             port=port,
-            database_url=database_url or os.environ.get("PNR_SERVER_DATABASE_URL") or None,
+            database_url=database_url or settings.server_database_url or None,
         )
 
     @property
@@ -352,7 +349,7 @@ def _spawn(config: ServerConfig, wait: bool, deadline: float, timeout: float) ->
         database_fingerprint=_fingerprint(database_url),
         started_at=stamp,
         startup_seconds=None,
-        proc_start=_proc_start(process.pid),
+        proc_start=daemon.proc_start(process.pid),
         command=command,
     )
     _write_record(config, record)
@@ -373,24 +370,20 @@ def _wait_healthy(
 ) -> float:
     """Poll `/api/health` until it answers 200; fail fast when the process dies. Returns seconds waited."""
     began = time.monotonic()
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            exited = process.poll() if process is not None else None
-            if exited is not None or (process is None and not _is_our_server(record)):
-                _remove_record(config)
-                code = f" with exit code {exited}" if exited is not None else ""
-                raise ServerError(
-                    f"the Prefect server (pid {record.pid}) exited during start-up{code}; "
-                    f"last lines of {config.log_file}:\n{_tail(config.log_file, _LOG_TAIL_LINES, log_offset)}"
-                )
-            try:
-                if client.get(f"{record.api_url}/health").status_code == 200:
-                    return time.monotonic() - began
-            except httpx.HTTPError:
-                pass  # not listening yet: uvicorn binds the port only after migrations
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(_POLL_SECONDS)
+    while True:
+        exited = process.poll() if process is not None else None
+        if exited is not None or (process is None and not _is_our_server(record)):
+            _remove_record(config)
+            code = f" with exit code {exited}" if exited is not None else ""
+            raise ServerError(
+                f"the Prefect server (pid {record.pid}) exited during start-up{code}; "
+                f"last lines of {config.log_file}:\n{_tail(config.log_file, _LOG_TAIL_LINES, log_offset)}"
+            )
+        if _healthy(record.api_url):  # not listening yet: uvicorn binds the port only after migrations
+            return time.monotonic() - began
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(_POLL_SECONDS)
     tail = _tail(config.log_file, _LOG_TAIL_LINES, log_offset)
     if process is not None:
         _terminate(process.pid, 5.0)
@@ -538,12 +531,12 @@ def _check_matches(config: ServerConfig, record: _Record) -> None:
 
 def _is_our_server(record: _Record) -> bool:
     """Alive, still the process pnr started (same start time), and running a Prefect server on its port."""
-    if record.pid <= 0 or not _alive(record.pid):
+    if record.pid <= 0 or not daemon.alive(record.pid):
         return False
-    started = _proc_start(record.pid)
+    started = daemon.proc_start(record.pid)
     if record.proc_start is not None and started is not None and started != record.proc_start:
         return False  # the pid was reused
-    cmdline = _cmdline(record.pid)
+    cmdline = daemon.cmdline(record.pid)
     joined = " ".join(cmdline)
     is_server = _APP in joined or ("prefect" in joined and "server" in cmdline and "start" in cmdline)
     port = str(record.port)
@@ -567,81 +560,8 @@ def _port_holder(port: int) -> str | None:
             continue
         with suppress(OSError):
             if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
-                return f"pid {proc.name} ({' '.join(_cmdline(int(proc.name)))[:100]})"
+                return f"pid {proc.name} ({' '.join(daemon.cmdline(int(proc.name)))[:100]})"
     return None
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:  # 0 and -1 would address process groups
-        return False
-    with suppress(ChildProcessError):  # reap it if it is our child and has exited (a zombie is not alive)
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _proc_state(pid) not in ("Z", "X", None)
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM the process group pnr started (the server leads its own session), SIGKILL if it lingers."""
-    try:
-        group = os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return
-    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            if group:
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        until = time.monotonic() + grace
-        while time.monotonic() < until:
-            if not _alive(pid):
-                return
-            time.sleep(_POLL_SECONDS)
-    raise ServerError(f"the Prefect server (pid {pid}) survived SIGKILL; check it with `ps -o stat,args -p {pid}`")
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat from the state field on (the command name in parentheses may contain spaces)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def _proc_state(pid: int) -> str | None:
-    fields = _stat_fields(pid)
-    if fields is None:
-        return "?" if not Path("/proc/self/stat").exists() else None  # no procfs: trust kill(0)
-    return fields[0]
-
-
-def _proc_start(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None  # field 22 of stat(5)
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-    except FileNotFoundError:
-        if Path("/proc/self/cmdline").exists():
-            return []
-    except OSError:
-        return []
-    try:  # no procfs (macOS): ps, split on blanks, which is enough to find the markers
-        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return out.stdout.split()
 
 
 # --------------------------------------------------------------------------- files
@@ -713,9 +633,11 @@ def _tail(path: Path, lines: int, offset: int = 0) -> str:
 
 
 def _healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """`GET /api/health` answers 200 (urllib: httpx's import alone costs a `pnr up` ~0.1 s)."""
     try:
-        return httpx.get(f"{api_url}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError):
         return False
 
 
@@ -742,3 +664,8 @@ def _fingerprint(url: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    if not daemon.terminate(pid, timeout):
+        raise ServerError(f"the Prefect server (pid {pid}) survived SIGKILL; check it with `ps -o stat,args -p {pid}`")

@@ -94,6 +94,20 @@ def _until(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> N
         time.sleep(0.1)
 
 
+def _latest_artifact(api_url: str, key: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The newest artifact under `key`; the runner answers `pnr up` once every chunk is ready and publishes the
+    artifacts right after, so wait for it."""
+    end = time.monotonic() + timeout
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        while True:
+            found = client.post("/artifacts/latest/filter", json={"artifacts": {"key": {"any_": [key]}}}).json()
+            if found:
+                return dict(found[0])
+            if time.monotonic() > end:
+                pytest.fail(f"no artifact {key} within {timeout:g}s")
+            time.sleep(0.5)
+
+
 def _popen(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
     """The CLI in the background; its stdout lines collect in the returned list."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)}
@@ -144,9 +158,7 @@ def test_timeline_picture_and_logs_of_a_real_run(tmp_path, runtime_dir, domain_n
     info = server.status()
     assert info is not None
     key = f"pnr-{domain_name}-timeline"
-    with httpx.Client(base_url=info.api_url, timeout=10) as client:
-        found = client.post("/artifacts/latest/filter", json={"artifacts": {"key": {"any_": [key]}}}).json()
-    assert found, f"no artifact {key}"
+    found = [_latest_artifact(info.api_url, key)]
     image = re.search(
         r"!\[readiness timeline of [^\]]+\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", found[0]["data"]
     )
@@ -182,6 +194,25 @@ def test_timeline_picture_and_logs_of_a_real_run(tmp_path, runtime_dir, domain_n
     assert not any(ln.startswith(("worker", "api")) for ln in out)
 
     assert pnr_cli("down", str(cfg), "--runtime-dir", rdir).returncode == 0
+
+
+def test_a_failed_run_still_gets_its_picture_and_bad_targets_exit_2(tmp_path, runtime_dir, domain_name, cleanup):
+    cleanup.append(domain_name)
+    db = _chunk(domain_name, "db")
+    db["container"]["command"] = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]  # never serves
+    db["health_check"]["deadline_seconds"] = 1
+    api = _chunk(domain_name, "api", "db_ready")
+    cfg = write_config(tmp_path / "fails.json", {"name": domain_name, "cpuxs": {"main": {"design_chunks": [db, api]}}})
+    bad = pnr_cli("up", str(cfg), "--timeline", str(tmp_path / "t.gif"))
+    assert bad.returncode == 2 and "must end in .svg or .png" in bad.stderr
+    picture = tmp_path / "failed.svg"
+    up = pnr_cli("up", str(cfg), "--runtime-dir", str(runtime_dir), "--timeline", str(picture))
+    assert up.returncode == 1, up.stdout + up.stderr
+    root = ET.fromstring(picture.read_text())
+    rows = {g.get("data-chunk"): g for g in root.iter(f"{SVG}g") if "row" in (g.get("class") or "").split()}
+    assert rows["db"].get("data-phase") == "failed" and "failed" in rows["db"].get("class", "")
+    assert rows["api"].get("data-phase") == "blocked"
+    assert pnr_cli("down", str(cfg), "--runtime-dir", str(runtime_dir)).returncode == 0
 
 
 def test_restart_regates_dependents_per_policy(tmp_path, runtime_dir, domain_name, docker_client, cleanup):

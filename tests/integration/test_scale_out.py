@@ -1,14 +1,15 @@
 """Scale-out for real (issue 11): many bring-ups across workers.
 
 One Prefect server backed by PostgreSQL (pnr's managed server, `pnr.prefect.server.ensure_running`), a `process` work
-pool, two workers (`prefect worker start --pool P --type process`, each its own process group), and bring-up /
-tear-down deployments of five small domains made by `prefect deploy --all --prefect-file` from a generated
-prefect.yaml (the same build/pull steps as the repo's). Then:
+pool, two workers (`prefect worker start --pool P --type process`, each its own process group; a third joins for
+the kill test), and bring-up / tear-down deployments of six small domains made by `prefect deploy --all
+--prefect-file` from a generated prefect.yaml (the same build/pull steps as the repo's). Then:
 
 - four bring-ups at once through the pool: all complete, both workers take runs, the runs overlap in time, the API
   has each run's chunk task runs, and the domains' containers and runtime files stay apart;
-- a worker killed (SIGKILL to its process group) while its run is in a chunk's probe, then a whole "host" lost (the
-  worker and the flow-run process it started): what Prefect records, and `pnr up` / `pnr down` repairing the domain.
+- a worker killed (SIGKILL to its process group) while its run is in a chunk's probe, with Prefect's default job
+  variables and with `stream_output: false`, and a whole "host" lost (the worker and the flow-run process it started):
+  what Prefect records (with its documented zombie-run automation), and `pnr up` / `pnr down` repairing the domain.
 
 Everything the test starts is stopped by pid in finalizers, also on failure: the workers (process groups), every
 flow-run process a worker started (its own session, found by the run's `infrastructure_pid` and checked by its
@@ -207,18 +208,15 @@ class Team:
         return list(self.api("POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}}))
 
     def submitted_by(self, run_id: str, timeout: float = 15) -> str | None:
-        """The worker that took the run, from the worker's own log line Prefect stores with the run (log lines
-        reach the API in batches: poll a little)."""
+        """The worker that took the run: the worker that won the run's Pending transition labels it with its name
+        (`prefect.worker.name`). A worker's "Worker 'X' submitting flow run" log line is no proof: every worker that
+        saw the run logs it before the race for Pending."""
         deadline = time.monotonic() + timeout
         while True:
-            body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
-            for entry in self.api("POST", "/logs/filter", body):
-                msg = entry["message"]
-                if msg.startswith("Worker '") and f"submitting flow run '{run_id}'" in msg:
-                    return str(msg.split("'")[1])
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.5)
+            name = (self.flow_run(run_id).get("labels") or {}).get("prefect.worker.name")
+            if name or time.monotonic() > deadline:
+                return name
+            time.sleep(0.3)
 
     def logs(self, run_id: str) -> list[str]:
         """The run's log lines as the API has them (its tasks' and subflows' lines are stored with their own runs)."""
@@ -366,35 +364,36 @@ def team(postgres_url: str, docker_client: Any, tmp_path_factory: pytest.TempPat
     root = tmp_path_factory.mktemp("scale-out")
     state = root / "server-state"
     tag = uuid.uuid4().hex[:6]
-    timings: dict[str, float] = {}
-    t0 = time.monotonic()
-    info, _ = server.ensure_running(database_url=postgres_url, port=free_port(), state_dir=state, timeout=180)
-    timings["server"] = time.monotonic() - t0
     # the PostgreSQL database is shared by every test session: names of our own (pool, domains, deployments)
-    team = Team(
-        root=root,
-        api_url=info.api_url,
-        pool=f"pnr-scale-{tag}",
-        runtime=root / "runtime",
-        configs={},
-        domains={kind: f"so{tag}_{kind}" for kind in SHAPES},
-    )
-    team.env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
-        "PREFECT_API_URL": info.api_url,
-        "PREFECT_HOME": str(root / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_CLI_COLORS": "false",
-        "PREFECT_CLI_WRAP_LINES": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",  # default 10: poll often, so both workers see the runs at once
-        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",  # default 30: the server notices a dead worker sooner
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),  # the flow-run processes inherit it
-    }
+    domains = {kind: f"so{tag}_{kind}" for kind in SHAPES}
+    team: Team | None = None
+    timings: dict[str, float] = {}
     try:
+        t0 = time.monotonic()
+        info, _ = server.ensure_running(database_url=postgres_url, port=free_port(), state_dir=state, timeout=180)
+        timings["server"] = time.monotonic() - t0
+        team = Team(
+            root=root,
+            api_url=info.api_url,
+            pool=f"pnr-scale-{tag}",
+            runtime=root / "runtime",
+            configs={},
+            domains=domains,
+        )
+        team.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+            "PREFECT_API_URL": info.api_url,
+            "PREFECT_HOME": str(root / "prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_CLI_COLORS": "false",
+            "PREFECT_CLI_WRAP_LINES": "false",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",  # default 10: poll often, so both workers see the runs at once
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),  # the flow-run processes inherit it
+        }
         for kind, shape in SHAPES.items():
-            domain = team.domains[kind]
+            domain = domains[kind]
             config = {"name": domain, "cpuxs": {"up": {"design_chunks": [chunk(domain, *c) for c in shape]}}}
             team.configs[kind] = root / f"{domain}.json"
             team.configs[kind].write_text(json.dumps(config, indent=1))
@@ -415,18 +414,19 @@ def team(postgres_url: str, docker_client: Any, tmp_path_factory: pytest.TempPat
         print(f"\nscale-out setup: { {k: round(v, 1) for k, v in timings.items()} }")
         yield team
     finally:
-        for worker in team.workers.values():
-            stop_worker(worker)
-        for run_id in team.flow_runs:  # a flow-run process outlives a killed worker (its own session)
-            with contextlib.suppress(Exception):
-                if pid := team.flow_run_pid(run_id):
-                    kill_group(pid)
-                    _wait_gone(pid, 10)
-        for automation in team.automations:
-            with contextlib.suppress(Exception):
-                team.api("DELETE", f"/automations/{automation}")
+        if team is not None:
+            for worker in team.workers.values():
+                stop_worker(worker)
+            for run_id in team.flow_runs:  # a flow-run process outlives a killed worker (its own session)
+                with contextlib.suppress(Exception):
+                    if pid := team.flow_run_pid(run_id):
+                        kill_group(pid)
+                        _wait_gone(pid, 10)
+            for automation in team.automations:
+                with contextlib.suppress(Exception):
+                    team.api("DELETE", f"/automations/{automation}")
         server.stop(state_dir=state)
-        for domain in team.domains.values():
+        for domain in domains.values():
             label = f"io.pnr.domain={domain}"
             for c in docker_client.containers.list(all=True, filters={"label": label}):
                 c.remove(force=True)
@@ -445,6 +445,7 @@ def test_four_bring_ups_at_once_across_two_workers(team: Team, docker_client: An
     # both workers took runs (each has a limit of 2: four runs need both), and the runs overlapped in time
     by_worker = {kind: team.submitted_by(i) for kind, i in ids.items()}
     assert set(by_worker.values()) == {"worker-a", "worker-b"}, by_worker
+    assert all(list(by_worker.values()).count(w) == 2 for w in ("worker-a", "worker-b")), by_worker  # --limit 2
     assert all(runs[i]["infrastructure_pid"] for i in ids.values())
     assert all(runs[i]["work_queue_name"] == "default" for i in ids.values())
     starts = [runs[i]["start_time"] for i in ids.values()]
@@ -629,13 +630,10 @@ def test_a_worker_killed_mid_run(team: Team, docker_client: Any, record_property
         assert docker_client.networks.list(filters={"label": f"io.pnr.domain={team.domains[kind]}"}) == []
         assert not (team.runtime / f"{team.domains[kind]}.pnr.json").exists()
 
-    # the server has marked the killed workers OFFLINE (worker heartbeat 5 s here; the foreman allows 3 missed ones)
-    deadline = time.monotonic() + 60
-    while (status := team.worker_status()) and status.get(victim1.name) != "OFFLINE":
-        assert time.monotonic() < deadline, status
-        time.sleep(1)
-    notes["worker_status_at_end"] = status
-    notes["kill1_worker_offline_within_s"] = round(time.monotonic() - t_kill1, 1)
+    # the server marks a silent worker OFFLINE after 3 missed worker heartbeats (foreman service; measured here 55-110 s
+    # after the kill): recorded, not waited for
+    notes["worker_status_at_end"] = team.worker_status()
+    notes["seconds_since_kill1"] = round(time.monotonic() - t_kill1, 1)
 
     for key, value in notes.items():
         record_property(key, value)

@@ -340,3 +340,24 @@ def test_restart_control_interrupt_stops_the_watch(tmp_path: Path):
     control.interrupt("Ctrl-C")
     thread.join(5)
     assert done["ended"] == "Ctrl-C"
+
+
+def test_the_timeline_artifact_embeds_the_picture_as_a_data_uri_image_and_keeps_the_table():
+    import base64
+    import re
+
+    from pnr.lifecycle import ChunkProgress
+    from pnr.prefect.artifacts import timeline_markdown
+
+    plan = _plan([_chunk("db"), _chunk("api", "db_ready")], name="shop")
+    progress = {
+        "db": ChunkProgress("db", "main", phase=Phase.READY, created_at=1.0, started_at=1.1, ready_at=2.0),
+        "api": ChunkProgress("api", "main", phase=Phase.READY, created_at=1.0, started_at=2.1, ready_at=3.0),
+    }
+    md = timeline_markdown(plan, progress)
+    found = re.search(r"^!\[readiness timeline of shop\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)$", md, re.M)
+    assert found, md
+    root = ET.fromstring(base64.b64decode(found.group(1)))
+    assert [g.get("data-chunk") for g in root.iter(f"{SVG}g") if g.get("data-chunk")] == ["db", "api"]
+    assert "<svg" not in md.replace(found.group(0), "")  # never inline: the UI's markdown strips <svg>
+    assert "| ★ | **api** |" in md and "Critical path: db → api" in md
