@@ -69,6 +69,10 @@ def chain(domain: str) -> dict[str, Any]:
             "timeout_seconds": 1,
             "interval_seconds": 0.1,
             "deadline_seconds": 120,
+            "status_mapping": {
+                "success": {"key": f"{name}_ready", "response": ["yes"], "tv": "Y"},
+                "failure": {"key": f"{name}_ready", "response": ["no"], "tv": "N"},
+            },
         }
         if check == "http":
             health.update(path="/health", expected_code=200)
@@ -258,6 +262,8 @@ class Bench:
             for domain in self.domains:
                 run_id = self.create(flow, domain)
                 runs.append(self.describe(self.wait([run_id])[run_id]) | {"domain": domain})
+                if runs[-1]["state"] != "COMPLETED":
+                    break
         else:
             ids = {self.create(flow, d): d for d in self.domains}
             done = self.wait(list(ids))
