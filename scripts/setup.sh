@@ -22,3 +22,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 bash scripts/ensure_docker.sh
 bash scripts/build_test_images.sh
+# docker-compose 1.29.2 (Debian's): the comparison baseline of the compose-parity tests and the benchmark
+if ! command -v docker-compose >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing docker-compose with apt-get ..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+  else
+    echo "note: docker-compose is not installed; the compose-parity tests will skip (apt-get install docker-compose)"
+  fi
+fi

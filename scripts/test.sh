@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/check.sh
-export PNR_REQUIRE_DOCKER=1   # a missing engine is a failure, never a skip
+export PNR_REQUIRE_DOCKER=1     # a missing engine is a failure, never a skip
+export PNR_REQUIRE_POSTGRES=1   # the same for the PostgreSQL the tests set up (scripts/ensure_postgres.sh)
 exec .venv/bin/python -m pytest "$@"

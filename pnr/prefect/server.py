@@ -503,7 +503,7 @@ def _as_before(config: ServerConfig, record: _Record) -> ServerConfig:
         elif record.database != "sqlite":
             raise ServerError(
                 f"pnr's Prefect server (pid {record.pid}, {record.api_url}) is gone; it used {record.database_url}. "
-                "Give that database URL again (--database-url or PNR_SERVER_DATABASE_URL) to restart it, or "
+                "Give that database URL again (--database or PNR_SERVER_DATABASE_URL) to restart it, or "
                 "forget it with `pnr server stop` and start afresh on SQLite"
             )
     return replace(config, host=config.host or record.host, port=config.port or record.port, database_url=database_url)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -33,17 +32,9 @@ from conftest import pnr_cli
 import pnr
 from pnr.lifecycle.logs import parse_stamp
 
-from .test_compose_parity import BUILT_IMAGES, EXAMPLES, NEEDS_IMAGES, compose_up
+from .test_compose_parity import BUILT_IMAGES, EXAMPLES, compose_up, ensure_images
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def compose_binary() -> str:
-    path = shutil.which("docker-compose")
-    if path is None:
-        pytest.skip("docker-compose (1.29.2, Debian's package) is not installed: apt-get install docker-compose")
-    return path
 
 
 def _closure(depends_on: dict[str, list[str]]) -> set[tuple[str, str]]:
@@ -112,13 +103,9 @@ def _when(times: dict[str, dict[str, float]], dep: str, what: str, compose: bool
 
 @pytest.mark.parametrize("example", ["chain", "demo", "full"])
 def test_pnr_up_of_the_imported_file_matches_docker_compose(
-    tmp_path: Path, docker_client: Any, compose_binary: str, example: str
+    tmp_path: Path, docker_client: Any, docker_compose: str, example: str
 ) -> None:
-    for image in NEEDS_IMAGES.get(example, ()):
-        try:
-            docker_client.images.get(image)
-        except Exception:
-            pytest.skip(f"{image} is missing: run scripts/build_demo_images.sh")
+    ensure_images(docker_client, example)
     file = EXAMPLES / f"{example}.yml"
     built = BUILT_IMAGES.get(example)
     had_image = False
@@ -131,7 +118,7 @@ def test_pnr_up_of_the_imported_file_matches_docker_compose(
     runtime_dir = tmp_path / "runtime"
     began = time.monotonic()
     try:
-        compose = compose_up(compose_binary, docker_client, file)
+        compose = compose_up(docker_compose, docker_client, file)
         compose_s = time.monotonic() - began
         imported = pnr_cli("import", str(file), "--name", domain, "-o", str(domain_file))
         assert imported.returncode == 0, imported.stderr
