@@ -341,6 +341,7 @@ class Bench:
         self._servers: dict[str, Server] = {}
         self.state_dirs: set[Path] = set()  # every PNR_STATE_DIR a pnr up got: a server pnr left there is stopped
         self.networks: set[str] = set()
+        self.problems: list[str] = []  # for the report's notes
         self.seq = 0
 
     def snapshot(self) -> str:
@@ -388,6 +389,7 @@ class Bench:
                 pass
             except docker.errors.APIError as exc:  # dockerd 20.10 can keep stale endpoints after mass removal
                 log(f"could not remove network {name}: {exc.explanation}")
+                self.problems.append(f"network {name} could not be removed: {exc.explanation}")
         self.networks.clear()
         return left
 
@@ -834,6 +836,7 @@ def main(argv: list[str] | None = None) -> None:
         data["machine"]["load_after"] = list(os.getloadavg())
         data["duration_s"] = time.monotonic() - t0
         bench.close()
+        data["notes"] += list(dict.fromkeys(bench.problems))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     data["summary"] = cli_report.summarize(data)
     save(data, f"cli-{stamp}.json")

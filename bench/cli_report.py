@@ -111,7 +111,7 @@ def _concurrency(c: dict[str, Any] | None) -> dict[str, Any] | None:
         "failed": sum(1 for b in c["bursts"] for r in b["runs"] if "error" in r),
         "server_cpu_burst": stats([b["server_cpu"] for b in c["bursts"]]),
         "server_cpu_single": stats([r.get("server_cpu") for r in c["single"]]),
-        "load1": stats([b["load1"] for b in c["bursts"]]),
+        "load1s": [b["load1"] for b in c["bursts"]],
     }
     if single and out["burst"]:
         out["ratio_median"] = out["burst"]["median"] / single["median"]
@@ -263,7 +263,8 @@ def _concurrency_md(c: dict[str, Any] | None) -> list[str]:
         f"| lower bound (chain3) | {_s(c['single_lb'])} | {_s(c['burst_lb'])} | "
         f"{_x(_ratio(c['burst_lb'], c['single_lb']))} | |",
         "",
-        f"Failed runs in the bursts: {c['failed']}. Load average (1 min) at the bursts' start: {_s(c['load1'], '')}.",
+        f"Failed runs in the bursts: {c['failed']}. Load average (1 min) at the bursts' start: "
+        f"{', '.join(f'{x:.1f}' for x in c['load1s'])}.",
         "",
     ]
 

@@ -334,11 +334,34 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {i} | {phase['flow']} {phase['mode']} | {s['wall']:.1f} s | {m['pickup']:.1f} s | "
                 f"{m['process_start']:.1f} s | {m['flow']:.1f} s | {m['total']:.1f} s; {s['max_total']:.1f} s |"
             )
+    seq = [
+        summary(ph) for rep in report["repeats"] for ph in rep if ph["flow"] == "pnr-up" and ph["mode"] == "sequential"
+    ]
+    par = [
+        summary(ph) for rep in report["repeats"] for ph in rep if ph["flow"] == "pnr-up" and ph["mode"] == "parallel"
+    ]
+
+    def med(items: list[dict[str, Any]], key: str, sub: str | None = None) -> float:
+        return statistics.median(i["median"][sub] if sub else i[key] for i in items)
+
+    n = a["domains"]
+    lines += [
+        "",
+        f"**{n} at once vs one after another** (medians over repeats): all {n} up in {med(par, 'wall'):.1f} s vs "
+        f"{med(seq, 'wall'):.1f} s, {med(seq, 'wall') / med(par, 'wall'):.1f}× faster. Each run, alone vs with "
+        f"{n} at once: process start {med(seq, '', 'process_start'):.1f} s vs {med(par, '', 'process_start'):.1f} s, "
+        f"the bring-up itself {med(seq, '', 'flow'):.1f} s vs {med(par, '', 'flow'):.1f} s, created → end "
+        f"{med(seq, '', 'total'):.1f} s vs {med(par, '', 'total'):.1f} s. With {os.cpu_count()} cores the "
+        "concurrent runs share the CPU: every flow-run process is a fresh Python that imports Prefect twice (the "
+        "workspace supervisor, then the engine it execs) and pnr, and the flows share the cores with the Prefect "
+        "server; more worker hosts add cores, the server and its database are what they share.",
+    ]
     lines += [
         "",
         "- pickup: run created → a worker took it (Pending); process start: Pending → Running (the worker starts "
         "`python -m prefect.engine`, which imports Prefect and pnr, runs the pull step and loads the flow); bring-up "
-        "flow: Running → end, the bring-up itself.",
+        "flow: Running → end, the bring-up itself. Deployments with `job_variables: {stream_output: false}` (as "
+        "docs/scale-out.md recommends).",
         f"- Set-up, once: server {report['setup']['server_seconds']:.1f} s, pool + `prefect deploy` "
         f"{report['setup']['deploy_seconds']:.1f} s, workers online {report['setup']['workers_online_seconds']:.1f} s.",
         "",

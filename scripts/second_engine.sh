@@ -44,6 +44,11 @@ start() {
     exit 1
   }
   mkdir -p "$DIR/data" "$DIR/exec"
+  # Seen here: a second dockerd restarted on an existing data root deletes the *first* engine's docker0 while
+  # it clears its stale default network (the first engine's default-bridge containers then cannot start).
+  # Remember docker0's address and put the device back if that happens.
+  local docker0_addr
+  docker0_addr=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | head -1)
   if [ -z "$(running_pid)" ]; then
     if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
       ip link add "$BRIDGE" type bridge
@@ -67,6 +72,12 @@ start() {
     echo "the second engine did not answer within 30s; $DIR/dockerd.log:" >&2
     tail -20 "$DIR/dockerd.log" >&2 || true
     exit 1
+  fi
+  if [ -n "$docker0_addr" ] && ! ip link show docker0 >/dev/null 2>&1; then
+    echo "note: starting the second engine removed the first engine's docker0; restored it ($docker0_addr)" >&2
+    ip link add docker0 type bridge
+    ip addr add "$docker0_addr" dev docker0
+    ip link set docker0 up
   fi
   for image in $IMAGES; do
     local want have

@@ -255,6 +255,7 @@ def ensure_running(
                 _wait_healthy(config, record, None, deadline, 0, timeout)
                 return record.info(config, healthy=True), False
             config = _as_before(config, record)  # crashed or vanished: back on its port, with its database
+            _clear_crashed(record)
             _remove_record(config)
         return _spawn(config, wait, deadline, timeout), True
 
@@ -669,3 +670,25 @@ def _now() -> str:
 def _terminate(pid: int, timeout: float) -> None:
     if not daemon.terminate(pid, timeout):
         raise ServerError(f"the Prefect server (pid {pid}) survived SIGKILL; check it with `ps -o stat,args -p {pid}`")
+
+
+def _clear_crashed(record: _Record, wait: float = 10.0) -> None:
+    """A crashed server's leftovers: what is left of its process group (its pid led a session of its own, so a
+    group of that id whose leader is dead can only be its own children) is killed, and its port gets a moment
+    to be released before a new server binds it. A pid that now runs another program is never signalled."""
+    if daemon.alive(record.pid):
+        return  # the pid belongs to another program now: not ours to touch
+    daemon.terminate(record.pid, 2.0)
+    until = time.monotonic() + wait
+    while time.monotonic() < until and not _port_bindable(record.host, record.port):
+        time.sleep(_POLL_SECONDS)
+
+
+def _port_bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError:
+            return False
+    return True
