@@ -656,6 +656,8 @@ def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
         try:
             pg.start()
             servers.append(pg)
+            rec = bench.run_pnr(SMALL(), f"warm/{pg.kind}", pg.env(), pg)  # uncounted, as for the other servers
+            data["warmups"].append({**rec, "stack": "chain3", "repeat": -1, "database": "postgresql"})
         except Exception as exc:  # reported; SQLite results still count
             data["notes"].append(f"PostgreSQL-backed server did not start: {exc}")
     for size in bench.args.scale:

@@ -46,10 +46,12 @@ def choose_backend(ephemeral: bool = False) -> Backend:
     settings = get_settings()
     if ephemeral or settings.ephemeral_server:
         return Backend("ephemeral")
-    info, started_now = server.ensure_running()
+    # a new server migrates its database for seconds: the runner imports Prefect meanwhile, then waits for it
+    info, started_now = server.ensure_running(wait=not settings.runner)
     use_runner = False
     if settings.runner:
         pong = runner.ensure_runner(info.state_dir, info.api_url)
+        info = server.ensure_running()[0]  # healthy by now (the runner waited for it); else this says why
         same_engine = pong is not None and all(
             (pong.get("env") or {}).get(key) == os.environ.get(key) for key in runner.SAME_ENV
         )

@@ -406,12 +406,26 @@ def _warm_up() -> None:
 
     from pnr.prefect.flows import bring_up, cpux_flow, tear_down
 
+    api_url = os.environ.get("PREFECT_API_URL", "")
+    until = time.monotonic() + START_TIMEOUT  # started beside a new server: it may still be migrating
+    while time.monotonic() < until and not _answers(api_url):
+        time.sleep(0.1)
     try:
         with get_client(sync_client=True) as client:
             for flow in (bring_up, cpux_flow, tear_down):
                 client.create_flow(flow)
     except Exception as exc:  # a warm-up only: the first run will say what is wrong
         print(f"warm-up could not reach {os.environ.get('PREFECT_API_URL')}: {exc}", flush=True)
+
+
+def _answers(api_url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 def _connect(paths: RunnerPaths, timeout: float) -> socket.socket:

@@ -567,8 +567,16 @@ def test_a_worker_killed_mid_run(team: Team, docker_client: Any, record_property
     assert final["state_type"] == "FAILED", (notes, team.logs(first)[-30:])
     assert "SystemExit: 1" in final["state"]["message"]
     assert _wait_gone(child, 30)
-    # a failed bring-up leaves what came up (pnr's rule; no on_crashed hook: the run did not crash)
+    # a failed bring-up leaves what came up (pnr's rule; no on_crashed hook: the run did not crash), and says so with
+    # pnr.domain.up.failed, the event prefect.md's tear-down automation reacts to
     assert len(owned(docker_client, domain)) == 2
+    deadline = time.monotonic() + 30
+    body = {
+        "filter": {"event": {"name": ["pnr.domain.up.failed"]}, "any_resource": {"labels": {"pnr.domain": [domain]}}}
+    }
+    while not team.api("POST", "/events/filter", body)["events"]:
+        assert time.monotonic() < deadline, "no pnr.domain.up.failed event"
+        time.sleep(0.5)
     assert pnr_cli("down", str(config), "--runtime-dir", str(team.runtime), env=env).returncode == 0
 
     # 2. a host lost: a worker and the flow-run process it started, both SIGKILLed
