@@ -190,7 +190,7 @@ class CpuxRun(CpuxState):
                 unmet = self.store.unmet(self.plan.chunks[name].gatekeeper)
                 why = BlockedChunk(name, unmet).render().removeprefix(name + " ") if unmet else reason
                 self.set_phase(name, Phase.BLOCKED, f"never started: {why}")
-        self.flush()
+        self.flush(force=True)
 
     def outcome_error(self) -> Exception | None:
         """The run's failure, if any: the abort reason, else the failed chunks."""

@@ -142,11 +142,11 @@ class CpuxState:
         self.control.publish(ProgressEvent(self.domain, self.cpux, chunk, phase.value, detail, time.time(), what))
         self.store.poke()
 
-    def flush(self) -> None:
-        """Write chunk states for `pnr status` if they changed (at most every PERSIST_EVERY while running:
-        rewriting the file on every phase change would cost O(chunks²) in a large domain)."""
+    def flush(self, force: bool = False) -> None:
+        """Write chunk states for `pnr status` if they changed — at most every PERSIST_EVERY while running
+        (rewriting the file on every phase change would cost O(chunks²) in a large domain); `force` at the end."""
         with self._lock:
-            if not self._dirty:
+            if not self._dirty or (not force and time.monotonic() - self._persisted_at < PERSIST_EVERY):
                 return
             self._dirty = False
             self._persisted_at = time.monotonic()

@@ -191,7 +191,7 @@ class Watcher:
 
     def _finish(self, started: float) -> float:
         for run in self.runs:
-            run.flush()
+            run.flush(force=True)
         elapsed = time.monotonic() - started
         lost = sum(1 for e in self.events if e.what == "lost")
         held = [w.name for w in self.chunks if w.state == "held"]
