@@ -313,7 +313,7 @@ def logs(lines: int = 50, *, state_dir: Path | str | None = None) -> str:
 
 def _spawn(config: ServerConfig, wait: bool, deadline: float, timeout: float) -> ServerInfo:
     host = config.host or DEFAULT_HOST
-    port = config.port or DEFAULT_PORT
+    port = config.port or _default_port(host)
     api_url = f"http://{_url_host(host)}:{port}/api"
     database_url = config.database_url or config.sqlite_url
     database = _database_kind(database_url)
@@ -692,3 +692,12 @@ def _port_bindable(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _default_port(host: str) -> int:
+    """4200, Prefect's port; when something else holds it (another Prefect, a CI neighbour) and no port was
+    asked for, the next free one of 4201-4299, so `pnr up` works on a shared machine (the UI URL says which)."""
+    for port in range(DEFAULT_PORT, DEFAULT_PORT + 100):
+        if _port_bindable(host, port):
+            return port
+    return DEFAULT_PORT  # all taken: the port check names what holds 4200
