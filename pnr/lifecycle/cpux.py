@@ -20,7 +20,8 @@ from pnr.engines import host_port_clashes
 from pnr.exceptions import BlockedChunk, ChunkFailed, EngineError, RunError, RunTimeout, StallError
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.state import CpuxState, Phase
-from pnr.model import PNR_ITSELF
+from pnr.model import PNR_ITSELF, Plan
+from pnr.runtime import SignalStore
 
 ENGINE_PING_EVERY = 1.0  # seconds between pings of the engines in use while a run is supervised
 
@@ -222,3 +223,12 @@ class CpuxRun(CpuxState):
             }
             for n, p in self.progress.items()
         }
+
+
+def domain_runs(plan: Plan, store: SignalStore, engines: Any, config_path: str, **options: Any) -> list[CpuxRun]:
+    """One CpuxRun per CPUX of the domain, in start order, over one store and engine set (`options`: the other
+    keyword arguments of `CpuxRun`, e.g. timeout_seconds, control, force_recreate)."""
+    return [
+        CpuxRun(plan=plan, cpux=cpux, store=store, engine=engines, config_path=config_path, **options)
+        for cpux in plan.cpux_order
+    ]

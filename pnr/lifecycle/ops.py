@@ -13,7 +13,7 @@ from typing import Any
 
 from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref
 from pnr.exceptions import EngineUnreachable
-from pnr.lifecycle.cpux import CpuxRun
+from pnr.lifecycle.cpux import domain_runs
 from pnr.model import Plan
 from pnr.runtime import ChunkStateFile, SignalStore, read_state, remove_domain_files
 
@@ -188,16 +188,7 @@ def plan_actions(
     engines.ping_all()
     store = SignalStore(runtime_dir, plan.domain.name)
     rows: list[dict[str, Any]] = []
-    for cpux in plan.cpux_order:
-        run = CpuxRun(
-            plan=plan,
-            cpux=cpux,
-            store=store,
-            engine=engines,
-            config_path=config_path,
-            timeout_seconds=1,
-            force_recreate=force,
-        )
+    for run in domain_runs(plan, store, engines, config_path, timeout_seconds=1, force_recreate=force):
         for name in run.names:
             chunk = plan.chunks[name]
             container = chunk.container.name

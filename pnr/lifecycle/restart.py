@@ -25,7 +25,7 @@ from typing import Any
 from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, Engine, EngineSet
 from pnr.exceptions import ConfigError, ConfigIssue, RunError
 from pnr.lifecycle.control import RunControl
-from pnr.lifecycle.cpux import CpuxRun
+from pnr.lifecycle.cpux import CpuxRun, domain_runs
 from pnr.lifecycle.state import Phase
 from pnr.lifecycle.watch import Watcher
 from pnr.model import Plan
@@ -230,18 +230,10 @@ def _runs(
         with contextlib.suppress(Exception):  # an engine that does not answer: its chunks are not ready
             for c in e.owned_containers(plan.domain.name):
                 containers.setdefault(c.labels.get(LABEL_CHUNK, ""), c)
-    runs = []
-    for cpux in plan.cpux_order:
-        run = CpuxRun(
-            plan=plan,
-            cpux=cpux,
-            store=store,
-            engine=engines,
-            config_path=config_path,
-            timeout_seconds=timeout,
-            control=control,
-            flow_run_id=flow_run_id,
-        )
+    runs = domain_runs(
+        plan, store, engines, config_path, timeout_seconds=timeout, control=control, flow_run_id=flow_run_id
+    )
+    for run in runs:
         for name, prog in run.progress.items():
             rec = recorded.get(name, {})
             cont = containers.get(name)
@@ -256,5 +248,4 @@ def _runs(
             ready = cont is not None and cont.running and store.holds(plan.chunks[name].flowout)
             if name == chunk or (ready and plan.chunks[name].kind == "service"):
                 prog.phase = Phase.READY
-        runs.append(run)
     return runs
