@@ -131,7 +131,9 @@ class ChunkDriver:
             if spec.flowout:
                 st.store.set(dict(spec.flowout))
         holds = st.store.wait(
-            lambda: st.aborted or st.store.holds(spec.flowout), max(0.0, st.deadline - time.monotonic())
+            lambda: st.aborted or st.store.holds(spec.flowout),
+            max(0.0, st.deadline - time.monotonic()),
+            signals=spec.flowout,
         )
         if not holds or st.aborted:
             raise self.fail(f"{self.name}: readiness passed but its flowout never held: {st.unmet_text(spec.flowout)}")

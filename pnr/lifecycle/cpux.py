@@ -88,7 +88,9 @@ class CpuxRun(CpuxState):
         gate = self.plan.chunks[chunk].gatekeeper
         self.progress[chunk].gate_checks += 1
         slice_end = min(time.monotonic() + self.gate_slice, self.deadline + 1)
-        self.store.wait(lambda: self.aborted or self.store.holds(gate), max(0.0, slice_end - time.monotonic()))
+        self.store.wait(
+            lambda: self.aborted or self.store.holds(gate), max(0.0, slice_end - time.monotonic()), signals=gate
+        )
         if self.aborted:
             self.set_phase(chunk, Phase.BLOCKED, str(self.abort_error).splitlines()[0])
             raise ChunkBlocked(f"{chunk} did not start: {self.abort_error}")
@@ -124,8 +126,8 @@ class CpuxRun(CpuxState):
             if time.monotonic() > self.deadline:
                 self.abort(RunTimeout(self._timeout_message()))
                 return
-            with self.store.changed:
-                self.store.changed.wait(poll)
+            self.phase_changed.wait(poll)  # a phase change, or the poll (external files, the deadline)
+            self.phase_changed.clear()
 
     def find_stall(self) -> list[BlockedChunk]:
         """Chunks whose gate can never open, when nothing is starting or probing; else []."""

@@ -94,6 +94,7 @@ class CpuxState:
         self.progress = {n: ChunkProgress(n, cpux) for n in self.names}
         self.images: dict[str, str] = {}
         self.abort_error: Exception | None = None
+        self.phase_changed = threading.Event()
         self._lock = threading.Lock()
         self._state_file = ChunkStateFile(store.runtime_dir, self.domain)
         self._dirty = True
@@ -108,6 +109,7 @@ class CpuxState:
         if self.abort_error is None:
             self.abort_error = error
         self.store.poke()
+        self.phase_changed.set()
 
     def engine_of(self, chunk: str) -> Any:
         """The engine `chunk` runs on."""
@@ -140,7 +142,7 @@ class CpuxState:
         if time.monotonic() - self._persisted_at > PERSIST_EVERY:
             self.flush()
         self.control.publish(ProgressEvent(self.domain, self.cpux, chunk, phase.value, detail, time.time(), what))
-        self.store.poke()
+        self.phase_changed.set()  # the supervisor looks again; chunks waiting on signals are not woken
 
     def flush(self, force: bool = False) -> None:
         """Write chunk states for `pnr status` if they changed — at most every PERSIST_EVERY while running

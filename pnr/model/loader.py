@@ -245,7 +245,7 @@ def _scan_text(data: Any, dups: dict[int, list[str]]) -> list[ConfigIssue]:
             for key, value in node.items():
                 problem = _bad_text(key)
                 if problem:
-                    issues.append(ConfigIssue(json_path(loc), f"key {key!r} {problem}"))
+                    issues.append(ConfigIssue(json_path(loc) or json_path((key,)), f"key {key!r} {problem}"))
                 stack.append((value, (*loc, key)))
         elif isinstance(node, list):
             stack.extend((value, (*loc, i)) for i, value in enumerate(node))

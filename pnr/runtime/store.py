@@ -21,7 +21,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from pnr.runtime.files import (
 )
 
 UNKNOWN = PnR(tv="U")
+_ANY = "\0any"  # the waiters `poke` wakes: every targeted waiter registers under it too
 
 
 def parse_signal_file(text: str) -> dict[str, PnR]:
@@ -97,6 +98,8 @@ class SignalStore:
         self._state: dict[str, PnR] = {}
         self.problems: dict[str, str] = {}  # file -> last problem (reported once per change)
         self._listeners: list[Callable[[str, PnR, PnR], None]] = []
+        self._waiters: dict[str, set[threading.Event]] = {}  # signal name (or _ANY) -> waiters to wake
+        self._waiters_lock = threading.Lock()
         self._refresh_lock = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -189,6 +192,8 @@ class SignalStore:
             ]
             if diff:
                 self.changed.notify_all()
+        if diff:
+            self._wake({name for name, _before, _after in diff})
         for name, before, after in diff:
             for listener in self._listeners:
                 listener(name, before, after)
@@ -214,21 +219,51 @@ class SignalStore:
         update_signal_file(self.runtime_dir, self.own_file.name, values)
         self.refresh()
 
-    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Block until predicate() is true or timeout passes; wakes on every change."""
+    def wait(self, predicate: Callable[[], bool], timeout: float, signals: Iterable[str] | None = None) -> bool:
+        """Block until predicate() is true or timeout passes. With `signals`, wake only when one of them changes
+        (or on `poke`): a gate waits on its own signals, so a domain of N waiting chunks does not wake N threads
+        for every change anywhere (O(N²) wake-ups at 500 chunks). Without, wake on every change."""
         deadline = time.monotonic() + timeout
-        with self.changed:
+        if signals is None:
+            with self.changed:
+                while not predicate():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self.changed.wait(left)
+            return True
+        event = threading.Event()
+        names = set(signals)
+        with self._waiters_lock:  # registered before the first check: no change can slip in between
+            for name in names | {_ANY}:
+                self._waiters.setdefault(name, set()).add(event)
+        try:
             while not predicate():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self.changed.wait(left)
-        return True
+                event.wait(left)
+                event.clear()
+            return True
+        finally:
+            with self._waiters_lock:
+                for name in names | {_ANY}:
+                    self._waiters.get(name, set()).discard(event)
+
+    def _wake(self, names: Iterable[str]) -> None:
+        with self._waiters_lock:
+            events = [e for name in names for e in self._waiters.get(name, ())]
+        for event in events:
+            event.set()
 
     def poke(self) -> None:
         """Wake every waiter (used when the run is aborted)."""
         with self.changed:
             self.changed.notify_all()
+        with self._waiters_lock:
+            events = list(self._waiters.get(_ANY, ()))
+        for event in events:
+            event.set()
 
 
 def read_state(runtime_dir: str | Path, domain: str) -> tuple[dict[str, PnR], dict[str, str]]:
