@@ -1,0 +1,64 @@
+"""The chunk-state file `.pnr/<domain>.chunks.json`: each chunk's phase and container of the last run, with
+the pid of the process that runs it, so `pnr status` can tell a live run from a finished or dead one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pnr.runtime.files import atomic_write_json, chunk_state_path
+
+
+class ChunkStateFile:
+    """Read, merge-write and delete one domain's chunk-state file."""
+
+    def __init__(self, runtime_dir: Path, domain: str) -> None:
+        self.domain = domain
+        self.path = chunk_state_path(runtime_dir, domain)
+
+    def read(self) -> dict[str, Any]:
+        """The file's content ({} when missing or unreadable)."""
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(self.path.read_text())
+            if isinstance(data, dict):
+                return data
+        return {}
+
+    def chunks(self) -> dict[str, Any]:
+        chunks = self.read().get("chunks", {})
+        return chunks if isinstance(chunks, dict) else {}
+
+    def write(self, chunks: dict[str, Any], flow_run_id: str, pid: int | None = None) -> None:
+        """Merge `chunks` (name → state) into the file: chunks of other CPUXs of the domain stay. `pid`: the
+        process the run belongs to (the `pnr up` client of a run the resident runner executes), default this one."""
+        merged = self.chunks()
+        merged.update(chunks)
+        atomic_write_json(
+            self.path,
+            {"domain": self.domain, "pid": pid or os.getpid(), "flow_run_id": flow_run_id, "chunks": merged},
+            durable=False,  # advisory, rewritten every fraction of a second while a run is on
+        )
+
+    def run_alive(self) -> bool:
+        """True while another live process runs (or watches) the domain."""
+        pid = self.read().get("pid")
+        return pid != os.getpid() and _pid_alive(pid)
+
+    def delete(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
