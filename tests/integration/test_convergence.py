@@ -4,6 +4,7 @@ changed chunk and say which field changed before acting, `--dry-run` touches not
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,11 @@ def test_up_reuses_recreates_only_what_changed_and_says_why(
     assert ids1["db"] != ids0["db"] and ids1["api"] == ids0["api"]
     said = _line_index(up.stdout, rf"\bdb\s+starting\s+recreating {pre}db: {re.escape(reason)}")
     assert said < _line_index(up.stdout, r"\bdb\s+probing\b")
-    assert _line_index(up.stdout, r"\bdb\s+ready\b") < _line_index(up.stdout, r"\bapi\s+probing\b")
+    assert said < _line_index(up.stdout, r"\bapi\s+probing\b")
+    # re-gated: api passed its gate only once the new db's probe had succeeded (db's mapping wakes api at once,
+    # so api's "probing" line may print before db's "ready" line; the recorded times are the causal order)
+    recorded = json.loads((rdir / ".pnr" / f"{domain_name}.chunks.json").read_text())["chunks"]
+    assert recorded["api"]["started_at"] >= recorded["db"]["ready_at"], recorded
     ports = docker_client.api.inspect_container(ids1["db"])["HostConfig"]["PortBindings"]
     assert ports == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(p2)}]}
 
