@@ -538,12 +538,48 @@ class Bench:
             log(f"warm-up {mode:<14} {fmt_rec(rec)}")
 
     def first_run(self, stack: Stack) -> list[dict[str, Any]]:
-        """A fresh PREFECT_HOME and PNR_STATE_DIR, no server: the first `pnr up` on a new machine, then a second."""
+        """A fresh PREFECT_HOME and PNR_STATE_DIR, no server: the first `pnr up` on a new machine, then a second.
+        Right before: the floor of that first call, Prefect's own server started on an empty database."""
+        floor = self.prefect_cold_start()
         env = self.fresh_env()
         recs = [self.run_pnr(stack, f"first-run #{call}", env, None) for call in (1, 2)]
+        recs[0]["prefect_cold_start"] = floor
         if self.args.managed_available and state_pids(env["PNR_STATE_DIR"]):
             timed([self.pnr, "server", "stop"], env, 60)  # the server (and runner) the first call started
         return recs
+
+    def prefect_cold_start(self) -> float | None:
+        """Seconds until a bare `prefect server start` (pnr's server settings) on an empty PREFECT_HOME answers
+        /api/health: its imports and every database migration. What any first call on a new machine pays."""
+        import urllib.request
+
+        from pnr.prefect.server import SERVER_TUNING
+
+        home = Path(tempfile.mkdtemp(prefix="cold-", dir=self.tmp))
+        port = free_port()
+        env = {**self.base_env(), **SERVER_TUNING, "PREFECT_HOME": str(home / "home")}
+        command = [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        with open(home / "server.log", "wb") as out:
+            began = time.monotonic()
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while time.monotonic() - began < 180 and proc.poll() is None:
+                health = f"http://127.0.0.1:{port}/api/health"
+                with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(health, timeout=1) as answer:
+                    if answer.status == 200:
+                        seconds = time.monotonic() - began
+                        log(f"bare `prefect server start`, empty database: healthy after {seconds:.2f}s")
+                        return seconds
+                time.sleep(0.05)
+            return None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
 
 
 def fmt_rec(rec: dict[str, Any]) -> str:

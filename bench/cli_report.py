@@ -229,6 +229,30 @@ def _fixed_cost_table(summary: dict[str, Any]) -> list[str]:
     return [*lines, ""] if len(lines) > 4 else []
 
 
+def _first_call_table(data: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The first call on a new machine against its floor: Prefect's server on an empty database (same run)."""
+    lines = [
+        "#### First call on a new machine: what it pays over a warm call, and what of that is Prefect's server",
+        "",
+        "| stack | first call | warm call (median) | first − warm | bare `prefect server start` on an empty "
+        "database, to healthy | first − warm − that |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for rec in data["runs"]:
+        if rec.get("mode") != "first-run #1" or "error" in rec:
+            continue
+        warm = next((e for k, e in summary["stacks"][rec["stack"]]["tools"].items() if k.startswith("pnr warm")), None)
+        warm_wall = _med(warm)
+        floor = rec.get("prefect_cold_start")
+        extra = rec["wall"] - warm_wall if warm_wall is not None else None
+        rest = extra - floor if extra is not None and floor is not None else None
+        lines.append(
+            f"| {rec['stack']} | {_sec(rec['wall'])} | {_sec(warm_wall)} | {_sec(extra, signed=True)} | "
+            f"{_sec(floor)} | {_sec(rest, signed=True)} |"
+        )
+    return [*lines, ""] if len(lines) > 4 else []
+
+
 def _timeline_table(summary: dict[str, Any]) -> list[str]:
     lines = [
         "#### Where a `pnr up` process spends its time (medians, seconds since spawn)",
@@ -338,6 +362,7 @@ def section(data: dict[str, Any]) -> str:
         parts += _stack_table(name, st)
     if summary["stacks"]:
         parts += _fixed_cost_table(summary)
+        parts += _first_call_table(data, summary)
         parts += _timeline_table(summary)
     parts += _concurrency_md(summary.get("concurrency"))
     parts += _scale_md(summary.get("scale", []))

@@ -15,7 +15,11 @@ class PnrSettings(BaseSettings):
 
     runtime_dir: Path = Field(default=Path("runtime"), description="folder of the runtime JSON mirror")
     timeout_seconds: float = Field(default=300.0, gt=0, description="default bound of a bring-up")
-    gate_slice_seconds: float = Field(default=10.0, gt=0, description="one gate-wait attempt before a Prefect retry")
+    gate_slice_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="the first gate-wait attempt before a Prefect retry; later ones double (at most 300 s)",
+    )
     heartbeat: bool = Field(default=False, description="keep Prefect's flow-run heartbeat for runs started by the CLI")
     ephemeral_server: bool = Field(
         default=False,
@@ -32,6 +36,9 @@ class PnrSettings(BaseSettings):
     )
     runner: bool = Field(
         default=True, description="let the resident runner next to pnr's Prefect server execute `pnr up` runs"
+    )
+    runners: int = Field(
+        default=0, ge=0, le=64, description="processes of the resident runner [default 0: one per CPU core, at most 4]"
     )
 
 

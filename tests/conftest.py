@@ -58,9 +58,10 @@ def pnr_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """pnr's resident Prefect server and runner of this test session: their own state dir and port (never the
     user's), started by the first `pnr up` that needs them, stopped by their pids at the end, also on failure."""
     state = tmp_path_factory.mktemp("pnr-state")
-    saved = {k: os.environ.get(k) for k in ("PNR_STATE_DIR", "PNR_SERVER_PORT")}
+    saved = {k: os.environ.get(k) for k in ("PNR_STATE_DIR", "PNR_SERVER_PORT", "PNR_RUNNERS")}
     os.environ["PNR_STATE_DIR"] = str(state)
     os.environ["PNR_SERVER_PORT"] = str(free_port())
+    os.environ["PNR_RUNNERS"] = "2"  # a pool of two, whatever the machine's core count
     try:
         yield state
     finally:

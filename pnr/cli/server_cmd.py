@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,7 +54,7 @@ def start(
     out.print(f"  UI   {info.ui_url}")
     out.print(f"  API  {info.api_url}")
     if pong is not None:
-        out.print(f"  runner pid {pong['pid']} (executes `pnr up` runs)")
+        out.print(f"  runner {_pool_text(runner.pool_status(info.state_dir, pong))}: executes `pnr up` runs")
     out.print(f"  state {info.state_dir}")
 
 
@@ -87,8 +87,9 @@ def status() -> None:
     out.print(f"pnr server: pid {info.pid}, {health}, {info.database} database, since {info.started_at}")
     out.print(f"  UI   {info.ui_url}")
     out.print(f"  API  {info.api_url}")
-    pong = runner.runner_status(info.state_dir)
-    out.print(f"  runner pid {pong['pid']}, {pong['active']} run(s) in progress" if pong else "  runner: not running")
+    pool = runner.pool_status(info.state_dir)
+    active = sum(int(p.get("active") or 0) for p in pool)
+    out.print(f"  runner {_pool_text(pool)}, {active} run(s) in progress" if pool else "  runner: not running")
     out.print(f"  state {info.state_dir}")
     if not info.healthy:
         raise typer.Exit(1)
@@ -108,3 +109,11 @@ def logs(
         print("\n".join(text.splitlines()[-lines:]))
         return
     print(server.logs(lines))
+
+
+def _pool_text(pool: list[dict[str, Any]]) -> str:
+    """ "pid 12" or "pids 12, 13 (2 processes; 1 of 3 missing)"."""
+    pids = ", ".join(str(p["pid"]) for p in pool)
+    size = int(pool[0].get("pool") or 1) if pool else 0
+    text = f"pid {pids}" if len(pool) == 1 else f"pids {pids} ({len(pool)} processes)"
+    return text + (f"; {size - len(pool)} of {size} not answering" if len(pool) < size else "")

@@ -13,7 +13,7 @@ timeline.py  the readiness timeline as an SVG Gantt chart (pure), the critical p
 
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.control import ProgressEvent, RunControl, RunNote, current_control, use_control
-from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed
+from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed, gate_attempts
 from pnr.lifecycle.ops import domain_status, plan_actions, remove_started_by, tear_down_domain
 from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
 from pnr.lifecycle.watch import WATCH_CANCELLED, Watcher
@@ -33,6 +33,7 @@ __all__ = [
     "Watcher",
     "current_control",
     "domain_status",
+    "gate_attempts",
     "plan_actions",
     "remove_started_by",
     "tear_down_domain",

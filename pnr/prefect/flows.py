@@ -6,7 +6,6 @@ whose retries wait on its gatekeeper state, and each health check to a sub-task 
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from pnr.lifecycle import (
     RunNote,
     Watcher,
     current_control,
+    gate_attempts,
     remove_started_by,
     tear_down_domain,
 )
@@ -214,7 +214,7 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
     """Submit every chunk's task (dependency order: producers get worker threads first) and supervise."""
     plan = run.plan
     futures: dict[str, PrefectConcurrentFuture[Any]] = {}
-    retries = math.ceil(remaining / run.gate_slice) + 1
+    retries = gate_attempts(run.gate_slice, remaining)  # attempts - 1 retries cover it; one spare
     runner: Any = FlowRunContext.get().task_runner  # type: ignore[union-attr]
     for name in run.names:
         # the producers of its gate signals, recorded as the task run's `wait_for` inputs so the UI draws the

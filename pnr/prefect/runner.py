@@ -6,9 +6,16 @@ saves is Python importing Prefect (over a second of CPU) and Prefect's client se
     pnr up ──unix socket (state dir)/runner.sock──▶ runner: bring_up(...) in a thread of its own
            ◀── one JSON line per event (progress, watch notes), then the outcome ──
 
+The runner is a small pool: after its imports (and before any thread exists) the process forks one copy per
+CPU core (`PNR_RUNNERS`), each with its own socket (runner.sock, runner-1.sock, ...). Python runs one thread at
+a time per process, so runs at once on one process queue for it; `pnr up` picks the least busy member.
+Forking costs no second import, and the members stop together (one process group; a member whose parent dies
+gets SIGTERM).
+
 Protocol: newline-delimited JSON, one request per connection.
 
-    {"op": "ping"}                             → {"type": "pong", "pid", "fingerprint", "api_url", "active"}
+    {"op": "ping"}                             → {"type": "pong", "pid", "fingerprint", "api_url", "active",
+                                                   "index", "pool", "stopping": [keys of interrupted runs]}
     {"op": "up", "args": {...}, "env": {...}}  → {"type": "event", ...}*  then  {"type": "done", "ok", ...}
     {"op": "interrupt", "reason": "..."}       (on the connection of an "up", at any time; closing the
                                                 connection interrupts the run too)
@@ -54,10 +61,14 @@ class RunnerError(PnrError):
 @dataclass(frozen=True)
 class RunnerPaths:
     state_dir: Path
+    index: int = 0  # the pool member; the pid and log files are the pool's (member 0 leads it)
 
     @property
     def socket(self) -> Path:
-        return self.state_dir / "runner.sock"
+        return self.state_dir / ("runner.sock" if self.index == 0 else f"runner-{self.index}.sock")
+
+    def member(self, index: int) -> RunnerPaths:
+        return RunnerPaths(self.state_dir, index)
 
     @property
     def pid_file(self) -> Path:
@@ -100,23 +111,55 @@ def ping(paths: RunnerPaths, timeout: float = 2.0) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) and answer.get("type") == "pong" else None
 
 
+def pool_size() -> int:
+    """Processes of the runner pool: PNR_RUNNERS, else one per CPU core (at most 4)."""
+    from pnr.settings import get_settings
+
+    return get_settings().runners or max(1, min(os.cpu_count() or 1, 4))
+
+
 def ensure_runner(state_dir: Path, api_url: str, timeout: float = START_TIMEOUT) -> dict[str, Any] | None:
-    """A runner for `api_url` running this very code: the one that answers, else a new one. None when the one
-    that answers runs other code but is busy (the caller then runs in-process rather than wait)."""
+    """A runner pool for `api_url` running this very code: the one that answers, else a new one (also when a
+    member died and nothing runs). None when the one that answers runs other code but is busy (the caller then
+    runs in-process rather than wait). The pong of member 0."""
     paths = RunnerPaths(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = code_fingerprint()
     with _locked(paths.lock_file):
         pong = ping(paths)
         if pong is not None:
+            pool = pool_status(state_dir, pong)
+            busy = any(p.get("active") for p in pool)
             if pong.get("fingerprint") == fingerprint and pong.get("api_url") == api_url:
-                return pong
-            if pong.get("active"):
+                if len(pool) == pong.get("pool", 1) or busy:
+                    return pong
+            elif busy:
                 return None
             stop_runner(state_dir)
         else:
             _stop_recorded(paths)
         return _spawn(paths, api_url, fingerprint, timeout)
+
+
+def pool_status(state_dir: Path, leader: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The pongs of the pool's members that answer (member 0 first); [] when no runner runs."""
+    paths = RunnerPaths(state_dir)
+    leader = leader or ping(paths)
+    if leader is None:
+        return []
+    members = [ping(paths.member(i), timeout=1.0) for i in range(1, int(leader.get("pool") or 1))]
+    return [leader, *(p for p in members if p is not None)]
+
+
+def pick(state_dir: Path, key: str) -> RunnerPaths:
+    """The member a run of `key` (its config and runtime folder) goes to: the one still stopping an interrupted
+    run of the same domain (it lets that end first), else the least busy one."""
+    pool = pool_status(state_dir)
+    if not pool:
+        return RunnerPaths(state_dir)
+    same = [p for p in pool if key in (p.get("stopping") or [])]
+    chosen = same[0] if same else min(pool, key=lambda p: (int(p.get("active") or 0), int(p.get("index") or 0)))
+    return RunnerPaths(state_dir, int(chosen.get("index") or 0))
 
 
 def stop_runner(state_dir: Path, timeout: float = 30.0) -> int | None:
@@ -130,11 +173,11 @@ def runner_status(state_dir: Path) -> dict[str, Any] | None:
 
 
 def _spawn(paths: RunnerPaths, api_url: str, fingerprint: str, timeout: float) -> dict[str, Any]:
-    with contextlib.suppress(FileNotFoundError):
-        paths.socket.unlink()
+    _unlink_sockets(paths.state_dir)
     env = dict(os.environ)
     env.update(PREFECT_API_URL=api_url, PNR_RUNNER_FINGERPRINT=fingerprint)
     command = [sys.executable, "-m", MARKER, "--state-dir", str(paths.state_dir), "--api-url", api_url]
+    command += ["--pool", str(pool_size())]
     offset = paths.log_file.stat().st_size if paths.log_file.exists() else 0
     pid = daemon.spawn_detached(command, env, paths.log_file)
     paths.pid_file.write_text(json.dumps({"pid": pid, "api_url": api_url, "fingerprint": fingerprint}))
@@ -158,12 +201,18 @@ def _stop_recorded(paths: RunnerPaths, timeout: float = 30.0) -> int | None:
         return None
     stopped = None
     if daemon.runs(pid, MARKER):
-        daemon.terminate(pid, timeout)
+        daemon.terminate(pid, timeout)  # its process group: the whole pool
         stopped = pid
-    for path in (paths.pid_file, paths.socket):
+    with contextlib.suppress(FileNotFoundError):
+        paths.pid_file.unlink()
+    _unlink_sockets(paths.state_dir)
+    return stopped
+
+
+def _unlink_sockets(state_dir: Path) -> None:
+    for path in [*state_dir.glob("runner-*.sock"), state_dir / "runner.sock"]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    return stopped
 
 
 class RemoteRun:
@@ -171,7 +220,7 @@ class RemoteRun:
     until the outcome, which `outcome` then holds; `interrupt()` asks the runner to stop the run."""
 
     def __init__(self, state_dir: Path, args: Mapping[str, Any], env: Mapping[str, str]) -> None:
-        self._conn = _connect(RunnerPaths(state_dir), timeout=10.0)
+        self._conn = _connect(pick(state_dir, run_key(args)), timeout=10.0)
         self._conn.settimeout(None)
         self._send_lock = threading.Lock()
         self.outcome: dict[str, Any] | None = None
@@ -201,6 +250,11 @@ class RemoteRun:
             _send(self._conn, message)
 
 
+def run_key(args: Mapping[str, Any]) -> str:
+    """Runs of one key (config and runtime folder: one domain's state) must not overlap after an interrupt."""
+    return f"{args.get('config_path')}|{args.get('runtime_dir')}"
+
+
 # -- the runner process -----------------------------------------------------------------------------------------
 
 
@@ -225,6 +279,9 @@ class _Handler(socketserver.StreamRequestHandler):
                     "fingerprint": self.server.fingerprint,
                     "api_url": self.server.api_url,
                     "active": self.server.active,
+                    "index": self.server.index,
+                    "pool": self.server.pool,
+                    "stopping": self.server.stopping(),
                     "env": {key: os.environ.get(key) for key in SAME_ENV},
                 }
             )
@@ -246,7 +303,7 @@ class _Handler(socketserver.StreamRequestHandler):
         watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
         watcher.start()
         # an interrupted run of the same domain (its client died or pressed Ctrl-C) finishes first
-        self.server.started(control, key=f"{args.get('config_path')}|{args.get('runtime_dir')}")
+        self.server.started(control, key=run_key(args))
         outcome: dict[str, Any]
         try:
             with quiet_prefect_run(), use_control(control), self.server.shared_client():
@@ -300,10 +357,11 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: Path, api_url: str, fingerprint: str) -> None:
+    def __init__(self, path: Path, api_url: str, fingerprint: str, index: int = 0, pool: int = 1) -> None:
         super().__init__(str(path), _Handler)
         self.api_url = api_url
         self.fingerprint = fingerprint
+        self.index, self.pool = index, pool
         self._runs: list[tuple[Any, str, threading.Event]] = []  # (control, domain key, done)
         self._guard = threading.Lock()
         self.client_context: Any = None  # one Prefect client (connection pool, TLS context) for every run
@@ -324,6 +382,11 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     @property
     def active(self) -> int:
         return len(self._runs)
+
+    def stopping(self) -> list[str]:
+        """Keys of runs that were interrupted and are still ending."""
+        with self._guard:
+            return sorted({k for c, k, _done in self._runs if c.interrupted})
 
     def started(self, control: Any, key: str, wait: float = 60.0) -> None:
         """Count the run; first let an interrupted run of the same domain end (it is stopping already: two runs
@@ -349,19 +412,22 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             control.interrupt(reason)
 
 
-def serve(state_dir: Path, api_url: str) -> None:
-    """The runner's main loop: import Prefect once, then serve bring-ups until SIGTERM."""
+def serve(state_dir: Path, api_url: str, pool: int = 1) -> None:
+    """The runner's main loop: import Prefect once, fork the pool, then serve bring-ups until SIGTERM."""
     import signal
 
     os.environ["PREFECT_API_URL"] = api_url
     for key, value in quiet_prefect_env().items():
         os.environ.setdefault(key, value)
+    _import_for_runs()
+    index, children = _fork_pool(pool)
     _warm_up()
 
-    paths = RunnerPaths(state_dir)
+    paths = RunnerPaths(state_dir, index)
     with contextlib.suppress(FileNotFoundError):
         paths.socket.unlink()
-    server = _Server(paths.socket, api_url, os.environ.get("PNR_RUNNER_FINGERPRINT") or code_fingerprint())
+    fingerprint = os.environ.get("PNR_RUNNER_FINGERPRINT") or code_fingerprint()
+    server = _Server(paths.socket, api_url, fingerprint, index, pool)
     server.client_context = _open_client_context()
     os.chmod(paths.socket, 0o600)  # the runner starts containers: only its user may ask it to
 
@@ -371,7 +437,7 @@ def serve(state_dir: Path, api_url: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"pnr runner {os.getpid()} serving {paths.socket} for {api_url}", flush=True)
+    print(f"pnr runner {os.getpid()} ({index + 1}/{pool}) serving {paths.socket} for {api_url}", flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
@@ -381,6 +447,52 @@ def serve(state_dir: Path, api_url: str) -> None:
         server.server_close()
         with contextlib.suppress(FileNotFoundError):
             paths.socket.unlink()
+        _reap(children, deadline)
+
+
+def _fork_pool(pool: int) -> tuple[int, list[int]]:
+    """Fork members 1..pool-1 of the pool; (this process's index, the children's pids). Only while this process
+    has a single thread (a fork copies one thread: locks another one held would stay held forever)."""
+    if pool <= 1 or threading.active_count() > 1:
+        if pool > 1:
+            print(f"runner pool of 1, not {pool}: threads are running before the fork", flush=True)
+        return 0, []
+    leader = os.getpid()
+    children = []
+    for index in range(1, pool):
+        pid = os.fork()
+        if pid == 0:
+            _die_with(leader)
+            return index, []
+        children.append(pid)
+    return 0, children
+
+
+def _die_with(leader: int) -> None:
+    """SIGTERM this member when the leader dies (say, SIGKILLed alone): no orphaned runners."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != leader:  # it died before prctl
+        os._exit(0)
+
+
+def _reap(children: list[int], deadline: float) -> None:
+    """The leader ends after its members (they got the same SIGTERM through the process group)."""
+    import signal
+
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        while daemon.alive(pid) and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def _open_client_context() -> Any:
@@ -395,13 +507,21 @@ def _open_client_context() -> Any:
     return context
 
 
-def _warm_up() -> None:
-    """Pay once, before the first client connects, what a process pays on its first flow run: the imports of
-    Prefect's engines and the flows' registration with the API."""
+def _import_for_runs() -> None:
+    """Pay once, before the pool forks, what a process pays on its first flow run: the imports."""
     import prefect.artifacts
     import prefect.events
     import prefect.flow_engine
     import prefect.task_engine  # noqa: F401 - imported for their import cost
+
+    import pnr.engines
+    import pnr.lifecycle
+    import pnr.model
+    import pnr.prefect.flows  # noqa: F401
+
+
+def _warm_up() -> None:
+    """Before the first client connects: the flows' registration with the API (once the server answers)."""
     from prefect.client.orchestration import get_client
 
     from pnr.prefect.flows import bring_up, cpux_flow, tear_down
@@ -469,8 +589,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pnr.prefect.runner", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--api-url", required=True)
+    parser.add_argument("--pool", type=int, default=1, help="processes (forked after the imports)")
     options = parser.parse_args(argv)
-    serve(options.state_dir, options.api_url)
+    serve(options.state_dir, options.api_url, max(1, options.pool))
 
 
 if __name__ == "__main__":

@@ -22,12 +22,13 @@ from pnr.prefect import runner, server
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
 
 
-def _config(tmp_path: Path, domain: str, gate_on_external: bool = False) -> Path:
+def _config(tmp_path: Path, domain: str, gate_on_external: bool = False, slow: bool = False) -> Path:
     pre = domain + "-"
     api_gate = {"db_ready": "Y", "go": "Y"} if gate_on_external else {"db_ready": "Y"}
+    delay = 2.0 if slow else 0.0  # each answers only `delay` s after it starts
     chunks = [
-        http_chunk("db", free_port(), prefix=pre),
-        http_chunk("api", free_port(), prefix=pre, gate=api_gate, check="http"),
+        http_chunk("db", free_port(), prefix=pre, delay=delay),
+        http_chunk("api", free_port(), prefix=pre, gate=api_gate, check="http", delay=delay),
     ]
     return write_config(tmp_path / f"{domain}.json", {"name": domain, "cpuxs": {"main": {"design_chunks": chunks}}})
 
@@ -139,10 +140,15 @@ def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup)
     assert runner.runner_status(info.state_dir)["active"] == 0
 
 
-def test_two_bring_ups_at_once_through_the_runner(tmp_path, docker_client, cleanup):
+def test_two_bring_ups_at_once_run_on_two_members_of_the_runner_pool(tmp_path, docker_client, cleanup):
+    """The runner is a pool (PNR_RUNNERS=2 in this session): two runs at once go to different processes."""
+    info, _ = server.ensure_running()
+    assert runner.ensure_runner(info.state_dir, info.api_url) is not None
+    pool = runner.pool_status(info.state_dir)
+    assert len(pool) == 2 and len({p["pid"] for p in pool}) == 2, pool
     domains = [f"c{os.getpid() % 1000}a{i}{time.monotonic_ns() % 10000}" for i in range(2)]
     cleanup.extend(domains)
-    configs = [_config(tmp_path, d) for d in domains]
+    configs = [_config(tmp_path, d, slow=True) for d in domains]
     results: dict[int, Any] = {}
 
     def up(i: int) -> None:
@@ -151,8 +157,13 @@ def test_two_bring_ups_at_once_through_the_runner(tmp_path, docker_client, clean
     threads = [threading.Thread(target=up, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()
+    busy_members = 0  # the most members seen busy at one moment
+    while any(t.is_alive() for t in threads):
+        busy_members = max(busy_members, sum(1 for p in runner.pool_status(info.state_dir) if p["active"]))
+        time.sleep(0.1)
     for thread in threads:
         thread.join(240)
+    assert busy_members == 2, "both runs went to one runner process"
     for i, domain in enumerate(domains):
         assert results[i].returncode == 0, results[i].stdout + results[i].stderr
         assert "2 chunks completed" in results[i].stdout

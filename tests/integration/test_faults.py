@@ -137,9 +137,7 @@ def _resident_pids() -> set[int]:
     info = server.status()
     if info is not None:
         pids.add(info.pid)
-        pong = runner.runner_status(info.state_dir)
-        if pong is not None:
-            pids.add(int(pong["pid"]))
+        pids.update(int(pong["pid"]) for pong in runner.pool_status(info.state_dir))
     return pids
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -357,3 +358,12 @@ def test_seed_is_valid_against_the_json_schema() -> None:
     bad["cpuxs"]["stack_startup"]["design_chunks"][0]["container"]["imgae"] = "x"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, Domain.model_json_schema())
+
+
+def test_every_setting_is_documented_in_the_config_reference() -> None:
+    from pnr.settings import PnrSettings
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+    table = text.split("## Settings (environment)", 1)[1]
+    documented = set(re.findall(r"^\| `(PNR_[A-Z_]+)` \|", table, re.M))
+    assert documented == {f"PNR_{name.upper()}" for name in PnrSettings.model_fields}

@@ -9,7 +9,8 @@ import pytest
 
 from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC, ContainerState
 from pnr.exceptions import ConfigError, EngineError
-from pnr.lifecycle import CpuxRun, Phase, ProgressEvent, RunControl
+from pnr.lifecycle import CpuxRun, Phase, ProgressEvent, RunControl, gate_attempts
+from pnr.lifecycle.cpux import GATE_SLICE_MAX, gate_slice
 from pnr.model import PnR, expand_env, parse_domain
 from pnr.model.plan import make_plan
 from pnr.runtime.store import SignalStore
@@ -273,3 +274,14 @@ def test_a_failed_chunk_says_why_with_the_log_tail(tmp_path):
     assert "exited with code 3 before it was ready" in str(info.value)
     assert "    boom: no config" in str(info.value)
     assert run.progress["a"].phase == Phase.FAILED
+
+
+def test_gate_slices_double_up_to_the_cap_and_the_retries_cover_the_whole_wait():
+    assert [gate_slice(10, k) for k in range(1, 7)] == [10, 20, 40, 80, 160, GATE_SLICE_MAX]
+    assert gate_slice(10, 40) == GATE_SLICE_MAX and gate_slice(600, 3) == 600  # a larger first slice stays
+    assert gate_attempts(10, 0) == 1 and gate_attempts(10, 10) == 1 and gate_attempts(10, 10.5) == 2
+    for seconds in (5, 115, 300, 3600, 86400):
+        attempts = gate_attempts(10, seconds)
+        covered = sum(gate_slice(10, k) for k in range(1, attempts + 1))
+        assert covered >= seconds > covered - gate_slice(10, attempts)
+    assert gate_attempts(10, 115) == 4  # was 12 with a fixed 10 s slice
