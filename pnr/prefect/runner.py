@@ -34,6 +34,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import socket
 import socketserver
 import sys
@@ -158,7 +159,11 @@ def pick(state_dir: Path, key: str) -> RunnerPaths:
     if not pool:
         return RunnerPaths(state_dir)
     same = [p for p in pool if key in (p.get("stopping") or [])]
-    chosen = same[0] if same else min(pool, key=lambda p: (int(p.get("active") or 0), int(p.get("index") or 0)))
+    if same:
+        return RunnerPaths(state_dir, int(same[0].get("index") or 0))
+    least = min(int(p.get("active") or 0) for p in pool)
+    # among the least busy, a random one: clients that ask at the same moment all see the same counts
+    chosen = random.choice([p for p in pool if int(p.get("active") or 0) == least])
     return RunnerPaths(state_dir, int(chosen.get("index") or 0))
 
 

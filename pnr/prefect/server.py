@@ -8,8 +8,9 @@ One server per pnr state dir; every pnr process on the machine that uses the sam
     ├── server.log      the server's stdout and stderr (appended; moved to server.log.1 past 10 MB)
     └── server.lock     fcntl lock: one start or stop at a time, so two `pnr up`s never start two servers
 
-The server runs as `python -m uvicorn ... prefect.server.api.server:create_app` (what `prefect server start
---background` runs, without the CLI's own imports: about 1 s faster) in a session of its own, stdin from
+The server runs as `python -m uvicorn ... pnr.prefect.server_app:create_app` (Prefect's app, as `prefect server
+start --background` runs it, without the CLI's own imports: about 1 s faster; SQLite writes queue instead of
+failing, see server_app) in a session of its own, stdin from
 /dev/null, output to server.log: it outlives the shell and the pnr process that started it. A pid in the
 record is trusted only while that process still runs a Prefect server on the recorded port, so a stale record
 whose pid now belongs to another program never gets that program killed.
@@ -95,7 +96,8 @@ _STRIPPED_ENV = frozenset(
 )
 _STRIPPED_PREFIXES = ("PREFECT_SERVER_DATABASE_", "PREFECT_API_DATABASE_")
 
-_APP = "prefect.server.api.server:create_app"
+_APP = "pnr.prefect.server_app:create_app"  # Prefect's app, SQLite transactions IMMEDIATE (see there)
+_PREFECT_APP = "prefect.server.api.server:create_app"  # what pnr ran before: still recognised
 _LOG_TAIL_LINES = 20
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
 _POLL_SECONDS = 0.1
@@ -539,7 +541,9 @@ def _is_our_server(record: _Record) -> bool:
         return False  # the pid was reused
     cmdline = daemon.cmdline(record.pid)
     joined = " ".join(cmdline)
-    is_server = _APP in joined or ("prefect" in joined and "server" in cmdline and "start" in cmdline)
+    is_server = (
+        _APP in joined or _PREFECT_APP in joined or ("prefect" in joined and "server" in cmdline and "start" in cmdline)
+    )
     port = str(record.port)
     on_port = f"--port={port}" in cmdline or any(a == "--port" and b == port for a, b in itertools.pairwise(cmdline))
     return is_server and on_port

@@ -347,3 +347,30 @@ def test_postgres_backed_server_records_task_runs(
     assert len(runs) == 2 and {r["state"] for r in runs} == {"COMPLETED"}, runs
     assert all(r["name"].startswith("double") for r in runs)
     server.stop()
+
+
+def test_concurrent_writes_queue_instead_of_failing(state: Path, servers: Callable[[int], int]) -> None:
+    """Prefect's SQLite transactions begin DEFERRED: of flow runs created at once, some fail with 503 (the client
+    then backs off 2-8 s). pnr's server app begins them IMMEDIATE: every create succeeds at once."""
+    import threading
+
+    info = server.start(port=free_port())
+    servers(info.pid)
+    with httpx.Client(base_url=info.api_url, timeout=60) as client:
+        flow = client.post("/flows/", json={"name": "pnr-concurrency-test"}).json()
+    codes: list[int | str] = []
+
+    def create() -> None:
+        with httpx.Client(base_url=info.api_url, timeout=60) as client:  # raw httpx: no retries to hide a 503
+            for _ in range(3):
+                try:
+                    codes.append(client.post("/flow_runs/", json={"flow_id": flow["id"]}).status_code)
+                except httpx.HTTPError as exc:
+                    codes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(codes) == 24 and set(codes) == {201}, codes
