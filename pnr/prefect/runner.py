@@ -34,7 +34,6 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import socket
 import socketserver
 import sys
@@ -82,6 +81,10 @@ class RunnerPaths:
     @property
     def lock_file(self) -> Path:
         return self.state_dir / "runner.lock"
+
+    @property
+    def turn_file(self) -> Path:
+        return self.state_dir / "runner.turn"
 
 
 def code_fingerprint() -> str:
@@ -162,9 +165,25 @@ def pick(state_dir: Path, key: str) -> RunnerPaths:
     if same:
         return RunnerPaths(state_dir, int(same[0].get("index") or 0))
     least = min(int(p.get("active") or 0) for p in pool)
-    # among the least busy, a random one: clients that ask at the same moment all see the same counts
-    chosen = random.choice([p for p in pool if int(p.get("active") or 0) == least])
+    idle = [p for p in pool if int(p.get("active") or 0) == least]
+    # clients that ask at the same moment all see the same counts: take turns among the least busy
+    chosen = idle[_next_turn(RunnerPaths(state_dir).turn_file) % len(idle)]
     return RunnerPaths(state_dir, int(chosen.get("index") or 0))
+
+
+def _next_turn(path: Path) -> int:
+    """A counter shared by every client of this state dir (read and incremented under a lock)."""
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        try:
+            turn = int(fh.read().strip() or 0)
+        except ValueError:
+            turn = 0
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(turn + 1))
+        return turn
 
 
 def stop_runner(state_dir: Path, timeout: float = 30.0) -> int | None:
