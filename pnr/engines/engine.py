@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,9 +260,20 @@ class Engine:
             nets = self.client.api.networks(filters={"label": [f"{LABEL_DOMAIN}={domain}"]})
         return [n for n in nets if (n.get("Labels") or {}).get(LABEL_DOMAIN) == domain]
 
-    def remove_network(self, net_id: str) -> None:
+    def remove_network(self, net_id: str, settle_seconds: float = 15.0) -> None:
+        """Remove a network. Right after its containers were removed the engine may still hold their endpoints
+        (it releases them asynchronously, slowly under load: seen after removing 500 containers), so "has active
+        endpoints" is retried for up to `settle_seconds`."""
+        deadline = time.monotonic() + settle_seconds
         with self._errors(f"removing network {net_id[:12]}"), contextlib.suppress(docker.errors.NotFound):
-            self.client.api.remove_network(net_id)
+            while True:
+                try:
+                    self.client.api.remove_network(net_id)
+                    return
+                except docker.errors.APIError as exc:
+                    if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.2)
 
     # -- images ----------------------------------------------------------------------------------
     def image_id(self, ref: str) -> str | None:

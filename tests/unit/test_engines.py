@@ -500,3 +500,33 @@ def test_load_domain_keeps_seed_configs_working(tmp_path: Path) -> None:
 
     dom = load_domain(ROOT / "config" / "seed_example.json")
     assert dom.engines == {} and all(c.engine is None for _, c in dom.chunks())
+
+
+class _SlowEndpointsApi:
+    """remove_network: "has active endpoints" `busy` times (the engine still releasing removed containers)."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy, self.calls = busy, 0
+
+    def remove_network(self, net_id: str) -> None:
+        import docker.errors
+
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise docker.errors.APIError(f"error while removing network: network {net_id} has active endpoints")
+
+
+class _ApiClient:
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+
+def test_removing_a_network_waits_for_endpoints_the_engine_still_releases() -> None:
+    from pnr.exceptions import EngineError
+
+    api = _SlowEndpointsApi(busy=3)
+    Engine(client=_ApiClient(api), name="local").remove_network("n1", settle_seconds=5)
+    assert api.calls == 4
+    stuck = _SlowEndpointsApi(busy=10**6)  # another container really is attached: a clear error, after a while
+    with pytest.raises(EngineError, match="active endpoints"):
+        Engine(client=_ApiClient(stuck), name="local").remove_network("n1", settle_seconds=0.5)
