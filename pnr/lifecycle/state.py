@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ class ChunkProgress:
     gate_checks: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = dict(self.__dict__)  # every field is a plain value: no deep copy (`asdict`: ~20x slower)
         data["phase"] = self.phase.value
         return data
 

@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +47,28 @@ def chunk_state_path(runtime_dir: Path, domain: str) -> Path:
     return runtime_dir / META_DIR / f"{domain}.chunks.json"
 
 
-def atomic_write_json(path: Path, data: Any, durable: bool = True) -> None:
+def atomic_write_json(path: Path, data: Any, durable: bool = True, compact: bool = False) -> None:
     """Write JSON so a reader sees the old file or the new one, never half of one. `durable`: on disk before
-    the rename (signal files); a status file that is rewritten every fraction of a second can skip the fsync."""
+    the rename (signal files); a status file that is rewritten every fraction of a second can skip the fsync.
+    `compact`: one line, by the C encoder (indented JSON goes through Python's: ~10x slower on big files)."""
+    text = json.dumps(data, sort_keys=True) if compact else json.dumps(data, indent=2, sort_keys=True)
+    atomic_write_text(path, text + "\n", durable)
+
+
+def signal_file_text(values: Mapping[str, Any]) -> str:
+    """A signal file as people read it, one signal per line (`{"prompt": ..., "response": [...], "tv": "Y"}`),
+    each line by the C encoder: a domain of 500 signals rewrites its file in a fraction of a millisecond."""
+    lines = [f"  {json.dumps(name)}: {json.dumps(value, sort_keys=True)}" for name, value in sorted(values.items())]
+    return "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n"
+
+
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+    """See atomic_write_json."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())  # a crash right after the rename must not leave an empty file

@@ -15,11 +15,11 @@ import pytest
 from conftest import ROOT, pnr_cli, write_config
 
 from pnr.model import PnR
+from pnr.runtime.files import atomic_write_json
 from pnr.runtime.store import (
     EXTERNAL_FILE,
     MAX_SIGNAL_FILE_BYTES,
     SignalStore,
-    atomic_write_json,
     own_file_name,
     parse_signal_file,
     read_state,
@@ -324,3 +324,19 @@ def test_cli_signal_set_rejects_bad_input_with_exit_2(tmp_path: Path, runtime_di
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "Traceback" not in r.stdout + r.stderr
     assert not (runtime_dir / EXTERNAL_FILE).exists()
+
+
+def test_set_builds_on_its_last_write_yet_keeps_what_another_writer_put_in_the_own_file(tmp_path: Path) -> None:
+    store = SignalStore(tmp_path, "d", scope={"a", "b"})
+    store.start_run({"system_ready": Y})
+    seen: list[str] = []
+    store.subscribe(lambda name, _old, _new: seen.append(name))
+    store.set({"a": Y})
+    assert seen == ["a"]  # only what the write touched is merged again and reported
+    own = tmp_path / own_file_name("d")
+    update_signal_file(tmp_path, own.name, {"x": N})  # someone else rewrites the own file meanwhile
+    store.set({"b": Y})
+    assert (store.get("a").tv, store.get("b").tv, store.get("x").tv) == ("Y", "Y", "N")
+    assert set(parse_signal_file(own.read_text())) == {"system_ready", "a", "b", "x"}
+    lines = own.read_text().splitlines()  # one signal per line, for people and grep
+    assert lines[0] == "{" and lines[-1] == "}" and len(lines) == 6 and '"b": {"prompt": ""' in lines[2]
