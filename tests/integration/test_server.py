@@ -42,11 +42,15 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+SERVER_APPS = (b"pnr.prefect.server_app:create_app", b"prefect.server.api.server:create_app")  # pnr's, Prefect's
+
+
 def _is_server(pid: int) -> bool:
     try:
-        return b"prefect.server.api.server:create_app" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+    return any(app in cmdline for app in SERVER_APPS)
 
 
 def _alive(pid: int) -> bool:
