@@ -325,8 +325,12 @@ def _run_here(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[s
                     f"could not start Prefect's temporary server ({exc}); "
                     "use pnr's resident server (`pnr server start`) or point PREFECT_API_URL at a Prefect server"
                 ) from None
-        with quiet_prefect_run(), use_control(control):
-            result = bring_up(**args)
+        try:
+            with quiet_prefect_run(), use_control(control):
+                result = bring_up(**args)
+        finally:
+            if backend.kind == "ephemeral":
+                _drain_to_api()
     except (PnrError, KeyboardInterrupt) as exc:
         stopped = bool(interrupted) or isinstance(exc, KeyboardInterrupt)
         code = 2 if isinstance(exc, ConfigError) else 1
@@ -338,6 +342,17 @@ def _run_here(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[s
             "flow_run_id": control.flow_run_id,
         }
     return {"ok": True, "result": result, "flow_run_id": control.flow_run_id}
+
+
+def _drain_to_api(timeout: float = 10.0) -> None:
+    """Send the run's queued logs and events while the throw-away server still runs: at exit it may stop first,
+    and Prefect then prints "--- Error logging to API ---" on stderr (seen in the benchmark)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=timeout, at_exit=False)
 
 
 def _run_remote(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[str, Any]:
