@@ -15,7 +15,8 @@ gets SIGTERM).
 Protocol: newline-delimited JSON, one request per connection.
 
     {"op": "ping"}                             → {"type": "pong", "pid", "fingerprint", "api_url", "active",
-                                                   "index", "pool", "stopping": [keys of interrupted runs]}
+                                                   "index", "pool", "members" (the leader's: member pids),
+                                                   "stopping": [keys of interrupted runs]}
     {"op": "up", "args": {...}, "env": {...}}  → {"type": "event", ...}*  then  {"type": "done", "ok", ...}
     {"op": "interrupt", "reason": "..."}       (on the connection of an "up", at any time; closing the
                                                 connection interrupts the run too)
@@ -135,7 +136,9 @@ def ensure_runner(state_dir: Path, api_url: str, timeout: float = START_TIMEOUT)
             pool = pool_status(state_dir, pong)
             busy = any(p.get("active") for p in pool)
             if pong.get("fingerprint") == fingerprint and pong.get("api_url") == api_url:
-                if len(pool) == pong.get("pool", 1) or busy:
+                # a member that does not answer yet may still be warming up: only a dead one needs a new pool
+                members_alive = all(daemon.alive(int(pid)) for pid in pong.get("members") or [])
+                if len(pool) == pong.get("pool", 1) or busy or members_alive:
                     return pong
             elif busy:
                 return None
@@ -305,6 +308,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     "active": self.server.active,
                     "index": self.server.index,
                     "pool": self.server.pool,
+                    "members": self.server.member_pids,
                     "stopping": self.server.stopping(),
                     "env": {key: os.environ.get(key) for key in SAME_ENV},
                 }
@@ -386,6 +390,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.api_url = api_url
         self.fingerprint = fingerprint
         self.index, self.pool = index, pool
+        self.member_pids: list[int] = []  # the leader's forked members
         self._runs: list[tuple[Any, str, threading.Event]] = []  # (control, domain key, done)
         self._guard = threading.Lock()
         self.client_context: Any = None  # one Prefect client (connection pool, TLS context) for every run
@@ -452,6 +457,7 @@ def serve(state_dir: Path, api_url: str, pool: int = 1) -> None:
         paths.socket.unlink()
     fingerprint = os.environ.get("PNR_RUNNER_FINGERPRINT") or code_fingerprint()
     server = _Server(paths.socket, api_url, fingerprint, index, pool)
+    server.member_pids = children
     server.client_context = _open_client_context()
     os.chmod(paths.socket, 0o600)  # the runner starts containers: only its user may ask it to
 
