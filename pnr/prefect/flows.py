@@ -41,6 +41,7 @@ from pnr.lifecycle import (
     tear_down_domain,
 )
 from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
+from pnr.prefect import daemon
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.runtime import SignalStore
@@ -440,29 +441,5 @@ def _popen_new_session(*args: Any, **kwargs: Any) -> Any:
     import subprocess
 
     kwargs.setdefault("start_new_session", True)
-    kwargs.setdefault("preexec_fn", _die_with_parent())
+    kwargs.setdefault("preexec_fn", daemon.die_with_parent())  # SIGTERM when pnr dies, even by SIGKILL
     return subprocess.Popen(*args, **kwargs)
-
-
-def _die_with_parent() -> Any:
-    """A preexec_fn (Linux): the temporary server gets SIGTERM when pnr dies, even by SIGKILL, instead of being
-    left running (and holding pnr's stdout open) forever. Resolved in the parent: only a syscall after fork."""
-    import ctypes
-    import os
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # pnr already died between fork and prctl
-            os._exit(1)
-
-    return preexec

@@ -175,17 +175,13 @@ def pick(state_dir: Path, key: str) -> RunnerPaths:
 
 
 def _next_turn(path: Path) -> int:
-    """A counter shared by every client of this state dir (read and incremented under a lock)."""
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        fh.seek(0)
+    """A counter shared by every client of this state dir (read and incremented under its lock)."""
+    with _locked(path.with_name(path.name + ".lock")):  # its own lock: not the one held while a pool starts
         try:
-            turn = int(fh.read().strip() or 0)
-        except ValueError:
+            turn = int(path.read_text().strip() or 0)
+        except (OSError, ValueError):
             turn = 0
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(turn + 1))
+        path.write_text(str(turn + 1))
         return turn
 
 
@@ -487,26 +483,16 @@ def _fork_pool(pool: int) -> tuple[int, list[int]]:
         if pool > 1:
             print(f"runner pool of 1, not {pool}: threads are running before the fork", flush=True)
         return 0, []
-    leader = os.getpid()
+    die_with_leader = daemon.die_with_parent(exit_code=0)  # no orphaned members if the leader is SIGKILLed alone
     children = []
     for index in range(1, pool):
         pid = os.fork()
         if pid == 0:
-            _die_with(leader)
+            if die_with_leader is not None:
+                die_with_leader()
             return index, []
         children.append(pid)
     return 0, children
-
-
-def _die_with(leader: int) -> None:
-    """SIGTERM this member when the leader dies (say, SIGKILLed alone): no orphaned runners."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != leader:  # it died before prctl
-        os._exit(0)
 
 
 def _reap(children: list[int], deadline: float) -> None:
