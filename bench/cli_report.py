@@ -122,34 +122,32 @@ def _concurrency(c: dict[str, Any] | None) -> dict[str, Any] | None:
 def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     lbs = {r["chunks"]: r for r in data.get("scale", []) if r["tool"] == "lower_bound"}
+    floors = {(r["chunks"], r.get("database")): r for r in data.get("scale", []) if r["tool"] == "prefect_floor"}
     for r in data.get("scale", []):
         if r["tool"] != "pnr":
             continue
         n, lb = r["chunks"], lbs.get(r["chunks"])
+        floor = floors.get((n, r.get("database")))
         ok = "error" not in r and lb is not None and "error" not in lb
+        floor_ok = ok and floor is not None and "error" not in floor
         rows.append(
             {
                 "chunks": n,
                 "database": r.get("database", "sqlite"),
                 "lb_wall": lb["wall"] if lb else None,
+                "floor_wall": floor["wall"] if floor_ok and floor else None,
                 "pnr_wall": r["wall"],
                 "error": r.get("error") or (lb or {}).get("error"),
                 "overhead_per_chunk": (r["wall"] - lb["wall"]) / n if ok and lb else None,
+                "floor_per_chunk": (floor["wall"] - lb["wall"]) / n if floor_ok and floor and lb else None,
                 "cpu_per_chunk": r["cpu"] / n,
                 "server_cpu_per_chunk": (r.get("server_cpu") or 0.0) / n,
+                "floor_server_cpu_per_chunk": ((floor or {}).get("server_cpu") or 0.0) / n if floor_ok else None,
+                "floor_cpu_per_chunk": (floor or {}).get("cpu", 0.0) / n if floor_ok else None,
                 "load1": r.get("load1"),
             }
         )
     return rows
-
-
-# -- Markdown ----------------------------------------------------------------------------------------------
-def _s(st: dict[str, float] | None, unit: str = "s") -> str:
-    if not st:
-        return "–"
-    if st["n"] == 1:
-        return f"{st['median']:.2f} {unit}"
-    return f"{st['median']:.2f} {unit} [{st['min']:.2f}–{st['max']:.2f}]"
 
 
 def _x(v: float | None) -> str:
@@ -297,24 +295,48 @@ def _ratio(a: dict[str, float] | None, b: dict[str, float] | None) -> float | No
     return a["median"] / b["median"] if a and b else None
 
 
+# -- Markdown ----------------------------------------------------------------------------------------------
+def _s(st: dict[str, float] | None, unit: str = "s") -> str:
+    if not st:
+        return "–"
+    if st["n"] == 1:
+        return f"{st['median']:.2f} {unit}"
+    return f"{st['median']:.2f} {unit} [{st['min']:.2f}–{st['max']:.2f}]"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value * 1000:.0f} ms"
+
+
 def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     lines = [
         "#### Scale: orchestration overhead per chunk through the command line",
         "",
-        "| chunks | server database | lower bound | `pnr up` (warm) | (pnr − lower bound) / chunks | pnr CPU / chunk "
-        "| server CPU / chunk |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "*Prefect floor* (`bench/prefect_floor.py`): the lower bound with each container's wait, start and probe "
+        "run as a Prefect task of one flow run against the same server — what making each container a Prefect "
+        "task run costs before any logic of pnr's own. Its CPU is the process's own (it runs the tasks), pnr's is "
+        "the thin client's; *server CPU* includes pnr's resident runner, which runs pnr's tasks.",
+        "",
+        "| chunks | server database | lower bound | Prefect floor | `pnr up` (warm) | (floor − lower bound) / chunks "
+        "| (pnr − lower bound) / chunks | floor CPU + server CPU / chunk | pnr CPU + server CPU / chunk |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["error"]:
-            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | | |")
+            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | | | | |")
             continue
+        floor_cpu = (
+            None
+            if r["floor_cpu_per_chunk"] is None
+            else r["floor_cpu_per_chunk"] + (r["floor_server_cpu_per_chunk"] or 0.0)
+        )
         lines.append(
-            f"| {r['chunks']} | {r['database']} | {_sec(r['lb_wall'])} | {_sec(r['pnr_wall'])} | "
-            f"{r['overhead_per_chunk'] * 1000:.0f} ms | {r['cpu_per_chunk'] * 1000:.0f} ms | "
-            f"{r['server_cpu_per_chunk'] * 1000:.0f} ms |"
+            f"| {r['chunks']} | {r['database']} | {_sec(r['lb_wall'])} | "
+            f"{_sec(r['floor_wall']) if r['floor_wall'] is not None else '–'} | {_sec(r['pnr_wall'])} | "
+            f"{_ms(r['floor_per_chunk'])} | {_ms(r['overhead_per_chunk'])} | {_ms(floor_cpu)} | "
+            f"{_ms(r['cpu_per_chunk'] + r['server_cpu_per_chunk'])} |"
         )
     return [*lines, ""]
 

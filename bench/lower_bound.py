@@ -11,12 +11,14 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from stacks import BENCH_LABEL, Service, Stack
 
 POLL = 0.005
+Executor = Callable[[Callable[[Service], None], list[Service]], None]
 
 
 def _http_ok(s: Service) -> bool:
@@ -41,7 +43,18 @@ def _redis_ok(s: Service) -> bool:
         return False
 
 
-def run(client: Any, stack: Stack, prefix: str, network: str, tag: str) -> dict[str, Any]:
+def threads(one: Callable[[Service], None], services: list[Service]) -> None:
+    """The lower bound's executor: one thread per service, all started at once."""
+    pool = [threading.Thread(target=one, args=(s,), daemon=True) for s in services]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def run(client: Any, stack: Stack, prefix: str, network: str, tag: str, execute: Executor = threads) -> dict[str, Any]:
+    """Bring `stack` up; `execute(one, services)` runs `one` for every service at once (bench/prefect_floor.py
+    runs each as a Prefect task instead of a thread)."""
     api = client.api
     ready = {s.name: threading.Event() for s in stack.services}
     ready_at: dict[str, float] = {}
@@ -78,18 +91,14 @@ def run(client: Any, stack: Stack, prefix: str, network: str, tag: str) -> dict[
         finally:
             ready[s.name].set()
 
-    threads = [threading.Thread(target=one, args=(s,), daemon=True) for s in stack.services]
     c0 = time.process_time()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    execute(one, stack.services)
     if errors:
         raise RuntimeError("lower bound failed: " + "; ".join(errors[:5]))
     return {"wall": max(ready_at.values()) - t0, "t0": t0, "ready_at": ready_at, "cpu": time.process_time() - c0}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, execute: Executor = threads) -> None:
     """The lower bound as a whole process (bench/cli.py times it from the shell):
 
         python bench/lower_bound.py STACK.json --prefix P --tag T [--network N]
@@ -106,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     stack = Stack.from_dict(json.loads(args.stack.read_text()))
     try:
-        res = run(docker.from_env(timeout=300), stack, args.prefix, args.network or f"{args.prefix}net", args.tag)
+        res = run(
+            docker.from_env(timeout=300), stack, args.prefix, args.network or f"{args.prefix}net", args.tag, execute
+        )
     except Exception as exc:  # one line for the caller's log
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         sys.exit(1)

@@ -56,6 +56,10 @@ class EngineUnreachable(EngineError):
         self.engine = engine
 
 
+class NameInUse(EngineError):
+    """Creating a container failed: a container of that name exists (made since pnr last looked)."""
+
+
 class ImageError(EngineError):
     """An image is not available locally, has no build_path, and could not be pulled."""
 

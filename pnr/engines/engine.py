@@ -21,7 +21,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from pnr.exceptions import EngineError, EngineUnreachable, ImageError
+from pnr.exceptions import EngineError, EngineUnreachable, ImageError, NameInUse
 from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, DesignChunk
 
 LABEL_MANAGED = "io.pnr.managed"
@@ -73,6 +73,17 @@ def docker_errors(action: str, engine: Engine | None = None) -> Iterator[None]:
         raise EngineUnreachable(
             f"{action}: cannot reach the Docker engine ({_engine_hint()}): {_unreachable_reason(exc)}", DEFAULT_ENGINE
         ) from None
+
+
+@contextlib.contextmanager
+def _name_in_use(name: str) -> Iterator[None]:
+    """docker's 409 on create ("Conflict. The container name ... is already in use") as NameInUse."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:
+            raise NameInUse(f"a container named {name} exists already: {exc.explanation}") from None
+        raise
 
 
 def _short(exc: BaseException) -> str:
@@ -346,6 +357,12 @@ class Engine:
             labels=(info.get("Config") or {}).get("Labels") or {},
         )
 
+    def container_names(self) -> set[str]:
+        """The names of every container on the engine (any owner: only to know which names are free)."""
+        with self._errors("listing containers"):
+            rows = self.client.api.containers(all=True)
+        return {name.lstrip("/") for row in rows for name in row.get("Names") or []}
+
     def owned_containers(self, domain: str) -> list[ContainerState]:
         with self._errors("listing containers"):
             rows = self.client.api.containers(all=True, filters={"label": [f"{LABEL_DOMAIN}={domain}"]})
@@ -398,7 +415,7 @@ class Engine:
         binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
         if runtime_dir is not None:
             binds.append(f"{Path(runtime_dir).resolve()}:/runtime:rw")
-        with self._errors(f"chunk {chunk.name}: creating container {spec.name}"):
+        with self._errors(f"chunk {chunk.name}: creating container {spec.name}"), _name_in_use(spec.name):
             host_config = api.create_host_config(
                 port_bindings={f"{b.container_port}/{b.protocol}": (b.host_ip, b.host_port) for b in bindings.values()},
                 binds=binds or None,

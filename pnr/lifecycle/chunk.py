@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pnr.engines import ContainerState, config_hash, decide, desired_state, network_name, spec_label
-from pnr.exceptions import ChunkFailed, EngineError, EngineUnreachable, PnrError
+from pnr.exceptions import ChunkFailed, EngineError, EngineUnreachable, NameInUse, PnrError
 from pnr.lifecycle.state import CpuxState, Phase
 from pnr.model import DesignChunk, PnR, SignalCheck, expand_env, iter_checks
 from pnr.probes import Aborted, Attempt, ContainerGone, NeverReady, Probe, ProbeContext, ProbeResult, make_probe
@@ -73,9 +73,17 @@ class ChunkDriver:
 
     def start(self) -> tuple[ContainerState, str]:
         """Reuse the chunk's container if unchanged and running; else (re)create it, saying why."""
+        if self.name in self.state.absent:  # its name was free when the run prepared: create without a look
+            self.state.absent.discard(self.name)
+            try:
+                return self._converge(None)
+            except NameInUse:  # made since: look, and decide as usual
+                pass
+        return self._converge(self.engine.inspect(self.spec.container.name))
+
+    def _converge(self, existing: ContainerState | None) -> tuple[ContainerState, str]:
         st, spec = self.state, self.spec
         desired = self.desired()
-        existing = self.engine.inspect(spec.container.name)
         decision = decide(
             existing, desired, domain=st.domain, chunk=self.name, container=spec.container.name, force=st.force_recreate
         )
@@ -126,7 +134,7 @@ class ChunkDriver:
         if spec.health_check is not None or spec.kind == "job":
             run_probe(self.name)  # writes the status mapping (a job: its flowout); raises ChunkFailed on failure
         else:
-            self.check_alive()
+            self.check_alive(container)
             self.progress.ready_at = time.time()
             if spec.flowout:
                 st.store.set(dict(spec.flowout))
@@ -141,10 +149,10 @@ class ChunkDriver:
         st.set_phase(self.name, Phase.READY, f"{container.name} ready", ready_at=self.progress.ready_at or time.time())
         return {"chunk": self.name, "container": container.name, "container_id": container.id, "action": action}
 
-    def check_alive(self) -> None:
-        """ChunkFailed (with the log tail) unless the container runs."""
-        cid = self.progress.container_id or ""
-        state = self.engine.inspect(cid)
+    def check_alive(self, state: ContainerState | None) -> None:
+        """ChunkFailed (with the log tail) unless the container runs. `state`: as inspected right after it
+        started (or was found running, to be reused) — another inspect a moment later would tell nothing new,
+        and at 500 chunks every engine call competes with the containers' own start for the CPU."""
         if state is None or not state.running:
             how = "was removed" if state is None else f"exited with code {state.exit_code}"
             message = f"{self.name}: container {self.progress.container} {how} before it was ready"
@@ -162,7 +170,7 @@ class ChunkDriver:
 
     def probe(self, log: Log = _quiet, debug: Log | None = None) -> ProbeResult:
         """The health check until success or deadline; write the mapped signal either way. A job chunk is
-        awaited instead. Attempt 1, every change of outcome and the end go to `log`; repeats to `debug`."""
+        awaited instead. Attempt 1, every new outcome and the end go to `log`; outcomes seen before to `debug`."""
         if self.spec.kind == "job":
             return self.await_job(log)
         st, spec, check = self.state, self.spec, self.spec.health_check
@@ -216,14 +224,16 @@ class ChunkDriver:
             raise Aborted(str(self.state.engine_lost(exc.engine, str(exc))).splitlines()[0]) from None
 
     def _attempt_logger(self, probe: Probe, log: Log, debug: Log | None) -> Callable[[int, Attempt], None]:
-        previous: list[tuple[bool, str]] = []
+        seen: set[tuple[bool, str]] = set()
 
         def on_attempt(n: int, attempt: Attempt) -> None:
             if n == 1:
                 self.progress.first_probe_at = time.time()
             key = (attempt.ok, re.sub(r"\d+(\.\d+)?", "#", attempt.observation))  # same outcome, other numbers
-            sink = log if (not previous or previous[-1] != key or debug is None) else debug
-            previous[:] = [key]
+            # an outcome seen before goes to debug: a server that is coming up often flickers between two
+            # errors (connection reset / disconnected), which would otherwise log every attempt at 20 a second
+            sink = log if (key not in seen or debug is None) else debug
+            seen.add(key)
             verdict = "ok" if attempt.ok else "not ready"
             sink(f"{probe.describe()}: attempt {n}: {verdict}: {attempt.observation} ({attempt.seconds * 1000:.0f} ms)")
 

@@ -93,6 +93,8 @@ class CpuxState:
         self.names = plan.chunks_of(cpux)
         self.progress = {n: ChunkProgress(n, cpux) for n in self.names}
         self.images: dict[str, str] = {}
+        # chunks whose container name was free when the run prepared: no inspect before creating (see prepare)
+        self.absent: set[str] = set()
         self.abort_error: Exception | None = None
         self.phase_changed = threading.Event()
         self._lock = threading.Lock()

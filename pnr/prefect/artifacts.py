@@ -3,7 +3,7 @@
 | key                        | kind     | what                                                                 |
 |----------------------------|----------|----------------------------------------------------------------------|
 | `pnr-<domain>-plan`        | markdown | the signal graph as a mermaid flowchart, and the start levels         |
-| `pnr-<domain>-progress`    | progress | percent of chunks ready, updated as each one becomes ready            |
+| `pnr-<domain>-progress`    | progress | percent of chunks ready, updated as chunks become ready (≤ 2 a second) |
 | `pnr-<domain>-signals`     | table    | final truth value of every signal                                     |
 | `pnr-<domain>-timeline`    | markdown | a Gantt chart (SVG) and created → started → probe → ready; ★ critical path |
 
@@ -18,6 +18,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from pnr.runtime import SignalStore
 log = logging.getLogger(__name__)
 
 _KEY_RE = re.compile(r"[^a-z0-9-]+")
+PROGRESS_EVERY = 0.5  # seconds between updates of the progress artifact while chunks become ready
 
 
 def artifact_key(domain: str, what: str) -> str:
@@ -183,6 +185,9 @@ class _Progress:
     artifact_id: UUID | None = None
     done: int = 0
     total: int = 0
+    last: str = ""  # the chunk that became ready last
+    queued: bool = False  # an update is queued: it sends the latest count when its turn comes
+    sent_at: float = float("-inf")  # monotonic time of the last update sent
 
 
 class RunArtifacts(RunObserver):
@@ -196,6 +201,7 @@ class RunArtifacts(RunObserver):
         self._lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
         self._background: _Background | None = None
+        self._finishing = threading.Event()  # finish(): a queued update goes at once (the final one follows)
 
     def key(self, what: str) -> str:
         return artifact_key(self.domain, what)
@@ -236,14 +242,25 @@ class RunArtifacts(RunObserver):
                 return
             self._counted.add(event.chunk)
             self._progress.done += 1
-            done, total = self._progress.done, self._progress.total
+            self._progress.last = event.chunk
+            if self._progress.queued:  # the queued update will carry this count too
+                return
+            self._progress.queued = True
         background = self._background
         if background is not None:  # the chunk's thread goes on at once; the UI hears of it a moment later
-            background.submit(
-                lambda: self._update_progress(
-                    done, total, f"{self.domain}: {done}/{total} chunks ready (last: {event.chunk})"
-                )
-            )
+            background.submit(self._send_progress)
+
+    def _send_progress(self) -> None:
+        """One update with the latest count, at most every PROGRESS_EVERY seconds: at 500 chunks, one update
+        per ready chunk was 500 API calls and 500 events for the server to record, for a percentage."""
+        pause = self._progress.sent_at + PROGRESS_EVERY - time.monotonic()
+        if pause > 0:
+            self._finishing.wait(pause)
+        with self._lock:
+            self._progress.queued = False
+            done, total, last = self._progress.done, self._progress.total, self._progress.last
+        self._progress.sent_at = time.monotonic()
+        self._update_progress(done, total, f"{self.domain}: {done}/{total} chunks ready (last: {last})")
 
     def _update_progress(self, done: int, total: int, description: str) -> None:
         artifact_id = self._progress.artifact_id
@@ -259,6 +276,7 @@ class RunArtifacts(RunObserver):
             self._unsubscribe()
             self._unsubscribe = None
         if self._background is not None:
+            self._finishing.set()
             self._background.close()  # every queued update first, so the final one is the last word
             self._background = None
         if not self.enabled:

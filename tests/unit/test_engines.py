@@ -13,7 +13,7 @@ import requests.exceptions
 from conftest import write_config
 
 from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, ContainerState, Engine, EngineSet
-from pnr.exceptions import ConfigError, EngineError, EngineUnreachable, RunError
+from pnr.exceptions import ConfigError, EngineError, EngineUnreachable, NameInUse, RunError
 from pnr.lifecycle import CpuxRun, Phase, domain_status, tear_down_domain
 from pnr.model import ChunkReference, PnR, expand_env, load_domain, parse_chunk_reference, parse_domain
 from pnr.model.plan import Plan, load_plan, make_plan
@@ -289,12 +289,18 @@ class FakeEngine:
         self.networks.append(f"pnr_{domain}")
         return f"pnr_{domain}"
 
+    def container_names(self) -> set[str]:
+        self._check("names")
+        return set(self.containers)
+
     def inspect(self, name_or_id: str) -> ContainerState | None:
         self._check("inspect")
         return next((c for c in self.containers.values() if name_or_id in (c.id, c.name)), None)
 
     def create_and_start(self, *, domain: str, chunk: Any, **_: Any) -> ContainerState:
         self._check(f"create {chunk.name}")
+        if chunk.container.name in self.containers:
+            raise NameInUse(f"a container named {chunk.container.name} exists already")
         labels = {LABEL_MANAGED: "true", LABEL_DOMAIN: domain, LABEL_CHUNK: chunk.name}
         state = ContainerState(f"id-{chunk.container.name}", chunk.container.name, "running", True, None, labels)
         self.containers[state.name] = state
@@ -414,6 +420,27 @@ def test_prepare_pings_every_engine_before_anything_and_works_per_engine(tmp_pat
     with pytest.raises(EngineUnreachable, match="cannot reach the Docker engine 'second'"):
         fresh.prepare()
     assert default.calls[before:] == ["ping"]
+
+
+def test_a_name_free_at_prepare_is_created_without_an_inspect_and_one_taken_since_is_looked_at(tmp_path: Path) -> None:
+    plan = two_engine_plan()
+    made: dict[str, FakeEngine] = {}
+    default = FakeEngine("default")
+    run = make_run(tmp_path, plan, EngineSet.for_plan(plan, default=default, factory=fake_factory(made)))
+    run.prepare()
+    assert run.absent == {"db", "web"}
+    run.drivers["web"].start()
+    assert default.calls[-1] == "create web" and "inspect" not in default.calls
+    # someone else's container took db's name after prepare: creating fails, pnr looks, and refuses to touch it
+    second = made["second"]
+    second.containers["c-db"] = ContainerState("id-theirs", "c-db", "running", True, None, {})
+    with pytest.raises(EngineError, match=r"chunk db: .*pnr did not create"):
+        run.drivers["db"].start()
+    assert second.calls[-2:] == ["create db", "inspect"] and second.containers["c-db"].id == "id-theirs"
+    # a chunk started again in the same run (e.g. by `pnr restart`) looks first, as before
+    before = len(default.calls)
+    run.drivers["web"].start()
+    assert default.calls[before] == "inspect"
 
 
 def test_the_supervisor_fails_the_run_quickly_when_an_engine_goes_away(tmp_path: Path, monkeypatch: Any) -> None:

@@ -285,3 +285,29 @@ def test_gate_slices_double_up_to_the_cap_and_the_retries_cover_the_whole_wait()
         covered = sum(gate_slice(10, k) for k in range(1, attempts + 1))
         assert covered >= seconds > covered - gate_slice(10, attempts)
     assert gate_attempts(10, 115) == 4  # was 12 with a fixed 10 s slice
+
+
+def test_probe_attempts_log_each_new_outcome_once_and_repeats_at_debug(tmp_path):
+    from pnr.probes import Attempt
+
+    class _Probe:
+        def describe(self) -> str:
+            return "http GET /"
+
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")])
+    info: list[str] = []
+    debug: list[str] = []
+    on_attempt = run.drivers["a"]._attempt_logger(_Probe(), info.append, debug.append)  # type: ignore[arg-type]
+    # a server coming up flickers between two errors before it answers
+    observations = [
+        "[Errno 104] reset by peer",
+        "disconnected",
+        "[Errno 104] reset by peer",
+        "disconnected",
+        "disconnected",
+    ]
+    for n, text in enumerate(observations, 1):
+        on_attempt(n, Attempt(False, text, 0.001))
+    on_attempt(6, Attempt(True, "-> 200", 0.002))
+    assert [line.split(": ", 2)[1] for line in info] == ["attempt 1", "attempt 2", "attempt 6"]
+    assert len(debug) == 3 and run.progress["a"].first_probe_at is not None
