@@ -48,10 +48,19 @@ class Stack:
         return cls(data["name"], [Service(**s) for s in data["services"]], data.get("kind", "probe"))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free host port not handed out before in this process: the kernel may give the same free port twice in
+    a row, and two services of one stack on one port made a `pnr up` of the benchmark fail (exit 2, rightly)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _httpd(name: str, deps: list[str], delay: float | None = None) -> Service:

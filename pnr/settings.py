@@ -16,7 +16,7 @@ class PnrSettings(BaseSettings):
     runtime_dir: Path = Field(default=Path("runtime"), description="folder of the runtime JSON mirror")
     timeout_seconds: float = Field(default=300.0, gt=0, description="default bound of a bring-up")
     gate_slice_seconds: float = Field(
-        default=10.0,
+        default=60.0,
         gt=0,
         description="the first gate-wait attempt before a Prefect retry; later ones double (at most 300 s)",
     )

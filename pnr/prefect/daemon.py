@@ -12,8 +12,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
 from pathlib import Path
+
+from pnr.processes import alive as alive  # re-exported: the backend checks its processes through this module
 
 POLL_SECONDS = 0.1
 
@@ -56,21 +57,6 @@ def die_with_parent(exit_code: int = 1) -> Callable[[], None] | None:
             os._exit(exit_code)
 
     return in_child
-
-
-def alive(pid: int) -> bool:
-    """The process runs (a zombie, or one whose threads are all exiting, does not)."""
-    if pid <= 0:  # 0 and -1 would address process groups
-        return False
-    with suppress(ChildProcessError):  # reap it if it is our child and has exited (a zombie is not alive)
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _threads_running(pid)
 
 
 def runs(pid: int, marker: str) -> bool:
@@ -123,20 +109,3 @@ def _stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     return raw[raw.rfind(")") + 2 :].split()
-
-
-def _threads_running(pid: int) -> bool:
-    """Whether any thread of `pid` has not finished exiting. A killed multi-threaded process shows its main
-    thread as a zombie while the others still exit holding its files (the server's socket, its port)."""
-    if not Path("/proc/self/task").is_dir():
-        return True  # no procfs: trust kill(0)
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return False
-    for task in tasks:
-        with suppress(OSError, IndexError):
-            raw = (task / "stat").read_text()
-            if raw[raw.rfind(")") + 2 :].split()[0] not in ("Z", "X"):
-                return True
-    return False

@@ -105,10 +105,11 @@ def probe_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
 def chunk_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
     """Wait for the gate (GateClosed → Prefect retry), then start, probe, and await the flowout."""
     logger = get_run_logger()
+    gate = run.plan.chunks[chunk].gatekeeper
+    if run.progress[chunk].gate_checks == 0 and not run.store.holds(gate):  # what it waits on, in the UI at once
+        logger.info("waits on %s", run.unmet_text(gate))
     run.wait_gate(chunk)
-    logger.info(
-        "gate open: %s", ", ".join(f"{k}={v.tv}" for k, v in run.plan.chunks[chunk].gatekeeper.items()) or "(no gate)"
-    )
+    logger.info("gate open: %s", ", ".join(f"{k}={v.tv}" for k, v in gate.items()) or "(no gate)")
     check = run.plan.chunks[chunk].health_check
 
     def run_probe(name: str) -> Any:

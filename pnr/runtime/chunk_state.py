@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pnr.processes import alive
 from pnr.runtime.files import atomic_write_json, chunk_state_path
 
 
@@ -58,20 +59,8 @@ class ChunkStateFile:
     def run_alive(self) -> bool:
         """True while another live process runs (or watches) the domain."""
         pid = self.read().get("pid")
-        return pid != os.getpid() and _pid_alive(pid)
+        return isinstance(pid, int) and pid != os.getpid() and alive(pid)
 
     def delete(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

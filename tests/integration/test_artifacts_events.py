@@ -202,7 +202,24 @@ def test_a_run_publishes_artifacts_and_events(
     for sig in ("a_ready", "b_ready", "c_ready", "d_ready"):
         e = changed[f"pnr.signal.{domain_name}.{sig}"]
         assert e.resource["pnr.tv"] == "Y" and e.payload["old"]["tv"] == "U" and e.payload["new"]["tv"] == "Y"
+    # a chunk whose gate is closed says at once what it waits on (no retry needed to see it in the UI)
+    logs = _flow_run_logs(f"{domain_name}.main")
+    assert any(m.startswith("waits on ") and "b_ready is U (needs Y)" in m for m in logs), logs  # d, at once
+    assert any(m == "gate open: b_ready=Y, c_ready=Y" for m in logs), logs
     print(f"\nbring-up of 4 chunks with artifacts and events: {elapsed:.2f}s")
+
+
+def _flow_run_logs(flow_run_name: str) -> list[str]:
+    """The messages logged in the flow run named `flow_run_name` (its task runs' too)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10, at_exit=False)  # the log worker batches: send what is queued first
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name])))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    return [log.message for log in logs]
 
 
 @pytest.mark.docker
