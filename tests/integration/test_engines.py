@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, http_chunk, pnr_cli, second_engine_ctl, write_config
+from conftest import ROOT, free_port, http_chunk, pnr_cli, second_engine_ctl, write_config
 
 from pnr.exceptions import EngineUnreachable
 from pnr.prefect.flows import bring_up
@@ -99,6 +99,23 @@ def _owned(client: Any, domain: str) -> list[str]:
 
 def _networks(client: Any, domain: str) -> list[str]:
     return [n.name for n in client.networks.list(filters={"label": f"io.pnr.domain={domain}"})]
+
+
+def test_the_two_engines_example_runs_and_its_api_reaches_db_on_the_other_engine_from_inside(
+    tmp_path, runtime_dir, engine2, second_engine, prefect_harness, cleanup_both
+):
+    """config/two_engines.json as shipped (the engine's host is the fixture's): api's readiness is a wget from
+    inside its container (first engine) to db's port on the second engine, at ${chunk:db.host}:${chunk:db.port}.
+    With the loopback address 127.0.0.2 the example used to fail: inside a container that is the container."""
+    data = json.loads((ROOT / "config" / "two_engines.json").read_text())
+    data["engines"]["second"]["host"] = second_engine
+    cleanup_both.append(data["name"])
+    cfg = write_config(tmp_path / "two_engines.json", data)
+    result = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=90)
+    assert {n: c["phase"] for n, c in result["cpuxs"]["startup"].items()} == {"db": "ready", "api": "ready"}
+    assert [c.name for c in engine2.containers.list(filters={"label": "io.pnr.domain=two_engines"})] == [
+        "two_engines_db"
+    ]
 
 
 def test_a_domain_across_two_engines_comes_up_in_readiness_order_and_goes_down_from_both(
