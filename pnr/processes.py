@@ -33,8 +33,17 @@ def _threads_running(pid: int) -> bool:
     except OSError:
         return False
     for task in tasks:
-        with suppress(OSError, IndexError):
-            raw = (task / "stat").read_text()
-            if raw[raw.rfind(")") + 2 :].split()[0] not in ("Z", "X"):
-                return True
+        fields = stat_fields(task / "stat")
+        if fields and fields[0] not in ("Z", "X"):
+            return True
     return False
+
+
+def stat_fields(stat_file: Path) -> list[str] | None:
+    """A /proc stat file (a process's, or one of its threads') from the state field on: the command name before
+    it is in parentheses and may contain spaces. None if it cannot be read (the process is gone)."""
+    try:
+        raw = stat_file.read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()

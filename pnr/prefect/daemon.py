@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pnr.processes import alive as alive  # re-exported: the backend checks its processes through this module
+from pnr.processes import stat_fields
 
 POLL_SECONDS = 0.1
 
@@ -98,14 +99,5 @@ def cmdline(pid: int) -> list[str]:
 
 def proc_start(pid: int) -> int | None:
     """The process's start time (clock ticks after boot): with the pid, it names one process for good."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(Path(f"/proc/{pid}/stat"))
     return int(fields[19]) if fields and len(fields) > 19 else None  # field 22 of stat(5)
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/PID/stat from the state field on (the command name in parentheses may contain spaces)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()
