@@ -159,6 +159,20 @@ def _owned(client: Any, domain: str) -> list[Any]:
     return client.containers.list(all=True, filters={"label": f"io.pnr.domain={domain}"})
 
 
+def _runs_ended(timeout: float = 60) -> None:
+    """Wait until the resident runner has ended the killed client's run: it notices the closed connection,
+    interrupts the run and cleans up (a container being created may be removed). Only then is the state the
+    one the next command finds; the suite runs serially, so no other run is active."""
+    from pnr.prefect import runner, server
+
+    info = server.status()
+    assert info is not None
+    deadline = time.monotonic() + timeout
+    while any(int(p.get("active") or 0) for p in runner.pool_status(info.state_dir)):
+        assert time.monotonic() < deadline, runner.pool_status(info.state_dir)
+        time.sleep(0.1)
+
+
 def _no_traceback(text: str) -> None:
     assert "Traceback" not in text, text
 
@@ -209,6 +223,7 @@ def test_sigkill_then_up_converges_and_down_twice(point, tmp_path, domain_name, 
         assert not killed.leftover_descendants(), f"left running after SIGKILL: {killed.descendants}"
     finally:
         killed.reap()
+    _runs_ended()
     before = {c.name: c.id for c in _owned(docker_client, domain_name) if c.status == "running"}
 
     status = pnr_cli("status", str(cfg), "--json", "--runtime-dir", rdir, env=prefect_home)
