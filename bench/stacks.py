@@ -3,6 +3,7 @@ file (same images, same readiness check run inside the container), and the lower
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -52,15 +53,28 @@ _HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
-    """A free host port not handed out before in this process: the kernel may give the same free port twice in
-    a row, and two services of one stack on one port made a `pnr up` of the benchmark fail (exit 2, rightly)."""
+    """A free host port not handed out before in this process, below the kernel's ephemeral range: the kernel
+    may give the same free port twice in a row (two services of one stack on one port made a `pnr up` of the
+    benchmark fail, exit 2, rightly), and a port from that range may be taken by an outgoing connection before
+    the container publishes it."""
     while True:
+        port = random.randint(20000, _ephemeral_low() - 1)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _httpd(name: str, deps: list[str], delay: float | None = None) -> Service:

@@ -241,16 +241,30 @@ _PORTS_GIVEN: set[int] = set()
 
 
 def free_port() -> int:
-    """A free host port never handed out before in this session (the OS may offer a just-released one again)."""
+    """A free host port, never handed out before in this session, below the kernel's ephemeral range: a port
+    the kernel offers for bind(0) is one an outgoing connection (the Prefect client's, the engine's) may take
+    before the container publishes it, and `docker start` then fails with "port is already allocated"."""
+    import random
     import socket
 
     while True:
+        port = random.randint(20000, _ephemeral_low() - 1)
+        if port in _PORTS_GIVEN:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _PORTS_GIVEN:
-            _PORTS_GIVEN.add(port)
-            return port
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @pytest.fixture(scope="session")
