@@ -119,34 +119,43 @@ def _concurrency(c: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+FLOORS = ("prefect_floor", "prefect_floor_probe")  # one task run per container; + its probe as a nested task
+
+
 def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    lbs = {r["chunks"]: r for r in data.get("scale", []) if r["tool"] == "lower_bound"}
-    floors = {(r["chunks"], r.get("database")): r for r in data.get("scale", []) if r["tool"] == "prefect_floor"}
-    for r in data.get("scale", []):
+    recs = data.get("scale", [])
+    lbs = {r["chunks"]: r for r in recs if r["tool"] == "lower_bound"}
+    floors = {(r["tool"], r["chunks"], r.get("database")): r for r in recs if r["tool"] in FLOORS}
+    for r in recs:
         if r["tool"] != "pnr":
             continue
         n, lb = r["chunks"], lbs.get(r["chunks"])
-        floor = floors.get((n, r.get("database")))
         ok = "error" not in r and lb is not None and "error" not in lb
-        floor_ok = ok and floor is not None and "error" not in floor
-        rows.append(
-            {
-                "chunks": n,
-                "database": r.get("database", "sqlite"),
-                "lb_wall": lb["wall"] if lb else None,
-                "floor_wall": floor["wall"] if floor_ok and floor else None,
-                "pnr_wall": r["wall"],
-                "error": r.get("error") or (lb or {}).get("error"),
-                "overhead_per_chunk": (r["wall"] - lb["wall"]) / n if ok and lb else None,
-                "floor_per_chunk": (floor["wall"] - lb["wall"]) / n if floor_ok and floor and lb else None,
-                "cpu_per_chunk": r["cpu"] / n,
-                "server_cpu_per_chunk": (r.get("server_cpu") or 0.0) / n,
-                "floor_server_cpu_per_chunk": ((floor or {}).get("server_cpu") or 0.0) / n if floor_ok else None,
-                "floor_cpu_per_chunk": (floor or {}).get("cpu", 0.0) / n if floor_ok else None,
-                "load1": r.get("load1"),
-            }
-        )
+        row: dict[str, Any] = {
+            "chunks": n,
+            "database": r.get("database", "sqlite"),
+            "lb_wall": lb["wall"] if lb else None,
+            "pnr_wall": r["wall"],
+            "error": r.get("error") or (lb or {}).get("error"),
+            "overhead_per_chunk": (r["wall"] - lb["wall"]) / n if ok and lb else None,
+            "cpu_per_chunk": r["cpu"] / n,
+            "server_cpu_per_chunk": (r.get("server_cpu") or 0.0) / n,
+            "load1": r.get("load1"),
+        }
+        for tool in FLOORS:
+            floor = floors.get((tool, n, r.get("database")))
+            good = ok and lb is not None and floor is not None and "error" not in floor
+            row[tool] = (
+                {
+                    "wall": floor["wall"],
+                    "per_chunk": (floor["wall"] - lb["wall"]) / n,
+                    "cpu_per_chunk": (floor.get("cpu", 0.0) + (floor.get("server_cpu") or 0.0)) / n,
+                }
+                if good and floor is not None and lb is not None
+                else None
+            )
+        rows.append(row)
     return rows
 
 
@@ -314,29 +323,32 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "#### Scale: orchestration overhead per chunk through the command line",
         "",
-        "*Prefect floor* (`bench/prefect_floor.py`): the lower bound with each container's wait, start and probe "
-        "run as a Prefect task of one flow run against the same server — what making each container a Prefect "
-        "task run costs before any logic of pnr's own. Its CPU is the process's own (it runs the tasks), pnr's is "
-        "the thin client's; *server CPU* includes pnr's resident runner, which runs pnr's tasks.",
+        "Per chunk: wall over the lower bound's (same run), and CPU (the process's own plus the server's; pnr's "
+        "*server CPU* includes its resident runner, which runs pnr's tasks). *Prefect floor* "
+        "(`bench/prefect_floor.py`): the lower bound with each container's wait, start and probe run as one "
+        "Prefect task of one flow run against the same server — what making each container a task run costs "
+        "before any logic of pnr's own. *Floor + probe task* (`--probe-task`): the same with each probe loop a "
+        "nested task run, the shape pnr's runs have (the health check as a sub-task of the chunk's task).",
         "",
-        "| chunks | server database | lower bound | Prefect floor | `pnr up` (warm) | (floor − lower bound) / chunks "
-        "| (pnr − lower bound) / chunks | floor CPU + server CPU / chunk | pnr CPU + server CPU / chunk |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| chunks | server database | lower bound | Prefect floor | floor + probe task | `pnr up` (warm) |",
+        "|---:|---|---:|---|---|---|",
     ]
+
+    def cell(wall: float | None, per_chunk: float | None, cpu: float | None) -> str:
+        if wall is None:
+            return "–"
+        return f"{_sec(wall)}: {_ms(per_chunk)}/chunk, CPU {_ms(cpu)}/chunk"
+
     for r in rows:
         if r["error"]:
-            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | | | | |")
+            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | |")
             continue
-        floor_cpu = (
-            None
-            if r["floor_cpu_per_chunk"] is None
-            else r["floor_cpu_per_chunk"] + (r["floor_server_cpu_per_chunk"] or 0.0)
-        )
+        floors = [r[t] or {} for t in FLOORS]
+        pnr_cpu = r["cpu_per_chunk"] + r["server_cpu_per_chunk"]
         lines.append(
             f"| {r['chunks']} | {r['database']} | {_sec(r['lb_wall'])} | "
-            f"{_sec(r['floor_wall']) if r['floor_wall'] is not None else '–'} | {_sec(r['pnr_wall'])} | "
-            f"{_ms(r['floor_per_chunk'])} | {_ms(r['overhead_per_chunk'])} | {_ms(floor_cpu)} | "
-            f"{_ms(r['cpu_per_chunk'] + r['server_cpu_per_chunk'])} |"
+            + " | ".join(cell(f.get("wall"), f.get("per_chunk"), f.get("cpu_per_chunk")) for f in floors)
+            + f" | {cell(r['pnr_wall'], r['overhead_per_chunk'], pnr_cpu)} |"
         )
     return [*lines, ""]
 

@@ -13,6 +13,9 @@ The public surface: config models and loading, planning, the exception tree. The
     pnr.exceptions, pnr.settings
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from pnr.exceptions import (
     ChunkFailed,
     ConfigError,
@@ -23,28 +26,49 @@ from pnr.exceptions import (
     RunTimeout,
     StallError,
 )
-from pnr.model import (
-    AllCheck,
-    AnyCheck,
-    ContainerSpec,
-    Cpux,
-    DesignChunk,
-    DockerCheck,
-    Domain,
-    ExecCheck,
-    HttpCheck,
-    LogCheck,
-    Plan,
-    PluginCheck,
-    PnR,
-    SignalCheck,
-    SocketCheck,
-    TcpCheck,
-    load_domain,
-    load_plan,
-    make_plan,
-    parse_domain,
-)
+
+if _TYPE_CHECKING:
+    from pnr.model import (
+        AllCheck,
+        AnyCheck,
+        ContainerSpec,
+        Cpux,
+        DesignChunk,
+        DockerCheck,
+        Domain,
+        ExecCheck,
+        HttpCheck,
+        LogCheck,
+        Plan,
+        PluginCheck,
+        PnR,
+        SignalCheck,
+        SocketCheck,
+        TcpCheck,
+        load_domain,
+        load_plan,
+        make_plan,
+        parse_domain,
+    )
+
+_MODEL = frozenset(
+    {
+        "AllCheck", "AnyCheck", "ContainerSpec", "Cpux", "DesignChunk", "DockerCheck", "Domain", "ExecCheck",
+        "HttpCheck", "LogCheck", "Plan", "PluginCheck", "PnR", "SignalCheck", "SocketCheck", "TcpCheck",
+        "load_domain", "load_plan", "make_plan", "parse_domain",
+    }
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> _Any:
+    """The config models load on first use: `pnr up` as a thin client of the resident runner never needs
+    them (the runner checks the config), and importing them costs a fresh process ~0.15 s."""
+    if name in _MODEL:
+        import pnr.model
+
+        return getattr(pnr.model, name)
+    raise AttributeError(f"module 'pnr' has no attribute {name!r}")
+
 
 __all__ = [
     "AllCheck",

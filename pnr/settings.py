@@ -2,53 +2,99 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Any
 
 from pnr.exceptions import ConfigError, ConfigIssue
 
+# The standard library only: every `pnr` command reads these first thing, and pydantic-settings (with pydantic and
+# asyncio) cost a fresh process ~0.15 s of imports before `pnr up` could hand its run to the resident runner.
 
-class PnrSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PNR_", extra="ignore")
 
-    runtime_dir: Path = Field(default=Path("runtime"), description="folder of the runtime JSON mirror")
-    timeout_seconds: float = Field(default=300.0, gt=0, description="default bound of a bring-up")
-    gate_slice_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="the first gate-wait attempt before a Prefect retry; later ones double (at most 300 s)",
+def _setting(default: Any, doc: str, parse: Callable[[str], Any] | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "parse": parse})
+
+
+def _number(
+    kind: type[float] | type[int], low: float, high: float | None = None, low_ok: bool = False
+) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        in_range = value is not None and (value >= low if low_ok else value > low) and (high is None or value < high)
+        if not in_range:
+            what = "a whole number" if kind is int else "a number"
+            bounds = f"{'at least' if low_ok else 'greater than'} {low:g}" + (f" and below {high:g}" if high else "")
+            raise ValueError(f"must be {what} {bounds}, not {text!r}")
+        return value
+
+    return parse
+
+
+def _flag(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on", "y", "t"):
+        return True
+    if word in ("0", "false", "no", "off", "n", "f"):
+        return False
+    raise ValueError(f"must be true or false (1/0, yes/no, on/off), not {text!r}")
+
+
+@dataclass(frozen=True)
+class PnrSettings:
+    """Each field is the environment variable PNR_<NAME>; an empty one counts as unset."""
+
+    runtime_dir: Path = _setting(Path("runtime"), "folder of the runtime JSON mirror", Path)  # noqa: RUF009 (a field())
+    timeout_seconds: float = _setting(300.0, "default bound of a bring-up", _number(float, 0))
+    gate_slice_seconds: float = _setting(
+        60.0, "the first gate-wait attempt before a Prefect retry; later ones double (at most 300 s)", _number(float, 0)
     )
-    heartbeat: bool = Field(default=False, description="keep Prefect's flow-run heartbeat for runs started by the CLI")
-    ephemeral_server: bool = Field(
-        default=False,
-        description="run each `pnr up` against a throw-away Prefect server instead of pnr's resident one",
+    heartbeat: bool = _setting(False, "keep Prefect's flow-run heartbeat for runs started by the CLI", _flag)
+    ephemeral_server: bool = _setting(
+        False, "run each `pnr up` against a throw-away Prefect server instead of pnr's resident one", _flag
     )
-    state_dir: Path | None = Field(
-        default=None,
-        description="pnr's state (its Prefect server, runner) [default: $XDG_STATE_HOME/pnr or ~/.local/state/pnr]",
+    state_dir: Path | None = _setting(  # noqa: RUF009 (a field())
+        None, "pnr's state (its Prefect server, runner) [default: $XDG_STATE_HOME/pnr or ~/.local/state/pnr]", Path
     )
-    server_host: str | None = Field(default=None, description="address of pnr's Prefect server [default: 127.0.0.1]")
-    server_port: int | None = Field(default=None, gt=0, lt=65536, description="port of its UI and API [default: 4200]")
-    server_database_url: str | None = Field(
-        default=None, description="postgresql+asyncpg://... for pnr's Prefect server [default: SQLite in the state dir]"
+    server_host: str | None = _setting(None, "address of pnr's Prefect server [default: 127.0.0.1]")
+    server_port: int | None = _setting(None, "port of its UI and API [default: 4200]", _number(int, 0, 65536))
+    server_database_url: str | None = _setting(
+        None, "postgresql+asyncpg://... for pnr's Prefect server [default: SQLite in the state dir]"
     )
-    runner: bool = Field(
-        default=True, description="let the resident runner next to pnr's Prefect server execute `pnr up` runs"
+    runner: bool = _setting(True, "let the resident runner next to pnr's Prefect server execute `pnr up` runs", _flag)
+    runners: int = _setting(
+        0, "processes of the resident runner [default 0: one per CPU core, at most 4]", _number(int, 0, 65, low_ok=True)
     )
-    runners: int = Field(
-        default=0, ge=0, le=64, description="processes of the resident runner [default 0: one per CPU core, at most 4]"
-    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PnrSettings:
+        """The settings in `environ` (default: this process's); ConfigError naming every bad variable."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        issues = []
+        for f in fields(cls):
+            name = "PNR_" + f.name.upper()
+            raw = environ.get(name, "")
+            if raw == "":
+                continue
+            parse = f.metadata["parse"]
+            try:
+                values[f.name] = parse(raw) if parse is not None else raw
+            except ValueError as exc:
+                issues.append(ConfigIssue(name, str(exc)))
+        if issues:
+            raise ConfigError("environment", issues)
+        return cls(**values)
 
 
 def get_settings() -> PnrSettings:
     """The PNR_* settings; a bad value is a ConfigError naming the variable (exit 2), never a traceback."""
-    try:
-        return PnrSettings()
-    except ValidationError as exc:
-        issues = [ConfigIssue("PNR_" + str(err["loc"][0]).upper(), err["msg"]) for err in exc.errors(include_url=False)]
-        raise ConfigError("environment", issues) from None
+    return PnrSettings.from_env()
 
 
 def resolve_runtime_dir(value: str | Path | None) -> Path:

@@ -72,11 +72,12 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def _plan(config: Path) -> Any:
-    from pnr.model.plan import load_plan
+def _plan(config: Path, env: bool = False) -> Any:
+    """The config's plan, or exit 2 naming every problem; `env`: also every ${VAR} it uses must resolve."""
+    from pnr.model.plan import check_config, load_plan
 
     try:
-        return load_plan(str(config))
+        return check_config(str(config)) if env else load_plan(str(config))
     except ConfigError as exc:
         raise _fail(exc) from None
 
@@ -142,6 +143,26 @@ class _Progress:
         out.print(f"  {time.monotonic() - self.t0:7.2f}s  {chunk:<22} [{style}]{phase:<9}[/] {_escape(first)}")
 
 
+class _Header:
+    """The `pnr up DOMAIN (N chunks, cpux ...)` line: from the config read here, or from what the runner
+    accepted (the client of a running runner never loads the config itself)."""
+
+    def __init__(self, config: Path, rdir: Path) -> None:
+        self.config, self.rdir = config, rdir
+        self.domain: str | None = None
+        self.engines = False
+        self.shown = False
+
+    def show(self, domain: str, n: int, cpuxs: list[str], engines: bool = False) -> None:
+        self.domain, self.engines, self.shown = domain, engines, True
+        out.print(f"pnr up [bold]{domain}[/] ({n} chunk{'s' * (n != 1)}, cpux {', '.join(cpuxs)}); runtime {self.rdir}")
+
+    def accepted(self, event: dict[str, Any]) -> None:
+        if not self.shown:
+            self.show(event["domain"], int(event["chunks"]), list(event["cpuxs"]), bool(event.get("engines")))
+        self.engines = bool(event.get("engines"))
+
+
 @app.command()
 def up(
     config: ConfigArg,
@@ -192,22 +213,23 @@ def up(
 ) -> None:
     """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
     (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
-    plan = _plan(config)
     if dry_run:
-        _dry_run(plan, config, runtime_dir, force_recreate)
+        _dry_run(_plan(config), config, runtime_dir, force_recreate)
         return
     chromium = _timeline_target(timeline)
     _quiet_prefect(verbose)
     from pnr.settings import resolve_runtime_dir
 
     rdir = resolve_runtime_dir(runtime_dir)
-    n = len(plan.chunks)
-    out.print(
-        f"pnr up [bold]{plan.domain.name}[/] ({n} chunk{'s' * (n != 1)}, "
-        f"cpux {', '.join(plan.cpux_order)}); runtime {rdir}"
-    )
-    _check_env(plan, config)
-    backend = _backend(ephemeral_server)
+    header = _Header(config, rdir)
+    # pnr's runner already up: it checks the config (exit 2 before any flow run) and the run starts at once;
+    # this process then never loads the config models. Else check here first: a bad config starts no server.
+    backend = _backend(ephemeral_server, start=False)
+    plan = None
+    if backend is None or not backend.use_runner:
+        plan = _plan(config, env=True)
+        header.show(plan.domain.name, len(plan.chunks), plan.cpux_order, bool(plan.domain.engines))
+        backend = backend or _backend(ephemeral_server)
     args = {
         "config_path": str(config) if not backend.use_runner else str(config.resolve()),
         "cpux": cpux,
@@ -219,11 +241,19 @@ def up(
         "watch_seconds": watch_seconds,
     }
     progress = _Progress()
-    run = _run_remote if backend.use_runner else _run_here
-    outcome = run(backend, args, progress)
-    _summary(plan, rdir, outcome.get("summary"))
+    if backend.use_runner:
+        outcome = _run_remote(backend, args, progress, header, shown_as=str(config))
+    else:
+        outcome = _run_here(backend, args, progress)
+    if outcome.get("exit") == 2 and not header.shown:  # the runner found the config bad: nothing ran
+        raise _fail_with(2, outcome["message"])
+    if outcome.get("summary") is not None and header.domain is not None:
+        _table(header.domain, header.engines, outcome["summary"])
+    else:  # a failed run: read the table here (the engine and runtime files)
+        plan = plan or _plan(config)
+        _summary(plan, rdir)
     if timeline is not None:
-        _write_timeline(plan, rdir, outcome, timeline, chromium)
+        _write_timeline(plan or _plan(config), rdir, outcome, timeline, chromium)
     url = backend.flow_run_url(outcome.get("flow_run_id"))
     if url:
         out.print(f"flow run: {url}")
@@ -290,15 +320,16 @@ def _write_timeline(plan: Any, rdir: Path, outcome: dict[str, Any], path: Path, 
     out.print(f"timeline: {path}")
 
 
-def _backend(ephemeral: bool) -> Any:
-    """Where the run goes (see pnr.prefect.backend); says so once when pnr's server had to be started."""
+def _backend(ephemeral: bool, start: bool = True) -> Any:
+    """Where the run goes (see pnr.prefect.backend); says so once when pnr's server had to be started.
+    `start=False`: None instead of starting pnr's server or runner."""
     from pnr.prefect.backend import choose_backend
 
     try:
-        backend = choose_backend(ephemeral)
+        backend = choose_backend(ephemeral, start=start)
     except PnrError as exc:
         raise _fail(exc) from None
-    if backend.started_now:
+    if backend is not None and backend.started_now:
         out.print(
             f"started pnr's Prefect server in the background: UI {backend.ui_url} "
             "(it stays up for the next commands; `pnr server stop` stops it)"
@@ -355,15 +386,20 @@ def _drain_to_api(timeout: float = 10.0) -> None:
             worker.drain_all(timeout=timeout, at_exit=False)
 
 
-def _run_remote(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[str, Any]:
+def _run_remote(
+    backend: Any, args: dict[str, Any], progress: _Progress, header: _Header, shown_as: str
+) -> dict[str, Any]:
     """Let the resident runner execute the run; follow it live. Ctrl-C interrupts it there."""
     from pnr.prefect.runner import RemoteRun
 
-    remote = RemoteRun(backend.state_dir, args, os.environ)
+    remote = RemoteRun(backend.state_dir, args, os.environ, shown_as=shown_as)
     interrupted = _on_ctrl_c(lambda: remote.interrupt("interrupted (Ctrl-C)"))
     try:
         for event in remote.events():
-            progress(event)
+            if event.get("type") == "accepted":
+                header.accepted(event)
+            else:
+                progress(event)
     except KeyboardInterrupt:
         return {"ok": False, "interrupted": True, "exit": 130, "message": "interrupted"}
     except PnrError as exc:
@@ -426,29 +462,22 @@ def _on_ctrl_c(interrupt: Any) -> list[bool]:
     return flag
 
 
-def _check_env(plan: Any, config: Path) -> None:
-    """${VAR} references must resolve before anything starts (exit 2 otherwise)."""
-    from pnr.model import expand_env
+def _summary(plan: Any, rdir: Path) -> None:
+    """The chunk table, read here (the engine and runtime files)."""
+    from pnr.engines.engine import Engine
+    from pnr.lifecycle.ops import domain_status
 
     try:
-        for name, chunk in plan.chunks.items():
-            expand_env(chunk, plan.refs[name].path, source=str(config))
-    except ConfigError as exc:
-        raise _fail(exc) from None
+        status = domain_status(plan, Engine(), rdir)
+    except PnrError:
+        return
+    _table(plan.domain.name, bool(plan.domain.engines), status)
 
 
-def _summary(plan: Any, rdir: Path, status: dict[str, Any] | None = None) -> None:
-    """The chunk table; `status` as the runner computed it, else read here (the engine and runtime files)."""
-    if status is None:
-        from pnr.engines.engine import Engine
-        from pnr.lifecycle.ops import domain_status
-
-        try:
-            status = domain_status(plan, Engine(), rdir)
-        except PnrError:
-            return
-    engines = bool(plan.domain.engines)  # a domain that names engines: which one each chunk runs on
-    table = Table(title=f"domain {plan.domain.name}", title_justify="left")
+def _table(domain: str, engines: bool, status: dict[str, Any]) -> None:
+    """The chunk table of `status` (`domain_status`); `engines`: the domain names engines, so say which one
+    each chunk runs on."""
+    table = Table(title=f"domain {domain}", title_justify="left")
     for col in ("chunk", "status", *(["engine"] if engines else []), "container", "detail"):
         table.add_column(col)
     for name, c in status["chunks"].items():
@@ -483,7 +512,7 @@ def status(
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    _summary(plan, resolve_runtime_dir(runtime_dir), data)
+    _table(plan.domain.name, bool(plan.domain.engines), data)
     table = Table(title="signals", title_justify="left")
     for col in ("signal", "tv", "response", "prompt"):
         table.add_column(col)

@@ -13,7 +13,7 @@ timeline.py  the readiness timeline as an SVG Gantt chart (pure), the critical p
 
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.control import ProgressEvent, RunControl, RunNote, current_control, use_control
-from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed, gate_attempts
+from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed, Prepared, gate_attempts, start_preparing
 from pnr.lifecycle.ops import domain_status, plan_actions, remove_started_by, tear_down_domain
 from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
 from pnr.lifecycle.watch import WATCH_CANCELLED, Watcher
@@ -27,6 +27,7 @@ __all__ = [
     "CpuxState",
     "GateClosed",
     "Phase",
+    "Prepared",
     "ProgressEvent",
     "RunControl",
     "RunNote",
@@ -36,6 +37,7 @@ __all__ = [
     "gate_attempts",
     "plan_actions",
     "remove_started_by",
+    "start_preparing",
     "tear_down_domain",
     "use_control",
 ]

@@ -12,11 +12,14 @@ The chunks themselves are driven by `ChunkDriver` (pnr.lifecycle.chunk). Nothing
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
-from pnr.engines import host_port_clashes
+from pnr.engines import EngineSet, host_port_clashes
 from pnr.exceptions import BlockedChunk, ChunkFailed, EngineError, RunError, RunTimeout, StallError
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.state import CpuxState, Phase
@@ -53,6 +56,65 @@ def gate_attempts(first: float, seconds: float) -> int:
     return attempts
 
 
+Prepared = tuple[dict[str, str], set[str]]  # image id per chunk; chunks whose container name is free
+
+
+def by_engine(plan: Plan, names: list[str], engines: EngineSet) -> dict[str, list[str]]:
+    """`names` by the name of the engine they run on."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        out.setdefault(engines.name_of(plan.chunks[name]), []).append(name)
+    return out
+
+
+def prepare_engines(plan: Plan, names: list[str], engines: EngineSet, base_dir: Path, build: bool) -> Prepared:
+    """Every engine of the run answers (pinged in parallel: the first CPUX's preparation checks the engines of
+    every CPUX of the bring-up); host ports free, images present and the domain network made on each engine
+    the chunks `names` use. Raises before starting anything. Notes the chunks whose container name is free (one
+    listing per engine): they are created without an inspect first — at 500 chunks, 500 engine calls fewer
+    while the engine is busiest (a name taken meanwhile falls back to the inspect)."""
+    domain = plan.domain.name
+    engines.ping_all()
+    groups = by_engine(plan, names, engines)
+    taken = []
+    for name, chunks in groups.items():
+        try:
+            host_port_clashes(engines[name], domain, [plan.chunks[n] for n in chunks])
+        except EngineError as exc:
+            taken.append(str(exc) if len(groups) == 1 else f"{engines.describe(name)}:\n{exc}")
+    if taken:
+        raise EngineError("\n".join(taken))
+    images = {
+        name: engines.of(plan.chunks[name]).ensure_image(domain, plan.chunks[name], base_dir, build=build)
+        for name in names
+    }
+    absent: set[str] = set()
+    for name, chunks in groups.items():
+        present = engines[name].container_names()
+        absent |= {n for n in chunks if plan.chunks[n].container.name not in present}
+    for name in groups:  # last: a missing image leaves nothing behind
+        engines[name].ensure_network(domain)
+    return images, absent
+
+
+def start_preparing(plan: Plan, cpux: str, engines: EngineSet, config_path: str, build: bool) -> Future[Prepared]:
+    """`prepare_engines` for `cpux` in a thread of its own, now: the engine work (ping, images, network: ~0.1 s
+    on a quiet engine) overlaps the creation of the CPUX's subflow run instead of following it."""
+    future: Future[Prepared] = Future()
+    base_dir = Path(config_path).resolve().parent
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(prepare_engines(plan, plan.chunks_of(cpux), engines, base_dir, build))
+        except BaseException as exc:  # raised where the CPUX's prepare task waits for it
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name=f"pnr-prepare-{cpux}", daemon=True).start()
+    return future
+
+
 class CpuxRun(CpuxState):
     """One CPUX bring-up: its state, a driver per chunk, and the loop that decides stall and timeout."""
 
@@ -63,41 +125,23 @@ class CpuxRun(CpuxState):
         self.drivers = {name: ChunkDriver(self, name) for name in self.names}
 
     # -- preparation: before any container starts --------------------------------------------------
-    def prepare(self, build: bool = False) -> dict[str, str]:
-        """Env expanded; every engine of the run answers (pinged in parallel: the first CPUX's prepare checks
-        the engines of every CPUX of the bring-up); host ports free, images present and the domain network made
-        on each engine this CPUX uses. Raises before starting anything. Notes the chunks whose container name
-        is free (one listing per engine): they are created without an inspect first — at 500 chunks, 500 engine
-        calls fewer while the engine is busiest (a name taken meanwhile falls back to the inspect)."""
+    def prepare(self, build: bool = False, early: Future[Prepared] | None = None) -> dict[str, str]:
+        """Env expanded, then the engines prepared (`prepare_engines`; `early`: already under way since the
+        bring-up began, see `start_preparing`). Raises before starting anything."""
         for driver in self.drivers.values():
             driver.env()
-        self.engines.ping_all()
-        by_engine = self.chunks_by_engine()
-        taken = []
-        for name, chunks in by_engine.items():
-            try:
-                host_port_clashes(self.engines[name], self.domain, [self.plan.chunks[n] for n in chunks])
-            except EngineError as exc:
-                taken.append(str(exc) if len(by_engine) == 1 else f"{self.engines.describe(name)}:\n{exc}")
-        if taken:
-            raise EngineError("\n".join(taken))
-        for name in self.names:
-            self.images[name] = self.engine_of(name).ensure_image(
-                self.domain, self.plan.chunks[name], self.base_dir, build=build
-            )
-        for name, chunks in by_engine.items():
-            present = self.engines[name].container_names()
-            self.absent |= {n for n in chunks if self.plan.chunks[n].container.name not in present}
-        for name in by_engine:  # last: a missing image leaves nothing behind
-            self.engines[name].ensure_network(self.domain)
+        images, absent = (
+            early.result()
+            if early is not None
+            else prepare_engines(self.plan, self.names, self.engines, self.base_dir, build)
+        )
+        self.images.update(images)
+        self.absent |= absent
         return dict(self.images)
 
     def chunks_by_engine(self) -> dict[str, list[str]]:
         """This CPUX's chunks by the name of the engine they run on."""
-        out: dict[str, list[str]] = {}
-        for name in self.names:
-            out.setdefault(self.engines.name_of(self.plan.chunks[name]), []).append(name)
-        return out
+        return by_engine(self.plan, self.names, self.engines)
 
     def announce(self) -> None:
         """Report every chunk whose gate is closed as waiting, with what it waits on (once, at the start)."""

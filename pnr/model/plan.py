@@ -13,7 +13,7 @@ from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.checks import AllCheck, AnyCheck, PortCheck, SignalCheck, iter_checks
 from pnr.model.domain import DesignChunk, Domain
 from pnr.model.engines import DEFAULT_ENGINE
-from pnr.model.env import ChunkReference, chunk_references, find_port_key
+from pnr.model.env import ChunkReference, chunk_references, expand_env, find_port_key
 
 SYSTEM_READY = "system_ready"
 PNR_ITSELF = "(pnr)"
@@ -429,3 +429,18 @@ def load_plan(config_path: str) -> Plan:
     from pnr.model.loader import load_domain
 
     return make_plan(load_domain(config_path), str(config_path))
+
+
+def check_config(config_path: str, environ: dict[str, str] | None = None, shown_as: str | None = None) -> Plan:
+    """`load_plan`, and every `${VAR}` of the config resolved in `environ` (default: this process's): what
+    `pnr up` checks before anything starts. Errors name the file as `shown_as` (the user's spelling of a path
+    made absolute for another process), else as given."""
+    try:
+        plan = load_plan(config_path)
+        for name, chunk in plan.chunks.items():
+            expand_env(chunk, plan.refs[name].path, environ, source=str(config_path))
+    except ConfigError as exc:
+        if shown_as is None or exc.source != str(config_path):
+            raise
+        raise ConfigError(shown_as, exc.issues) from None
+    return plan

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, overload
 
 from pnr.prefect import runner, server
 from pnr.settings import get_settings
@@ -33,27 +33,42 @@ class Backend:
         return f"{self.ui_url}/runs/flow-run/{flow_run_id}" if self.ui_url and flow_run_id else None
 
 
+def _same_env(pong: dict[str, Any]) -> bool:
+    """The runner was started with this client's engine and Prefect settings (runner.SAME_ENV)."""
+    return all((pong.get("env") or {}).get(key) == os.environ.get(key) for key in runner.SAME_ENV)
+
+
 def ui_url_of(api_url: str) -> str:
     """Prefect's UI next to its API: PREFECT_UI_URL if set, else the API URL without its /api."""
     return os.environ.get("PREFECT_UI_URL") or api_url.rstrip("/").removesuffix("/api")
 
 
-def choose_backend(ephemeral: bool = False) -> Backend:
-    """See the module docstring. Starting the managed server may raise `server.ServerError`."""
+@overload
+def choose_backend(ephemeral: bool = False, *, start: Literal[True] = True) -> Backend: ...
+@overload
+def choose_backend(ephemeral: bool = False, *, start: bool) -> Backend | None: ...
+
+
+def choose_backend(ephemeral: bool = False, *, start: bool = True) -> Backend | None:
+    """See the module docstring. Starting the managed server may raise `server.ServerError`. `start=False`:
+    None where pnr's server or runner would have to be started (or replaced) first."""
     api_url = os.environ.get("PREFECT_API_URL")
     if api_url:
         return Backend("external", api_url, ui_url_of(api_url))
     settings = get_settings()
     if ephemeral or settings.ephemeral_server:
         return Backend("ephemeral")
+    if not start:
+        up = server.running()
+        pong = runner.ready_pool(up.state_dir, up.api_url) if up is not None and settings.runner else None
+        if up is None or pong is None or not _same_env(pong):
+            return None
+        return Backend("managed", up.api_url, up.ui_url, False, up.state_dir, True)
     # a new server migrates its database for seconds: the runner imports Prefect meanwhile, then waits for it
     info, started_now = server.ensure_running(wait=not settings.runner)
     use_runner = False
     if settings.runner:
         pong = runner.ensure_runner(info.state_dir, info.api_url)
         info = server.ensure_running()[0]  # healthy by now (the runner waited for it); else this says why
-        same_engine = pong is not None and all(
-            (pong.get("env") or {}).get(key) == os.environ.get(key) for key in runner.SAME_ENV
-        )
-        use_runner = pong is not None and same_engine
+        use_runner = pong is not None and _same_env(pong)
     return Backend("managed", info.api_url, info.ui_url, started_now, info.state_dir, use_runner)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +33,14 @@ from pnr.lifecycle import (
     CpuxRun,
     GateClosed,
     Phase,
+    Prepared,
     RunControl,
     RunNote,
     Watcher,
     current_control,
     gate_attempts,
     remove_started_by,
+    start_preparing,
     tear_down_domain,
 )
 from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
@@ -62,6 +65,7 @@ class DomainRun:
     deadline: float
     force_recreate: bool = False
     runs: dict[str, CpuxRun] = field(default_factory=dict)  # finished CPUX runs, for the watch
+    early: dict[str, Future[Prepared]] = field(default_factory=dict)  # engine preparation under way, by CPUX
 
 
 class RunRef(BaseModel):
@@ -86,9 +90,9 @@ class RunRef(BaseModel):
 
 
 @task(name="prepare", cache_policy=NO_CACHE, persist_result=False)
-def prepare_task(run: CpuxRun, build: bool = False) -> dict[str, str]:
-    """Engine, network and images: fails before any container starts."""
-    images = run.prepare(build=build)
+def prepare_task(run: CpuxRun, build: bool = False, early: Future[Prepared] | None = None) -> dict[str, str]:
+    """Engine, network and images: fails before any container starts (`early`: that work, under way already)."""
+    images = run.prepare(build=build, early=early)
     get_run_logger().info("images ready: %s", ", ".join(f"{k}={v[7:19]}" for k, v in images.items()))
     return images
 
@@ -200,7 +204,7 @@ def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
     parent.runs[cpux] = cpux_run
     stop = parent.control.on_interrupt(lambda reason: cpux_run.abort(RunError(reason)))
     try:
-        prepare_task(cpux_run, parent.build)
+        prepare_task(cpux_run, parent.build, parent.early.pop(cpux, None))
         cpux_run.announce()
         _run_chunks(cpux_run, remaining)
     finally:
@@ -344,6 +348,8 @@ def bring_up(
     run = DomainRun(
         plan, store, engines, control, build, time.monotonic() + timeout_seconds, force_recreate=force_recreate
     )
+    # the first CPUX's engine work (ping, images, network) runs while Prefect creates its subflow run
+    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build)
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
     events = RunEvents(plan, names, store, control, config_path)

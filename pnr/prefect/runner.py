@@ -17,7 +17,10 @@ Protocol: newline-delimited JSON, one request per connection.
     {"op": "ping"}                             → {"type": "pong", "pid", "fingerprint", "api_url", "active",
                                                    "index", "pool", "members" (the leader's: member pids),
                                                    "stopping": [keys of interrupted runs]}
-    {"op": "up", "args": {...}, "env": {...}}  → {"type": "event", ...}*  then  {"type": "done", "ok", ...}
+    {"op": "up", "args": {...}, "env": {...},  → {"type": "accepted", "domain", "chunks", "cpuxs", "engines"}
+     "pid", "shown_as"}                           {"type": "event", ...}*  then  {"type": "done", "ok", ...}
+                                               (a config that fails its check: only the "done", exit 2,
+                                               before any flow run)
     {"op": "interrupt", "reason": "..."}       (on the connection of an "up", at any time; closing the
                                                 connection interrupts the run too)
 
@@ -148,6 +151,15 @@ def ensure_runner(state_dir: Path, api_url: str, timeout: float = START_TIMEOUT)
         return _spawn(paths, api_url, fingerprint, timeout)
 
 
+def ready_pool(state_dir: Path, api_url: str) -> dict[str, Any] | None:
+    """The pong of member 0 when a pool of this very code for `api_url` answers with every member alive (what
+    `ensure_runner` would return without starting or replacing anything), else None."""
+    pong = ping(RunnerPaths(state_dir))
+    if pong is None or pong.get("api_url") != api_url or pong.get("fingerprint") != code_fingerprint():
+        return None
+    return pong if all(daemon.alive(int(pid)) for pid in pong.get("members") or []) else None
+
+
 def pool_status(state_dir: Path, leader: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The pongs of the pool's members that answer (member 0 first); [] when no runner runs."""
     paths = RunnerPaths(state_dir)
@@ -242,12 +254,16 @@ class RemoteRun:
     """One bring-up executed by the runner, seen from the client: `events()` yields the run's events (dicts)
     until the outcome, which `outcome` then holds; `interrupt()` asks the runner to stop the run."""
 
-    def __init__(self, state_dir: Path, args: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, state_dir: Path, args: Mapping[str, Any], env: Mapping[str, str], shown_as: str | None = None
+    ) -> None:
+        """`shown_as`: how the user wrote the config's path (`args` has it absolute); config errors name it so."""
         self._conn = _connect(pick(state_dir, run_key(args)), timeout=10.0)
         self._conn.settimeout(None)
         self._send_lock = threading.Lock()
         self.outcome: dict[str, Any] | None = None
-        self._send({"op": "up", "args": dict(args), "env": dict(env), "pid": os.getpid()})
+        request = {"op": "up", "args": dict(args), "env": dict(env), "pid": os.getpid(), "shown_as": shown_as}
+        self._send(request)
 
     def events(self) -> Iterator[dict[str, Any]]:
         for line in self._conn.makefile("rb"):
@@ -287,6 +303,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def setup(self) -> None:
         super().setup()
         self._write_lock = threading.Lock()  # events come from the run's task threads
+        self._plan: Any = None  # the run's plan, as checked before the run
 
     def handle(self) -> None:
         line = self.rfile.readline()
@@ -310,17 +327,34 @@ class _Handler(socketserver.StreamRequestHandler):
                 }
             )
         elif request.get("op") == "up":
-            self._bring_up(request.get("args") or {}, request.get("env") or {}, request.get("pid"))
+            self._bring_up(
+                request.get("args") or {}, request.get("env") or {}, request.get("pid"), request.get("shown_as")
+            )
 
     def _write(self, message: Mapping[str, Any]) -> None:
         with self._write_lock:
             self.wfile.write(json.dumps(message, default=str).encode() + b"\n")
             self.wfile.flush()
 
-    def _bring_up(self, args: dict[str, Any], env: dict[str, str], pid: int | None) -> None:
+    def _bring_up(self, args: dict[str, Any], env: dict[str, str], pid: int | None, shown_as: str | None) -> None:
+        from pnr.exceptions import ConfigError
         from pnr.lifecycle import RunControl, use_control
+        from pnr.model import check_config
         from pnr.prefect.flows import bring_up, quiet_prefect_run
 
+        try:  # first of all, and without a flow run: a bad config is exit 2 with nothing started
+            plan = check_config(args["config_path"], env, shown_as)
+        except ConfigError as exc:
+            with contextlib.suppress(OSError):
+                self._write({"type": "done", "ok": False, "error": "ConfigError", "message": str(exc), "exit": 2})
+            return
+        n = len(plan.chunks)
+        with contextlib.suppress(OSError):  # the client prints its header from this (it never loads the config)
+            self._write(
+                {"type": "accepted", "domain": plan.domain.name, "chunks": n, "cpuxs": plan.cpux_order}
+                | {"engines": bool(plan.domain.engines)}
+            )
+        self._plan = plan
         control = RunControl(environ=env, owner_pid=pid)
         self._detached = False
         control.listen(lambda event: self._event(event, control, args))
@@ -360,9 +394,8 @@ class _Handler(socketserver.StreamRequestHandler):
         with contextlib.suppress(Exception):  # the client computes the table itself without it
             from pnr.engines import Engine
             from pnr.lifecycle import domain_status
-            from pnr.model import load_plan
 
-            outcome["summary"] = domain_status(load_plan(args["config_path"]), Engine(), Path(args["runtime_dir"]))
+            outcome["summary"] = domain_status(self._plan, Engine(), Path(args["runtime_dir"]))
         self._detached = True
         with contextlib.suppress(OSError):
             self._write(outcome)

@@ -262,6 +262,20 @@ def ensure_running(
         return _spawn(config, wait, deadline, timeout), True
 
 
+def running() -> ServerInfo | None:
+    """The healthy server `ensure_running()` would return without starting one, else None (nothing runs,
+    it is unhealthy or still starting, or it is not the one the settings ask for: `ensure_running` says why)."""
+    try:
+        config = ServerConfig.resolve()
+        record = _read_record(config)
+        if record is None or not _is_our_server(record):
+            return None
+        _check_matches(config, record)
+    except PnrError:
+        return None
+    return record.info(config, healthy=True) if _healthy(record.api_url) else None
+
+
 def start(
     host: str | None = None,
     port: int | None = None,

@@ -361,9 +361,26 @@ def test_seed_is_valid_against_the_json_schema() -> None:
 
 
 def test_every_setting_is_documented_in_the_config_reference() -> None:
+    from dataclasses import fields
+
     from pnr.settings import PnrSettings
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
     table = text.split("## Settings (environment)", 1)[1]
     documented = set(re.findall(r"^\| `(PNR_[A-Z_]+)` \|", table, re.M))
-    assert documented == {f"PNR_{name.upper()}" for name in PnrSettings.model_fields}
+    assert documented == {f"PNR_{f.name.upper()}" for f in fields(PnrSettings)}
+
+
+def test_settings_come_from_the_environment_and_a_bad_value_names_its_variable() -> None:
+    from pnr.exceptions import ConfigError
+    from pnr.settings import PnrSettings
+
+    env = {"PNR_TIMEOUT_SECONDS": "12.5", "PNR_RUNNER": "off", "PNR_SERVER_PORT": "4311", "PNR_STATE_DIR": ""}
+    settings = PnrSettings.from_env(env)
+    assert (settings.timeout_seconds, settings.runner, settings.server_port) == (12.5, False, 4311)
+    assert settings.state_dir is None and settings.runtime_dir == Path("runtime")  # empty and unset: defaults
+    with pytest.raises(ConfigError) as caught:
+        PnrSettings.from_env({"PNR_TIMEOUT_SECONDS": "0", "PNR_SERVER_PORT": "70000", "PNR_HEARTBEAT": "maybe"})
+    text = str(caught.value)
+    for fragment in ("PNR_TIMEOUT_SECONDS", "greater than 0", "PNR_SERVER_PORT", "below 65536", "PNR_HEARTBEAT"):
+        assert fragment in text, text
