@@ -75,6 +75,38 @@ def test_up_uses_the_resident_server_and_runner_and_links_the_flow_run(tmp_path,
     assert pnr_cli("down", str(cfg), "--runtime-dir", rdir).returncode == 0
 
 
+def test_a_bad_config_sent_to_the_runner_is_exit_2_before_any_flow_run(tmp_path, domain_name, cleanup):
+    """With server and runner up, `pnr up` sends the run before reading the config: the runner checks it
+    (schema and ${VAR}s, in the client's environment) and answers exit 2, naming the file as typed, with no flow
+    run created and nothing started; a good config's first line is the header from the runner."""
+    cleanup.append(domain_name)
+    info = server.ensure_running()[0]
+    runner.ensure_runner(info.state_dir, info.api_url)
+    data = json.loads(_config(tmp_path, domain_name).read_text())
+    data["cpuxs"]["main"]["design_chunks"][1]["container"]["env"] = {"TOKEN": "${PNR_TEST_UNSET_TOKEN}"}
+    write_config(tmp_path / "bad.json", data)
+
+    def flow_runs() -> int:
+        with httpx.Client(base_url=info.api_url, timeout=10) as client:
+            return int(client.post("/flow_runs/count", json={}).json())
+
+    before = flow_runs()
+    bad = pnr_cli("up", "bad.json", "--runtime-dir", "rt", cwd=tmp_path)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr
+    assert bad.stderr.startswith("bad.json: cpuxs.main.design_chunks[1].container.env.TOKEN:"), bad.stderr
+    assert "PNR_TEST_UNSET_TOKEN" in bad.stderr and "pnr up" not in bad.stdout  # no header: nothing was accepted
+    assert flow_runs() == before
+    assert not subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.pnr.domain={domain_name}"], capture_output=True, text=True
+    ).stdout.strip()
+    good = pnr_cli("up", "bad.json", "--runtime-dir", "rt", cwd=tmp_path, env={"PNR_TEST_UNSET_TOKEN": "t0k"})
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.startswith(f"pnr up {domain_name} (2 chunks, cpux main); runtime rt"), good.stdout
+    assert flow_runs() > before
+    assert pnr_cli("down", "bad.json", "--runtime-dir", "rt", cwd=tmp_path).returncode == 0
+
+
 def test_prefect_api_url_wins_and_starts_no_server(tmp_path, domain_name, cleanup):
     """With PREFECT_API_URL set, `pnr up` runs against that server in its own process and starts nothing."""
     cleanup.append(domain_name)

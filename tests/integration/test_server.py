@@ -193,6 +193,28 @@ def test_start_status_stop(state: Path, servers: Callable[[int], int]) -> None:
     assert server.stop() is None
 
 
+def test_a_new_server_starts_from_the_shipped_database_template(state: Path, servers: Callable[[int], int]) -> None:
+    """No database yet: the server's first start copies pnr's template for the installed Prefect (migrated, block
+    types registered, no runs) instead of migrating an empty one; it then records runs like any other."""
+    assert server.template_path().is_file(), "run scripts/make_db_template.py after changing Prefect's version"
+    info = server.start(port=free_port())
+    servers(info.pid)
+    assert "new database from the template prefect-" in server.logs(lines=20)
+    with httpx.Client(base_url=info.api_url, timeout=10) as client:
+        assert client.post("/flow_runs/count", json={}).json() == 0  # the template holds no runs of anyone
+        assert client.post("/block_types/filter", json={}).json(), "block types come registered"
+        flow = client.post("/flows/", json={"name": "pnr-template-check"}).json()
+        run = client.post("/flow_runs/", json={"flow_id": flow["id"], "name": "check"})
+        assert run.status_code == 201, run.text
+        assert client.post("/flow_runs/count", json={}).json() == 1
+    server.stop()
+    info = server.start(port=free_port())  # a database that exists is never replaced
+    servers(info.pid)
+    second_start = server.logs(lines=200).rsplit("--- pnr: starting the Prefect server", 1)[1]
+    assert "new database from the template" not in second_start
+    server.stop()
+
+
 def test_reused_across_processes_and_outlives_its_starter(state: Path, servers: Callable[[int], int]) -> None:
     env = {"PNR_SERVER_PORT": str(free_port())}
     # two processes at once: the lock lets exactly one of them start a server, the other one reuses it
