@@ -55,8 +55,9 @@ _HANDED_OUT: set[int] = set()
 def free_port() -> int:
     """A free host port not handed out before in this process, below the kernel's ephemeral range: the kernel
     may give the same free port twice in a row (two services of one stack on one port made a `pnr up` of the
-    benchmark fail, exit 2, rightly), and a port from that range may be taken by an outgoing connection before
-    the container publishes it."""
+    benchmark fail, exit 2, rightly), and a port from that range may be taken by an outgoing connection (the
+    Prefect client's, the engine's) before the container publishes it: `docker start` then fails with "port is
+    already allocated". The test suite uses it too (tests/conftest.py)."""
     while True:
         port = random.randint(20000, _ephemeral_low() - 1)
         if port in _HANDED_OUT:

@@ -51,19 +51,11 @@ if _TYPE_CHECKING:
         parse_domain,
     )
 
-_MODEL = frozenset(
-    {
-        "AllCheck", "AnyCheck", "ContainerSpec", "Cpux", "DesignChunk", "DockerCheck", "Domain", "ExecCheck",
-        "HttpCheck", "LogCheck", "Plan", "PluginCheck", "PnR", "SignalCheck", "SocketCheck", "TcpCheck",
-        "load_domain", "load_plan", "make_plan", "parse_domain",
-    }
-)  # fmt: skip
-
 
 def __getattr__(name: str) -> _Any:
     """The config models load on first use: `pnr up` as a thin client of the resident runner never needs
     them (the runner checks the config), and importing them costs a fresh process ~0.15 s."""
-    if name in _MODEL:
+    if name in __all__:  # the exceptions are imported above: only the model's names get here
         import pnr.model
 
         return getattr(pnr.model, name)

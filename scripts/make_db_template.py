@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -27,10 +26,7 @@ def main() -> None:
         home = Path(tmp) / "prefect-home"
         db = home / "prefect.db"
         # an explicit database URL: the server migrates a new database instead of seeding from a template
-        with socket.socket() as sock:  # a free port for this one start
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        server.start(port=port, database_url=f"sqlite+aiosqlite:///{db}", state_dir=tmp)
+        server.start(database_url=f"sqlite+aiosqlite:///{db}", state_dir=tmp)
         server.stop(state_dir=tmp)
         conn = sqlite3.connect(db, isolation_level=None)
         try:

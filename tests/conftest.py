@@ -237,35 +237,18 @@ def http_chunk(
     }
 
 
-_PORTS_GIVEN: set[int] = set()
-
-
 def free_port() -> int:
-    """A free host port, never handed out before in this session, below the kernel's ephemeral range: a port
-    the kernel offers for bind(0) is one an outgoing connection (the Prefect client's, the engine's) may take
-    before the container publishes it, and `docker start` then fails with "port is already allocated"."""
-    import random
-    import socket
-
-    while True:
-        port = random.randint(20000, _ephemeral_low() - 1)
-        if port in _PORTS_GIVEN:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        _PORTS_GIVEN.add(port)
-        return port
+    """A free host port for a test container, never handed out before in this session: the benchmark's
+    (bench/stacks.py), which picks it below the kernel's ephemeral range."""
+    return _bench_stacks().free_port()
 
 
-def _ephemeral_low() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+def _bench_stacks() -> Any:
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.append(str(ROOT / "bench"))
+    import stacks
+
+    return stacks
 
 
 @pytest.fixture(scope="session")

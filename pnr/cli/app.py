@@ -147,8 +147,8 @@ class _Header:
     """The `pnr up DOMAIN (N chunks, cpux ...)` line: from the config read here, or from what the runner
     accepted (the client of a running runner never loads the config itself)."""
 
-    def __init__(self, config: Path, rdir: Path) -> None:
-        self.config, self.rdir = config, rdir
+    def __init__(self, rdir: Path) -> None:
+        self.rdir = rdir
         self.domain: str | None = None
         self.engines = False
         self.shown = False
@@ -158,9 +158,8 @@ class _Header:
         out.print(f"pnr up [bold]{domain}[/] ({n} chunk{'s' * (n != 1)}, cpux {', '.join(cpuxs)}); runtime {self.rdir}")
 
     def accepted(self, event: dict[str, Any]) -> None:
-        if not self.shown:
+        if not self.shown:  # else shown from the config read here, with the same facts
             self.show(event["domain"], int(event["chunks"]), list(event["cpuxs"]), bool(event.get("engines")))
-        self.engines = bool(event.get("engines"))
 
 
 @app.command()
@@ -221,7 +220,7 @@ def up(
     from pnr.settings import resolve_runtime_dir
 
     rdir = resolve_runtime_dir(runtime_dir)
-    header = _Header(config, rdir)
+    header = _Header(rdir)
     # pnr's runner already up: it checks the config (exit 2 before any flow run) and the run starts at once;
     # this process then never loads the config models. Else check here first: a bad config starts no server.
     backend = _backend(ephemeral_server, start=False)
