@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import EngineSet, host_port_clashes
+from pnr.engines import EngineSet, host_port_clashes, image_ref
 from pnr.exceptions import BlockedChunk, ChunkFailed, EngineError, RunError, RunTimeout, StallError
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.state import CpuxState, Phase
@@ -84,10 +84,17 @@ def prepare_engines(plan: Plan, names: list[str], engines: EngineSet, base_dir: 
             taken.append(str(exc) if len(groups) == 1 else f"{engines.describe(name)}:\n{exc}")
     if taken:
         raise EngineError("\n".join(taken))
-    images = {
-        name: engines.of(plan.chunks[name]).ensure_image(domain, plan.chunks[name], base_dir, build=build)
-        for name in names
-    }
+    images: dict[str, str] = {}
+    pulled: dict[tuple[str, str], str] = {}  # (engine, image): one look per image, not per chunk (500 → 1)
+    for name in names:
+        chunk = plan.chunks[name]
+        if chunk.container.build_path:  # a build of its own
+            images[name] = engines.of(chunk).ensure_image(domain, chunk, base_dir, build=build)
+            continue
+        key = (engines.name_of(chunk), image_ref(domain, chunk))
+        if key not in pulled:
+            pulled[key] = engines.of(chunk).ensure_image(domain, chunk, base_dir, build=build)
+        images[name] = pulled[key]
     absent: set[str] = set()
     for name, chunks in groups.items():
         present = engines[name].container_names()

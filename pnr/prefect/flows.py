@@ -97,15 +97,17 @@ def prepare_task(run: CpuxRun, build: bool = False, early: Future[Prepared] | No
     return images
 
 
-@task(name="probe", cache_policy=NO_CACHE, persist_result=False)
-def probe_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
-    """One chunk's health check (a sub-task of the chunk's task)."""
+# The run names are templates of the parameters: one Task object serves every chunk (`with_options` builds a
+# new Task, which reads the function's source again: ~1 ms a chunk, serial in the flow's thread at 500 chunks).
+@task(name="probe", task_run_name="{chunk}.probe[{kind}]", cache_policy=NO_CACHE, persist_result=False)
+def probe_task(run: CpuxRun, chunk: str, kind: str) -> dict[str, Any]:
+    """One chunk's health check (a sub-task of the chunk's task); `kind` names it in the UI."""
     logger = get_run_logger()
     result = run.drivers[chunk].probe(log=logger.info, debug=logger.debug)
     return {"ok": result.ok, "attempts": result.attempts, "seconds": round(result.elapsed, 3), "last": result.last}
 
 
-@task(name="chunk", cache_policy=NO_CACHE, persist_result=False)
+@task(name="chunk", task_run_name="{chunk}", cache_policy=NO_CACHE, persist_result=False)
 def chunk_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
     """Wait for the gate (GateClosed → Prefect retry), then start, probe, and await the flowout."""
     logger = get_run_logger()
@@ -117,8 +119,7 @@ def chunk_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
     check = run.plan.chunks[chunk].health_check
 
     def run_probe(name: str) -> Any:
-        kind = check.type if check else run.plan.chunks[name].kind
-        return probe_task.with_options(task_run_name=f"{name}.probe[{kind}]")(run, name)
+        return probe_task(run, name, check.type if check else run.plan.chunks[name].kind)
 
     try:
         result = run.drivers[chunk].bring_up(run_probe)
@@ -213,14 +214,20 @@ def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
     if error is not None:
         get_run_logger().error(str(error))
         raise error
-    return cpux_run.results()
+    # a count, not the chunks' table: Prefect walks a flow's return value (looking for futures) before the run
+    # ends — ~1 s at 500 chunks, before the bring-up may report. `bring_up` reads the table from `parent.runs`.
+    return {"cpux": cpux, "chunks_ready": len(cpux_run.progress)}
 
 
 def _run_chunks(run: CpuxRun, remaining: float) -> None:
     """Submit every chunk's task (dependency order: producers get worker threads first) and supervise."""
     plan = run.plan
     futures: dict[str, PrefectConcurrentFuture[Any]] = {}
-    retries = gate_attempts(run.gate_slice, remaining)  # attempts - 1 retries cover it; one spare
+    chunk = chunk_task.with_options(  # once per CPUX: the task run's name (the chunk) tells the condition which
+        retries=gate_attempts(run.gate_slice, remaining),  # attempts - 1 retries cover it; one spare
+        retry_delay_seconds=0,
+        retry_condition_fn=_retry_while_waiting(run),
+    )
     runner: Any = FlowRunContext.get().task_runner  # type: ignore[union-attr]
     for name in run.names:
         # the producers of its gate signals, recorded as the task run's `wait_for` inputs so the UI draws the
@@ -229,13 +236,7 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
             TaskRunResult(id=futures[d].task_run_id) for d in plan.depends_on[name] if d in futures
         }
         futures[name] = runner.submit(
-            chunk_task.with_options(
-                name=name,
-                task_run_name=name,
-                retries=retries,
-                retry_delay_seconds=0,
-                retry_condition_fn=_retry_while_waiting(run, name),
-            ),
+            chunk,
             {"run": run, "chunk": name},
             # Prefect joins extra inputs onto an existing parameter's inputs: "chunk" carries the edges
             dependencies={"chunk": upstream} if upstream else None,
@@ -257,9 +258,9 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
         run.close()
 
 
-def _retry_while_waiting(run: CpuxRun, chunk: str) -> Any:
-    def condition(_task: Any, _task_run: Any, _state: Any) -> bool:
-        return run.should_retry(chunk)
+def _retry_while_waiting(run: CpuxRun) -> Any:
+    def condition(_task: Any, task_run: Any, _state: Any) -> bool:
+        return task_run.name in run.progress and run.should_retry(task_run.name)  # named "{chunk}"
 
     return condition
 
@@ -363,10 +364,11 @@ def bring_up(
                 workers = (
                     len(plan.chunks_of(name)) + 2
                 )  # every chunk may wait at once: one thread each, never a deadlock
-                results[name] = cpux_flow.with_options(
+                cpux_flow.with_options(
                     flow_run_name=f"{plan.domain.name}.{name}",
                     task_runner=ThreadPoolTaskRunner(max_workers=workers),  # type: ignore[arg-type]
                 )(config_path, name, ref)
+                results[name] = run.runs[name].results()
             if not watch:  # the outcome is known: a caller waiting for it need not wait for the bookkeeping below
                 control.publish(
                     RunNote(

@@ -316,6 +316,35 @@ def test_task_runs_record_producer_edges_for_the_ui(
     assert all(r.state.is_completed() for r in runs.values())
 
 
+def test_a_gate_wait_longer_than_a_slice_is_prefect_retries_of_that_chunk(
+    tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup, monkeypatch
+):
+    """A chunk whose gate stays closed past a slice fails that attempt (GateClosed) and Prefect retries it:
+    the retry condition finds the chunk by its task run's name; the chunk starts once the gate opens."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    cleanup.append(domain_name)
+    monkeypatch.setenv("PNR_GATE_SLICE_SECONDS", "0.3")  # slices 0.3, 0.6, 1.2 s ...: a ~2 s wait retries
+    pre = domain_name + "-"
+    chunks = [
+        http_chunk("a", free_port(), delay=2, prefix=pre),
+        http_chunk("b", free_port(), gate={"a_ready": "Y"}, prefix=pre),
+    ]
+    cfg = write_config(tmp_path / "retries.json", _domain(domain_name, chunks))
+    result = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    assert {r["phase"] for r in result["cpuxs"]["main"].values()} == {"ready"}
+    with get_client(sync_client=True) as client:
+        (cpux_run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"{domain_name}.main"]))
+        )
+        runs = {r.name: r for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [cpux_run.id]}))}
+    assert runs["b"].run_count >= 2, runs["b"]  # retried while a came up
+    assert runs["a"].run_count == 1
+    assert runs["b"].state.is_completed()
+    assert _started_at(docker_client, pre + "b") - _started_at(docker_client, pre + "a") >= 2.0
+
+
 def test_secrets_from_the_host_environment_reach_the_container_only(
     tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup, monkeypatch
 ):
