@@ -295,6 +295,7 @@ class CpuxRun(CpuxState):
             n: {
                 "phase": p.phase.value,
                 "container": p.container,
+                "container_id": p.container_id,
                 "action": p.action,
                 "created_at": p.created_at,
                 "started_at": p.started_at,

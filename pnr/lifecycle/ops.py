@@ -7,6 +7,7 @@ shown (status) or removed (down), and a later `pnr down` finishes the job.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -111,17 +112,28 @@ def _stop_and_remove(engine: Engine, state: ContainerState) -> None:
     engine.remove(state.id)
 
 
-def domain_status(plan: Plan, engine: Engine | EngineSet | None, runtime_dir: Path) -> dict[str, Any]:
+def domain_status(
+    plan: Plan,
+    engine: Engine | EngineSet | None,
+    runtime_dir: Path,
+    known: Mapping[str | None, ContainerState] | None = None,
+) -> dict[str, Any]:
     """Truth values, chunk states and containers, each chunk with its engine; `engine=None` when no engine
-    answers. A chunk whose engine does not answer is `unknown` (the `engines` entry says why)."""
+    answers. A chunk whose engine does not answer is `unknown` (the `engines` entry says why). `known`: the
+    containers a bring-up that has just made every chunk ready knows, by chunk; when they cover the whole
+    domain no engine is asked (at 500 chunks, listing them took ~0.6 s between the outcome and the report)."""
     domain = plan.domain.name
     state, problems = read_state(runtime_dir, domain)
     state_file = ChunkStateFile(runtime_dir, domain)
     recorded = state_file.chunks()
     run_alive = state_file.run_alive()
     engines = EngineSet.coerce(engine, plan) if engine is not None else None
-    lost = engines.unreachable() if engines is not None else {}
-    containers = _owned_by_chunk(engines, lost, domain)
+    if known is not None and engines is not None and known.keys() >= plan.chunks.keys():
+        lost: dict[str, str] = {}
+        containers: dict[str | None, ContainerState] = dict(known)
+    else:
+        lost = engines.unreachable() if engines is not None else {}
+        containers = _owned_by_chunk(engines, lost, domain)
     chunks: dict[str, Any] = {}
     for name, chunk in plan.chunks.items():
         rec = recorded.get(name, {})

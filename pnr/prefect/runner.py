@@ -395,7 +395,7 @@ class _Handler(socketserver.StreamRequestHandler):
             from pnr.engines import Engine
             from pnr.lifecycle import domain_status
 
-            outcome["summary"] = domain_status(self._plan, Engine(), Path(args["runtime_dir"]))
+            outcome["summary"] = domain_status(self._plan, Engine(), Path(args["runtime_dir"]), _ready(result))
         self._detached = True
         with contextlib.suppress(OSError):
             self._write(outcome)
@@ -409,6 +409,19 @@ class _Handler(socketserver.StreamRequestHandler):
                     control.interrupt(str(message.get("reason") or "interrupted (Ctrl-C)"))
         if not self._detached:
             control.interrupt("the pnr up client went away")
+
+
+def _ready(result: dict[str, Any]) -> dict[str | None, Any]:
+    """The containers of a bring-up's result (every chunk ready, so running), by chunk: its status table
+    needs no engine listing."""
+    from pnr.engines import ContainerState
+
+    return {
+        chunk: ContainerState(row["container_id"], row["container"], "running", True, None, {})
+        for chunks in result.get("cpuxs", {}).values()
+        for chunk, row in chunks.items()
+        if row.get("phase") == "ready" and row.get("container_id")
+    }
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -511,6 +511,27 @@ def test_status_and_down_with_an_engine_that_does_not_answer(tmp_path: Path) -> 
     assert not second.containers
 
 
+def test_status_after_a_bring_up_takes_its_containers_from_the_run_and_asks_no_engine(tmp_path: Path) -> None:
+    plan = two_engine_plan()
+    made: dict[str, FakeEngine] = {}
+    default = FakeEngine("default")
+    engines = EngineSet.for_plan(plan, default=default, factory=fake_factory(made))
+    run = make_run(tmp_path, plan, engines)
+    run.prepare()
+    run.images = {"db": "sha256:1", "web": "sha256:2"}
+    known = {}
+    for name in ("db", "web"):
+        state, _ = run.drivers[name].start()
+        known[name] = state
+    default.down = made["second"].down = True  # would be "unknown" if asked
+    status = domain_status(plan, engines, tmp_path / "rt", known)
+    assert status["engine"] is True
+    assert {n: c["container"] for n, c in status["chunks"].items()} == {"db": "c-db", "web": "c-web"}
+    # without the run's knowledge (or when it does not cover every chunk) the engines are asked
+    partial = domain_status(plan, engines, tmp_path / "rt", {"db": known["db"]})
+    assert partial["engine"] is False and partial["chunks"]["db"]["status"] == "unknown"
+
+
 def test_down_with_no_engine_answering_is_an_error_that_touches_nothing(tmp_path: Path) -> None:
     plan = two_engine_plan()
     made: dict[str, FakeEngine] = {}
