@@ -421,24 +421,19 @@ class Bench:
         prefix: str,
         script: str = "lower_bound.py",
         env: dict[str, str] | None = None,
-        extra: tuple[str, ...] = (),
     ) -> Running:
         spec = self.write(f"{prefix}stack.json", stack.to_dict())
         self.networks.add(f"{prefix}net")
-        cmd = [sys.executable, str(HERE / script), str(spec), "--prefix", prefix, "--tag", self.tag, *extra]
+        cmd = [sys.executable, str(HERE / script), str(spec), "--prefix", prefix, "--tag", self.tag]
         return Running(cmd, env or self.base_env())
 
-    def run_prefect_floor(self, stack: Stack, server: Server, probe_task: bool = False) -> dict[str, Any]:
-        """bench/prefect_floor.py against `server`: the lower bound with each service a Prefect task run (and,
-        with `probe_task`, its probe a nested task run, as pnr's)."""
+    def run_prefect_floor(self, stack: Stack, server: Server) -> dict[str, Any]:
+        """bench/prefect_floor.py against `server`: the lower bound with each service a Prefect task run."""
         env = {**self.base_env(), "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(server.dir / "floor-home")}
         pids0 = backend_pids(server.env(), server)
         cpu0 = backend_cpu(pids0)
-        rec = self.run_lower_bound(stack, "prefect_floor.py", env, ("--probe-task",) if probe_task else ())
-        rec.update(
-            tool="prefect_floor_probe" if probe_task else "prefect_floor",
-            server_cpu=cpu_since(cpu0, backend_pids(server.env(), server)),
-        )
+        rec = self.run_lower_bound(stack, "prefect_floor.py", env)
+        rec.update(tool="prefect_floor", server_cpu=cpu_since(cpu0, backend_pids(server.env(), server)))
         return rec
 
     def run_lower_bound(
@@ -446,10 +441,9 @@ class Bench:
         stack: Stack,
         script: str = "lower_bound.py",
         env: dict[str, str] | None = None,
-        extra: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         prefix = self.prefix("lb")
-        t = self.lower_bound(stack, prefix, script, env, extra).result(self.timeout(stack))
+        t = self.lower_bound(stack, prefix, script, env).result(self.timeout(stack))
         rec = {"tool": "lower_bound", "mode": "", **t.record()}
         inner = next((json.loads(line) for _, line in reversed(t.out) if line.startswith("{")), {})
         rec["inner_wall"] = inner.get("wall")
@@ -730,11 +724,10 @@ def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
         log(f"scale{size} lower bound {fmt_rec(rec)}")
         for srv in servers:
             database = "postgresql" if srv.database_url else "sqlite"
-            for probe_task in (False, True):
-                rec = bench.run_prefect_floor(stack(), srv, probe_task)
-                rec.update(stack=f"scale{size}", chunks=size, database=database, load1=os.getloadavg()[0])
-                data["scale"].append(rec)
-                log(f"scale{size} Prefect floor{' + probe task' if probe_task else ''} ({database}) {fmt_rec(rec)}")
+            rec = bench.run_prefect_floor(stack(), srv)  # the scale stacks have no probes: one task run each
+            rec.update(stack=f"scale{size}", chunks=size, database=database, load1=os.getloadavg()[0])
+            data["scale"].append(rec)
+            log(f"scale{size} Prefect floor ({database}) {fmt_rec(rec)}")
             rec = bench.run_pnr(stack(), f"warm/{srv.kind}", srv.env(), srv)
             rec.update(stack=f"scale{size}", chunks=size, database="postgresql" if srv.database_url else "sqlite")
             rec["load1"] = os.getloadavg()[0]

@@ -119,7 +119,7 @@ def _concurrency(c: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-FLOORS = ("prefect_floor", "prefect_floor_probe")  # one task run per container; + its probe as a nested task
+FLOORS = ("prefect_floor",)  # one task run per container
 
 
 def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -327,11 +327,10 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
         "*server CPU* includes its resident runner, which runs pnr's tasks). *Prefect floor* "
         "(`bench/prefect_floor.py`): the lower bound with each container's wait, start and probe run as one "
         "Prefect task of one flow run against the same server — what making each container a task run costs "
-        "before any logic of pnr's own. *Floor + probe task* (`--probe-task`): the same with each probe loop a "
-        "nested task run, the shape pnr's runs have (the health check as a sub-task of the chunk's task).",
+        "before any logic of pnr's own. The scale stacks have no probes, so a pnr chunk there is one task run too.",
         "",
-        "| chunks | server database | lower bound | Prefect floor | floor + probe task | `pnr up` (warm) |",
-        "|---:|---|---:|---|---|---|",
+        "| chunks | server database | lower bound | Prefect floor | `pnr up` (warm) |",
+        "|---:|---|---:|---|---|",
     ]
 
     def cell(wall: float | None, per_chunk: float | None, cpu: float | None) -> str:
@@ -341,7 +340,7 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
 
     for r in rows:
         if r["error"]:
-            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | |")
+            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | |")
             continue
         floors = [r[t] or {} for t in FLOORS]
         pnr_cpu = r["cpu_per_chunk"] + r["server_cpu_per_chunk"]

@@ -19,12 +19,6 @@ from stacks import BENCH_LABEL, Service, Stack
 
 POLL = 0.005
 Executor = Callable[[Callable[[Service], None], list[Service]], None]
-Probe = Callable[[Service], None]
-ProbeRunner = Callable[[Probe, Service], None]
-
-
-def _call(probe: Probe, s: Service) -> None:
-    probe(s)
 
 
 def _http_ok(s: Service) -> bool:
@@ -58,32 +52,15 @@ def threads(one: Callable[[Service], None], services: list[Service]) -> None:
         t.join()
 
 
-def run(
-    client: Any,
-    stack: Stack,
-    prefix: str,
-    network: str,
-    tag: str,
-    execute: Executor = threads,
-    run_probe: ProbeRunner = _call,
-) -> dict[str, Any]:
-    """Bring `stack` up; `execute(one, services)` runs `one` for every service at once, and `one` runs each
-    service's probe loop through `run_probe(probe, service)` (bench/prefect_floor.py runs each service as a
-    Prefect task instead of a thread, and optionally its probe as a nested task)."""
+def run(client: Any, stack: Stack, prefix: str, network: str, tag: str, execute: Executor = threads) -> dict[str, Any]:
+    """Bring `stack` up; `execute(one, services)` runs `one` for every service at once (bench/prefect_floor.py
+    runs each as a Prefect task instead of a thread)."""
     api = client.api
     ready = {s.name: threading.Event() for s in stack.services}
     ready_at: dict[str, float] = {}
     errors: list[str] = []
     t0 = time.time()
     api.create_network(network, driver="bridge", labels={BENCH_LABEL: tag})
-
-    def probe(s: Service) -> None:
-        check = {"http": _http_ok, "redis": _redis_ok}.get(s.probe or "")
-        deadline = time.monotonic() + 120
-        while check is not None and not check(s):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{s.name} not ready in 120 s")
-            time.sleep(POLL)
 
     def one(s: Service) -> None:
         try:
@@ -101,7 +78,12 @@ def run(
                 networking_config=api.create_networking_config({network: api.create_endpoint_config(aliases=[s.name])}),
             )["Id"]
             api.start(cid)
-            run_probe(probe, s)
+            check = {"http": _http_ok, "redis": _redis_ok}.get(s.probe or "")
+            deadline = time.monotonic() + 120
+            while check is not None and not check(s):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{s.name} not ready in 120 s")
+                time.sleep(POLL)
             ready_at[s.name] = time.time()
         except Exception as exc:  # reported, and the run counts as failed
             errors.append(f"{s.name}: {exc}")
@@ -116,7 +98,7 @@ def run(
     return {"wall": max(ready_at.values()) - t0, "t0": t0, "ready_at": ready_at, "cpu": time.process_time() - c0}
 
 
-def main(argv: list[str] | None = None, execute: Executor = threads, run_probe: ProbeRunner = _call) -> None:
+def main(argv: list[str] | None = None, execute: Executor = threads) -> None:
     """The lower bound as a whole process (bench/cli.py times it from the shell):
 
         python bench/lower_bound.py STACK.json --prefix P --tag T [--network N]
@@ -134,13 +116,7 @@ def main(argv: list[str] | None = None, execute: Executor = threads, run_probe: 
     stack = Stack.from_dict(json.loads(args.stack.read_text()))
     try:
         res = run(
-            docker.from_env(timeout=300),
-            stack,
-            args.prefix,
-            args.network or f"{args.prefix}net",
-            args.tag,
-            execute,
-            run_probe,
+            docker.from_env(timeout=300), stack, args.prefix, args.network or f"{args.prefix}net", args.tag, execute
         )
     except Exception as exc:  # one line for the caller's log
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)

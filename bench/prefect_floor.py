@@ -5,17 +5,12 @@ It is what any tool pays that makes each container a Prefect task run — the ta
 client's engine, the server recording them — before any logic of its own: no retries, no logs of its own, no
 custom events, no artifacts, no files. bench/cli.py reports (floor − lower bound) / chunks beside pnr's.
 
-    PREFECT_API_URL=... python bench/prefect_floor.py STACK.json --prefix P --tag T [--probe-task]
-
-`--probe-task`: each service's probe loop runs as a nested task of its service's task, the shape pnr's runs
-have (the brief asks for the health check as sub-tasks of the chunk's task): two task runs per container.
+    PREFECT_API_URL=... python bench/prefect_floor.py STACK.json --prefix P --tag T
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from typing import Any
 
 import lower_bound
 from stacks import Service
@@ -38,21 +33,5 @@ def as_prefect_tasks(one: Callable[[Service], None], services: list[Service]) ->
     floor.with_options(task_runner=ThreadPoolTaskRunner(max_workers=len(services) + 2))()  # type: ignore[arg-type]
 
 
-_probe_task: Any = None
-
-
-def probe_as_task(probe: Callable[[Service], None], s: Service) -> None:
-    """The service's probe loop as a nested Prefect task run (one per service, as pnr's probe sub-task)."""
-    global _probe_task
-    if _probe_task is None:
-        from prefect import task
-        from prefect.cache_policies import NO_CACHE
-
-        _probe_task = task(name="probe", cache_policy=NO_CACHE, persist_result=False)(lambda p, s: p(s))
-    _probe_task.with_options(task_run_name=f"{s.name}.probe")(probe, s)
-
-
 if __name__ == "__main__":
-    nested = "--probe-task" in sys.argv
-    argv = [a for a in sys.argv[1:] if a != "--probe-task"]
-    lower_bound.main(argv, execute=as_prefect_tasks, run_probe=probe_as_task if nested else lower_bound._call)
+    lower_bound.main(execute=as_prefect_tasks)
