@@ -223,7 +223,8 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
     """Submit every chunk's task (dependency order: producers get worker threads first) and supervise."""
     plan = run.plan
     futures: dict[str, PrefectConcurrentFuture[Any]] = {}
-    chunk = chunk_task.with_options(  # once per CPUX: the task run's name (the chunk) tells the condition which
+    # one Task for every chunk of the CPUX (the retry condition knows its chunk by the task run's name)
+    chunk = chunk_task.with_options(
         retries=gate_attempts(run.gate_slice, remaining),  # attempts - 1 retries cover it; one spare
         retry_delay_seconds=0,
         retry_condition_fn=_retry_while_waiting(run),
