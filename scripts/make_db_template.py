@@ -43,7 +43,7 @@ def main() -> None:
             shutil.copyfileobj(src, dst)
         memo = home / "memo_store.toml"
         if memo.is_file():
-            shutil.copyfile(memo, target.with_suffix("").with_suffix(".memo.toml"))
+            shutil.copyfile(memo, server.template_memo(target))
     print(f"wrote {target} ({target.stat().st_size} bytes)", file=sys.stderr)
 
 

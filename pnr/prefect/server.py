@@ -392,6 +392,11 @@ def template_path(prefect_version: str | None = None) -> Path:
     return TEMPLATES / f"prefect-{prefect_version}.db.gz"
 
 
+def template_memo(template: Path) -> Path:
+    """Prefect's record of its block registration, shipped beside the database template."""
+    return template.with_suffix("").with_suffix(".memo.toml")
+
+
 def seed_database(prefect_home: Path) -> str | None:
     """A new server's first start migrates an empty SQLite database (~10 s of its ~17 s on 2 cores): when there
     is no database yet and pnr ships the template for the installed Prefect version, start from a copy of it
@@ -407,7 +412,7 @@ def seed_database(prefect_home: Path) -> str | None:
     with gzip.open(template, "rb") as src, open(tmp, "wb") as dst:
         shutil.copyfileobj(src, dst)
     os.replace(tmp, db)
-    memo = template.with_suffix("").with_suffix(".memo.toml")  # Prefect's record of its block registration
+    memo = template_memo(template)
     if memo.is_file() and not (prefect_home / "memo_store.toml").exists():
         shutil.copyfile(memo, prefect_home / "memo_store.toml")
     return template.name

@@ -479,7 +479,10 @@ def test_a_probe_whose_engine_goes_away_aborts_the_run_naming_it(tmp_path: Path)
     assert isinstance(error, EngineUnreachable) and "chunks on it: db (starting)" in str(error)
 
 
-def test_status_and_down_with_an_engine_that_does_not_answer(tmp_path: Path) -> None:
+def started_on_two_engines(
+    tmp_path: Path,
+) -> tuple[Plan, EngineSet, FakeEngine, dict[str, FakeEngine], dict[str, ContainerState]]:
+    """db on the engine "second", web on the default one, both started: (plan, engines, default, made, states)."""
     plan = two_engine_plan()
     made: dict[str, FakeEngine] = {}
     default = FakeEngine("default")
@@ -487,8 +490,12 @@ def test_status_and_down_with_an_engine_that_does_not_answer(tmp_path: Path) -> 
     run = make_run(tmp_path, plan, engines)
     run.prepare()
     run.images = {"db": "sha256:1", "web": "sha256:2"}
-    for name in ("db", "web"):
-        run.drivers[name].start()
+    states = {name: run.drivers[name].start()[0] for name in ("db", "web")}
+    return plan, engines, default, made, states
+
+
+def test_status_and_down_with_an_engine_that_does_not_answer(tmp_path: Path) -> None:
+    plan, engines, default, made, _ = started_on_two_engines(tmp_path)
     second = made["second"]
     second.down = True
 
@@ -512,17 +519,7 @@ def test_status_and_down_with_an_engine_that_does_not_answer(tmp_path: Path) -> 
 
 
 def test_status_after_a_bring_up_takes_its_containers_from_the_run_and_asks_no_engine(tmp_path: Path) -> None:
-    plan = two_engine_plan()
-    made: dict[str, FakeEngine] = {}
-    default = FakeEngine("default")
-    engines = EngineSet.for_plan(plan, default=default, factory=fake_factory(made))
-    run = make_run(tmp_path, plan, engines)
-    run.prepare()
-    run.images = {"db": "sha256:1", "web": "sha256:2"}
-    known = {}
-    for name in ("db", "web"):
-        state, _ = run.drivers[name].start()
-        known[name] = state
+    plan, engines, default, made, known = started_on_two_engines(tmp_path)
     default.down = made["second"].down = True  # would be "unknown" if asked
     status = domain_status(plan, engines, tmp_path / "rt", known)
     assert status["engine"] is True
