@@ -703,6 +703,9 @@ def pnr_burst(bench: Bench, n: int, server: Server) -> dict[str, Any]:
     }
 
 
+LEAN = "PNR_CHUNK_EVENTS=false"  # the scale variant without pnr's per-chunk events
+
+
 def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
     """(pnr wall − lower-bound wall) / chunks on wide/deep domains, SQLite server, and PostgreSQL when given."""
     servers = [bench.server(bench.args.backends[0])]
@@ -733,6 +736,12 @@ def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
             rec["load1"] = os.getloadavg()[0]
             data["scale"].append(rec)
             log(f"scale{size} pnr ({rec['database']}) {fmt_rec(rec)}")
+            if bench.args.chunk_events_off:  # what pnr's per-chunk events cost, in the same run
+                rec = bench.run_pnr(stack(), f"warm/{srv.kind}", {**srv.env(), "PNR_CHUNK_EVENTS": "false"}, srv)
+                rec.update(stack=f"scale{size}", chunks=size, database=database, variant=LEAN)
+                rec["load1"] = os.getloadavg()[0]
+                data["scale"].append(rec)
+                log(f"scale{size} pnr, {LEAN} ({database}) {fmt_rec(rec)}")
             save(data, "cli-partial.json")
 
 
@@ -820,6 +829,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-concurrency", action="store_true")
     p.add_argument("--scale", type=int, nargs="*", default=[100, 500], help="chunk counts (none: skip)")
     p.add_argument("--no-scale", action="store_true")
+    p.add_argument(
+        "--no-chunk-events-off",
+        dest="chunk_events_off",
+        action="store_false",
+        help=f"at scale, skip the extra `pnr up` with {LEAN}",
+    )
     p.add_argument("--postgres", metavar="URL|auto", help="also scale on a PostgreSQL-backed server (auto: "
                    "scripts/ensure_postgres.sh)")  # fmt: skip
     p.add_argument("--compose-interval", default="1ms", help="compose healthcheck interval (engine minimum: 1ms)")

@@ -127,8 +127,9 @@ def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
     recs = data.get("scale", [])
     lbs = {r["chunks"]: r for r in recs if r["tool"] == "lower_bound"}
     floors = {(r["tool"], r["chunks"], r.get("database")): r for r in recs if r["tool"] in FLOORS}
+    variants = {(r["chunks"], r.get("database", "sqlite")): r for r in recs if r["tool"] == "pnr" and r.get("variant")}
     for r in recs:
-        if r["tool"] != "pnr":
+        if r["tool"] != "pnr" or r.get("variant"):
             continue
         n, lb = r["chunks"], lbs.get(r["chunks"])
         ok = "error" not in r and lb is not None and "error" not in lb
@@ -155,6 +156,16 @@ def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
                 if good and floor is not None and lb is not None
                 else None
             )
+        lean = variants.get((n, row["database"]))
+        row["lean"] = (
+            {
+                "wall": lean["wall"],
+                "per_chunk": (lean["wall"] - lb["wall"]) / n,
+                "cpu_per_chunk": (lean["cpu"] + (lean.get("server_cpu") or 0.0)) / n,
+            }
+            if ok and lb is not None and lean is not None and "error" not in lean
+            else None
+        )
         rows.append(row)
     return rows
 
@@ -329,8 +340,12 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
         "Prefect task of one flow run against the same server — what making each container a task run costs "
         "before any logic of pnr's own. The scale stacks have no probes, so a pnr chunk there is one task run too.",
         "",
-        "| chunks | server database | lower bound | Prefect floor | `pnr up` (warm) |",
-        "|---:|---|---:|---|---|",
+        "*`PNR_CHUNK_EVENTS=false`*: the same `pnr up` without pnr's per-chunk events (`pnr.chunk.starting` / "
+        "`.ready`, `pnr.signal.changed`: about three per chunk, each recorded by the server), in the same run.",
+        "",
+        "| chunks | server database | lower bound | Prefect floor | `pnr up` (warm) "
+        "| `pnr up`, `PNR_CHUNK_EVENTS=false` |",
+        "|---:|---|---:|---|---|---|",
     ]
 
     def cell(wall: float | None, per_chunk: float | None, cpu: float | None) -> str:
@@ -340,14 +355,20 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
 
     for r in rows:
         if r["error"]:
-            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | |")
+            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | |")
             continue
         floors = [r[t] or {} for t in FLOORS]
         pnr_cpu = r["cpu_per_chunk"] + r["server_cpu_per_chunk"]
         lines.append(
             f"| {r['chunks']} | {r['database']} | {_sec(r['lb_wall'])} | "
             + " | ".join(cell(f.get("wall"), f.get("per_chunk"), f.get("cpu_per_chunk")) for f in floors)
-            + f" | {cell(r['pnr_wall'], r['overhead_per_chunk'], pnr_cpu)} |"
+            + f" | {cell(r['pnr_wall'], r['overhead_per_chunk'], pnr_cpu)} | "
+            + cell(
+                (r.get("lean") or {}).get("wall"),
+                (r.get("lean") or {}).get("per_chunk"),
+                (r.get("lean") or {}).get("cpu_per_chunk"),
+            )
+            + " |"
         )
     return [*lines, ""]
 

@@ -71,6 +71,13 @@ class PnrSettings:
         0, "processes of the resident runner [default 0: one per CPU core, at most 4]", _number(int, 0, 65, low_ok=True)
     )
 
+    chunk_events: bool = _setting(
+        True,
+        "a bring-up emits pnr.chunk.starting / .ready and pnr.signal.changed (each event costs the Prefect server"
+        " ~5 ms of CPU: off for domains of hundreds of chunks that no automation follows chunk by chunk)",
+        _flag,
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PnrSettings:
         """The settings in `environ` (default: this process's); ConfigError naming every bad variable."""

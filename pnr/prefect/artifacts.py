@@ -3,12 +3,16 @@
 | key                        | kind     | what                                                                 |
 |----------------------------|----------|----------------------------------------------------------------------|
 | `pnr-<domain>-plan`        | markdown | the signal graph as a mermaid flowchart, and the start levels         |
-| `pnr-<domain>-progress`    | progress | percent of chunks ready, updated as chunks become ready (≤ 2 a second) |
+| `pnr-<domain>-progress`    | progress | percent of chunks ready, updated as chunks become ready (see below)   |
 | `pnr-<domain>-signals`     | table    | final truth value of every signal                                     |
 | `pnr-<domain>-timeline`    | markdown | a Gantt chart (SVG) and created → started → probe → ready; ★ critical path |
 
 `RunArtifacts` is driven by `pnr.flows.bring_up`; outside a Prefect flow run it does nothing (no API calls,
 no warnings). A failing artifact call is logged at debug level and never fails or stalls the run.
+
+The progress artifact is updated at most every 0.5 s, and at most every chunks/100 s in a bigger domain (5 s at
+most): each update is an API call and an event the server records, and at a few hundred chunks the updates cost
+the server more than the chunks' own task runs (measured, docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from pnr.runtime import SignalStore
 log = logging.getLogger(__name__)
 
 _KEY_RE = re.compile(r"[^a-z0-9-]+")
-PROGRESS_EVERY = 0.5  # seconds between updates of the progress artifact while chunks become ready
+PROGRESS_EVERY = 0.5  # seconds between updates of the progress artifact while chunks become ready ...
+PROGRESS_CHUNKS_PER_SECOND = 100  # ... or chunks/100 seconds in a bigger domain
+PROGRESS_EVERY_MAX = 5.0
+
+
+def progress_interval(chunks: int) -> float:
+    """Seconds between two updates of the progress artifact of a bring-up of `chunks` chunks."""
+    return min(PROGRESS_EVERY_MAX, max(PROGRESS_EVERY, chunks / PROGRESS_CHUNKS_PER_SECOND))
 
 
 def artifact_key(domain: str, what: str) -> str:
@@ -251,9 +262,9 @@ class RunArtifacts(RunObserver):
             background.submit(self._send_progress)
 
     def _send_progress(self) -> None:
-        """One update with the latest count, at most every PROGRESS_EVERY seconds: at 500 chunks, one update
+        """One update with the latest count, at most every `progress_interval` seconds: at 500 chunks, one update
         per ready chunk was 500 API calls and 500 events for the server to record, for a percentage."""
-        pause = self._progress.sent_at + PROGRESS_EVERY - time.monotonic()
+        pause = self._progress.sent_at + progress_interval(self._progress.total) - time.monotonic()
         if pause > 0:
             self._finishing.wait(pause)
         with self._lock:

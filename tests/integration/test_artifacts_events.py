@@ -18,6 +18,7 @@ from pnr.prefect.artifacts import (
     artifact_key,
     critical_path,
     plan_markdown,
+    progress_interval,
     signals_table,
     timeline_markdown,
 )
@@ -101,6 +102,43 @@ def test_plan_markdown_and_signal_table():
     assert rows["a_ready"]["tv"] == "Y" and rows["a_ready"]["produced by"] == "a"
     assert rows["d_ready"]["tv"] == "U"  # never written: unknown
     assert rows["system_ready"]["waited on by"] == "a"
+
+
+def test_the_progress_artifact_is_updated_less_often_in_big_domains():
+    assert progress_interval(3) == progress_interval(50) == 0.5
+    assert progress_interval(100) == 1.0 and progress_interval(500) == 5.0
+    assert progress_interval(5000) == 5.0  # the UI still moves
+
+
+@pytest.mark.parametrize("setting", ["", "1", "false"])
+def test_pnr_chunk_events_false_leaves_out_the_per_chunk_events_of_a_bring_up(tmp_path, monkeypatch, setting):
+    """The setting comes from the environment of whoever asked for the run (RunControl.environ), as the runner
+    runs it; failures, the domain's own events and what a watch emits still go."""
+    import pnr.prefect.events as events_module
+    from pnr.lifecycle import ProgressEvent, RunControl, RunNote
+    from pnr.runtime.store import SignalStore
+
+    sent: list[str] = []
+    monkeypatch.setattr(events_module, "_may_emit", lambda: True)
+    monkeypatch.setattr("prefect.events.emit_event", lambda **kw: sent.append(kw["event"]))
+    plan = make_plan(Domain.model_validate(_diamond("lean")))
+    store = SignalStore(tmp_path, "lean")
+    control = RunControl(environ={"PNR_CHUNK_EVENTS": setting})
+    events = RunEvents(plan, ["main"], store, control, "cfg.json")
+    events.start()
+    for chunk, phase in (("a", "starting"), ("a", "ready"), ("b", "failed")):
+        control.publish(ProgressEvent("lean", "main", chunk, phase, "", time.time()))
+    store.set({"a_ready": PnR(tv="Y")})
+    events.finish(None)
+    control.publish(RunNote("lean", "watch.started", "watching", {}))
+    store.set({"a_ready": PnR(tv="N")})  # a regression seen by the watch
+    events.close()
+    per_chunk = ["pnr.chunk.starting", "pnr.chunk.ready", "pnr.signal.changed"]
+    always = ["pnr.domain.up.started", "pnr.chunk.failed", "pnr.domain.up.completed", "pnr.domain.watch.started"]
+    if setting == "false":
+        assert sent == [*always, "pnr.signal.changed"]
+    else:
+        assert sent == [*always[:1], *per_chunk[:2], "pnr.chunk.failed", per_chunk[2], *always[2:], per_chunk[2]]
 
 
 def test_observers_outside_a_flow_run_do_nothing_and_say_nothing(tmp_path, recwarn, caplog, monkeypatch):
