@@ -361,15 +361,8 @@ def bring_up(
     events.start()
     try:
         try:
-            for name in names:
-                workers = (
-                    len(plan.chunks_of(name)) + 2
-                )  # every chunk may wait at once: one thread each, never a deadlock
-                cpux_flow.with_options(
-                    flow_run_name=f"{plan.domain.name}.{name}",
-                    task_runner=ThreadPoolTaskRunner(max_workers=workers),  # type: ignore[arg-type]
-                )(config_path, name, ref)
-                results[name] = run.runs[name].results()
+            with store.deferred_fsync():  # one fsync of the signal file at the end, not one per write
+                _run_cpuxs(run, ref, names, results, config_path)
             if not watch:  # the outcome is known: a caller waiting for it need not wait for the bookkeeping below
                 control.publish(
                     RunNote(
@@ -395,6 +388,17 @@ def bring_up(
     finally:
         events.close()
     return {**watched, **_result(plan, results, store)}
+
+
+def _run_cpuxs(run: DomainRun, ref: RunRef, names: list[str], results: dict[str, Any], config_path: str) -> None:
+    """Each CPUX as a subflow run, in order; `results` gets each one's chunk table."""
+    for name in names:
+        workers = len(run.plan.chunks_of(name)) + 2  # every chunk may wait at once: one thread each, no deadlock
+        cpux_flow.with_options(
+            flow_run_name=f"{run.plan.domain.name}.{name}",
+            task_runner=ThreadPoolTaskRunner(max_workers=workers),  # type: ignore[arg-type]
+        )(config_path, name, ref)
+        results[name] = run.runs[name].results()
 
 
 def _result(plan: Plan, results: dict[str, Any], store: SignalStore) -> dict[str, Any]:

@@ -340,3 +340,25 @@ def test_set_builds_on_its_last_write_yet_keeps_what_another_writer_put_in_the_o
     assert set(parse_signal_file(own.read_text())) == {"system_ready", "a", "b", "x"}
     lines = own.read_text().splitlines()  # one signal per line, for people and grep
     assert lines[0] == "{" and lines[-1] == "}" and len(lines) == 6 and '"b": {"prompt": ""' in lines[2]
+
+
+def test_a_bring_up_fsyncs_its_signal_file_once_at_the_end(runtime_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside `deferred_fsync` every write still replaces the file atomically (a reader sees each value at once)
+    but the fsync (20-40 ms on a busy disk, under the folder lock) is paid once, at the end; outside, per write."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    store = SignalStore(runtime_dir, "lazy")
+    store.start_run({"system_ready": Y})
+    synced.clear()
+    with store.deferred_fsync():
+        for i in range(10):
+            store.set({f"s{i}": Y})
+            assert read_state(runtime_dir, "lazy")[0][f"s{i}"].tv == "Y"  # on file at once, for other readers
+        assert synced == []
+    assert len(synced) == 1
+    store.set({"after": N})
+    assert len(synced) == 2
+    with store.deferred_fsync():  # nothing written: nothing owed
+        pass
+    assert len(synced) == 2
