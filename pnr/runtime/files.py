@@ -58,7 +58,16 @@ def atomic_write_json(path: Path, data: Any, durable: bool = True, compact: bool
 def signal_file_text(values: Mapping[str, Any]) -> str:
     """A signal file as people read it, one signal per line (`{"prompt": ..., "response": [...], "tv": "Y"}`),
     each line by the C encoder: a domain of 500 signals rewrites its file in a fraction of a millisecond."""
-    lines = [f"  {json.dumps(name)}: {json.dumps(value, sort_keys=True)}" for name, value in sorted(values.items())]
+    return signal_file_from_lines([signal_file_line(name, value) for name, value in sorted(values.items())])
+
+
+def signal_file_line(name: str, value: Any) -> str:
+    """One line of a signal file: the name and its value (a PnR as a dict)."""
+    return f"  {json.dumps(name)}: {json.dumps(value, sort_keys=True)}"
+
+
+def signal_file_from_lines(lines: list[str]) -> str:
+    """A signal file from its lines (`signal_file_line`), in name order."""
     return "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n"
 
 

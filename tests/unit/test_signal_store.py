@@ -362,3 +362,34 @@ def test_a_bring_up_fsyncs_its_signal_file_once_at_the_end(runtime_dir: Path, mo
     with store.deferred_fsync():  # nothing written: nothing owed
         pass
     assert len(synced) == 2
+
+
+def test_the_signal_file_is_rendered_from_cached_lines_and_reads_as_a_full_render(runtime_dir: Path) -> None:
+    """A write re-renders only the values that changed; the file is byte for byte what a full render gives, also
+    after someone else rewrote it (then it is read again) and after a value was removed."""
+    from pnr.runtime.files import signal_file_text
+
+    store = SignalStore(runtime_dir, "lines")
+    store.start_run({"system_ready": Y})
+    for i in range(30):
+        store.set({f"s{i:02d}": Y if i % 2 else N})
+    store.set({"s03": N, "s04": PnR(prompt="again?", response=["yes"], tv="Y")})
+    update_signal_file(runtime_dir, own_file_name("lines"), {"s05": None, "theirs": Y})  # another writer
+    store.set({"s06": Y})
+    expected = {**{f"s{i:02d}": Y if i % 2 else N for i in range(30)}, "system_ready": Y, "theirs": Y}
+    expected.update({"s03": N, "s04": PnR(prompt="again?", response=["yes"], tv="Y"), "s06": Y})
+    del expected["s05"]
+    text = (runtime_dir / own_file_name("lines")).read_text()
+    assert text == signal_file_text({k: v.model_dump() for k, v in expected.items()})
+    assert read_state(runtime_dir, "lines")[0] == expected
+
+
+def test_refresh_merges_again_only_when_a_file_changed(runtime_dir: Path) -> None:
+    store = SignalStore(runtime_dir, "quiet")
+    store.start_run({"system_ready": Y})
+    assert store.refresh() is False  # nothing changed since the run started
+    update_signal_file(runtime_dir, EXTERNAL_FILE, {"outside": Y})
+    assert store.refresh() is True and store.get("outside").tv == "Y"
+    assert store.refresh() is False
+    (runtime_dir / EXTERNAL_FILE).unlink()
+    assert store.refresh() is True and store.get("outside").tv == "U"
