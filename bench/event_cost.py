@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli import tree_cpu
 
 from pnr.prefect import server
+from pnr.settings import quiet_prefect_env
 
 SETTLE = 6.0  # seconds for the server to record what it received (its persister flushes in batches)
 
@@ -52,6 +54,7 @@ def send_websocket(n: int) -> None:
     related = _related()
     for i in range(n):
         emit_event(**_event(i, related))
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)  # its "Still processing items" while it drains
     EventsWorker.drain_all()
 
 
@@ -87,6 +90,8 @@ def main() -> None:
     if record is None:
         raise SystemExit("pnr's Prefect server is not running: `pnr server start` first")
     os.environ["PREFECT_API_URL"] = record.api_url
+    for key, value in quiet_prefect_env().items():  # before Prefect is imported: its console logging off
+        os.environ.setdefault(key, value)
     results = {
         "websocket": measure(record.pid, send_websocket, args.events),
         f"http (batches of {args.batch})": measure(record.pid, lambda n: send_http(n, args.batch), args.events),
