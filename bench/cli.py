@@ -731,17 +731,15 @@ def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
             rec.update(stack=f"scale{size}", chunks=size, database=database, load1=os.getloadavg()[0])
             data["scale"].append(rec)
             log(f"scale{size} Prefect floor ({database}) {fmt_rec(rec)}")
-            rec = bench.run_pnr(stack(), f"warm/{srv.kind}", srv.env(), srv)
-            rec.update(stack=f"scale{size}", chunks=size, database="postgresql" if srv.database_url else "sqlite")
-            rec["load1"] = os.getloadavg()[0]
-            data["scale"].append(rec)
-            log(f"scale{size} pnr ({rec['database']}) {fmt_rec(rec)}")
-            if bench.args.chunk_events_off:  # what pnr's per-chunk events cost, in the same run
-                rec = bench.run_pnr(stack(), f"warm/{srv.kind}", {**srv.env(), "PNR_CHUNK_EVENTS": "false"}, srv)
-                rec.update(stack=f"scale{size}", chunks=size, database=database, variant=LEAN)
-                rec["load1"] = os.getloadavg()[0]
+            # the default, then (what pnr's per-chunk events cost, in the same run) without them
+            for variant in (None, LEAN) if bench.args.chunk_events_off else (None,):
+                env = {**srv.env(), "PNR_CHUNK_EVENTS": "false"} if variant else srv.env()
+                rec = bench.run_pnr(stack(), f"warm/{srv.kind}", env, srv)
+                rec.update(stack=f"scale{size}", chunks=size, database=database, load1=os.getloadavg()[0])
+                if variant:
+                    rec["variant"] = variant
                 data["scale"].append(rec)
-                log(f"scale{size} pnr, {LEAN} ({database}) {fmt_rec(rec)}")
+                log(f"scale{size} pnr{f', {variant}' if variant else ''} ({database}) {fmt_rec(rec)}")
             save(data, "cli-partial.json")
 
 

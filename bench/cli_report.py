@@ -144,30 +144,24 @@ def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
             "server_cpu_per_chunk": (r.get("server_cpu") or 0.0) / n,
             "load1": r.get("load1"),
         }
+        good = ok and lb is not None
         for tool in FLOORS:
-            floor = floors.get((tool, n, r.get("database")))
-            good = ok and lb is not None and floor is not None and "error" not in floor
-            row[tool] = (
-                {
-                    "wall": floor["wall"],
-                    "per_chunk": (floor["wall"] - lb["wall"]) / n,
-                    "cpu_per_chunk": (floor.get("cpu", 0.0) + (floor.get("server_cpu") or 0.0)) / n,
-                }
-                if good and floor is not None and lb is not None
-                else None
-            )
-        lean = variants.get((n, row["database"]))
-        row["lean"] = (
-            {
-                "wall": lean["wall"],
-                "per_chunk": (lean["wall"] - lb["wall"]) / n,
-                "cpu_per_chunk": (lean["cpu"] + (lean.get("server_cpu") or 0.0)) / n,
-            }
-            if ok and lb is not None and lean is not None and "error" not in lean
-            else None
-        )
+            row[tool] = _beside(floors.get((tool, n, r.get("database"))), lb if good else None, n)
+        row["lean"] = _beside(variants.get((n, row["database"])), lb if good else None, n)
         rows.append(row)
     return rows
+
+
+def _beside(rec: dict[str, Any] | None, lb: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
+    """A run beside pnr's on the same stack (the floor, pnr's variant): wall, wall over the lower bound and CPU
+    (its own and its server's) per chunk; None if it or the lower bound is missing or failed."""
+    if rec is None or lb is None or "error" in rec:
+        return None
+    return {
+        "wall": rec["wall"],
+        "per_chunk": (rec["wall"] - lb["wall"]) / n,
+        "cpu_per_chunk": (rec.get("cpu", 0.0) + (rec.get("server_cpu") or 0.0)) / n,
+    }
 
 
 def _x(v: float | None) -> str:
@@ -357,17 +351,13 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
         if r["error"]:
             lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | |")
             continue
-        floors = [r[t] or {} for t in FLOORS]
+        beside = [r[t] or {} for t in (*FLOORS, "lean")]
         pnr_cpu = r["cpu_per_chunk"] + r["server_cpu_per_chunk"]
         lines.append(
             f"| {r['chunks']} | {r['database']} | {_sec(r['lb_wall'])} | "
-            + " | ".join(cell(f.get("wall"), f.get("per_chunk"), f.get("cpu_per_chunk")) for f in floors)
+            + " | ".join(cell(f.get("wall"), f.get("per_chunk"), f.get("cpu_per_chunk")) for f in beside[:-1])
             + f" | {cell(r['pnr_wall'], r['overhead_per_chunk'], pnr_cpu)} | "
-            + cell(
-                (r.get("lean") or {}).get("wall"),
-                (r.get("lean") or {}).get("per_chunk"),
-                (r.get("lean") or {}).get("cpu_per_chunk"),
-            )
+            + cell(beside[-1].get("wall"), beside[-1].get("per_chunk"), beside[-1].get("cpu_per_chunk"))
             + " |"
         )
     return [*lines, ""]
