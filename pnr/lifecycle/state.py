@@ -17,7 +17,14 @@ from pnr.lifecycle.control import ProgressEvent, RunControl
 from pnr.model import Plan
 from pnr.runtime import ChunkStateFile, SignalStore
 
-PERSIST_EVERY = 0.25  # seconds between writes of the chunk-state file during a run
+PERSIST_EVERY = 0.25  # seconds between writes of the chunk-state file during a run of up to 100 chunks
+
+
+def persist_interval(chunks: int) -> float:
+    """Seconds between writes of the chunk-state file while a run of `chunks` chunks is on: PERSIST_EVERY up to
+    100 chunks, then growing with the domain (each write renders and writes every chunk's state), at most 1.5 s.
+    `pnr status` of a running 500-chunk domain is then at most 1.25 s behind."""
+    return min(1.5, max(PERSIST_EVERY, chunks / 400))
 
 
 class Phase(StrEnum):
@@ -101,6 +108,7 @@ class CpuxState:
         self._state_file = ChunkStateFile(store.runtime_dir, self.domain)
         self._dirty = True
         self._persisted_at = 0.0
+        self._persist_every = persist_interval(len(self.names))
 
     @property
     def aborted(self) -> bool:
@@ -141,16 +149,16 @@ class CpuxState:
             for key, value in fields.items():
                 setattr(prog, key, value)
             self._dirty = True
-        if time.monotonic() - self._persisted_at > PERSIST_EVERY:
+        if time.monotonic() - self._persisted_at > self._persist_every:
             self.flush()
         self.control.publish(ProgressEvent(self.domain, self.cpux, chunk, phase.value, detail, time.time(), what))
         self.phase_changed.set()  # the supervisor looks again; chunks waiting on signals are not woken
 
     def flush(self, force: bool = False) -> None:
-        """Write chunk states for `pnr status` if they changed — at most every PERSIST_EVERY while running
+        """Write chunk states for `pnr status` if they changed — at most every `persist_interval` while running
         (rewriting the file on every phase change would cost O(chunks²) in a large domain); `force` at the end."""
         with self._lock:
-            if not self._dirty or (not force and time.monotonic() - self._persisted_at < PERSIST_EVERY):
+            if not self._dirty or (not force and time.monotonic() - self._persisted_at < self._persist_every):
                 return
             self._dirty = False
             self._persisted_at = time.monotonic()

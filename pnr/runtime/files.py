@@ -47,12 +47,9 @@ def chunk_state_path(runtime_dir: Path, domain: str) -> Path:
     return runtime_dir / META_DIR / f"{domain}.chunks.json"
 
 
-def atomic_write_json(path: Path, data: Any, durable: bool = True, compact: bool = False) -> None:
-    """Write JSON so a reader sees the old file or the new one, never half of one. `durable`: on disk before
-    the rename (signal files); a status file that is rewritten every fraction of a second can skip the fsync.
-    `compact`: one line, by the C encoder (indented JSON goes through Python's: ~10x slower on big files)."""
-    text = json.dumps(data, sort_keys=True) if compact else json.dumps(data, indent=2, sort_keys=True)
-    atomic_write_text(path, text + "\n", durable)
+def atomic_write_json(path: Path, data: Any, durable: bool = True) -> None:
+    """Write JSON so a reader sees the old file or the new one, never half of one (see atomic_write_text)."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", durable)
 
 
 def signal_file_text(values: Mapping[str, Any]) -> str:
@@ -72,7 +69,8 @@ def signal_file_from_lines(lines: list[str]) -> str:
 
 
 def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
-    """See atomic_write_json."""
+    """Write `text` so a reader sees the old file or the new one, never half of one. `durable`: on disk before
+    the rename (signal files); a status file that is rewritten every fraction of a second can skip the fsync."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -11,6 +11,7 @@ from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANA
 from pnr.exceptions import ConfigError, EngineError
 from pnr.lifecycle import CpuxRun, Phase, ProgressEvent, RunControl, gate_attempts
 from pnr.lifecycle.cpux import GATE_SLICE_MAX, gate_slice
+from pnr.lifecycle.state import PERSIST_EVERY, persist_interval
 from pnr.model import PnR, expand_env, parse_domain
 from pnr.model.plan import make_plan
 from pnr.runtime.store import SignalStore
@@ -285,6 +286,11 @@ def test_gate_slices_double_up_to_the_cap_and_the_retries_cover_the_whole_wait()
         covered = sum(gate_slice(10, k) for k in range(1, attempts + 1))
         assert covered >= seconds > covered - gate_slice(10, attempts)
     assert gate_attempts(10, 115) == 4  # was 12 with a fixed 10 s slice
+
+
+def test_the_chunk_state_file_is_written_less_often_in_big_domains():
+    assert persist_interval(3) == persist_interval(100) == PERSIST_EVERY
+    assert persist_interval(300) == 0.75 and persist_interval(500) == 1.25 and persist_interval(5000) == 1.5
 
 
 def test_probe_attempts_log_each_new_outcome_once_and_repeats_at_debug(tmp_path):

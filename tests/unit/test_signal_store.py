@@ -393,3 +393,27 @@ def test_refresh_merges_again_only_when_a_file_changed(runtime_dir: Path) -> Non
     assert store.refresh() is False
     (runtime_dir / EXTERNAL_FILE).unlink()
     assert store.refresh() is True and store.get("outside").tv == "U"
+
+
+def test_the_chunk_state_file_renders_only_changed_chunks_and_keeps_other_writers_chunks(
+    runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk-state file reads as what `json.dumps(..., sort_keys=True)` of the merged states gives; a write
+    renders only the chunks whose state changed; a file another writer (another CPUX) changed is merged."""
+    from pnr.runtime import ChunkStateFile, chunk_state
+
+    ours, theirs = ChunkStateFile(runtime_dir, "d"), ChunkStateFile(runtime_dir, "d")
+    states = {f"c{i:02d}": {"phase": "waiting", "detail": f"waits on {i}", "ready_at": None} for i in range(20)}
+    ours.write(states, "run-1", pid=11)
+    rendered: list[object] = []
+    real_dumps = json.dumps
+    monkeypatch.setattr(chunk_state.json, "dumps", lambda obj, **kw: rendered.append(obj) or real_dumps(obj, **kw))
+    states["c03"] = {**states["c03"], "phase": "ready", "ready_at": 1.5}
+    ours.write(states, "run-1", pid=11)
+    assert states["c03"] in rendered and not any(states[n] in rendered for n in states if n != "c03")
+    theirs.write({"x": {"phase": "ready"}}, "run-1", pid=11)  # the domain's other CPUX
+    states["c04"] = {**states["c04"], "phase": "starting"}
+    ours.write(states, "run-2", pid=12)
+    expected = {"chunks": {**states, "x": {"phase": "ready"}}, "domain": "d", "flow_run_id": "run-2", "pid": 12}
+    assert ours.path.read_text() == real_dumps(expected, sort_keys=True) + "\n"
+    assert ours.read() == expected
