@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,8 @@ def key(rec: dict[str, Any]) -> str:
     return {"lower_bound": "lower bound", "compose": "docker-compose"}.get(rec["tool"], f"pnr {rec['mode']}")
 
 
-def stats(values: list[float]) -> dict[str, float] | None:
-    values = [v for v in values if v is not None]
+def stats(given: Sequence[float | None]) -> dict[str, float] | None:
+    values = [v for v in given if v is not None]
     if not values:
         return None
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}

@@ -362,7 +362,7 @@ def bring_up(
     try:
         try:
             with store.deferred_fsync():  # one fsync of the signal file at the end, not one per write
-                _run_cpuxs(run, ref, names, results, config_path)
+                _run_cpuxs(ref, names, results, config_path)
             if not watch:  # the outcome is known: a caller waiting for it need not wait for the bookkeeping below
                 control.publish(
                     RunNote(
@@ -390,8 +390,9 @@ def bring_up(
     return {**watched, **_result(plan, results, store)}
 
 
-def _run_cpuxs(run: DomainRun, ref: RunRef, names: list[str], results: dict[str, Any], config_path: str) -> None:
-    """Each CPUX as a subflow run, in order; `results` gets each one's chunk table."""
+def _run_cpuxs(ref: RunRef, names: list[str], results: dict[str, Any], config_path: str) -> None:
+    """Each CPUX of the bring-up `ref` carries as a subflow run, in order; `results` gets each one's chunk table."""
+    run = ref.live
     for name in names:
         workers = len(run.plan.chunks_of(name)) + 2  # every chunk may wait at once: one thread each, no deadlock
         cpux_flow.with_options(
