@@ -104,6 +104,16 @@ def get_settings() -> PnrSettings:
     return PnrSettings.from_env()
 
 
+def run_settings(environ: Mapping[str, str] | None) -> PnrSettings:
+    """The settings of whoever asked for a run: `environ` is the `pnr up` client's environment when pnr's
+    resident runner runs it (the runner's own would silently win otherwise), None this process's. The client
+    checked them when it asked, so a bad value here means the defaults, not an error in the middle of a run."""
+    try:
+        return PnrSettings.from_env(environ)
+    except ConfigError:
+        return PnrSettings.from_env({})
+
+
 def resolve_runtime_dir(value: str | Path | None) -> Path:
     """--runtime-dir, else PNR_RUNTIME_DIR, else ./runtime."""
     return Path(value) if value else get_settings().runtime_dir

@@ -32,12 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pnr.exceptions import PnrError
 from pnr.lifecycle import ProgressEvent, RunControl, RunNote
 from pnr.model import Plan, PnR
 from pnr.prefect.observer import RunObserver
 from pnr.runtime import SignalStore
-from pnr.settings import PnrSettings
+from pnr.settings import run_settings
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +98,6 @@ def emit_domain(domain: str, what: str, payload: dict[str, Any] | None = None) -
     return emit(f"pnr.domain.{what}", domain_resource(domain), payload)
 
 
-def _chunk_events(environ: dict[str, str] | None) -> bool:
-    try:
-        return PnrSettings.from_env(environ).chunk_events
-    except PnrError:  # the caller's settings were checked when the run was asked for: the default then
-        return True
-
-
 class RunEvents(RunObserver):
     """Emits the events of one bring-up and of its watch: `start()` subscribes to the run's control and store,
     `finish()` emits the bring-up's outcome, `close()` (after a watch) unsubscribes."""
@@ -118,7 +110,7 @@ class RunEvents(RunObserver):
         self._unsubscribe: list[Callable[[], None]] = []
         self._last_phase: dict[str, str] = {}
         # PNR_CHUNK_EVENTS of whoever asked for the run (the client's environment when the runner runs it)
-        self._chunk_events = _chunk_events(control.environ)
+        self._chunk_events = run_settings(control.environ).chunk_events
         # where the run came from, so an automation can act on it (e.g. run pnr-down with the same parameters)
         self.origin = {
             "config_path": str(Path(config_path).resolve()) if config_path else None,

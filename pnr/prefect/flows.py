@@ -48,7 +48,7 @@ from pnr.prefect import daemon
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.runtime import SignalStore
-from pnr.settings import get_settings, resolve_runtime_dir
+from pnr.settings import get_settings, resolve_runtime_dir, run_settings
 
 SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
 
@@ -199,7 +199,7 @@ def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
         timeout_seconds=remaining,
         control=parent.control,
         flow_run_id=str(flow_run.id or run.run_id),
-        gate_slice=get_settings().gate_slice_seconds,
+        gate_slice=run_settings(parent.control.environ).gate_slice_seconds,
         force_recreate=parent.force_recreate,
     )
     parent.runs[cpux] = cpux_run
@@ -333,7 +333,8 @@ def bring_up(
     the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
     interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
     plan = load_plan(config_path)
-    timeout_seconds = timeout_seconds or get_settings().timeout_seconds
+    control = current_control()
+    timeout_seconds = timeout_seconds or run_settings(control.environ).timeout_seconds
     names = plan.cpux_order
     if cpux is not None:
         if cpux not in plan.domain.cpuxs:
@@ -344,7 +345,6 @@ def bring_up(
         names = [cpux]
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
-    control = current_control()
     control.flow_run_id = str(flow_run.id) if flow_run.id else None
     engines = EngineSet.for_plan(plan, names)  # the engines of these cpuxs; pinged before anything starts
     run = DomainRun(

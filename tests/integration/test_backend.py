@@ -122,6 +122,29 @@ def test_prefect_api_url_wins_and_starts_no_server(tmp_path, domain_name, cleanu
     assert {"db", "api"} <= _task_run_names(info.api_url, _flow_run_id(up.stdout))
 
 
+def test_the_runner_bounds_a_run_by_the_clients_settings(tmp_path, domain_name, cleanup):
+    """PNR_TIMEOUT_SECONDS and PNR_GATE_SLICE_SECONDS in the `pnr up` client's environment govern the run the
+    resident runner executes, although the runner's own environment has neither (it used to apply its own:
+    300 s and a first gate slice of 60 s)."""
+    cleanup.append(domain_name)
+    info = server.ensure_running()[0]
+    runner.ensure_runner(info.state_dir, info.api_url)
+    cfg = _config(tmp_path, domain_name, gate_on_external=True)  # api waits on the external `go`, never set
+    env = {"PNR_TIMEOUT_SECONDS": "8", "PNR_GATE_SLICE_SECONDS": "1"}
+    up = pnr_cli("up", str(cfg), "--runtime-dir", str(tmp_path / "rt"), env=env, timeout=150)
+    out = up.stdout + up.stderr
+    assert up.returncode == 1, out
+    assert "timed out after" in out and "external signal go never came" in out, out
+    with httpx.Client(base_url=info.api_url, timeout=10) as client:
+        flow_run_id = _flow_run_id(up.stdout)
+        subflows = client.post("/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}})
+        ids = [flow_run_id, *(r["id"] for r in subflows.json())]
+        runs = client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": ids}}}).json()
+    api = next(r for r in runs if r["name"] == "api")
+    assert api["run_count"] >= 2, api  # gate slices of 1, 2, 4 s: retried within the 8 s
+    assert pnr_cli("down", str(cfg), "--runtime-dir", str(tmp_path / "rt")).returncode == 0
+
+
 def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup):
     """The thin client forwards Ctrl-C: the run in the runner stops, is recorded Failed, exit status 130."""
     cleanup.append(domain_name)
