@@ -106,8 +106,11 @@ def get_settings() -> PnrSettings:
 
 def run_settings(environ: Mapping[str, str] | None) -> PnrSettings:
     """The settings of whoever asked for a run: `environ` is the `pnr up` client's environment when pnr's
-    resident runner runs it (the runner's own would silently win otherwise), None this process's. The client
-    checked them when it asked, so a bad value here means the defaults, not an error in the middle of a run."""
+    resident runner runs it (the runner's own would silently win otherwise), None this process's (a bad value
+    is then a ConfigError, as from `get_settings`). The client checked its values when it asked, so a bad one
+    there means the defaults, not an error in the middle of a run."""
+    if environ is None:
+        return get_settings()
     try:
         return PnrSettings.from_env(environ)
     except ConfigError:

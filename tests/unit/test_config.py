@@ -384,3 +384,19 @@ def test_settings_come_from_the_environment_and_a_bad_value_names_its_variable()
     text = str(caught.value)
     for fragment in ("PNR_TIMEOUT_SECONDS", "greater than 0", "PNR_SERVER_PORT", "below 65536", "PNR_HEARTBEAT"):
         assert fragment in text, text
+
+
+def test_a_runs_settings_are_the_clients_when_it_sent_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the resident runner applies to a `pnr up` it runs: the client's environment, not its own; a bad
+    value there (the client checked it) means the default; this process's own bad value stays an error."""
+    from pnr.exceptions import ConfigError
+    from pnr.settings import run_settings
+
+    monkeypatch.setenv("PNR_TIMEOUT_SECONDS", "999")
+    client = run_settings({"PNR_TIMEOUT_SECONDS": "8", "PNR_GATE_SLICE_SECONDS": "1", "PNR_CHUNK_EVENTS": "off"})
+    assert (client.timeout_seconds, client.gate_slice_seconds, client.chunk_events) == (8, 1, False)
+    assert run_settings({"PNR_TIMEOUT_SECONDS": "soon"}).timeout_seconds == 300
+    assert run_settings(None).timeout_seconds == 999
+    monkeypatch.setenv("PNR_TIMEOUT_SECONDS", "soon")
+    with pytest.raises(ConfigError):
+        run_settings(None)
