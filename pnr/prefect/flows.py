@@ -63,6 +63,7 @@ class DomainRun:
     control: RunControl
     build: bool
     deadline: float
+    gate_slice: float  # the first gate-wait attempt (PNR_GATE_SLICE_SECONDS of whoever asked for the run)
     force_recreate: bool = False
     runs: dict[str, CpuxRun] = field(default_factory=dict)  # finished CPUX runs, for the watch
     early: dict[str, Future[Prepared]] = field(default_factory=dict)  # engine preparation under way, by CPUX
@@ -199,7 +200,7 @@ def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
         timeout_seconds=remaining,
         control=parent.control,
         flow_run_id=str(flow_run.id or run.run_id),
-        gate_slice=run_settings(parent.control.environ).gate_slice_seconds,
+        gate_slice=parent.gate_slice,
         force_recreate=parent.force_recreate,
     )
     parent.runs[cpux] = cpux_run
@@ -334,7 +335,8 @@ def bring_up(
     interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
     plan = load_plan(config_path)
     control = current_control()
-    timeout_seconds = timeout_seconds or run_settings(control.environ).timeout_seconds
+    settings = run_settings(control.environ)
+    timeout_seconds = timeout_seconds or settings.timeout_seconds
     names = plan.cpux_order
     if cpux is not None:
         if cpux not in plan.domain.cpuxs:
@@ -347,8 +349,9 @@ def bring_up(
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
     control.flow_run_id = str(flow_run.id) if flow_run.id else None
     engines = EngineSet.for_plan(plan, names)  # the engines of these cpuxs; pinged before anything starts
+    deadline = time.monotonic() + timeout_seconds
     run = DomainRun(
-        plan, store, engines, control, build, time.monotonic() + timeout_seconds, force_recreate=force_recreate
+        plan, store, engines, control, build, deadline, settings.gate_slice_seconds, force_recreate=force_recreate
     )
     # the first CPUX's engine work (ping, images, network) runs while Prefect creates its subflow run
     run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build)
