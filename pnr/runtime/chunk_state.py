@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 from pathlib import Path
 from typing import Any
 
 from pnr.processes import alive
-from pnr.runtime.files import atomic_write_text, chunk_state_path
+from pnr.runtime.files import FileStamp, RenderedLines, atomic_write_text, chunk_state_path, file_stamp
 
 
 class ChunkStateFile:
@@ -19,10 +20,12 @@ class ChunkStateFile:
     def __init__(self, runtime_dir: Path, domain: str) -> None:
         self.domain = domain
         self.path = chunk_state_path(runtime_dir, domain)
-        # the file's stat after this object's last write, and each chunk's state and JSON text in it
-        self._written: tuple[int, int, int] | None = None
+        # the file's stamp as this object last wrote it, each chunk's state in it, and each state's JSON text
+        self._written: FileStamp | None = None
         self._states: dict[str, Any] = {}
-        self._texts: dict[str, str] = {}
+        self._lines: RenderedLines[Any] = RenderedLines(
+            lambda name, state: f"{json.dumps(name)}: {json.dumps(state, sort_keys=True)}", operator.eq
+        )
 
     def read(self) -> dict[str, Any]:
         """The file's content ({} when missing or unreadable)."""
@@ -42,26 +45,16 @@ class ChunkStateFile:
         While the file is as this object last wrote it, it is not read again, and only the chunks whose state
         changed are rendered again: a run rewrites the file every fraction of a second, and rendering all of
         a 500-chunk domain each time was a fifth of the runner's CPU."""
-        if self._written is None or self._written != self._stat():
-            self._states, self._texts = {}, {}
-            chunks = {**self.chunks(), **chunks}
-        for name, state in chunks.items():
-            if self._states.get(name) != state:
-                self._states[name] = state
-                self._texts[name] = f"{json.dumps(name)}: {json.dumps(state, sort_keys=True)}"
-        body = ", ".join(self._texts[name] for name in sorted(self._texts))
+        if self._written is None or self._written != file_stamp(self.path):
+            self._states = self.chunks()
+        self._states.update(chunks)
+        body = ", ".join(self._lines.lines(self._states))
         head = {"domain": self.domain, "flow_run_id": flow_run_id, "pid": pid or os.getpid()}
         # the JSON of {"chunks": ..., **head} with sorted keys, as json.dumps(..., sort_keys=True) writes it
         text = f'{{"chunks": {{{body}}}, {json.dumps(head, sort_keys=True)[1:]}'
-        atomic_write_text(self.path, text + "\n", durable=False)  # advisory, rewritten while a run is on
-        self._written = self._stat()
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        self._written = atomic_write_text(
+            self.path, text + "\n", durable=False
+        )  # advisory, rewritten while a run is on
 
     def run_alive(self) -> bool:
         """True while another live process runs (or watches) the domain."""

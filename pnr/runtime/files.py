@@ -15,9 +15,11 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+V = TypeVar("V")
 
 EXTERNAL_FILE = "external.json"
 MAX_SIGNAL_FILE_BYTES = 1024 * 1024  # a runtime file larger than this is reported, not read
@@ -68,9 +70,22 @@ def signal_file_from_lines(lines: list[str]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n"
 
 
-def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+FileStamp = tuple[int, int, int]  # (mtime_ns, size, inode): whether a file is still the one a writer left
+
+
+def file_stamp(path: Path) -> FileStamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> FileStamp:
     """Write `text` so a reader sees the old file or the new one, never half of one. `durable`: on disk before
-    the rename (signal files); a status file that is rewritten every fraction of a second can skip the fsync."""
+    the rename (signal files); a status file that is rewritten every fraction of a second can skip the fsync.
+    Returns the written file's stamp, taken before the rename: a stat of `path` afterwards could already see
+    another writer's file and take it for this one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -79,9 +94,39 @@ def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())  # a crash right after the rename must not leave an empty file
-        os.chmod(tmp, 0o644)
+            os.fchmod(fh.fileno(), 0o644)
+            st = os.fstat(fh.fileno())
         os.replace(tmp, path)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class RenderedLines(Generic[V]):
+    """One rendered line per name, rendered again only when its value changed (`same` old new is false): a file
+    of N values that a run rewrites on every change costs O(changes) renderings, not O(N) each time."""
+
+    def __init__(self, render: Callable[[str, V], str], same: Callable[[V, V], bool]) -> None:
+        self._render = render
+        self._same = same
+        self._lines: dict[str, tuple[V, str]] = {}
+
+    def lines(self, values: Mapping[str, V]) -> list[str]:
+        """The lines of `values` in name order; names no longer in `values` are forgotten."""
+        rendered = self._lines
+        out = []
+        for name in sorted(values):
+            value = values[name]
+            hit = rendered.get(name)
+            if hit is None or not self._same(hit[0], value):
+                hit = rendered[name] = (value, self._render(name, value))
+            out.append(hit[1])
+        if len(rendered) > len(values):
+            for gone in rendered.keys() - values.keys():
+                del rendered[gone]
+        return out
+
+    def clear(self) -> None:
+        self._lines.clear()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import threading
 import time
@@ -33,6 +34,7 @@ from pnr.runtime.files import (
     EXTERNAL_FILE,
     MAX_SIGNAL_FILE_BYTES,
     OWN_SUFFIX,
+    RenderedLines,
     atomic_write_text,
     folder_lock,
     own_file_name,
@@ -110,7 +112,11 @@ class SignalStore:
         self._refresh_lock = threading.RLock()
         self._deferred_fsync = False  # inside `deferred_fsync()`: the own file's writes skip their fsync ...
         self._unsynced = False  # ... and one is owed at its end
-        self._own_lines: dict[str, tuple[PnR, str]] = {}  # name -> (value, its line in the own file)
+        # each value's line in the own file, rendered once (a PnR is frozen): rendering all of them on every write
+        # cost ~8 ms of CPU per write at 500 signals, under the folder lock, O(N²) over a bring-up
+        self._own_lines: RenderedLines[PnR] = RenderedLines(
+            lambda name, value: signal_file_line(name, value.model_dump()), operator.is_
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start_run(self, initial: Mapping[str, PnR]) -> None:
@@ -257,28 +263,14 @@ class SignalStore:
             with folder_lock(self.runtime_dir):
                 own, as_cached = self._own_values()
                 own.update(values)
-                atomic_write_text(self.own_file, self._own_text(own), durable=not self._deferred_fsync)
+                lines = self._own_lines.lines(own)
+                stamp = atomic_write_text(
+                    self.own_file, signal_file_from_lines(lines), durable=not self._deferred_fsync
+                )
                 self._unsynced = self._deferred_fsync
-                st = self.own_file.stat()
-                self._files[name] = (st.st_mtime_ns, st.st_size, st.st_ino, own, st.st_mtime_ns)
+                self._files[name] = (*stamp, own, stamp[0])
                 self.problems.pop(name, None)
             self._recompute(values.keys() if as_cached else None)
-
-    def _own_text(self, own: Mapping[str, PnR]) -> str:
-        """The own file's text. A value's line is rendered once (a PnR is frozen): rendering all of them on every
-        write cost ~8 ms of CPU per write at 500 signals, under the folder lock, O(N²) over a bring-up."""
-        rendered = self._own_lines
-        lines = []
-        for name in sorted(own):
-            value = own[name]
-            hit = rendered.get(name)
-            if hit is None or hit[0] is not value:
-                hit = rendered[name] = (value, signal_file_line(name, value.model_dump()))
-            lines.append(hit[1])
-        if len(rendered) > len(own):
-            for gone in rendered.keys() - own.keys():
-                del rendered[gone]
-        return signal_file_from_lines(lines)
 
     @contextlib.contextmanager
     def deferred_fsync(self) -> Iterator[None]:

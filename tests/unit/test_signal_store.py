@@ -417,3 +417,45 @@ def test_the_chunk_state_file_renders_only_changed_chunks_and_keeps_other_writer
     expected = {"chunks": {**states, "x": {"phase": "ready"}}, "domain": "d", "flow_run_id": "run-2", "pid": 12}
     assert ours.path.read_text() == real_dumps(expected, sort_keys=True) + "\n"
     assert ours.read() == expected
+
+
+def test_a_writer_that_replaces_the_chunk_state_file_right_after_ours_is_not_taken_for_ours(
+    runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer renames its file in place just after this object's rename: the next write must see a
+    file it did not write and merge it (the stamp is taken before the rename, not by a stat afterwards)."""
+    from pnr.runtime import ChunkStateFile, files
+
+    ours, theirs = ChunkStateFile(runtime_dir, "d"), ChunkStateFile(runtime_dir, "d")
+    ours.write({"a": {"phase": "waiting"}}, "run-1", pid=11)
+    real_replace = files.os.replace
+    interleaved: list[bool] = []
+
+    def replace_then_let_the_other_writer_in(src: str, dst: object) -> None:
+        real_replace(src, dst)
+        if not interleaved:
+            interleaved.append(True)
+            theirs.write({"x": {"phase": "ready"}}, "run-1", pid=11)  # the domain's other CPUX
+
+    monkeypatch.setattr(files.os, "replace", replace_then_let_the_other_writer_in)
+    ours.write({"a": {"phase": "ready"}}, "run-1", pid=11)
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    ours.write({"a": {"phase": "ready"}, "b": {"phase": "waiting"}}, "run-1", pid=11)
+    assert interleaved and ours.chunks() == {
+        "a": {"phase": "ready"},
+        "b": {"phase": "waiting"},
+        "x": {"phase": "ready"},
+    }
+
+
+def test_rendered_lines_render_only_changed_values_and_forget_names_that_are_gone() -> None:
+    from pnr.runtime.files import RenderedLines
+
+    calls: list[str] = []
+    lines: RenderedLines[int] = RenderedLines(lambda name, v: calls.append(name) or f"{name}={v}", lambda a, b: a == b)
+    assert lines.lines({"b": 2, "a": 1}) == ["a=1", "b=2"] and sorted(calls) == ["a", "b"]
+    calls.clear()
+    assert lines.lines({"a": 1, "b": 3}) == ["a=1", "b=3"] and calls == ["b"]
+    assert lines.lines({"b": 3}) == ["b=3"]
+    calls.clear()
+    assert lines.lines({"a": 1, "b": 3}) == ["a=1", "b=3"] and calls == ["a"]  # "a" was forgotten
