@@ -159,21 +159,27 @@ class CpuxRun(CpuxState):
 
     # -- a chunk's gate ---------------------------------------------------------------------------
     def wait_gate(self, chunk: str) -> None:
-        """Block (event-driven) up to one slice for the gate; GateClosed lets Prefect retry (visible waiting).
-        Slices double (see `gate_slice`): a long wait costs a few retries, not one every `gate_slice` seconds."""
+        """Block (event-driven) for the gate, one slice per attempt; GateClosed lets Prefect retry (visible
+        waiting). Slices double (see `gate_slice`): a long wait costs a few retries, not one every `gate_slice`
+        seconds. A slice in which the domain's signals changed is followed by another in the same attempt: the
+        run is moving, and a retry (task-run states, an event and a log line for the server to record) would
+        say nothing new. So a retry marks a slice in which nothing changed: a wait on a person or a stuck chunk."""
         gate = self.plan.chunks[chunk].gatekeeper
         self.progress[chunk].gate_checks += 1
-        slice_end = min(
-            time.monotonic() + gate_slice(self.gate_slice, self.progress[chunk].gate_checks), self.deadline + 1
-        )
-        self.store.wait(
-            lambda: self.aborted or self.store.holds(gate), max(0.0, slice_end - time.monotonic()), signals=gate
-        )
-        if self.aborted:
-            self.set_phase(chunk, Phase.BLOCKED, str(self.abort_error).splitlines()[0])
-            raise ChunkBlocked(f"{chunk} did not start: {self.abort_error}")
-        if not self.store.holds(gate):
-            raise GateClosed(f"{chunk} waits on {self.unmet_text(gate)}")
+        seconds = gate_slice(self.gate_slice, self.progress[chunk].gate_checks)
+        while True:
+            seen = self.store.changes
+            slice_end = min(time.monotonic() + seconds, self.deadline + 1)
+            self.store.wait(
+                lambda: self.aborted or self.store.holds(gate), max(0.0, slice_end - time.monotonic()), signals=gate
+            )
+            if self.aborted:
+                self.set_phase(chunk, Phase.BLOCKED, str(self.abort_error).splitlines()[0])
+                raise ChunkBlocked(f"{chunk} did not start: {self.abort_error}")
+            if self.store.holds(gate):
+                return
+            if self.store.changes == seen or time.monotonic() >= self.deadline:
+                raise GateClosed(f"{chunk} waits on {self.unmet_text(gate)}")
 
     def should_retry(self, chunk: str) -> bool:
         return not self.aborted and self.progress[chunk].phase == Phase.WAITING

@@ -101,6 +101,7 @@ class SignalStore:
         self.scope: set[str] = set(scope or ())
         self.started_ns = 0
         self.changed = threading.Condition()
+        self.changes = 0  # how many recomputations changed a value: whether anything moved in a while
         # name -> (mtime_ns, size, inode, values, mtime_ns of those values). The inode tells apart two atomic
         # writes within one clock tick; the values' own mtime keeps stale content stale while a writer is half-way.
         self._files: dict[str, tuple[int, int, int, dict[str, PnR], int]] = {}
@@ -231,6 +232,7 @@ class SignalStore:
                 if old.get(k, UNKNOWN) != merged.get(k, UNKNOWN)
             ]
             if diff:
+                self.changes += 1
                 self.changed.notify_all()
         if diff:
             self._wake({name for name, _before, _after in diff})

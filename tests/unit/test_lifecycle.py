@@ -288,6 +288,45 @@ def test_gate_slices_double_up_to_the_cap_and_the_retries_cover_the_whole_wait()
     assert gate_attempts(10, 115) == 4  # was 12 with a fixed 10 s slice
 
 
+def test_a_gate_slice_in_which_the_domain_moved_is_followed_by_another_not_a_retry(tmp_path):
+    """A waiting chunk raises GateClosed (a Prefect retry) only after a slice in which no signal changed; while
+    other chunks keep becoming ready, it keeps waiting in the same attempt."""
+    import threading
+    import time
+
+    from pnr.lifecycle import GateClosed
+
+    run = make_run(
+        tmp_path,
+        [
+            chunk("a", {"system_ready": "Y"}, "a_ok"),
+            chunk("b", {"system_ready": "Y"}, "b_ok"),
+            chunk("c", {"a_ok": "Y", "b_ok": "Y"}, "c_ok"),
+        ],
+    )
+    run.gate_slice = 0.4
+
+    def moving() -> None:  # something changes every 0.2 s, then a_ok and b_ok, after ~1.2 s in all
+        for i in range(5):
+            time.sleep(0.2)
+            run.store.set({f"other{i}": PnR(tv="Y")})
+        time.sleep(0.2)
+        run.store.set({"a_ok": PnR(tv="Y"), "b_ok": PnR(tv="Y")})
+
+    writer = threading.Thread(target=moving)
+    started = time.monotonic()
+    writer.start()
+    run.wait_gate("c")  # three slices of 0.4 s pass, each with a change: no GateClosed
+    writer.join()
+    assert time.monotonic() - started >= 1.1 and run.progress["c"].gate_checks == 1
+
+    run.store.set({"a_ok": PnR(tv="N")})
+    started = time.monotonic()
+    with pytest.raises(GateClosed, match="c waits on a_ok is N"):
+        run.wait_gate("c")  # nothing moves: the slice of this second attempt (0.8 s) ends it
+    assert 0.75 < time.monotonic() - started < 1.5 and run.progress["c"].gate_checks == 2
+
+
 def test_the_chunk_state_file_is_written_less_often_in_big_domains():
     assert persist_interval(3) == persist_interval(100) == PERSIST_EVERY
     assert persist_interval(300) == 0.75 and persist_interval(500) == 1.25 and persist_interval(5000) == 1.5
