@@ -52,9 +52,8 @@ class ChunkStateFile:
         head = {"domain": self.domain, "flow_run_id": flow_run_id, "pid": pid or os.getpid()}
         # the JSON of {"chunks": ..., **head} with sorted keys, as json.dumps(..., sort_keys=True) writes it
         text = f'{{"chunks": {{{body}}}, {json.dumps(head, sort_keys=True)[1:]}'
-        self._written = atomic_write_text(
-            self.path, text + "\n", durable=False
-        )  # advisory, rewritten while a run is on
+        # advisory, rewritten while a run is on: no fsync
+        self._written = atomic_write_text(self.path, text + "\n", durable=False)
 
     def run_alive(self) -> bool:
         """True while another live process runs (or watches) the domain."""

@@ -127,6 +127,3 @@ class RenderedLines(Generic[V]):
             for gone in rendered.keys() - values.keys():
                 del rendered[gone]
         return out
-
-    def clear(self) -> None:
-        self._lines.clear()
