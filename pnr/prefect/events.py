@@ -36,7 +36,6 @@ from pnr.lifecycle import ProgressEvent, RunControl, RunNote
 from pnr.model import Plan, PnR
 from pnr.prefect.observer import RunObserver
 from pnr.runtime import SignalStore
-from pnr.settings import run_settings
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +102,20 @@ class RunEvents(RunObserver):
     `finish()` emits the bring-up's outcome, `close()` (after a watch) unsubscribes."""
 
     def __init__(
-        self, plan: Plan, cpuxs: list[str], store: SignalStore, control: RunControl, config_path: str | None = None
+        self,
+        plan: Plan,
+        cpuxs: list[str],
+        store: SignalStore,
+        control: RunControl,
+        config_path: str | None = None,
+        chunk_events: bool = True,
     ) -> None:
         super().__init__(plan, cpuxs, store, control)
         self._bringing_up = False
         self._unsubscribe: list[Callable[[], None]] = []
         self._last_phase: dict[str, str] = {}
-        # PNR_CHUNK_EVENTS of whoever asked for the run (the client's environment when the runner runs it)
-        self._chunk_events = run_settings(control.environ).chunk_events
+        # PNR_CHUNK_EVENTS of whoever asked for the run (bring_up reads the client's settings once)
+        self._chunk_events = chunk_events
         # where the run came from, so an automation can act on it (e.g. run pnr-down with the same parameters)
         self.origin = {
             "config_path": str(Path(config_path).resolve()) if config_path else None,

@@ -357,7 +357,7 @@ def bring_up(
     run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build)
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
-    events = RunEvents(plan, names, store, control, config_path)
+    events = RunEvents(plan, names, store, control, config_path, settings.chunk_events)
     results: dict[str, Any] = {}
     error: BaseException | None = None
     artifacts.start()

@@ -73,12 +73,15 @@ def signal_file_from_lines(lines: list[str]) -> str:
 FileStamp = tuple[int, int, int]  # (mtime_ns, size, inode): whether a file is still the one a writer left
 
 
+def stamp_of(st: os.stat_result) -> FileStamp:
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def file_stamp(path: Path) -> FileStamp | None:
     try:
-        st = path.stat()
+        return stamp_of(path.stat())
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def atomic_write_text(path: Path, text: str, durable: bool = True) -> FileStamp:
@@ -97,7 +100,7 @@ def atomic_write_text(path: Path, text: str, durable: bool = True) -> FileStamp:
             os.fchmod(fh.fileno(), 0o644)
             st = os.fstat(fh.fileno())
         os.replace(tmp, path)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        return stamp_of(st)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -41,6 +41,7 @@ from pnr.runtime.files import (
     signal_file_from_lines,
     signal_file_line,
     signal_file_text,
+    stamp_of,
 )
 
 UNKNOWN = PnR(tv="U")
@@ -169,7 +170,7 @@ class SignalStore:
             except FileNotFoundError:
                 continue
             cached = self._files.get(entry.name)
-            if cached and cached[:3] == (st.st_mtime_ns, st.st_size, st.st_ino):
+            if cached and cached[:3] == stamp_of(st):
                 continue
             try:
                 if st.st_size > MAX_SIGNAL_FILE_BYTES:
@@ -183,10 +184,10 @@ class SignalStore:
                     self.problems[entry.name] = message
                 # keep the last good content (a writer may be half-way), but note the new mtime
                 old, old_mtime = (cached[3], cached[4]) if cached else ({}, 0)
-                self._files[entry.name] = (st.st_mtime_ns, st.st_size, st.st_ino, old, old_mtime)
+                self._files[entry.name] = (*stamp_of(st), old, old_mtime)
                 continue
             self.problems.pop(entry.name, None)
-            self._files[entry.name] = (st.st_mtime_ns, st.st_size, st.st_ino, values, st.st_mtime_ns)
+            self._files[entry.name] = (*stamp_of(st), values, st.st_mtime_ns)
             changed = True
         for gone in set(self._files) - seen:
             del self._files[gone]
@@ -304,7 +305,7 @@ class SignalStore:
             st = self.own_file.stat()
         except FileNotFoundError:
             return {}, cached is None
-        if cached and cached[:3] == (st.st_mtime_ns, st.st_size, st.st_ino):
+        if cached and cached[:3] == stamp_of(st):
             return dict(cached[3]), True
         try:
             return parse_signal_file(self.own_file.read_text(encoding="utf-8")), False

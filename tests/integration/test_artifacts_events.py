@@ -112,11 +112,12 @@ def test_the_progress_artifact_is_updated_less_often_in_big_domains():
 
 @pytest.mark.parametrize("setting", ["", "1", "false"])
 def test_pnr_chunk_events_false_leaves_out_the_per_chunk_events_of_a_bring_up(tmp_path, monkeypatch, setting):
-    """The setting comes from the environment of whoever asked for the run (RunControl.environ), as the runner
-    runs it; failures, the domain's own events and what a watch emits still go."""
+    """The setting comes from the environment of whoever asked for the run (RunControl.environ, read once by
+    bring_up), as the runner runs it; failures, the domain's own events and what a watch emits still go."""
     import pnr.prefect.events as events_module
     from pnr.lifecycle import ProgressEvent, RunControl, RunNote
     from pnr.runtime.store import SignalStore
+    from pnr.settings import run_settings
 
     sent: list[str] = []
     monkeypatch.setattr(events_module, "_may_emit", lambda: True)
@@ -124,7 +125,7 @@ def test_pnr_chunk_events_false_leaves_out_the_per_chunk_events_of_a_bring_up(tm
     plan = make_plan(Domain.model_validate(_diamond("lean")))
     store = SignalStore(tmp_path, "lean")
     control = RunControl(environ={"PNR_CHUNK_EVENTS": setting})
-    events = RunEvents(plan, ["main"], store, control, "cfg.json")
+    events = RunEvents(plan, ["main"], store, control, "cfg.json", run_settings(control.environ).chunk_events)
     events.start()
     for chunk, phase in (("a", "starting"), ("a", "ready"), ("b", "failed")):
         control.publish(ProgressEvent("lean", "main", chunk, phase, "", time.time()))
