@@ -1,5 +1,5 @@
 """What one Prefect event costs pnr's Prefect server, in CPU: N events shaped like pnr's chunk events (a resource
-and four related resources), sent through Prefect's events websocket (`emit_event`, as a flow run sends them)
+and four related resources, `--related` fewer), sent through Prefect's events websocket (`emit_event`, as a flow run sends them)
 and in batches over HTTP (`POST /api/events`), with the server's CPU read from /proc before and after (its idle
 CPU over the same time taken off). Needs pnr's server running (`pnr server start`).
 
@@ -39,12 +39,16 @@ def _event(i: int, related: list[dict[str, str]]) -> dict[str, Any]:
     }
 
 
+RELATED = 4  # pnr's chunk events: flow run, task run, flow (Prefect adds them) and the domain; --related
+
+
 def _related() -> list[dict[str, str]]:
     kinds = ("flow-run", "task-run", "flow")
-    return [
+    related = [
         *({"prefect.resource.id": f"prefect.{k}.{uuid.uuid4()}", "prefect.resource.role": k} for k in kinds),
         {"prefect.resource.id": "pnr.domain.bench", "prefect.resource.role": "domain"},
     ]
+    return related[:RELATED]
 
 
 def send_websocket(n: int) -> None:
@@ -85,7 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=50, help="events per HTTP request")
+    parser.add_argument("--related", type=int, default=RELATED, choices=range(5), help="related resources per event")
     args = parser.parse_args()
+    globals()["RELATED"] = args.related
     record = server.running()
     if record is None:
         raise SystemExit("pnr's Prefect server is not running: `pnr server start` first")
