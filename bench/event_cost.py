@@ -1,9 +1,9 @@
 """What one Prefect event costs pnr's Prefect server, in CPU: N events shaped like pnr's chunk events (a resource
-and four related resources, `--related` fewer), sent through Prefect's events websocket (`emit_event`, as a flow run sends them)
-and in batches over HTTP (`POST /api/events`), with the server's CPU read from /proc before and after (its idle
-CPU over the same time taken off). Needs pnr's server running (`pnr server start`).
+and four related resources, `--related` fewer), sent through Prefect's events websocket (`emit_event`, as a flow
+run sends them) and in batches over HTTP (`POST /api/events`), with the server's CPU read from /proc before and
+after (its idle CPU over the same time taken off). Needs pnr's server running (`pnr server start`).
 
-    .venv/bin/python bench/event_cost.py [--events 1000] [--batch 50]
+    .venv/bin/python bench/event_cost.py [--events 1000] [--batch 50] [--related 4]
 
 Prints one line per transport and a JSON line with the figures.
 """
@@ -42,31 +42,31 @@ def _event(i: int, related: list[dict[str, str]]) -> dict[str, Any]:
 RELATED = 4  # pnr's chunk events: flow run, task run, flow (Prefect adds them) and the domain; --related
 
 
-def _related() -> list[dict[str, str]]:
+def _related(count: int) -> list[dict[str, str]]:
     kinds = ("flow-run", "task-run", "flow")
     related = [
         *({"prefect.resource.id": f"prefect.{k}.{uuid.uuid4()}", "prefect.resource.role": k} for k in kinds),
         {"prefect.resource.id": "pnr.domain.bench", "prefect.resource.role": "domain"},
     ]
-    return related[:RELATED]
+    return related[:count]
 
 
-def send_websocket(n: int) -> None:
+def send_websocket(n: int, count: int) -> None:
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
 
-    related = _related()
+    related = _related(count)
     for i in range(n):
         emit_event(**_event(i, related))
     logging.getLogger("EventsWorker").setLevel(logging.ERROR)  # its "Still processing items" while it drains
     EventsWorker.drain_all()
 
 
-def send_http(n: int, batch: int) -> None:
+def send_http(n: int, batch: int, count: int) -> None:
     import httpx
     from prefect.events import Event
 
-    related = _related()
+    related = _related(count)
     events = [json.loads(Event(**_event(i, related)).model_dump_json()) for i in range(n)]
     with httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60) as client:
         for k in range(0, n, batch):
@@ -91,7 +91,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50, help="events per HTTP request")
     parser.add_argument("--related", type=int, default=RELATED, choices=range(5), help="related resources per event")
     args = parser.parse_args()
-    globals()["RELATED"] = args.related
     record = server.running()
     if record is None:
         raise SystemExit("pnr's Prefect server is not running: `pnr server start` first")
@@ -99,8 +98,10 @@ def main() -> None:
     for key, value in quiet_prefect_env().items():  # before Prefect is imported: its console logging off
         os.environ.setdefault(key, value)
     results = {
-        "websocket": measure(record.pid, send_websocket, args.events),
-        f"http (batches of {args.batch})": measure(record.pid, lambda n: send_http(n, args.batch), args.events),
+        "websocket": measure(record.pid, lambda n: send_websocket(n, args.related), args.events),
+        f"http (batches of {args.batch})": measure(
+            record.pid, lambda n: send_http(n, args.batch, args.related), args.events
+        ),
     }
     for name, r in results.items():
         print(f"{name}: {args.events} events, server CPU {r['server_cpu']:.2f} s = {r['ms_per_event']:.2f} ms/event")
