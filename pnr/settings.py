@@ -118,8 +118,16 @@ def run_settings(environ: Mapping[str, str] | None) -> PnrSettings:
 
 
 def resolve_runtime_dir(value: str | Path | None) -> Path:
-    """--runtime-dir, else PNR_RUNTIME_DIR, else ./runtime."""
-    return Path(value) if value else get_settings().runtime_dir
+    """--runtime-dir, else PNR_RUNTIME_DIR, else ./runtime (created when first written). A file there is bad
+    input (exit 2), not a traceback at the first write."""
+    path = Path(value) if value else get_settings().runtime_dir
+    if path.exists() and not path.is_dir():
+        where = ("--runtime-dir", "") if value else ("environment", "PNR_RUNTIME_DIR")
+        raise ConfigError(
+            where[0],
+            [ConfigIssue(where[1], f"{path} is a file; the runtime folder must be a folder (or not exist yet)")],
+        )
+    return path
 
 
 def quiet_prefect_env(verbose: bool = False) -> dict[str, str]:

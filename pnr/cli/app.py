@@ -735,7 +735,12 @@ def import_(
         Path, typer.Argument(help="a docker-compose.yml (compose specification)", show_default=False)
     ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="write the domain here [default: stdout]")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="write the domain to this file, or into this folder as <domain>.json [default: stdout]",
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="domain name [default: the file's name:, else its folder's]")] = None,
     profile: Annotated[
@@ -747,8 +752,9 @@ def import_(
     from pnr.compose import import_compose
 
     profiles = list(profile or []) or [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p]
+    into_folder = output is not None and output.is_dir()
     try:
-        where = output.resolve().parent if output else Path.cwd()
+        where = (output.resolve() if into_folder else output.resolve().parent) if output else Path.cwd()
         result = import_compose(compose_file, name, profiles=profiles, output_dir=where)
     except ConfigError as exc:
         raise _fail(exc) from None
@@ -757,7 +763,15 @@ def import_(
     if output is None:
         print(result.to_json(), end="")
         return
-    output.write_text(result.to_json())
+    if into_folder:
+        output = output / f"{result.domain['name']}.json"
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(result.to_json())
+    except OSError as exc:
+        raise _fail_with(
+            2, f"{output}: cannot write the domain here ({exc.strerror or exc}); give -o a writable file or folder"
+        ) from None
     chunks = sum(len(c["design_chunks"]) for c in result.domain["cpuxs"].values())
     out.print(
         f"wrote {output}: domain {result.domain['name']}, {chunks} chunk(s), {len(result.notes)} note(s); "

@@ -12,6 +12,7 @@ The chunks themselves are driven by `ChunkDriver` (pnr.lifecycle.chunk). Nothing
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -174,7 +175,7 @@ class CpuxRun(CpuxState):
                 lambda: self.aborted or self.store.holds(gate), max(0.0, slice_end - time.monotonic()), signals=gate
             )
             if self.aborted:
-                self.set_phase(chunk, Phase.BLOCKED, str(self.abort_error).splitlines()[0])
+                self.set_phase(chunk, Phase.BLOCKED, self._blocked_detail(chunk))
                 raise ChunkBlocked(f"{chunk} did not start: {self.abort_error}")
             if self.store.holds(gate):
                 return
@@ -214,38 +215,53 @@ class CpuxRun(CpuxState):
             self.phase_changed.clear()
 
     def find_stall(self) -> list[BlockedChunk]:
-        """Chunks whose gate can never open, when nothing is starting or probing; else []."""
+        """Chunks whose gate can never open, when nothing is starting or probing; else []. A chunk that waits on
+        a chunk that can never start can never start either: it is listed too."""
         phases = {n: p.phase for n, p in self.progress.items()}
         if any(ph.active for ph in phases.values()):
             return []
-        blocked = []
-        for name, phase in phases.items():
-            if phase != Phase.WAITING:
-                continue
-            unmet = self.store.unmet(self.plan.chunks[name].gatekeeper)
-            if any(self._signal_is_dead(s) for s in unmet):
-                blocked.append(BlockedChunk(name, unmet, [s for s in unmet if s in self.plan.external]))
-        return blocked
+        waiting = {
+            name: self.store.unmet(self.plan.chunks[name].gatekeeper)
+            for name, phase in phases.items()
+            if phase == Phase.WAITING
+        }
+        blocked: set[str] = set()
+        grew = True
+        while grew:
+            grew = False
+            for name, unmet in waiting.items():
+                if name not in blocked and any(self._signal_is_dead(s, blocked) for s in unmet):
+                    blocked.add(name)
+                    grew = True
+        return [
+            BlockedChunk(name, unmet, [s for s in unmet if s in self.plan.external])
+            for name, unmet in waiting.items()
+            if name in blocked
+        ]
 
-    def _signal_is_dead(self, signal: str) -> bool:
+    def _signal_is_dead(self, signal: str, blocked: set[str]) -> bool:
         producers = self.plan.producers.get(signal, [])
         if not producers:
             return False  # external: someone may still set it (bounded by the timeout)
-        return all(p == PNR_ITSELF or p not in self.progress or self.progress[p].phase.final for p in producers)
+        return all(
+            p == PNR_ITSELF or p not in self.progress or self.progress[p].phase.final or p in blocked for p in producers
+        )
 
     def _stall_message(self, blocked: list[BlockedChunk]) -> str:
         lines = [f"execution stalled in cpux {self.cpux}: nothing is running and these chunks can never start:"]
-        lines += ["  " + b.render() + self._producer_note(list(b.waits_on)) for b in blocked]
+        never = {b.chunk for b in blocked}
+        lines += ["  " + b.render() + self._producer_note(list(b.waits_on), never) for b in blocked]
         return "\n".join(lines)
 
-    def _producer_note(self, signals: list[str]) -> str:
-        notes = {
-            prod
-            for sig in signals
-            for prod in self.plan.producers.get(sig, [])
-            if prod in self.progress and self.progress[prod].phase == Phase.FAILED
-        }
-        return f" ({'; '.join(f'{p} failed' for p in sorted(notes))})" if notes else ""
+    def _producer_note(self, signals: list[str], never: set[str]) -> str:
+        notes: dict[str, str] = {}
+        for sig in signals:
+            for prod in self.plan.producers.get(sig, []):
+                if prod in self.progress and self.progress[prod].phase == Phase.FAILED:
+                    notes[prod] = f"{prod} failed"
+                elif prod in never:
+                    notes[prod] = f"{prod} can never start"
+        return f" ({'; '.join(notes[p] for p in sorted(notes))})" if notes else ""
 
     def _timeout_message(self) -> str:
         lines = [f"timed out after {self.timeout_seconds:g}s in cpux {self.cpux}; still not completed:"]
@@ -271,13 +287,23 @@ class CpuxRun(CpuxState):
     def close(self) -> None:
         """After the tasks ended: chunks that never left WAITING (e.g. Prefect never ran them because an
         upstream task failed) are marked blocked, so status and artifacts tell the truth."""
-        reason = str(self.abort_error).splitlines()[0] if self.abort_error else "an upstream chunk failed"
         for name, prog in self.progress.items():
             if not prog.phase.final:
-                unmet = self.store.unmet(self.plan.chunks[name].gatekeeper)
-                why = BlockedChunk(name, unmet).render().removeprefix(name + " ") if unmet else reason
-                self.set_phase(name, Phase.BLOCKED, f"never started: {why}")
+                self.set_phase(name, Phase.BLOCKED, f"never started: {self._blocked_detail(name)}")
         self.flush(force=True)
+
+    def _blocked_detail(self, name: str) -> str:
+        """One line for a chunk that did not start: what its gate waits on, and why the run gave up."""
+        unmet = self.store.unmet(self.plan.chunks[name].gatekeeper)
+        reason = "an upstream chunk failed"
+        if self.abort_error is not None:
+            head = str(self.abort_error).splitlines()[0] if str(self.abort_error) else type(self.abort_error).__name__
+            # the headline of a list ("execution stalled in cpux c: ... these chunks can never start:") without it
+            reason = re.split(r"[:;]", head, maxsplit=1)[0] if head.endswith(":") else head
+        if not unmet:
+            return reason
+        waits = BlockedChunk(name, unmet).render().removeprefix(name + " ")
+        return f"{waits} ({reason})" if self.abort_error is not None else waits
 
     def outcome_error(self) -> Exception | None:
         """The run's failure, if any: the abort reason, else the failed chunks."""

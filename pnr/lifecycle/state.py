@@ -78,6 +78,7 @@ class CpuxState:
         engine: Engine | EngineSet,
         config_path: str,
         timeout_seconds: float,
+        run_timeout: float | None = None,
         control: RunControl | None = None,
         flow_run_id: str = "local",
         force_recreate: bool = False,
@@ -96,7 +97,8 @@ class CpuxState:
         self.force_recreate = force_recreate
         self.started = time.monotonic()
         self.deadline = self.started + timeout_seconds
-        self.timeout_seconds = timeout_seconds
+        # the bring-up's timeout as given, for messages (`timeout_seconds` is what was left when this CPUX began)
+        self.timeout_seconds = run_timeout or timeout_seconds
         self.names = plan.chunks_of(cpux)
         self.progress = {n: ChunkProgress(n, cpux) for n in self.names}
         self.images: dict[str, str] = {}

@@ -65,6 +65,7 @@ class DomainRun:
     deadline: float
     gate_slice: float  # the first gate-wait attempt (PNR_GATE_SLICE_SECONDS of whoever asked for the run)
     force_recreate: bool = False
+    timeout_seconds: float | None = None  # what the deadline came from, for messages (a CPUX gets what is left)
     runs: dict[str, CpuxRun] = field(default_factory=dict)  # finished CPUX runs, for the watch
     early: dict[str, Future[Prepared]] = field(default_factory=dict)  # engine preparation under way, by CPUX
 
@@ -198,6 +199,7 @@ def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
         engine=parent.engines,
         config_path=config_path,
         timeout_seconds=remaining,
+        run_timeout=parent.timeout_seconds,
         control=parent.control,
         flow_run_id=str(flow_run.id or run.run_id),
         gate_slice=parent.gate_slice,
@@ -351,7 +353,15 @@ def bring_up(
     engines = EngineSet.for_plan(plan, names)  # the engines of these cpuxs; pinged before anything starts
     deadline = time.monotonic() + timeout_seconds
     run = DomainRun(
-        plan, store, engines, control, build, deadline, settings.gate_slice_seconds, force_recreate=force_recreate
+        plan,
+        store,
+        engines,
+        control,
+        build,
+        deadline,
+        settings.gate_slice_seconds,
+        force_recreate=force_recreate,
+        timeout_seconds=timeout_seconds,
     )
     # the first CPUX's engine work (ping, images, network) runs while Prefect creates its subflow run
     run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build)

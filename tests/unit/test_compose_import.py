@@ -1029,3 +1029,24 @@ def test_docs_table_lists_every_service_key() -> None:
     assert {key: (handling, text) for key, handling, text in rows} == {
         key: (rule.handling, rule.pnr) for key, rule in SERVICE_KEYS.items()
     }
+
+
+def test_cli_import_writes_into_a_folder_creates_missing_folders_and_refuses_an_unwritable_place(
+    tmp_path: Path,
+) -> None:
+    from conftest import ROOT, pnr_cli
+
+    compose_file = ROOT / "config" / "compose" / "chain.yml"
+    folder = tmp_path / "out"
+    folder.mkdir()
+    into = pnr_cli("import", str(compose_file), "--name", "chained", "-o", str(folder))
+    assert into.returncode == 0, into.stderr
+    assert json.loads((folder / "chained.json").read_text())["name"] == "chained"
+    nested = tmp_path / "a" / "b" / "d.json"
+    made = pnr_cli("import", str(compose_file), "-o", str(nested))
+    assert made.returncode == 0 and nested.is_file(), made.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    refused = pnr_cli("import", str(compose_file), "-o", str(blocker / "d.json"))
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert "Traceback" not in refused.stderr and f"{blocker / 'd.json'}: cannot write the domain here" in refused.stderr

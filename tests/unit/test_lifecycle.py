@@ -101,6 +101,43 @@ def test_stall_is_found_when_a_finished_producer_left_the_signal_n(tmp_path):
     assert blocked[0].render() == "b waits on a_ok is N (needs Y)"
 
 
+def test_a_stall_names_the_chunks_behind_a_blocked_one_and_each_blocked_chunk_says_why(tmp_path):
+    """db failed; migrate waits on db; web waits on migrate, which can never start: both are named."""
+    run = make_run(
+        tmp_path,
+        [
+            chunk("db", {"system_ready": "Y"}, "db_ok"),
+            chunk("migrate", {"db_ok": "Y"}, "migrate_ok"),
+            chunk("web", {"migrate_ok": "Y"}, "web_ok"),
+        ],
+    )
+    run.set_phase("db", Phase.FAILED, "boom")
+    run.store.set({"db_ok": PnR(tv="N")})
+    assert [b.chunk for b in run.find_stall()] == ["migrate", "web"]
+    run.supervise(poll=0.01)
+    message = str(run.abort_error)
+    assert "migrate waits on db_ok is N (needs Y) (db failed)" in message, message
+    assert "web waits on migrate_ok is U (needs Y) (migrate can never start)" in message, message
+    run.close()
+    detail = run.progress["web"].detail
+    assert detail == "never started: waits on migrate_ok is U (needs Y) (execution stalled in cpux main)", detail
+
+
+def test_a_timeout_names_the_bring_ups_timeout_not_what_was_left_for_the_cpux(tmp_path):
+    plan_run = make_run(tmp_path, [chunk("a", {"approval": "Y"}, "a_ok")], timeout=0.01)
+    run = CpuxRun(
+        plan=plan_run.plan,
+        cpux="main",
+        store=plan_run.store,
+        engine=FakeEngine(),
+        config_path=str(tmp_path / "c.json"),
+        timeout_seconds=0.01,
+        run_timeout=3,
+    )
+    run.supervise(poll=0.01)
+    assert str(run.abort_error).startswith("timed out after 3s in cpux main"), run.abort_error
+
+
 def test_no_stall_while_something_is_probing(tmp_path):
     run = make_run(
         tmp_path,

@@ -459,3 +459,26 @@ def test_rendered_lines_render_only_changed_values_and_forget_names_that_are_gon
     assert lines.lines({"b": 3}) == ["b=3"]
     calls.clear()
     assert lines.lines({"a": 1, "b": 3}) == ["a=1", "b=3"] and calls == ["a"]  # "a" was forgotten
+
+
+@pytest.mark.parametrize("command", [["status"], ["signal", "get"], ["up"]])
+def test_a_runtime_folder_that_is_a_file_is_bad_input_not_a_traceback(tmp_path: Path, command: list[str]) -> None:
+    """Before anything starts (no server, no container): --runtime-dir and PNR_RUNTIME_DIR alike."""
+    cfg = write_config(
+        tmp_path / "d.json",
+        {
+            "name": "rtfile",
+            "cpuxs": {"x": {"design_chunks": [{"name": "a", "container": {"name": "rtfile-a", "image": "busybox"}}]}},
+        },
+    )
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    for args, env in (
+        (["--runtime-dir", str(a_file)], {}),
+        ([], {"PNR_RUNTIME_DIR": str(a_file), "PNR_STATE_DIR": str(tmp_path / "state")}),
+    ):
+        r = pnr_cli(*command, str(cfg), *args, env=env)
+        assert r.returncode == 2, (command, args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stdout + r.stderr
+        assert f"{a_file} is a file" in r.stderr, r.stderr
+    assert not (tmp_path / "state").exists()  # `pnr up` refused before it looked for a server
