@@ -227,6 +227,10 @@ def up(
     plan = None
     if backend is None or not backend.use_runner:
         plan = _plan(config, env=True)
+        try:
+            plan.cpuxs_to_run(cpux, str(config))
+        except ConfigError as exc:
+            raise _fail(exc) from None
         header.show(plan.domain.name, len(plan.chunks), plan.cpux_order, bool(plan.domain.engines))
         backend = backend or _backend(ephemeral_server)
     args = {

@@ -53,6 +53,17 @@ class Plan:
     def chunks_of(self, cpux: str) -> list[str]:
         return [name for level in self.levels[cpux] for name in level]
 
+    def cpuxs_to_run(self, cpux: str | None, source: str | None = None) -> list[str]:
+        """Every CPUX in order, or only `cpux` (`--cpux`); a name the config does not have is bad input."""
+        if cpux is None:
+            return list(self.cpux_order)
+        if cpux not in self.domain.cpuxs:
+            have = ", ".join(self.domain.cpuxs)
+            raise ConfigError(
+                source or self.source, [ConfigIssue("cpuxs", f"no cpux named {cpux!r}; the config has {have}")]
+            )
+        return [cpux]
+
     def signals_produced_in(self, cpuxs: list[str]) -> set[str]:
         names = {n for c in cpuxs for n in self.chunks_of(c)}
         return {sig for sig, prods in self.producers.items() if any(p in names for p in prods)}

@@ -26,7 +26,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, PrivateAttr
 
 from pnr.engines import Engine, EngineSet
-from pnr.exceptions import ChunkFailed, ConfigError, ConfigIssue, RunError
+from pnr.exceptions import ChunkFailed, RunError
 from pnr.lifecycle import (
     WATCH_CANCELLED,
     ChunkBlocked,
@@ -339,14 +339,7 @@ def bring_up(
     control = current_control()
     settings = run_settings(control.environ)
     timeout_seconds = timeout_seconds or settings.timeout_seconds
-    names = plan.cpux_order
-    if cpux is not None:
-        if cpux not in plan.domain.cpuxs:
-            raise ConfigError(
-                config_path,
-                [ConfigIssue("cpuxs", f"no cpux named {cpux!r}; the config has {', '.join(plan.domain.cpuxs)}")],
-            )
-        names = [cpux]
+    names = plan.cpuxs_to_run(cpux, config_path)
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
     control.flow_run_id = str(flow_run.id) if flow_run.id else None

@@ -344,6 +344,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
         try:  # first of all, and without a flow run: a bad config is exit 2 with nothing started
             plan = check_config(args["config_path"], env, shown_as)
+            plan.cpuxs_to_run(args.get("cpux"), shown_as or args["config_path"])
         except ConfigError as exc:
             with contextlib.suppress(OSError):
                 self._write({"type": "done", "ok": False, "error": "ConfigError", "message": str(exc), "exit": 2})

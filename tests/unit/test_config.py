@@ -400,3 +400,18 @@ def test_a_runs_settings_are_the_clients_when_it_sent_them(monkeypatch: pytest.M
     monkeypatch.setenv("PNR_TIMEOUT_SECONDS", "soon")
     with pytest.raises(ConfigError):
         run_settings(None)
+
+
+def test_up_with_a_cpux_the_config_lacks_is_exit_2_before_anything_runs(tmp_path: Path) -> None:
+    from conftest import pnr_cli
+
+    cfg = ROOT / "config" / "dev_stack.json"
+    plan = make_plan(parse_domain(json.loads(cfg.read_text())), str(cfg))
+    assert plan.cpuxs_to_run(None) == plan.cpux_order
+    with pytest.raises(ConfigError, match="no cpux named 'nope'; the config has"):
+        plan.cpuxs_to_run("nope")
+    state = tmp_path / "state"
+    r = pnr_cli("up", str(cfg), "--cpux", "nope", env={"PNR_STATE_DIR": str(state)})
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stdout == "" and r.stderr.startswith(f"{cfg}: cpuxs: no cpux named 'nope'"), (r.stdout, r.stderr)
+    assert not state.exists()  # no server was started for it
