@@ -91,7 +91,7 @@ def validate(config: ConfigArg) -> None:
     for sig in plan.external:
         out.print(
             f"  external signal {sig}: nothing produces it; `pnr up` waits until it is set "
-            f"(pnr signal set {config} {sig} --tv Y)"
+            f"(pnr signal set {config} {sig} --tv Y){plan.near_miss(sig)}"
         )
 
 

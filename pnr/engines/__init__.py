@@ -2,7 +2,15 @@
 a domain (`EngineSet`), convergence (reuse / recreate, with reasons) and host-port checks. Docker errors
 become `EngineError` here."""
 
-from pnr.engines.converge import Decision, config_hash, decide, describe_changes, desired_state, spec_label
+from pnr.engines.converge import (
+    Decision,
+    config_hash,
+    decide,
+    describe_changes,
+    desired_state,
+    not_ours,
+    spec_label,
+)
 from pnr.engines.engine import (
     LABEL_CHUNK,
     LABEL_CPUX,
@@ -42,6 +50,7 @@ __all__ = [
     "host_port_problem",
     "image_ref",
     "network_name",
+    "not_ours",
     "spec_label",
     "used_engines",
 ]

@@ -85,6 +85,21 @@ class Decision:
         return self.action + (f": {'; '.join(self.reasons)}" if self.reasons else "")
 
 
+def not_ours(labels: dict[str, str], cid: str, *, domain: str, chunk: str, container: str) -> str | None:
+    """Why the container named `container` is not this chunk's to reuse or replace, or None when it is."""
+    if labels.get(LABEL_MANAGED) != "true":
+        return (
+            f"container name {container} is taken by a container pnr did not create ({cid[:12]}); "
+            "pnr will not touch it: remove it yourself or rename the container in the config"
+        )
+    if labels.get(LABEL_DOMAIN) != domain or labels.get(LABEL_CHUNK) != chunk:
+        return (
+            f"container name {container} belongs to chunk {labels.get(LABEL_CHUNK)!r} of domain "
+            f"{labels.get(LABEL_DOMAIN)!r}; rename one of them"
+        )
+    return None
+
+
 def decide(
     existing: ContainerState | None,
     desired: dict[str, Any],
@@ -97,22 +112,9 @@ def decide(
     if existing is None:
         return Decision("create")
     labels = existing.labels
-    if labels.get(LABEL_MANAGED) != "true":
-        return Decision(
-            "refuse",
-            [
-                f"container name {container} is taken by a container pnr did not create ({existing.id[:12]}); "
-                "pnr will not touch it: remove it yourself or rename the container in the config"
-            ],
-        )
-    if labels.get(LABEL_DOMAIN) != domain or labels.get(LABEL_CHUNK) != chunk:
-        return Decision(
-            "refuse",
-            [
-                f"container name {container} belongs to chunk {labels.get(LABEL_CHUNK)!r} of domain "
-                f"{labels.get(LABEL_DOMAIN)!r}; rename one of them"
-            ],
-        )
+    refusal = not_ours(labels, existing.id, domain=domain, chunk=chunk, container=container)
+    if refusal:
+        return Decision("refuse", [refusal])
     if force:
         return Decision("recreate", ["--force-recreate"])
     if labels.get(LABEL_HASH) == config_hash(desired):

@@ -361,11 +361,16 @@ class Engine:
             labels=(info.get("Config") or {}).get("Labels") or {},
         )
 
-    def container_names(self) -> set[str]:
-        """The names of every container on the engine (any owner: only to know which names are free)."""
+    def container_names(self) -> dict[str, tuple[str, dict[str, str]]]:
+        """Every container on the engine by name, with its id and labels (any owner: only to know which names
+        are free, and whether a taken one is pnr's; nothing is done to them)."""
         with self._errors("listing containers"):
             rows = self.client.api.containers(all=True)
-        return {name.lstrip("/") for row in rows for name in row.get("Names") or []}
+        return {
+            name.lstrip("/"): (row.get("Id", ""), row.get("Labels") or {})
+            for row in rows
+            for name in row.get("Names") or []
+        }
 
     def owned_containers(self, domain: str) -> list[ContainerState]:
         with self._errors("listing containers"):

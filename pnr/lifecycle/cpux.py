@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import EngineSet, host_port_clashes, image_ref
+from pnr.engines import EngineSet, host_port_clashes, image_ref, not_ours
 from pnr.exceptions import BlockedChunk, ChunkFailed, EngineError, RunError, RunTimeout, StallError
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.state import CpuxState, Phase
@@ -83,6 +83,17 @@ def prepare_engines(plan: Plan, names: list[str], engines: EngineSet, base_dir: 
             host_port_clashes(engines[name], domain, [plan.chunks[n] for n in chunks])
         except EngineError as exc:
             taken.append(str(exc) if len(groups) == 1 else f"{engines.describe(name)}:\n{exc}")
+    absent: set[str] = set()
+    for name, chunks in groups.items():  # a name another owner holds: refused before anything starts
+        present = engines[name].container_names()
+        for n in chunks:
+            cname = plan.chunks[n].container.name
+            if cname not in present:
+                absent.add(n)
+                continue
+            refusal = not_ours(present[cname][1], present[cname][0], domain=domain, chunk=n, container=cname)
+            if refusal:
+                taken.append(f"chunk {n}: {refusal}")
     if taken:
         raise EngineError("\n".join(taken))
     images: dict[str, str] = {}
@@ -96,10 +107,6 @@ def prepare_engines(plan: Plan, names: list[str], engines: EngineSet, base_dir: 
         if key not in pulled:
             pulled[key] = engines.of(chunk).ensure_image(domain, chunk, base_dir, build=build)
         images[name] = pulled[key]
-    absent: set[str] = set()
-    for name, chunks in groups.items():
-        present = engines[name].container_names()
-        absent |= {n for n in chunks if plan.chunks[n].container.name not in present}
     for name in groups:  # last: a missing image leaves nothing behind
         engines[name].ensure_network(domain)
     return images, absent
@@ -275,7 +282,7 @@ class CpuxRun(CpuxState):
         for sig in sorted(externals):
             lines.append(
                 f"  external signal {sig} never came; set it with: "
-                f"pnr signal set {self.config_path} {sig} --tv {self._wanted(sig)}"
+                f"pnr signal set {self.config_path} {sig} --tv {self._wanted(sig)}{self.plan.near_miss(sig)}"
             )
         return "\n".join(lines)
 

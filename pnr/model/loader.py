@@ -203,8 +203,11 @@ def load_domain(path: str | Path) -> Domain:
     try:
         data = json.loads(text, object_pairs_hook=lambda pairs: _no_dup_keys(pairs, dup_keys))
     except json.JSONDecodeError as exc:
+        hint = ""
+        if str(source).lower().endswith((".yml", ".yaml")):
+            hint = f"; pnr reads JSON domain configs: `pnr import {source} -o domain.json` translates a compose file"
         raise ConfigError(
-            source, [ConfigIssue("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
+            source, [ConfigIssue("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}")]
         ) from None
     except RecursionError:
         raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None

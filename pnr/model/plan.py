@@ -53,6 +53,15 @@ class Plan:
     def chunks_of(self, cpux: str) -> list[str]:
         return [name for level in self.levels[cpux] for name in level]
 
+    def near_miss(self, signal: str) -> str:
+        """` (did you mean db_healthy?)` when an external signal is one typo away from one the domain produces,
+        else "": a misspelt gate signal is otherwise an external signal that `up` waits on until its timeout."""
+        import difflib
+
+        produced = [s for s in self.producers if s != signal]
+        close = difflib.get_close_matches(signal, produced, n=1, cutoff=0.8)
+        return f" (did you mean {close[0]}?)" if close else ""
+
     def cpuxs_to_run(self, cpux: str | None, source: str | None = None) -> list[str]:
         """Every CPUX in order, or only `cpux` (`--cpux`); a name the config does not have is bad input."""
         if cpux is None:
@@ -109,6 +118,7 @@ class Plan:
             for sig in self.external:
                 lines.append(
                     f"  {sig}  <- pnr signal set CONFIG {sig} --tv Y   (waited on by {', '.join(self.consumers[sig])})"
+                    + self.near_miss(sig)
                 )
         return "\n".join(lines)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, TEST_IMAGE, free_port, http_chunk, pnr_cli, write_config
 
-from pnr.exceptions import ChunkFailed, ImageError, RunTimeout, StallError
+from pnr.exceptions import ChunkFailed, EngineError, ImageError, RunTimeout, StallError
 from pnr.prefect.flows import bring_up, tear_down
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect]
@@ -172,16 +172,23 @@ def test_foreign_container_survives_up_and_down(
 def test_name_taken_by_foreign_container_is_an_error_not_a_removal(
     tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup
 ):
+    """Refused before anything starts, like a taken host port: not after the chunks before it came up."""
     cleanup.append(domain_name)
     foreign = docker_client.containers.run(TEST_IMAGE, ["sleep", "300"], name=f"{domain_name}-a", detach=True)
     try:
-        cfg = write_config(
-            tmp_path / "f.json", _domain(domain_name, [http_chunk("a", free_port(), prefix=domain_name + "-")])
-        )
-        with pytest.raises(ChunkFailed, match="pnr did not create"):
+        pre = domain_name + "-"
+        chunks = [
+            http_chunk("db", free_port(), prefix=pre),
+            http_chunk("a", free_port(), prefix=pre, gate={"db_ready": "Y"}),
+        ]
+        cfg = write_config(tmp_path / "f.json", _domain(domain_name, chunks))
+        with pytest.raises(
+            EngineError, match=f"chunk a: container name {pre}a is taken by a container pnr did not create"
+        ):
             bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
         foreign.reload()
         assert foreign.status == "running"
+        assert not docker_client.containers.list(all=True, filters={"label": f"io.pnr.domain={domain_name}"})
     finally:
         foreign.remove(force=True)
 

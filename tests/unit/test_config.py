@@ -415,3 +415,44 @@ def test_up_with_a_cpux_the_config_lacks_is_exit_2_before_anything_runs(tmp_path
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert r.stdout == "" and r.stderr.startswith(f"{cfg}: cpuxs: no cpux named 'nope'"), (r.stdout, r.stderr)
     assert not state.exists()  # no server was started for it
+
+
+def test_a_gate_signal_one_typo_from_a_produced_one_gets_a_did_you_mean(tmp_path: Path) -> None:
+    from conftest import pnr_cli
+
+    domain = {
+        "name": "typo",
+        "cpuxs": {
+            "x": {
+                "design_chunks": [
+                    {
+                        "name": "db",
+                        "container": {"name": "typo-db", "image": "busybox"},
+                        "flowout": {"db_healthy": {"tv": "Y"}},
+                    },
+                    {
+                        "name": "app",
+                        "container": {"name": "typo-app", "image": "busybox"},
+                        "gatekeeper": {"db_helthy": {"tv": "Y"}, "approval": {"tv": "Y"}},
+                    },
+                ]
+            }
+        },
+    }
+    plan = make_plan(parse_domain(domain))
+    assert plan.near_miss("db_helthy") == " (did you mean db_healthy?)"
+    assert plan.near_miss("approval") == ""  # a real external signal: no hint
+    cfg = write_config(tmp_path / "typo.json", domain)
+    out = pnr_cli("validate", str(cfg))
+    assert out.returncode == 0 and "db_helthy --tv Y) (did you mean db_healthy?)" in out.stdout, out.stdout
+    assert "did you mean" in pnr_cli("plan", str(cfg)).stdout
+
+
+def test_validate_of_a_yaml_file_points_to_pnr_import(tmp_path: Path) -> None:
+    from conftest import pnr_cli
+
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text("services:\n  web:\n    image: busybox\n")
+    r = pnr_cli("validate", str(compose_file))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"`pnr import {compose_file} -o domain.json` translates a compose file" in r.stderr, r.stderr
