@@ -181,7 +181,15 @@ def up(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="show what would be created, reused or recreated, and why; touch nothing")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="show Prefect's own logs of a run in this process (a run on pnr's resident runner logs to the UI "
+            "and `pnr server logs`)",
+        ),
+    ] = False,
     watch: Annotated[
         bool,
         typer.Option(

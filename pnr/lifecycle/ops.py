@@ -145,8 +145,8 @@ def domain_status(
             status = "unknown"
         elif phase == "failed":
             status = "failed"
-        elif cont is not None and not cont.running:
-            status = "stopped"
+        elif cont is not None and not cont.running and not (chunk.kind == "job" and flowout_holds):
+            status = "stopped"  # (a job that ran to its end and produced its flowout is completed)
         elif cont is not None and flowout_holds and phase in (None, "ready", "blocked"):
             status = "completed"
         elif cont is not None:

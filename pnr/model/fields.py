@@ -36,7 +36,7 @@ def check_signal_name(value: str) -> str:
 
 
 def _upper_tv(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
+    return value.upper() if isinstance(value, str) and len(value) == 1 else value  # "yes" is reported as written
 
 
 Name = Annotated[str, AfterValidator(_check_name)]

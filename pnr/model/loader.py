@@ -206,9 +206,10 @@ def load_domain(path: str | Path) -> Domain:
         hint = ""
         if str(source).lower().endswith((".yml", ".yaml")):
             hint = f"; pnr reads JSON domain configs: `pnr import {source} -o domain.json` translates a compose file"
-        raise ConfigError(
-            source, [ConfigIssue("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}")]
-        ) from None
+        where = f"line {exc.lineno} column {exc.colno}"
+        # json's "Unterminated string starting at" (a file cut short) reads on with the place it names
+        text = f": {exc.msg[0].lower()}{exc.msg[1:]} {where}" if exc.msg.endswith(" at") else f" at {where}: {exc.msg}"
+        raise ConfigError(source, [ConfigIssue("", f"invalid JSON{text}{hint}")]) from None
     except RecursionError:
         raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits

@@ -136,6 +136,7 @@ TABLE: list[tuple[str, Mutation, str, str]] = [
 ]
 RAW: list[tuple[str, str, str]] = [  # (id, file text, message words) — file-level errors have no JSON path
     ("malformed_json", '{"name": "NAME", "cpuxs": {', "invalid JSON at line 1"),
+    ("cut_short_json", '{"name": "NAME", "cpuxs": {"a', "invalid JSON: unterminated string starting at line 1 column"),
     ("duplicate_json_key", '{"name": "NAME", "name": "NAME", "cpuxs": {}}', "name: key 'name' appears more than once"),
 ]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, TEST_IMAGE, free_port, write_config
+from conftest import ROOT, TEST_IMAGE, free_port, pnr_cli, write_config
 
 from pnr.exceptions import ChunkFailed, StallError
 from pnr.prefect.flows import bring_up, tear_down
@@ -190,6 +190,9 @@ def test_every_probe_kind_against_real_containers(
     assert job["Status"] == "exited" and job["ExitCode"] == 0
     ready_at = max(r["ready_at"] for n, r in result["cpuxs"]["main"].items() if n != "migrate")
     assert result["cpuxs"]["main"]["migrate"]["started_at"] >= ready_at
+    # `pnr status` afterwards: the job that exited 0 with its flowout written is completed, not stopped
+    status = json.loads(pnr_cli("status", str(cfg), "--json", "--runtime-dir", str(runtime_dir)).stdout)
+    assert {n: c["status"] for n, c in status["chunks"].items()} == {n: "completed" for n in phases}, status
 
     report = tear_down(str(cfg), runtime_dir=str(runtime_dir))
     assert pre + "migrate" in report["containers"]  # the exited job is cleaned up too

@@ -456,3 +456,14 @@ def test_validate_of_a_yaml_file_points_to_pnr_import(tmp_path: Path) -> None:
     r = pnr_cli("validate", str(compose_file))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"`pnr import {compose_file} -o domain.json` translates a compose file" in r.stderr, r.stderr
+
+
+def test_a_truth_value_in_any_case_loads_and_a_word_is_reported_as_written() -> None:
+    def domain(tv: str) -> dict[str, Any]:
+        chunk = {"name": "a", "container": {"name": "tvx-a", "image": "busybox"}, "flowout": {"a_ok": {"tv": tv}}}
+        return {"name": "tvx", "cpuxs": {"x": {"design_chunks": [chunk]}}}
+
+    assert parse_domain(domain("y")).cpuxs["x"].design_chunks[0].flowout["a_ok"].tv == "Y"
+    with pytest.raises(ConfigError) as info:
+        parse_domain(domain("yes"))
+    assert "flowout.a_ok.tv: tv must be 'Y', 'N' or 'U' (any case), not 'yes'" in str(info.value), str(info.value)
