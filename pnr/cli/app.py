@@ -525,10 +525,12 @@ def status(
         return
     _table(plan.domain.name, bool(plan.domain.engines), data)
     table = Table(title="signals", title_justify="left")
-    for col in ("signal", "tv", "response", "prompt"):
+    stale = data["stale"]
+    for col in ("signal", "tv", "response", "prompt", *(["note"] if stale else [])):
         table.add_column(col)
     for name, s in data["signals"].items():
-        table.add_row(name, s["tv"], ", ".join(s["response"]), s["prompt"])
+        note = [f"[yellow]may be stale: {_escape(stale[name])}[/]" if name in stale else ""] if stale else []
+        table.add_row(name, s["tv"], ", ".join(s["response"]), s["prompt"], *note)
     out.print(table)
     for file, problem in data["problems"].items():
         err.print(f"[yellow]warning:[/] runtime file {file} ignored: {_escape(problem)}")

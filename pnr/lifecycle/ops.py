@@ -15,7 +15,7 @@ from typing import Any
 from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref
 from pnr.exceptions import EngineUnreachable
 from pnr.lifecycle.cpux import domain_runs
-from pnr.model import Plan
+from pnr.model import Plan, PnR
 from pnr.runtime import ChunkStateFile, SignalStore, read_state, remove_domain_files
 
 # Containers stopped and removed at once by `pnr down`. Docker 20.10 loses count of a network's endpoints when
@@ -160,6 +160,8 @@ def domain_status(
             detail = f"{engines.describe(ename)} does not answer; last recorded phase: {phase or 'none'}"
         elif cont is None and engine is not None and phase in ("starting", "probing", "ready") and not run_alive:
             detail = f"container {chunk.container.name} is gone (removed outside pnr?); `pnr up` recreates it"
+        elif status == "stopped" and cont is not None and phase != "failed":
+            detail = f"container {cont.name} is {cont.status} (stopped outside pnr?); `pnr up` starts it again"
         chunks[name] = {
             "status": status,
             "engine": ename,
@@ -172,6 +174,7 @@ def domain_status(
     return {
         "domain": domain,
         "signals": {name: value.model_dump() for name, value in sorted(state.items())},
+        "stale": _stale_signals(plan, state, chunks),
         "chunks": chunks,
         "runtime_dir": str(runtime_dir),
         "problems": problems,
@@ -186,6 +189,22 @@ def domain_status(
             for ename, e in (engines.items() if engines is not None else [])
         },
     }
+
+
+def _stale_signals(plan: Plan, state: Mapping[str, PnR], chunks: dict[str, Any]) -> dict[str, str]:
+    """Signals whose producer's container stopped or went away since it wrote them: the value stands (only a
+    watch or the next `pnr up` changes it), but a reader should know it may no longer be true."""
+    stale: dict[str, str] = {}
+    for signal in state:
+        for producer in plan.producers.get(signal, []):
+            c = chunks.get(producer)
+            if c is None:
+                continue
+            if c["status"] == "stopped":
+                stale[signal] = f"written by {producer}, whose container has stopped since"
+            elif c["container"] is None and c["status"] != "unknown" and c["phase"] in ("probing", "ready"):
+                stale[signal] = f"written by {producer}, whose container is gone"
+    return stale
 
 
 def _owned_by_chunk(engines: EngineSet | None, lost: dict[str, str], domain: str) -> dict[str | None, ContainerState]:

@@ -454,6 +454,7 @@ def test_container_removed_by_hand_shows_in_status_and_up_restores_it(
     assert chunks_now["db"]["status"] == "completed"
     assert chunks_now["api"]["status"] != "completed" and chunks_now["api"]["container"] is None
     assert "gone" in (chunks_now["api"]["detail"] or ""), chunks_now["api"]
+    assert json.loads(status.stdout)["stale"] == {"api_ready": "written by api, whose container is gone"}
     text = pnr_cli("status", str(cfg), "--runtime-dir", rdir)
     assert "gone" in text.stdout and "Traceback" not in text.stdout + text.stderr
 
@@ -464,3 +465,26 @@ def test_container_removed_by_hand_shows_in_status_and_up_restores_it(
     assert docker_client.containers.get(f"{pre}api").status == "running"
     after = json.loads(pnr_cli("status", str(cfg), "--json", "--runtime-dir", rdir).stdout)["chunks"]
     assert {c["status"] for c in after.values()} == {"completed"}
+
+
+def test_a_container_stopped_by_hand_shows_in_status_with_its_signals_marked_stale(
+    tmp_path, domain_name, docker_client, cleanup, prefect_home
+):
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    chunks = [
+        http_chunk("db", free_port(), prefix=pre),
+        http_chunk("api", free_port(), prefix=pre, gate={"db_ready": "Y"}),
+    ]
+    cfg = write_config(tmp_path / "c.json", {"name": domain_name, "cpuxs": {"main": {"design_chunks": chunks}}})
+    rdir = str(tmp_path / "rt")
+    assert pnr_cli("up", str(cfg), "--runtime-dir", rdir, env=prefect_home).returncode == 0
+    docker_client.containers.get(f"{pre}db").kill()
+
+    data = json.loads(pnr_cli("status", str(cfg), "--json", "--runtime-dir", rdir).stdout)
+    assert data["chunks"]["db"]["status"] == "stopped" and data["chunks"]["api"]["status"] == "completed"
+    assert f"container {pre}db is exited" in data["chunks"]["db"]["detail"], data["chunks"]["db"]
+    assert data["signals"]["db_ready"]["tv"] == "Y"  # the value stands: only a watch or the next up changes it
+    assert data["stale"] == {"db_ready": "written by db, whose container has stopped since"}
+    text = pnr_cli("status", str(cfg), "--runtime-dir", rdir).stdout
+    assert "may be stale" in text, text
