@@ -82,7 +82,7 @@ class TcpCheck(PortCheck):
 
 
 def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) and len(value) == 1 else value  # "yes" is reported as written
+    return value.upper() if isinstance(value, str) else value
 
 
 class HttpCheck(PortCheck):
