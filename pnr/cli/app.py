@@ -583,8 +583,13 @@ def logs(
 
 
 def _follow_logs(follower: Any, printer: Any) -> None:
+    import signal
+
     from pnr.lifecycle.logs import FollowEnded
 
+    # Ctrl-C ends following even when this process was started with SIGINT ignored (Python then installs no
+    # handler of its own: a `pnr logs -f` started from such a parent ignored Ctrl-C and ran on; `pnr up` sets its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     follower.start()
     try:
         for item in follower.lines():
@@ -604,9 +609,8 @@ STOP_GRACE_SECONDS = 5.0
 
 
 def _exit_within(seconds: float) -> None:
-    """After Ctrl-C, the process ends within `seconds` even if closing a stream or an exit handler blocks (once
-    in a full test run a `pnr logs -f` outlived its Ctrl-C by over a minute; the cause was not found). With
-    PYTHONFAULTHANDLER set, the threads' stacks are written to stderr first, to find it."""
+    """After Ctrl-C, the process ends within `seconds` even if closing a stream or an exit handler blocks. With
+    PYTHONFAULTHANDLER set, the threads' stacks are written to stderr first, to find what blocked."""
     import threading
 
     def force() -> None:

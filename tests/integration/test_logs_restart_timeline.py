@@ -108,11 +108,16 @@ def _latest_artifact(api_url: str, key: str, timeout: float = 30.0) -> dict[str,
             time.sleep(0.5)
 
 
-def _popen(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """The CLI in the background; its stdout lines collect in the returned list."""
+def _popen(*args: str, sigint_ignored: bool = False) -> tuple[subprocess.Popen[str], list[str]]:
+    """The CLI in the background; its stdout lines collect in the returned list. `sigint_ignored`: started with
+    SIGINT ignored (as a non-interactive shell starts a background job; Python then installs no handler of its
+    own, and once the test process itself ignored it): Ctrl-C must still reach pnr."""
     # faulthandler: if Ctrl-C ever needs pnr's exit deadline again, the stacks of its threads are in the output
     env = {k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)} | {"PYTHONFAULTHANDLER": "1"}
-    proc = subprocess.Popen([*PNR, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    proc = subprocess.Popen(
+        [*PNR, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
     return proc, lines
@@ -184,7 +189,7 @@ def test_timeline_picture_and_logs_of_a_real_run(tmp_path, runtime_dir, domain_n
     assert gone.returncode == 1 and "cannot reach the Docker engine" in gone.stderr, gone.stderr
 
     # -f: two containers at once, new lines live, Ctrl-C ends it cleanly
-    proc, out = _popen("logs", str(cfg), "db", "web", "-f", "--tail", "0")
+    proc, out = _popen("logs", str(cfg), "db", "web", "-f", "--tail", "0", sigint_ignored=True)
     try:
         _until("both containers' ticks", lambda: {ln.split()[0] for ln in out if "tick" in ln} >= {"db", "web"}, 30)
         docker_client.containers.get(f"{domain_name}-db").exec_run(["sh", "-c", "echo live-line > /proc/1/fd/1"])
