@@ -201,9 +201,9 @@ def _stale_signals(plan: Plan, state: Mapping[str, PnR], chunks: dict[str, Any])
             if c is None:
                 continue
             if c["status"] == "stopped":
-                stale[signal] = f"written by {producer}, whose container has stopped since"
+                stale[signal] = f"{producer} stopped since it wrote it"
             elif c["container"] is None and c["status"] != "unknown" and c["phase"] in ("probing", "ready"):
-                stale[signal] = f"written by {producer}, whose container is gone"
+                stale[signal] = f"{producer}'s container is gone"
     return stale
 
 

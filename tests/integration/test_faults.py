@@ -454,7 +454,7 @@ def test_container_removed_by_hand_shows_in_status_and_up_restores_it(
     assert chunks_now["db"]["status"] == "completed"
     assert chunks_now["api"]["status"] != "completed" and chunks_now["api"]["container"] is None
     assert "gone" in (chunks_now["api"]["detail"] or ""), chunks_now["api"]
-    assert json.loads(status.stdout)["stale"] == {"api_ready": "written by api, whose container is gone"}
+    assert json.loads(status.stdout)["stale"] == {"api_ready": "api's container is gone"}
     text = pnr_cli("status", str(cfg), "--runtime-dir", rdir)
     assert "gone" in text.stdout and "Traceback" not in text.stdout + text.stderr
 
@@ -485,6 +485,6 @@ def test_a_container_stopped_by_hand_shows_in_status_with_its_signals_marked_sta
     assert data["chunks"]["db"]["status"] == "stopped" and data["chunks"]["api"]["status"] == "completed"
     assert f"container {pre}db is exited" in data["chunks"]["db"]["detail"], data["chunks"]["db"]
     assert data["signals"]["db_ready"]["tv"] == "Y"  # the value stands: only a watch or the next up changes it
-    assert data["stale"] == {"db_ready": "written by db, whose container has stopped since"}
+    assert data["stale"] == {"db_ready": "db stopped since it wrote it"}
     text = pnr_cli("status", str(cfg), "--runtime-dir", rdir).stdout
     assert "may be stale" in text, text
