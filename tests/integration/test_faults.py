@@ -433,10 +433,8 @@ def test_container_crashing_during_bring_up(tmp_path, domain_name, docker_client
     assert status["chunks"]["api"]["container"] is None  # its dependent never started
 
 
-def test_container_removed_by_hand_shows_in_status_and_up_restores_it(
-    tmp_path, domain_name, docker_client, cleanup, prefect_home
-):
-    cleanup.append(domain_name)
+def _db_and_api_up(tmp_path: Path, domain_name: str, prefect_home: dict[str, str]) -> tuple[Path, str, str]:
+    """db, and api gated on db_ready, brought up through the CLI: (config, runtime folder, container prefix)."""
     pre = domain_name + "-"
     chunks = [
         http_chunk("db", free_port(), prefix=pre),
@@ -445,6 +443,14 @@ def test_container_removed_by_hand_shows_in_status_and_up_restores_it(
     cfg = write_config(tmp_path / "c.json", {"name": domain_name, "cpuxs": {"main": {"design_chunks": chunks}}})
     rdir = str(tmp_path / "rt")
     assert pnr_cli("up", str(cfg), "--runtime-dir", rdir, env=prefect_home).returncode == 0
+    return cfg, rdir, pre
+
+
+def test_container_removed_by_hand_shows_in_status_and_up_restores_it(
+    tmp_path, domain_name, docker_client, cleanup, prefect_home
+):
+    cleanup.append(domain_name)
+    cfg, rdir, pre = _db_and_api_up(tmp_path, domain_name, prefect_home)
     db_id = docker_client.containers.get(f"{pre}db").id
     docker_client.containers.get(f"{pre}api").remove(force=True)
 
@@ -471,14 +477,7 @@ def test_a_container_stopped_by_hand_shows_in_status_with_its_signals_marked_sta
     tmp_path, domain_name, docker_client, cleanup, prefect_home
 ):
     cleanup.append(domain_name)
-    pre = domain_name + "-"
-    chunks = [
-        http_chunk("db", free_port(), prefix=pre),
-        http_chunk("api", free_port(), prefix=pre, gate={"db_ready": "Y"}),
-    ]
-    cfg = write_config(tmp_path / "c.json", {"name": domain_name, "cpuxs": {"main": {"design_chunks": chunks}}})
-    rdir = str(tmp_path / "rt")
-    assert pnr_cli("up", str(cfg), "--runtime-dir", rdir, env=prefect_home).returncode == 0
+    cfg, rdir, pre = _db_and_api_up(tmp_path, domain_name, prefect_home)
     docker_client.containers.get(f"{pre}db").kill()
 
     data = json.loads(pnr_cli("status", str(cfg), "--json", "--runtime-dir", rdir).stdout)

@@ -74,6 +74,7 @@ def make_run(
     timeout: float = 60,
     control: RunControl | None = None,
     runtime: str = "rt",
+    **kwargs: Any,
 ) -> CpuxRun:
     plan = make_plan(parse_domain({"name": "d", "cpuxs": {"main": {"design_chunks": chunks}}}))
     store = SignalStore(tmp_path / runtime, "d", scope=plan.signals_produced_in(["main"]))
@@ -86,6 +87,7 @@ def make_run(
         config_path=str(tmp_path / "c.json"),  # type: ignore[arg-type]
         timeout_seconds=timeout,
         control=control,
+        **kwargs,
     )
     run.images = {n: "sha256:abc" for n in plan.chunks}
     return run
@@ -124,16 +126,7 @@ def test_a_stall_names_the_chunks_behind_a_blocked_one_and_each_blocked_chunk_sa
 
 
 def test_a_timeout_names_the_bring_ups_timeout_not_what_was_left_for_the_cpux(tmp_path):
-    plan_run = make_run(tmp_path, [chunk("a", {"approval": "Y"}, "a_ok")], timeout=0.01)
-    run = CpuxRun(
-        plan=plan_run.plan,
-        cpux="main",
-        store=plan_run.store,
-        engine=FakeEngine(),
-        config_path=str(tmp_path / "c.json"),
-        timeout_seconds=0.01,
-        run_timeout=3,
-    )
+    run = make_run(tmp_path, [chunk("a", {"approval": "Y"}, "a_ok")], timeout=0.01, run_timeout=3)
     run.supervise(poll=0.01)
     assert str(run.abort_error).startswith("timed out after 3s in cpux main"), run.abort_error
 
