@@ -600,30 +600,9 @@ def _follow_logs(follower: Any, printer: Any) -> None:
             sys.stdout.write(printer.format(item.chunk, item.text, item.stamp))
             sys.stdout.flush()
     except KeyboardInterrupt:  # Ctrl-C ends following: a normal end
-        _exit_within(STOP_GRACE_SECONDS)
+        pass
     finally:
         follower.stop()
-
-
-STOP_GRACE_SECONDS = 5.0
-
-
-def _exit_within(seconds: float) -> None:
-    """After Ctrl-C, the process ends within `seconds` even if closing a stream or an exit handler blocks. With
-    PYTHONFAULTHANDLER set, the threads' stacks are written to stderr first, to find what blocked."""
-    import threading
-
-    def force() -> None:
-        if os.environ.get("PYTHONFAULTHANDLER"):
-            import faulthandler
-
-            faulthandler.dump_traceback(all_threads=True)
-        err.print(f"[yellow]warning:[/] stopping took over {seconds:g}s; exiting")
-        os._exit(0)
-
-    timer = threading.Timer(seconds, force)
-    timer.daemon = True
-    timer.start()
 
 
 @app.command()
