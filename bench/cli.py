@@ -721,26 +721,40 @@ def bench_scale(bench: Bench, data: dict[str, Any]) -> None:
             data["notes"].append(f"PostgreSQL-backed server did not start: {exc}")
     for size in bench.args.scale:
         stack = lambda: layered(size, command=SLEEP_TRAP)  # noqa: B023, E731
-        rec = bench.run_lower_bound(stack())
-        rec.update(stack=f"scale{size}", chunks=size, load1=os.getloadavg()[0])
-        data["scale"].append(rec)
-        log(f"scale{size} lower bound {fmt_rec(rec)}")
-        for srv in servers:
-            database = "postgresql" if srv.database_url else "sqlite"
-            rec = bench.run_prefect_floor(stack(), srv)  # the scale stacks have no probes: one task run each
-            rec.update(stack=f"scale{size}", chunks=size, database=database, load1=os.getloadavg()[0])
-            data["scale"].append(rec)
-            log(f"scale{size} Prefect floor ({database}) {fmt_rec(rec)}")
-            # the default, then (what pnr's per-chunk events cost, in the same run) without them
-            for variant in (None, LEAN) if bench.args.chunk_events_off else (None,):
-                env = {**srv.env(), "PNR_CHUNK_EVENTS": "false"} if variant else srv.env()
-                rec = bench.run_pnr(stack(), f"warm/{srv.kind}", env, srv)
-                rec.update(stack=f"scale{size}", chunks=size, database=database, load1=os.getloadavg()[0])
-                if variant:
-                    rec["variant"] = variant
+        # At 500 chunks one run's wall moves by ±10 s between runs of the same tool (the engine's), as much as the
+        # target: repeat in rounds, the order reversed every other round (ABBA), and compare medians.
+        steps = [("lower_bound", None)] + [(tool, srv) for srv in servers for tool in scale_tools(bench.args)]
+        for repeat in range(bench.args.scale_repeats):
+            for tool, srv in steps if repeat % 2 == 0 else reversed(steps):
+                rec = scale_step(bench, stack(), tool, srv)
+                rec.update(stack=f"scale{size}", chunks=size, repeat=repeat, load1=os.getloadavg()[0])
                 data["scale"].append(rec)
-                log(f"scale{size} pnr{f', {variant}' if variant else ''} ({database}) {fmt_rec(rec)}")
-            save(data, "cli-partial.json")
+                where = f" ({rec['database']})" if srv else ""
+                log(f"scale{size} #{repeat + 1} {tool}{where} {fmt_rec(rec)}")
+                save(data, "cli-partial.json")
+
+
+def scale_tools(args: argparse.Namespace) -> list[str]:
+    """What runs against each server at scale, besides the lower bound once per round."""
+    return [
+        *(["prefect_floor"] if args.floor else []),
+        "pnr",
+        *(["pnr_lean"] if args.chunk_events_off else []),
+    ]
+
+
+def scale_step(bench: Bench, stack: Stack, tool: str, srv: Server | None) -> dict[str, Any]:
+    if srv is None:
+        return bench.run_lower_bound(stack)
+    database = {"database": "postgresql" if srv.database_url else "sqlite"}
+    if tool == "prefect_floor":  # the scale stacks have no probes: one task run each
+        return {**bench.run_prefect_floor(stack, srv), **database}
+    # pnr_lean: the same `pnr up` without pnr's per-chunk events (what they cost, in the same run)
+    env = {**srv.env(), "PNR_CHUNK_EVENTS": "false"} if tool == "pnr_lean" else srv.env()
+    rec = {**bench.run_pnr(stack, f"warm/{srv.kind}", env, srv), **database}
+    if tool == "pnr_lean":
+        rec["variant"] = LEAN
+    return rec
 
 
 # -- set-up, machine facts, main -----------------------------------------------------------------------------
@@ -833,6 +847,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help=f"at scale, skip the extra `pnr up` with {LEAN}",
     )
+    p.add_argument("--no-floor", dest="floor", action="store_false", help="at scale, skip the Prefect floor")
+    p.add_argument("--scale-repeats", type=int, default=1, help="rounds at scale, order reversed every other round")
     p.add_argument("--postgres", metavar="URL|auto", help="also scale on a PostgreSQL-backed server (auto: "
                    "scripts/ensure_postgres.sh)")  # fmt: skip
     p.add_argument("--compose-interval", default="1ms", help="compose healthcheck interval (engine minimum: 1ms)")

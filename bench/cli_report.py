@@ -124,45 +124,65 @@ FLOORS = ("prefect_floor",)  # one task run per container
 
 
 def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per chunk count and server database: medians over the rounds (`--scale-repeats`), the lower bound's from
+    the same rounds, and the overhead of each round against that round's lower bound (min–max)."""
+    groups: dict[tuple[str, int, str | None], list[dict[str, Any]]] = {}
+    for r in data.get("scale", []):
+        kind = "lean" if r.get("variant") else r["tool"]
+        database = None if kind == "lower_bound" else r.get("database", "sqlite")
+        groups.setdefault((kind, r["chunks"], database), []).append(r)
     rows = []
-    recs = data.get("scale", [])
-    lbs = {r["chunks"]: r for r in recs if r["tool"] == "lower_bound"}
-    floors = {(r["tool"], r["chunks"], r.get("database")): r for r in recs if r["tool"] in FLOORS}
-    variants = {(r["chunks"], r.get("database", "sqlite")): r for r in recs if r["tool"] == "pnr" and r.get("variant")}
-    for r in recs:
-        if r["tool"] != "pnr" or r.get("variant"):
+    for (kind, n, database), runs in groups.items():
+        if kind != "pnr":
             continue
-        n, lb = r["chunks"], lbs.get(r["chunks"])
-        ok = "error" not in r and lb is not None and "error" not in lb
+        lbs = groups.get(("lower_bound", n, None), [])
+        lb = stats([r["wall"] for r in lbs if "error" not in r])
         row: dict[str, Any] = {
             "chunks": n,
-            "database": r.get("database", "sqlite"),
-            "lb_wall": lb["wall"] if lb else None,
-            "pnr_wall": r["wall"],
-            "error": r.get("error") or (lb or {}).get("error"),
-            "overhead_per_chunk": (r["wall"] - lb["wall"]) / n if ok and lb else None,
-            "cpu_per_chunk": r["cpu"] / n,
-            "server_cpu_per_chunk": (r.get("server_cpu") or 0.0) / n,
-            "load1": r.get("load1"),
+            "database": database,
+            "lb_wall": lb["median"] if lb else None,
+            "lb": lb,
+            "error": next((r["error"] for r in runs + lbs if "error" in r), None),
+            "load1": stats([r.get("load1") for r in runs]),
         }
-        good = ok and lb is not None
+        pnr = _beside(runs, lbs, lb, n)
+        row.update(
+            pnr_wall=pnr.get("wall"),
+            pnr_walls=pnr.get("walls"),
+            overhead_per_chunk=pnr.get("per_chunk"),
+            pnr_per_chunk_paired=pnr.get("per_chunk_paired"),
+            cpu_per_chunk=pnr.get("own_cpu", 0.0),
+            server_cpu_per_chunk=pnr.get("server_cpu", 0.0),
+        )
         for tool in FLOORS:
-            row[tool] = _beside(floors.get((tool, n, r.get("database"))), lb if good else None, n)
-        row["lean"] = _beside(variants.get((n, row["database"])), lb if good else None, n)
+            row[tool] = _beside(groups.get((tool, n, database), []), lbs, lb, n) or None
+        row["lean"] = _beside(groups.get(("lean", n, database), []), lbs, lb, n) or None
         rows.append(row)
     return rows
 
 
-def _beside(rec: dict[str, Any] | None, lb: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
-    """A run beside pnr's on the same stack (the floor, pnr's variant): wall, wall over the lower bound and CPU
-    (its own and its server's) per chunk; None if it or the lower bound is missing or failed."""
-    if rec is None or lb is None or "error" in rec:
-        return None
-    return {
-        "wall": rec["wall"],
-        "per_chunk": (rec["wall"] - lb["wall"]) / n,
-        "cpu_per_chunk": (rec.get("cpu", 0.0) + (rec.get("server_cpu") or 0.0)) / n,
+def _beside(
+    runs: list[dict[str, Any]], lbs: list[dict[str, Any]], lb: dict[str, float] | None, n: int
+) -> dict[str, Any]:
+    """Runs on the same stack as the lower bound's (pnr's, the floor's, pnr's variant): median wall, median wall
+    over the median lower bound per chunk, each round's own (wall − that round's lower bound) per chunk as
+    min–max, and CPU per chunk (its own and its server's); {} if none succeeded."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {}
+    wall = stats([r["wall"] for r in ok])
+    own, server = stats([r.get("cpu", 0.0) for r in ok]), stats([r.get("server_cpu") or 0.0 for r in ok])
+    paired = stats([d / n for d in _paired(ok, lbs)]) if all("repeat" in r for r in ok + lbs) else None
+    out = {
+        "wall": wall["median"] if wall else None,
+        "walls": [round(r["wall"], 2) for r in ok],
+        "per_chunk": (wall["median"] - lb["median"]) / n if wall and lb else None,
+        "per_chunk_paired": paired,
+        "own_cpu": own["median"] / n if own else 0.0,
+        "server_cpu": server["median"] / n if server else 0.0,
     }
+    out["cpu_per_chunk"] = out["own_cpu"] + out["server_cpu"]
+    return out
 
 
 def _x(v: float | None) -> str:
@@ -329,7 +349,9 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "#### Scale: orchestration overhead per chunk through the command line",
         "",
-        "Per chunk: wall over the lower bound's (same run), and CPU (the process's own plus the server's; pnr's "
+        "Per chunk: median wall over the lower bound's median (same run; with `--scale-repeats` several rounds, the "
+        "order reversed every other round, and in brackets each round's wall over that round's lower bound), and "
+        "median CPU (the process's own plus the server's; pnr's "
         "*server CPU* includes its resident runner, which runs pnr's tasks). *Prefect floor* "
         "(`bench/prefect_floor.py`): the lower bound with each container's wait, start and probe run as one "
         "Prefect task of one flow run against the same server — what making each container a task run costs "
@@ -343,23 +365,31 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
         "|---:|---|---:|---|---|---|",
     ]
 
-    def cell(wall: float | None, per_chunk: float | None, cpu: float | None) -> str:
-        if wall is None:
+    def cell(r: dict[str, Any] | None) -> str:
+        if not r or r.get("wall") is None:
             return "–"
-        return f"{_sec(wall)}: {_ms(per_chunk)}/chunk, CPU {_ms(cpu)}/chunk"
+        text = f"{_sec(r['wall'])}: {_ms(r['per_chunk'])}/chunk, CPU {_ms(r['cpu_per_chunk'])}/chunk"
+        paired = r.get("per_chunk_paired")
+        if paired and paired["n"] > 1:
+            text += f" (rounds {_ms(paired['min'])} to {_ms(paired['max'])})"
+        return text
 
     for r in rows:
-        if r["error"]:
+        if r["error"] and r.get("pnr_wall") is None:
             lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | |")
             continue
-        beside = [r[t] or {} for t in (*FLOORS, "lean")]
-        pnr_cpu = r["cpu_per_chunk"] + r["server_cpu_per_chunk"]
+        pnr = {
+            "wall": r["pnr_wall"],
+            "per_chunk": r["overhead_per_chunk"],
+            "cpu_per_chunk": r["cpu_per_chunk"] + r["server_cpu_per_chunk"],
+            "per_chunk_paired": r["pnr_per_chunk_paired"],
+        }
+        lb = r["lb"]
+        lb_cell = _sec(r["lb_wall"]) + (f" ({_sec(lb['min'])}–{_sec(lb['max'])})" if lb and lb["n"] > 1 else "")
         lines.append(
-            f"| {r['chunks']} | {r['database']} | {_sec(r['lb_wall'])} | "
-            + " | ".join(cell(f.get("wall"), f.get("per_chunk"), f.get("cpu_per_chunk")) for f in beside[:-1])
-            + f" | {cell(r['pnr_wall'], r['overhead_per_chunk'], pnr_cpu)} | "
-            + cell(beside[-1].get("wall"), beside[-1].get("per_chunk"), beside[-1].get("cpu_per_chunk"))
-            + " |"
+            f"| {r['chunks']} | {r['database']} | {lb_cell} | "
+            + " | ".join(cell(r[t]) for t in FLOORS)
+            + f" | {cell(pnr)} | {cell(r['lean'])} |"
         )
     return [*lines, ""]
 
