@@ -326,13 +326,23 @@ FLOW = textwrap.dedent(
                 runs = await client.read_task_runs(
                     flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
                 )
-                found = [{"name": r.name, "state": r.state_type.value if r.state_type else ""} for r in runs]
+                found = [
+                    {
+                        "name": r.name,
+                        "state": r.state_type.value if r.state_type else "",
+                        "start": r.start_time.timestamp() if r.start_time else None,
+                        "end": r.end_time.timestamp() if r.end_time else None,
+                    }
+                    for r in runs
+                ]
                 if len(found) >= 2 and all(r["state"] == "COMPLETED" for r in found) or time.monotonic() > deadline:
                     return found
                 await asyncio.sleep(0.25)
 
+    t0 = time.time()
     flow_run_id = two_tasks()
-    print(json.dumps({"flow_run_id": str(flow_run_id), "task_runs": asyncio.run(task_runs(flow_run_id))}))
+    t1 = time.time()
+    print(json.dumps({"t0": t0, "t1": t1, "task_runs": asyncio.run(task_runs(flow_run_id))}))
     """
 )
 
@@ -369,9 +379,12 @@ def test_postgres_backed_server_records_task_runs(
     }
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = json.loads(done.stdout.strip().splitlines()[-1])["task_runs"]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    runs = out["task_runs"]
     assert len(runs) == 2 and {r["state"] for r in runs} == {"COMPLETED"}, runs
     assert all(r["name"].startswith("double") for r in runs)
+    # the server binds its timestamps as plain UTC datetimes (pnr.prefect.server_app): stored as the same instants
+    assert all(out["t0"] - 1 <= r["start"] <= r["end"] <= out["t1"] + 1 for r in runs), out
     server.stop()
 
 
