@@ -17,7 +17,8 @@ every operation goes through a deprecation shim, and asyncpg encodes a timestamp
 for a Pendulum value that builds a Pendulum `Interval` (a calendar difference) and wraps it again. Measured in a
 py-spy profile of pnr's PostgreSQL-backed server during a 500-chunk `pnr up`: 27 % of the server's busy CPU was
 that subtraction, inside the inserts of events, their resources and task-run states. The value bound is the same
-instant as a plain `datetime` in UTC, so the database stores the same thing; SQLite's binding converts too.
+instant as a plain `datetime` in UTC, so the database stores the same thing. SQLite's binding is left as it is
+(it formats the fields; no arithmetic).
 
 `python -m uvicorn --factory pnr.prefect.server_app:create_app` (pnr.prefect.server builds that command).
 """
@@ -61,7 +62,8 @@ def immediate_sqlite_transactions() -> bool:
 
 
 def plain_timestamp_binds() -> bool:
-    """Make Prefect's `Timestamp` column type bind a standard-library `datetime` (UTC); False if it cannot."""
+    """Make Prefect's `Timestamp` column type bind a standard-library `datetime` (UTC) on databases other than
+    SQLite; False if it cannot."""
     try:
         from prefect.server.utilities.database import Timestamp
     except ImportError as exc:
@@ -72,7 +74,8 @@ def plain_timestamp_binds() -> bool:
         return True
 
     def process_bind_param(self: Any, value: Any, dialect: Any) -> Any:
-        return original(self, plain_datetime(value), dialect)
+        # SQLite's binding formats the value by its fields, no arithmetic: converting would only cost (~1 us)
+        return original(self, value if dialect.name == "sqlite" else plain_datetime(value), dialect)
 
     process_bind_param._pnr_plain = True  # type: ignore[attr-defined]
     Timestamp.process_bind_param = process_bind_param  # type: ignore[method-assign]
