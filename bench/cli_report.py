@@ -145,15 +145,7 @@ def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
             "error": next((r["error"] for r in runs + lbs if "error" in r), None),
             "load1": stats([r.get("load1") for r in runs]),
         }
-        pnr = _beside(runs, lbs, lb, n)
-        row.update(
-            pnr_wall=pnr.get("wall"),
-            pnr_walls=pnr.get("walls"),
-            overhead_per_chunk=pnr.get("per_chunk"),
-            pnr_per_chunk_paired=pnr.get("per_chunk_paired"),
-            cpu_per_chunk=pnr.get("own_cpu", 0.0),
-            server_cpu_per_chunk=pnr.get("server_cpu", 0.0),
-        )
+        row["pnr"] = _beside(runs, lbs, lb, n) or None
         for tool in FLOORS:
             row[tool] = _beside(groups.get((tool, n, database), []), lbs, lb, n) or None
         row["lean"] = _beside(groups.get(("lean", n, database), []), lbs, lb, n) or None
@@ -375,21 +367,15 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
         return text
 
     for r in rows:
-        if r["error"] and r.get("pnr_wall") is None:
+        if r["error"] and r["pnr"] is None:
             lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | |")
             continue
-        pnr = {
-            "wall": r["pnr_wall"],
-            "per_chunk": r["overhead_per_chunk"],
-            "cpu_per_chunk": r["cpu_per_chunk"] + r["server_cpu_per_chunk"],
-            "per_chunk_paired": r["pnr_per_chunk_paired"],
-        }
         lb = r["lb"]
         lb_cell = _sec(r["lb_wall"]) + (f" ({_sec(lb['min'])}–{_sec(lb['max'])})" if lb and lb["n"] > 1 else "")
         lines.append(
             f"| {r['chunks']} | {r['database']} | {lb_cell} | "
             + " | ".join(cell(r[t]) for t in FLOORS)
-            + f" | {cell(pnr)} | {cell(r['lean'])} |"
+            + f" | {cell(r['pnr'])} | {cell(r['lean'])} |"
         )
     return [*lines, ""]
 
