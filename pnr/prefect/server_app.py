@@ -47,17 +47,16 @@ def immediate_sqlite_transactions() -> bool:
     except ImportError as exc:
         print(f"pnr: SQLite transactions stay DEFERRED: {exc}", file=sys.stderr)
         return False
-    original = AioSqliteConfiguration.begin_transaction
-    if getattr(original, "_pnr_immediate", False):
-        return True
 
-    @contextlib.asynccontextmanager
-    async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> AsyncIterator[Any]:
-        async with original(self, session, with_for_update=True) as transaction:  # IMMEDIATE
-            yield transaction
+    def immediate(original: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> AsyncIterator[Any]:
+            async with original(self, session, with_for_update=True) as transaction:  # IMMEDIATE
+                yield transaction
 
-    begin_transaction._pnr_immediate = True  # type: ignore[attr-defined]
-    AioSqliteConfiguration.begin_transaction = begin_transaction  # type: ignore[method-assign]
+        return begin_transaction
+
+    _wrap_once(AioSqliteConfiguration, "begin_transaction", immediate)
     return True
 
 
@@ -69,17 +68,26 @@ def plain_timestamp_binds() -> bool:
     except ImportError as exc:
         print(f"pnr: timestamps stay bound as Prefect's datetimes: {exc}", file=sys.stderr)
         return False
-    original = Timestamp.process_bind_param
-    if getattr(original, "_pnr_plain", False):
-        return True
 
-    def process_bind_param(self: Any, value: Any, dialect: Any) -> Any:
-        # SQLite's binding formats the value by its fields, no arithmetic: converting would only cost (~1 us)
-        return original(self, value if dialect.name == "sqlite" else plain_datetime(value), dialect)
+    def plain(original: Any) -> Any:
+        def process_bind_param(self: Any, value: Any, dialect: Any) -> Any:
+            # SQLite's binding formats the value by its fields, no arithmetic: converting would only cost (~1 us)
+            return original(self, value if dialect.name == "sqlite" else plain_datetime(value), dialect)
 
-    process_bind_param._pnr_plain = True  # type: ignore[attr-defined]
-    Timestamp.process_bind_param = process_bind_param  # type: ignore[method-assign]
+        return process_bind_param
+
+    _wrap_once(Timestamp, "process_bind_param", plain)
     return True
+
+
+def _wrap_once(owner: Any, name: str, wrap: Any) -> None:
+    """Replace `owner.name` by `wrap(original)`, marked, unless it is pnr's already (create_app may run twice)."""
+    original = getattr(owner, name)
+    if getattr(original, "_pnr_wrapped", False):
+        return
+    wrapped = wrap(original)
+    wrapped._pnr_wrapped = True
+    setattr(owner, name, wrapped)
 
 
 def plain_datetime(value: Any) -> Any:
