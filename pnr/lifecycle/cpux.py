@@ -195,16 +195,21 @@ class CpuxRun(CpuxState):
     # -- the loop ---------------------------------------------------------------------------------
     def supervise(self, poll: float = 0.1, done: Callable[[], bool] | None = None) -> None:
         """Watch until every chunk is final; abort on stall, deadline or a lost engine. Reads external files
-        every `poll`."""
+        every `poll`. It wakes on every phase change: while chunks start or probe, a wake-up costs O(1) (the
+        phase counts; `done` must be as cheap), so a large run does not pay O(chunks) per phase change."""
         next_ping = time.monotonic() + ENGINE_PING_EVERY
+        next_poll = 0.0
         while True:
-            self.store.refresh()
-            self.flush()
-            if all(p.phase.final for p in self.progress.values()) or (done is not None and done()):
+            now = time.monotonic()
+            if now >= next_poll:  # external files change on their own clock, not with the phases
+                self.store.refresh()
+                self.flush()
+                next_poll = now + poll
+            if self.all_final or (done is not None and done()):
                 return
             if self.aborted:
                 return
-            if time.monotonic() >= next_ping:
+            if now >= next_ping:
                 lost = self.engines.unreachable(self.chunks_by_engine())
                 if lost:
                     name, why = next(iter(lost.items()))
@@ -215,7 +220,7 @@ class CpuxRun(CpuxState):
             if blocked:
                 self.abort(StallError(self._stall_message(blocked)))
                 return
-            if time.monotonic() > self.deadline:
+            if now > self.deadline:
                 self.abort(RunTimeout(self._timeout_message()))
                 return
             self.phase_changed.wait(poll)  # a phase change, or the poll (external files, the deadline)
@@ -224,13 +229,12 @@ class CpuxRun(CpuxState):
     def find_stall(self) -> list[BlockedChunk]:
         """Chunks whose gate can never open, when nothing is starting or probing; else []. A chunk that waits on
         a chunk that can never start can never start either: it is listed too."""
-        phases = {n: p.phase for n, p in self.progress.items()}
-        if any(ph.active for ph in phases.values()):
+        if self.any_active:
             return []
         waiting = {
             name: self.store.unmet(self.plan.chunks[name].gatekeeper)
-            for name, phase in phases.items()
-            if phase == Phase.WAITING
+            for name, prog in self.progress.items()
+            if prog.phase == Phase.WAITING
         }
         blocked: set[str] = set()
         grew = True

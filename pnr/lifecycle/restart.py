@@ -248,4 +248,5 @@ def _runs(
             ready = cont is not None and cont.running and store.holds(plan.chunks[name].flowout)
             if name == chunk or (ready and plan.chunks[name].kind == "service"):
                 prog.phase = Phase.READY
+        run.recount()
     return runs

@@ -245,8 +245,11 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
             # Prefect joins extra inputs onto an existing parameter's inputs: "chunk" carries the edges
             dependencies={"chunk": upstream} if upstream else None,
         )
+    finished: list[Any] = []  # the tasks that ended, counted as they end: the supervisor's `done` is O(1)
+    for future in futures.values():
+        future.wrapped_future.add_done_callback(lambda f: (finished.append(f), run.phase_changed.set()))
     try:
-        run.supervise(done=lambda: all(f.wrapped_future.done() for f in futures.values()))  # local: no API call
+        run.supervise(done=lambda: len(finished) == len(futures))  # local: no API call
     except KeyboardInterrupt:
         run.abort(RunError("interrupted (Ctrl-C)"))
         raise

@@ -145,6 +145,31 @@ def test_no_stall_while_something_is_probing(tmp_path):
     assert run.find_stall() == []
 
 
+def test_the_phase_counts_the_supervisor_reads_agree_with_the_chunks_after_any_sequence_of_changes(tmp_path):
+    """`all_final` / `any_active` are kept by set_phase (O(1) a wake-up); they must say what a scan would say,
+    also after phases were restored directly and counted again (`recount`, as restart does)."""
+    import random
+
+    names = [f"c{i}" for i in range(6)]
+    run = make_run(tmp_path, [chunk(n, {"system_ready": "Y"}, f"{n}_ok") for n in names])
+    rng = random.Random(7)
+
+    def agrees() -> bool:
+        phases = [p.phase for p in run.progress.values()]
+        return run.all_final == all(p.final for p in phases) and run.any_active == any(p.active for p in phases)
+
+    assert agrees() and not run.all_final and not run.any_active
+    for _ in range(300):
+        run.set_phase(rng.choice(names), rng.choice(list(Phase)))
+        assert agrees()
+    for n in names:
+        run.set_phase(n, Phase.READY)
+    assert run.all_final and not run.any_active
+    run.progress["c0"].phase = Phase.PROBING  # restored directly: the counts are stale until recount
+    run.recount()
+    assert agrees() and run.any_active and not run.all_final
+
+
 def test_waiting_on_an_external_signal_is_not_a_stall_but_times_out_with_a_hint(tmp_path):
     run = make_run(tmp_path, [chunk("a", {"approval": "Y"}, "a_ok")], timeout=0.01)
     assert run.find_stall() == []
