@@ -246,8 +246,13 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
             dependencies={"chunk": upstream} if upstream else None,
         )
     finished: list[Any] = []  # the tasks that ended, counted as they end: the supervisor's `done` is O(1)
+
+    def ended(future: Any) -> None:
+        finished.append(future)
+        run.phase_changed.set()
+
     for future in futures.values():
-        future.wrapped_future.add_done_callback(lambda f: (finished.append(f), run.phase_changed.set()))
+        future.wrapped_future.add_done_callback(ended)
     try:
         run.supervise(done=lambda: len(finished) == len(futures))  # local: no API call
     except KeyboardInterrupt:
