@@ -1,4 +1,4 @@
-"""The ASGI app of pnr's resident Prefect server: Prefect's own app, with two changes (each a no-op if Prefect's
+"""The ASGI app of pnr's resident Prefect server: Prefect's own app, with three changes (each a no-op if Prefect's
 internals differ from what it expects; the app is then Prefect's, as is).
 
 **SQLite transactions begin IMMEDIATE.**
@@ -20,6 +20,16 @@ that subtraction, inside the inserts of events, their resources and task-run sta
 instant as a plain `datetime` in UTC, so the database stores the same thing. SQLite's binding is left as it is
 (it formats the fields; no arithmetic).
 
+**Multi-row inserts run as one statement executed for every row.** Prefect writes events, their resources,
+task-run states, task runs (SQLite) and logs as `INSERT ... VALUES (row 1), (row 2), ...`. SQLAlchemy cannot
+cache such a statement (its cache key is None): every batch is compiled again, with a bind parameter made for
+every value of every row — 8.4 ms for a batch of 50 events, measured. In a py-spy profile of pnr's SQLite-backed
+server during a 500-chunk `pnr up`, 15 % of the busy samples compiled them and 21 % were under the ORM's insert.
+Here such an insert, when it is plain (one list of rows with the same columns, values that are values, no
+RETURNING), is executed as the statement without its rows, once per row (`executemany`): compiled once and
+cached, the rows bound by the driver. Same rows, same defaults per row, same ON CONFLICT clause; anything else
+is executed as Prefect wrote it.
+
 `python -m uvicorn --factory pnr.prefect.server_app:create_app` (pnr.prefect.server builds that command).
 """
 
@@ -35,6 +45,7 @@ from typing import Any
 def create_app() -> Any:
     immediate_sqlite_transactions()
     plain_timestamp_binds()
+    executemany_inserts()
     from prefect.server.api.server import create_app as prefect_app
 
     return prefect_app()
@@ -78,6 +89,76 @@ def plain_timestamp_binds() -> bool:
 
     _wrap_once(Timestamp, "process_bind_param", plain)
     return True
+
+
+def executemany_inserts() -> bool:
+    """Make `AsyncSession.execute` run a plain multi-row INSERT as an executemany (`as_executemany`); False if
+    it cannot."""
+    try:
+        from sqlalchemy.ext.asyncio import AsyncSession
+    except ImportError as exc:
+        print(f"pnr: multi-row inserts stay as Prefect writes them: {exc}", file=sys.stderr)
+        return False
+
+    def many(original: Any) -> Any:
+        async def execute(self: Any, statement: Any, params: Any = None, **kw: Any) -> Any:
+            if params is None:
+                split = as_executemany(statement)
+                if split is not None:
+                    statement, params = split
+            return await original(self, statement, params, **kw)
+
+        return execute
+
+    _wrap_once(AsyncSession, "execute", many)
+    return True
+
+
+def as_executemany(statement: Any) -> tuple[Any, list[dict[str, Any]]] | None:
+    """`INSERT ... VALUES (row), (row), ...` as (the INSERT without its rows, the rows keyed by column), to be
+    executed once per row; None unless it is plain: an INSERT with one list of rows that all name the same
+    columns of its table, values that are not SQL expressions, and no RETURNING."""
+    from sqlalchemy.sql import ClauseElement
+    from sqlalchemy.sql.dml import Insert
+
+    if not isinstance(statement, Insert) or statement._returning or statement._select_names:
+        return None
+    if len(statement._multi_values) != 1 or statement._values or getattr(statement, "_ordered_values", None):
+        return None
+    given = statement._multi_values[0]
+    if not given or not all(isinstance(row, dict) for row in given):
+        return None  # rows given as tuples: positional, left alone
+    columns = list(given[0])
+    keys = [k for k in (_column_key(statement.table, c) for c in columns) if k is not None]
+    if not columns or len(keys) != len(columns):
+        return None
+    rows: list[dict[str, Any]] = []
+    for row in given:
+        if len(row) != len(columns) or any(c not in row for c in columns):
+            return None
+        values = [row[c] for c in columns]
+        if any(isinstance(v, ClauseElement) for v in values):
+            return None
+        rows.append(dict(zip(keys, values, strict=True)))
+    bare = statement._generate()
+    bare._multi_values = ()
+    # "raw": the rows go to the driver as they are, as Prefect's own executemany of PostgreSQL events does (the
+    # ORM's bulk mode would leave out None values, and the column defaults would fill them instead of NULL)
+    return bare.execution_options(dml_strategy="raw"), rows
+
+
+def _column_key(table: Any, key: Any) -> str | None:
+    """The key of `table`'s column that `key` (a Column of it, or a column key) names; None if it names none."""
+    name = key if isinstance(key, str) else getattr(key, "key", None)
+    if not isinstance(name, str) or name not in table.c:
+        return None
+    if not isinstance(key, str) and _plain(key) is not _plain(table.c[name]):  # the ORM's are annotated copies
+        return None
+    return name
+
+
+def _plain(element: Any) -> Any:
+    return element._deannotate() if hasattr(element, "_deannotate") else element
 
 
 def _wrap_once(owner: Any, name: str, wrap: Any) -> None:
