@@ -103,7 +103,10 @@ def executemany_inserts() -> bool:
     def many(original: Any) -> Any:
         async def execute(self: Any, statement: Any, params: Any = None, **kw: Any) -> Any:
             if params is None:
-                split = as_executemany(statement)
+                try:
+                    split = as_executemany(statement)
+                except Exception:  # SQLAlchemy's internals moved: Prefect's statement, as it is
+                    split = None
                 if split is not None:
                     statement, params = split
             return await original(self, statement, params, **kw)

@@ -165,3 +165,16 @@ def test_prefects_own_inserts_of_logs_and_task_run_states_qualify() -> None:
         .on_conflict_do_nothing(index_elements=["id"])
     )
     assert split is not None and "data" in split[1][0]  # the ORM attribute `_data` is the column `data`
+
+
+def test_if_sqlalchemys_internals_moved_the_insert_runs_as_prefect_wrote_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pnr.prefect.server_app as server_app
+
+    def moved(_statement: Any) -> None:
+        raise AttributeError("'Insert' object has no attribute '_multi_values'")
+
+    monkeypatch.setattr(server_app, "as_executemany", moved)
+    stored, sent = _insert_and_read(things.insert().values(ROWS), tmp_path, patched=True)
+    assert [r[1] for r in stored] == ["a", "b", "before", "c"] and sent[-1] is False
