@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC, ContainerState
-from pnr.exceptions import ConfigError, EngineError
+from pnr.exceptions import ChunkFailed, ConfigError, EngineError
 from pnr.lifecycle import CpuxRun, Phase, ProgressEvent, RunControl, gate_attempts
 from pnr.lifecycle.cpux import GATE_SLICE_MAX, gate_slice
 from pnr.lifecycle.state import PERSIST_EVERY, persist_interval
@@ -411,3 +411,67 @@ def test_probe_attempts_log_each_new_outcome_once_and_repeats_at_debug(tmp_path)
     on_attempt(6, Attempt(True, "-> 200", 0.002))
     assert [line.split(": ", 2)[1] for line in info] == ["attempt 1", "attempt 2", "attempt 6"]
     assert len(debug) == 3 and run.progress["a"].first_probe_at is not None
+
+
+def test_a_probing_chunk_asks_the_engine_about_its_container_at_most_every_quarter_second(tmp_path, monkeypatch):
+    """A probe every 0.02 s must not become 50 `docker inspect`s a second; an exit is still seen within one
+    ALIVE_EVERY_SECONDS (+ one interval), and the first attempt is preceded by a look."""
+    import threading
+    import time
+
+    from pnr.lifecycle import chunk as chunk_mod
+    from pnr.probes import Probe
+
+    class Refused(Probe):
+        def describe(self) -> str:
+            return "tcp 127.0.0.1:1"
+
+        def attempt(self) -> tuple[bool, str]:
+            return False, "connection refused"
+
+    class CountingEngine(FakeEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inspects = 0
+
+        def inspect(self, name_or_id: str) -> ContainerState | None:
+            self.inspects += 1
+            return super().inspect(name_or_id)
+
+    def probed(deadline: float, exit_after: float | None) -> tuple[CountingEngine, str, float, int]:
+        monkeypatch.setattr(
+            chunk_mod, "make_probe", lambda check, ctx: Refused(interval=0.02, timeout=1, deadline=deadline)
+        )
+        engine = CountingEngine()
+        spec = chunk("a", {"system_ready": "Y"}, "a_ok")
+        spec["container"]["ports"] = {"80": "127.0.0.1:18080"}
+        spec["health_check"] = {
+            "type": "tcp",
+            "port_key": "80",
+            "status_mapping": {"failure": {"key": "a_ok", "response": ["no"], "tv": "N"}},
+        }
+        run = make_run(tmp_path, [spec], engine=engine, runtime=f"rt{deadline}")
+        driver = run.drivers["a"]
+        container, _ = driver.start()
+        driver.progress.container_id = container.id
+        if exit_after is not None:
+
+            def exit_later() -> None:
+                time.sleep(exit_after)
+                engine.containers[container.name] = ContainerState(container.id, container.name, "exited", False, 3, {})
+
+            threading.Thread(target=exit_later, daemon=True).start()
+        engine.inspects = 0
+        attempts: list[str] = []
+        t0 = time.monotonic()
+        with pytest.raises(ChunkFailed) as failed:
+            driver.probe(debug=attempts.append)
+        return engine, str(failed.value), time.monotonic() - t0, len(attempts)
+
+    engine, message, took, repeats = probed(deadline=1.0, exit_after=None)
+    assert "gave up after" in message and repeats >= 20  # ~50 attempts in the second
+    assert 2 <= engine.inspects <= 6  # at most every 0.25 s (was: before every attempt)
+
+    engine, message, took, _ = probed(deadline=5.0, exit_after=0.3)
+    assert "exited with code 3 before it was ready" in message
+    assert took < 0.3 + chunk_mod.ALIVE_EVERY_SECONDS + 0.2
