@@ -417,8 +417,8 @@ def _observations(data: dict[str, Any]) -> list[str]:
     if stale:  # one line: the same engine bug each time, after the lower bound's mass removal
         names = ", ".join(n.split()[1] for n in stale)
         lines.append(
-            f"- {len(stale)} networks of the bench could not be removed (Docker 20.10 keeps stale \"active "
-            f"endpoints\" after removing hundreds of containers at once; left for the engine): {names}"
+            f'- {len(stale)} networks of the bench could not be removed (Docker 20.10 keeps stale "active '
+            f'endpoints" after removing hundreds of containers at once; left for the engine): {names}'
         )
     lines += [f"- {n}" for n in notes if n not in stale]
     return ["#### Observations", "", *lines, ""] if lines else []

@@ -184,20 +184,7 @@ class ChunkDriver:
         except (PnrError, ValueError) as exc:
             raise self.fail(f"{self.name}: cannot probe {check.type}: {exc}") from None
         gone: list[str] = []
-        asked = [float("-inf")]  # when the engine was last asked (monotonic)
-
-        def alive() -> None:
-            if st.aborted:
-                raise Aborted(str(st.abort_error))
-            now = time.monotonic()
-            if now - asked[0] < ALIVE_EVERY_SECONDS:
-                return
-            asked[0] = now
-            state = self._inspect_or_abort(cid)
-            if state is None or not state.running:
-                gone.append("was removed" if state is None else f"exited with code {state.exit_code}")
-                raise ContainerGone(gone[-1])
-
+        alive = self._alive_check(cid, gone)
         log(
             f"probing {probe.describe()} every {check.interval_seconds:g}s for up to {check.deadline_seconds:g}s"
             f"{_timing_extras(check)}"
@@ -223,6 +210,26 @@ class ChunkDriver:
         if outcome is not None:
             message += f"; wrote {outcome.key}={outcome.tv}"
         raise self.fail(message, with_logs=True)
+
+    def _alive_check(self, cid: str, gone: list[str]) -> Callable[[], None]:
+        """The probe's `alive` callback: Aborted if the run was; ContainerGone (why, appended to `gone`) if the
+        container exited or was removed — asked of the engine at most every ALIVE_EVERY_SECONDS."""
+        st = self.state
+        asked = [float("-inf")]  # when the engine was last asked (monotonic)
+
+        def alive() -> None:
+            if st.aborted:
+                raise Aborted(str(st.abort_error))
+            now = time.monotonic()
+            if now - asked[0] < ALIVE_EVERY_SECONDS:
+                return
+            asked[0] = now
+            state = self._inspect_or_abort(cid)
+            if state is None or not state.running:
+                gone.append("was removed" if state is None else f"exited with code {state.exit_code}")
+                raise ContainerGone(gone[-1])
+
+        return alive
 
     def _inspect_or_abort(self, cid: str) -> ContainerState | None:
         """The container's state; if its engine went away, the whole run stops, naming it (Aborted)."""
