@@ -847,13 +847,64 @@ def signal_get(
 
 
 def _fast_path(argv: list[str]) -> Any:
-    """`pnr up CONFIG` with no option, the call users make most, without typer's parsing: the same `up` with
-    its defaults. Typer builds a pydantic adapter for every parameter of the command it calls (importing
-    pydantic and scanning the installed packages' entry points: ~60 ms of a thin client's ~170 ms). Anything
-    else (an option, --help, another command) goes through typer."""
-    if len(argv) == 2 and argv[0] == "up" and argv[1] and not argv[1].startswith("-"):
-        return lambda: up(Path(argv[1]))
-    return None
+    """`pnr up ...` without typer's parsing when the line is plain: the same `up`, called with the same values.
+    Typer builds a pydantic adapter for every parameter of the command it calls (importing pydantic and scanning
+    the installed packages' entry points: ~70 ms of a thin client's ~170 ms of CPU). Anything this does not
+    take as it is — another command, --help, an unknown or repeated option, a value out of range — goes through
+    typer, which says what is wrong."""
+    if len(argv) < 2 or argv[0] != "up":
+        return None
+    kwargs = _parse_up(argv[1:])
+    return None if kwargs is None else (lambda: up(**kwargs))
+
+
+_UP_VALUES: dict[str, Any] = {
+    "cpux": str,
+    "runtime_dir": Path,
+    "timeout": float,
+    "watch_seconds": float,
+    "timeline": Path,
+}
+
+
+def _parse_up(args: list[str]) -> dict[str, Any] | None:
+    """`up`'s keyword arguments from its command line, read with typer's own table of its options (what
+    `get_command` builds, ~10 ms, no pydantic); None where typer should look at it."""
+    import typer.main
+
+    params = typer.main.get_command(app).commands["up"].params  # type: ignore[attr-defined]
+    table = {opt: p for p in params if p.param_type_name == "option" for opt in p.opts}
+    kwargs: dict[str, Any] = {}
+    config: Path | None = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            if config is not None or not arg:
+                return None
+            config, i = Path(arg), i + 1
+            continue
+        param = table.get(arg)
+        if param is None or param.name in kwargs or param.secondary_opts:
+            return None
+        if param.is_flag:
+            kwargs[param.name], i = True, i + 1
+            continue
+        convert = _UP_VALUES.get(param.name)
+        if convert is None or i + 1 >= len(args):
+            return None
+        value, i = args[i + 1], i + 2
+        if convert is float:
+            try:
+                number = float(value)
+            except ValueError:
+                return None
+            if param.min is not None and not number >= param.min:  # NaN too: typer words the error
+                return None
+            kwargs[param.name] = number
+        else:
+            kwargs[param.name] = convert(value)
+    return None if config is None else {"config": config, **kwargs}
 
 
 def _run_app(argv: list[str]) -> None:

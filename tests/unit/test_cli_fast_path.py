@@ -17,10 +17,49 @@ cli = sys.modules["pnr.cli.app"]
 
 @pytest.mark.parametrize(
     "argv",
-    [["up"], ["up", "--build", "c.json"], ["up", "-v", "c.json"], ["up", "--help"], ["down", "c.json"], ["up", ""]],
+    [
+        ["up"],
+        ["up", "--help"],
+        ["down", "c.json"],
+        ["up", ""],
+        ["up", "a.json", "b.json"],
+        ["up", "--build"],  # no config
+        ["up", "c.json", "--build", "--build"],
+        ["up", "c.json", "--timeout"],  # no value
+        ["up", "c.json", "--timeout", "0"],  # below its min (0.1)
+        ["up", "c.json", "--timeout", "nan"],
+        ["up", "c.json", "--timeout", "soon"],
+        ["up", "c.json", "--timeout=3"],
+        ["up", "c.json", "--no-such-option"],
+        ["up", "c.json", "-vx"],
+        ["up", "--", "c.json"],
+    ],
 )
-def test_anything_but_up_config_goes_through_typer(argv: list[str]) -> None:
+def test_lines_typer_should_read_go_through_typer(argv: list[str]) -> None:
     assert cli._fast_path(argv) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["c.json"],
+        ["c.json", "--runtime-dir", "/tmp/rt", "--timeout", "270"],
+        ["--build", "-v", "c.json", "--force-recreate", "--cpux", "net"],
+        ["c.json", "--watch", "--watch-seconds", "2.5", "--ephemeral-server", "--timeline", "t.svg", "--dry-run"],
+        ["c.json", "--cpux", "--build"],  # as click reads it: --build is cpux's value
+        ["c.json", "--timeout", "1e3"],
+    ],
+)
+def test_a_plain_line_gives_up_what_typer_would(args: list[str]) -> None:
+    import inspect
+
+    import typer.main
+
+    fast = cli._parse_up(args)
+    assert fast is not None, args
+    defaults = {n: p.default for n, p in inspect.signature(cli.up).parameters.items() if n != "config"}
+    typer_reads = typer.main.get_command(cli.app).commands["up"].make_context("up", list(args)).params
+    assert {**defaults, **fast} == typer_reads
 
 
 def test_up_config_calls_up_with_its_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
