@@ -588,10 +588,11 @@ def _warm_up() -> None:
     from prefect.client.orchestration import get_client
 
     from pnr.prefect.flows import bring_up, cpux_flow, tear_down
+    from pnr.prefect.server import _healthy
 
     api_url = os.environ.get("PREFECT_API_URL", "")
     until = time.monotonic() + START_TIMEOUT  # started beside a new server: it may still be migrating
-    while time.monotonic() < until and not _answers(api_url):
+    while time.monotonic() < until and not _healthy(api_url):
         time.sleep(0.1)
     try:
         with get_client(sync_client=True) as client:
@@ -599,16 +600,6 @@ def _warm_up() -> None:
                 client.create_flow(flow)
     except Exception as exc:  # a warm-up only: the first run will say what is wrong
         print(f"warm-up could not reach {os.environ.get('PREFECT_API_URL')}: {exc}", flush=True)
-
-
-def _answers(api_url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return bool(response.status == 200)
-    except (OSError, ValueError):
-        return False
 
 
 def _connect(paths: RunnerPaths, timeout: float) -> socket.socket:
