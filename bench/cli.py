@@ -60,7 +60,18 @@ sys.path.insert(0, str(HERE))
 import cli_report  # noqa: E402
 import lower_bound  # noqa: E402
 import report  # noqa: E402
-from stacks import BENCH_LABEL, SLEEP_TRAP, Stack, chain, compose_file, demo, free_port, layered, pnr_config  # noqa: E402
+from stacks import (  # noqa: E402
+    BENCH_LABEL,
+    SLEEP_TRAP,
+    Stack,
+    chain,
+    compose_file,
+    demo,
+    free_port,
+    layered,
+    pnr_config,
+    remove_containers,
+)
 
 VENV_BIN = Path(sys.executable).parent
 PNR_UP_STACKS: dict[str, Callable[[], Stack]] = {
@@ -379,9 +390,7 @@ class Bench:
         """Remove everything of this bench that is left (by label, and the networks recorded by name)."""
         left = self.leftovers()
         api = self.client.api
-        if left["containers"]:
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda c: api.remove_container(c, force=True, v=True), left["containers"]))
+        remove_containers(api, left["containers"])
         for name in left["networks"]:
             try:
                 api.remove_network(name)

@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ sys.path.insert(0, str(HERE))
 
 import lower_bound  # noqa: E402
 import report  # noqa: E402
-from stacks import ALL, BENCH_LABEL, Stack, compose_file, free_port, pnr_config  # noqa: E402
+from stacks import ALL, BENCH_LABEL, Stack, compose_file, free_port, pnr_config, remove_containers  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 RUNNERS = ("lower_bound", "pnr", "compose")
@@ -168,8 +167,7 @@ class Bench:
         """Remove every container and network this bench created (by label / recorded name)."""
         api = self.client.api
         ids = [c["Id"] for c in api.containers(all=True, filters={"label": f"{BENCH_LABEL}={self.tag}"})]
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda cid: api.remove_container(cid, force=True, v=True), ids))
+        remove_containers(api, ids)
         nets = {n["Id"]: n["Name"] for n in api.networks(filters={"label": f"{BENCH_LABEL}={self.tag}"})}
         for name in self.networks:
             for n in api.networks(names=[name]):

@@ -17,6 +17,19 @@ SLEEP_TRAP = ["sh", "-c", 'trap "exit 0" TERM; sleep 3600 & wait']
 BENCH_LABEL = "pnr.bench.run"
 
 
+def remove_containers(api: Any, containers: list[str]) -> None:
+    """Force-remove containers (ids or names) as `pnr down` does, DOWN_PARALLEL at a time: Docker 20.10 loses count
+    of a network's endpoints when many of its containers go at once, and its libnetwork can deadlock then (every
+    network call of the engine hangs until dockerd restarts; moby/moby#46661, seen twice at 8 at once on 2026-12-03)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pnr.lifecycle.ops import DOWN_PARALLEL
+
+    if containers:
+        with ThreadPoolExecutor(min(DOWN_PARALLEL, len(containers))) as pool:
+            list(pool.map(lambda c: api.remove_container(c, force=True, v=True), containers))
+
+
 @dataclass
 class Service:
     name: str
