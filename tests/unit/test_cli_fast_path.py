@@ -91,3 +91,35 @@ def test_up_config_skips_typers_parameter_adapters(tmp_path: Path) -> None:
     )
     assert "exit 2 False" in done.stderr, done.stderr
     assert "missing.json" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "said"),
+    [
+        (typer.BadParameter("no such cpux 'x'", param_hint="'--cpux'"), 2, "Invalid value for '--cpux'"),
+        (typer.Abort(), 1, "Aborted!"),
+        (KeyboardInterrupt(), 130, ""),
+    ],
+)
+def test_typer_errors_raised_inside_up_end_as_under_typer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: Exception, code: int, said: str
+) -> None:
+    def fake_up(config: Path, **kwargs: Any) -> None:
+        raise raised
+
+    monkeypatch.setattr(cli, "up", fake_up)
+    with pytest.raises(SystemExit) as exited:
+        cli._run_app(["up", "c.json"])
+    assert exited.value.code == code
+    assert said in capsys.readouterr().err
+
+
+def test_the_value_types_come_from_ups_annotations() -> None:
+    """Every value option of `up` (not a flag) is read by the fast path, with the type its annotation names."""
+    import typer.main
+
+    params = typer.main.get_command(cli.app).commands["up"].params
+    values = {p.name for p in params if p.param_type_name == "option" and not p.is_flag}
+    types = cli._up_value_types()
+    assert values and values <= set(types), values - set(types)
+    assert types["timeout"] is float and types["cpux"] is str and types["runtime_dir"] is Path
