@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import os
 import re
 import time
@@ -24,8 +23,6 @@ import requests.exceptions
 
 from pnr.exceptions import EngineError, EngineUnreachable, ImageError, NameInUse
 from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, DesignChunk
-
-log = logging.getLogger(__name__)
 
 LABEL_MANAGED = "io.pnr.managed"
 LABEL_DOMAIN = "io.pnr.domain"
@@ -46,7 +43,6 @@ def network_name(domain: str) -> str:
 
 
 DEFAULT_STOP_SECONDS = 5
-KILL_WAIT_SECONDS = 30  # after a stop the engine did not answer: its kill
 
 
 def _stop_timeout(seconds: float | None) -> int | None:
@@ -498,28 +494,12 @@ class Engine:
             self.client.api.start(cid)
 
     def stop(self, cid: str, timeout: int | None = None) -> None:
-        """Stop: the container's own stop_grace_period (recorded at creation) if it has one, else `timeout` or 5 s.
-
-        A stop the engine does not answer within the client's timeout plus the grace period is followed by a kill:
-        Docker 20.10 can lose the SIGKILL of a stop on a busy machine and then wait for the exit forever
-        (daemon/stop.go; seen at 500 containers), where a second kill stops the container at once."""
+        """Stop: the container's own stop_grace_period (recorded at creation) if it has one, else `timeout` or 5 s."""
         with self._errors(f"stopping container {cid[:12]}"), contextlib.suppress(docker.errors.NotFound):
             if timeout is None:
                 configured = (self.client.api.inspect_container(cid).get("Config") or {}).get("StopTimeout")
                 timeout = configured if isinstance(configured, int) else DEFAULT_STOP_SECONDS
-            try:
-                self.client.api.stop(cid, timeout=timeout)
-            except requests.exceptions.ReadTimeout:
-                log.warning("the engine did not confirm that container %s stopped; killing it", cid[:12])
-                with contextlib.suppress(docker.errors.APIError):  # 409: it has stopped after all
-                    self.client.api.kill(cid)
-                try:
-                    self.client.api.wait(cid, timeout=KILL_WAIT_SECONDS, condition="not-running")
-                except requests.exceptions.ReadTimeout:
-                    raise EngineError(
-                        f"stopping container {cid[:12]}: the engine confirmed neither its stop nor its kill; "
-                        f"see `docker inspect {cid[:12]}`, and restart dockerd if it keeps hanging"
-                    ) from None
+            self.client.api.stop(cid, timeout=timeout)
 
     def remove(self, cid: str) -> None:
         with self._errors(f"removing container {cid[:12]}"):

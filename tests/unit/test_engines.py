@@ -575,35 +575,3 @@ def test_removing_a_network_waits_for_endpoints_the_engine_still_releases() -> N
     stuck = _SlowEndpointsApi(busy=10**6)  # another container really is attached: a clear error, after a while
     with pytest.raises(EngineError, match="active endpoints"):
         Engine(client=_ApiClient(stuck), name="local").remove_network("n1", settle_seconds=0.5)
-
-
-class _LostKillApi:
-    """stop: the engine never answers (Docker 20.10 lost the stop's SIGKILL); kill stops the container."""
-
-    def __init__(self, kill_works: bool = True) -> None:
-        self.kill_works, self.running, self.calls = kill_works, True, []  # type: list[str]
-
-    def stop(self, cid: str, timeout: int) -> None:
-        self.calls.append(f"stop {timeout}")
-        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=65)")
-
-    def kill(self, cid: str) -> None:
-        self.calls.append("kill")
-        self.running = not self.kill_works
-
-    def wait(self, cid: str, timeout: int, condition: str) -> dict[str, Any]:
-        self.calls.append(f"wait {condition}")
-        if self.running:
-            raise requests.exceptions.ReadTimeout(f"Read timed out. (read timeout={timeout})")
-        return {"StatusCode": 137}
-
-
-def test_a_stop_the_engine_never_answers_is_followed_by_a_kill(caplog: Any) -> None:
-    api = _LostKillApi()
-    Engine(client=_ApiClient(api)).stop("c" * 64, timeout=3)
-    assert api.calls == ["stop 3", "kill", "wait not-running"] and not api.running
-    assert "did not confirm that container cccccccccccc stopped; killing it" in caplog.text
-    stuck = _LostKillApi(kill_works=False)  # nor the kill: an error that says so, not "cannot reach the engine"
-    with pytest.raises(EngineError, match="confirmed neither its stop nor its kill") as err:
-        Engine(client=_ApiClient(stuck)).stop("c" * 64, timeout=3)
-    assert not isinstance(err.value, EngineUnreachable)
