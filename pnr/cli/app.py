@@ -682,16 +682,13 @@ def down(
     from pnr.lifecycle.ops import tear_down_domain
     from pnr.settings import resolve_runtime_dir
 
+    def removed(kind: str, name: str) -> None:  # as each goes: a large domain takes a while
+        out.print(f"  removed {kind} {name}")
+
     try:
-        report = tear_down_domain(plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes)
+        report = tear_down_domain(plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, on_removed=removed)
     except PnrError as exc:
         raise _fail(exc) from None
-    for name in report["containers"]:
-        out.print(f"  removed container {name}")
-    for name in report["networks"]:
-        out.print(f"  removed network {name}")
-    for name in report["volumes"]:
-        out.print(f"  removed volume {name}")
     out.print(
         f"down: {plan.domain.name}: {len(report['containers'])} container(s), "
         f"{len(report['networks'])} network(s) removed"

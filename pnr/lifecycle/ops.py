@@ -7,7 +7,7 @@ shown (status) or removed (down), and a later `pnr down` finishes the job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,18 @@ DOWN_PARALLEL = 4
 
 
 def tear_down_domain(
-    plan: Plan, engine: Engine | EngineSet, runtime_dir: Path, volumes: bool = False
+    plan: Plan,
+    engine: Engine | EngineSet,
+    runtime_dir: Path,
+    volumes: bool = False,
+    on_removed: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Stop and remove the domain's containers (reverse dependency order, across its engines), its network on
     each engine and its own runtime values. Only objects labelled with this domain are touched. Safe to run from
     any state, twice too. An engine that does not answer: the others are cleaned, then EngineUnreachable says
-    what was removed and what is left (the runtime values stay until a later run reaches every engine)."""
+    what was removed and what is left (the runtime values stay until a later run reaches every engine).
+    `on_removed(kind, name)` is told of each container, network and volume as it goes (from worker threads)."""
+    told = on_removed or (lambda kind, name: None)
     engines = EngineSet.coerce(engine, plan)
     lost = engines.unreachable()
     if len(lost) == len(engines):
@@ -44,7 +50,7 @@ def tear_down_domain(
     for group in _reverse_levels(plan, [state for _e, state in owned]):
         # one level at a time, dependents first; within a level in parallel (a slow stop costs once, not per container)
         with ThreadPoolExecutor(max_workers=min(DOWN_PARALLEL, len(group))) as pool:
-            list(pool.map(lambda state: _stop_and_remove(by_state[id(state)], state), group))
+            list(pool.map(lambda state: _stop_and_remove(by_state[id(state)], state, told), group))
         removed.extend(sorted(state.name for state in group))
     networks = []
     vols = []
@@ -53,10 +59,12 @@ def tear_down_domain(
         for net in e.owned_networks(domain):
             e.remove_network(net["Id"])
             networks.append(net["Name"] + on)
+            told("network", networks[-1])
         if volumes:
             for vol in e.owned_volumes(domain):
                 e.remove_volume(vol)
                 vols.append(vol + on)
+                told("volume", vols[-1])
     report = {"domain": domain, "containers": removed, "networks": networks, "volumes": vols}
     if lost:
         raise EngineUnreachable(_partial_down_message(engines, report, lost), next(iter(lost)))
@@ -106,10 +114,11 @@ def _reverse_levels(plan: Plan, owned: list[ContainerState]) -> list[list[Contai
     return [groups[key] for key in sorted(groups, reverse=True)]
 
 
-def _stop_and_remove(engine: Engine, state: ContainerState) -> None:
+def _stop_and_remove(engine: Engine, state: ContainerState, told: Callable[[str, str], None]) -> None:
     if state.running:
         engine.stop(state.id)
     engine.remove(state.id)
+    told("container", state.name)
 
 
 def domain_status(

@@ -506,16 +506,20 @@ def test_status_and_down_with_an_engine_that_does_not_answer(tmp_path: Path) -> 
     assert "engine second (tcp://127.0.0.2:2375) does not answer" in status["chunks"]["db"]["detail"]
     assert status["chunks"]["web"]["container"] == "c-web" and status["chunks"]["web"]["engine"] == "default"
 
+    told: list[tuple[str, str]] = []  # what `pnr down` prints as it goes, so also what went before the error
     with pytest.raises(EngineUnreachable) as info:
-        tear_down_domain(plan, engines, tmp_path / "rt")
+        tear_down_domain(plan, engines, tmp_path / "rt", on_removed=lambda kind, name: told.append((kind, name)))
     assert "removed 1 container(s) (c-web)" in str(info.value) and "engine second" in str(info.value)
     assert "run `pnr down` again once it answers" in str(info.value)
     assert not default.containers and list(second.containers) == ["c-db"]
+    assert told == [("container", "c-web"), ("network", "pnr_d (engine default)")]
 
     second.down = False  # a later down finishes the job
-    report = tear_down_domain(plan, engines, tmp_path / "rt")
+    told.clear()
+    report = tear_down_domain(plan, engines, tmp_path / "rt", on_removed=lambda kind, name: told.append((kind, name)))
     assert report["containers"] == ["c-db"] and report["networks"] == ["pnr_d (engine second)"]
     assert not second.containers
+    assert told == [("container", "c-db"), ("network", "pnr_d (engine second)")]
 
 
 def test_status_after_a_bring_up_takes_its_containers_from_the_run_and_asks_no_engine(tmp_path: Path) -> None:
