@@ -149,6 +149,8 @@ def _scale(data: dict[str, Any]) -> list[dict[str, Any]]:
         for tool in FLOORS:
             row[tool] = _beside(groups.get((tool, n, database), []), lbs, lb, n) or None
         row["lean"] = _beside(groups.get(("lean", n, database), []), lbs, lb, n) or None
+        floor_runs = groups.get((FLOORS[0], n, database), [])
+        row["vs_floor"] = [d / n for d in _paired(runs, floor_runs)] if all("repeat" in r for r in runs) else []
         rows.append(row)
     return rows
 
@@ -352,10 +354,19 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
         "*`PNR_CHUNK_EVENTS=false`*: the same `pnr up` without pnr's per-chunk events (`pnr.chunk.starting` / "
         "`.ready`, `pnr.signal.changed`: about three per chunk, each recorded by the server), in the same run.",
         "",
+        "*pnr − floor*: each round's `pnr up` wall minus that round's floor wall, per chunk: what pnr adds over "
+        "one task run per container, with the machine's hour and the lower bound's noise taken out.",
+        "",
         "| chunks | server database | lower bound | Prefect floor | `pnr up` (warm) "
-        "| `pnr up`, `PNR_CHUNK_EVENTS=false` |",
-        "|---:|---|---:|---|---|---|",
+        "| pnr − floor, by round | `pnr up`, `PNR_CHUNK_EVENTS=false` |",
+        "|---:|---|---:|---|---|---|---|",
     ]
+
+    def by_round(diffs: list[float]) -> str:
+        if not diffs:
+            return "–"
+        rounds = ", ".join(f"{d * 1000:+.0f}" for d in diffs)
+        return f"{rounds} ms (median {statistics.median(diffs) * 1000:+.0f} ms)" if len(diffs) > 1 else f"{rounds} ms"
 
     def cell(r: dict[str, Any] | None) -> str:
         if not r or r.get("wall") is None:
@@ -368,14 +379,14 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
 
     for r in rows:
         if r["error"] and r["pnr"] is None:
-            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | |")
+            lines.append(f"| {r['chunks']} | {r['database']} | failed: {r['error'][:200]} | | | | |")
             continue
         lb = r["lb"]
         lb_cell = _sec(r["lb_wall"]) + (f" ({_sec(lb['min'])}–{_sec(lb['max'])})" if lb and lb["n"] > 1 else "")
         lines.append(
             f"| {r['chunks']} | {r['database']} | {lb_cell} | "
             + " | ".join(cell(r[t]) for t in FLOORS)
-            + f" | {cell(r['pnr'])} | {cell(r['lean'])} |"
+            + f" | {cell(r['pnr'])} | {by_round(r['vs_floor'])} | {cell(r['lean'])} |"
         )
     return [*lines, ""]
 
