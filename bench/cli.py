@@ -486,7 +486,7 @@ class Bench:
 
     def pnr_up(self, stack: Stack, prefix: str, env: dict[str, str]) -> tuple[Running, Path, Path]:
         domain = prefix.rstrip("-")
-        cfg = self.write(f"{domain}.json", pnr_config(stack, domain, prefix, self.tag))
+        cfg = self.write(f"{domain}.json", pnr_config(stack, domain, prefix, self.tag, self.args.pnr_probe_interval))
         runtime = self.tmp / f"runtime-{domain}"
         self.networks.add(f"pnr_{domain}")
         if "PNR_STATE_DIR" in env:
@@ -861,6 +861,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--postgres", metavar="URL|auto", help="also scale on a PostgreSQL-backed server (auto: "
                    "scripts/ensure_postgres.sh)")  # fmt: skip
     p.add_argument("--compose-interval", default="1ms", help="compose healthcheck interval (engine minimum: 1ms)")
+    p.add_argument(
+        "--pnr-probe-interval",
+        type=float,
+        default=lower_bound.POLL,
+        help="interval_seconds of pnr's probes [default: the lower bound's poll, 0.005 s; until 2026-12-03: 0.05]",
+    )
     p.add_argument("--pnr", type=Path, default=VENV_BIN / "pnr", help="the pnr executable")
     p.add_argument(
         "--no-snapshot",

@@ -205,7 +205,9 @@ def _header(data: dict[str, Any]) -> list[str]:
         f"{' (imported from a copy of pnr/ taken at the start)' if a.get('snapshot') else ''}. "
         f"Load average (1/5/15 min) before the run: **{load}**, after: {after}; containers of others running at "
         f"the start: {m['other_containers_running']}. Warm server(s): {backends}. "
-        f"Repetitions: {a['repeats']}. Raw: `bench/results/cli-*.json`.",
+        f"Repetitions: {a['repeats']}. Polling: pnr's probes every {a.get('pnr_probe_interval', 0.05):g} s, the "
+        f"lower bound every 0.005 s, compose's healthchecks every {a.get('compose_interval', '1ms')}. "
+        "Raw: `bench/results/cli-*.json`.",
         "",
         "Every figure is a whole process started from a shell (`bench/cli.py`): wall = spawn → exit (for "
         "docker-compose: → the later of its exit and every service answering), CPU = user + sys of the process and "

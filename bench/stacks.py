@@ -178,7 +178,8 @@ def layered(total: int, depth: int = 10, command: list[str] | None = None) -> St
 
 
 # -- renderings ------------------------------------------------------------------------------------------
-def pnr_config(stack: Stack, domain: str, prefix: str, tag: str) -> dict[str, Any]:
+def pnr_config(stack: Stack, domain: str, prefix: str, tag: str, interval: float = 0.05) -> dict[str, Any]:
+    """The pnr domain of `stack`; its probes attempt every `interval` seconds."""
     chunks = []
     for s in stack.services:
         pnr_tv = {"prompt": f"is {s.name} ready?", "response": ["yes"], "tv": "Y"}
@@ -203,7 +204,7 @@ def pnr_config(stack: Stack, domain: str, prefix: str, tag: str) -> dict[str, An
                 "type": "tcp" if s.probe == "redis" else "http",
                 "port_key": str(s.port),
                 "timeout_seconds": 1,
-                "interval_seconds": 0.05,
+                "interval_seconds": interval,
                 "deadline_seconds": 120,
                 "status_mapping": {
                     "success": {"key": f"{s.name}_ready", "response": ["yes"], "tv": "Y"},
