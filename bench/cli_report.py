@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lower_bound import POLL
+
 HERE = Path(__file__).resolve().parent
 CLI_BEGIN = "<!-- cli-bench:begin (bench/cli_report.py) -->"
 CLI_END = "<!-- cli-bench:end -->"
@@ -206,7 +208,7 @@ def _header(data: dict[str, Any]) -> list[str]:
         f"Load average (1/5/15 min) before the run: **{load}**, after: {after}; containers of others running at "
         f"the start: {m['other_containers_running']}. Warm server(s): {backends}. "
         f"Repetitions: {a['repeats']}. Polling: pnr's probes every {a.get('pnr_probe_interval', 0.05):g} s, the "
-        f"lower bound every 0.005 s, compose's healthchecks every {a.get('compose_interval', '1ms')}. "
+        f"lower bound every {POLL:g} s, compose's healthchecks every {a.get('compose_interval', '1ms')}. "
         "Raw: `bench/results/cli-*.json`.",
         "",
         "Every figure is a whole process started from a shell (`bench/cli.py`): wall = spawn → exit (for "
