@@ -675,6 +675,17 @@ def down(
     config: ConfigArg,
     runtime_dir: RuntimeOpt = None,
     volumes: Annotated[bool, typer.Option("--volumes", "-v", help="also remove named volumes pnr created")] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            "-t",
+            min=0,
+            help="seconds each container gets after its stop signal before SIGKILL, instead of its "
+            "stop_grace_period_seconds (0: kill at once)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Remove exactly what pnr created for this domain (labels), in reverse order."""
     plan = _plan(config)
@@ -686,7 +697,9 @@ def down(
         out.print(f"  removed {kind} {name}")
 
     try:
-        report = tear_down_domain(plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, on_removed=removed)
+        report = tear_down_domain(
+            plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, on_removed=removed, stop_timeout=timeout
+        )
     except PnrError as exc:
         raise _fail(exc) from None
     out.print(

@@ -493,13 +493,15 @@ class Engine:
         with self._errors(f"starting container {cid[:12]}"):
             self.client.api.start(cid)
 
-    def stop(self, cid: str, timeout: int | None = None) -> None:
-        """Stop: the container's own stop_grace_period (recorded at creation) if it has one, else `timeout` or 5 s."""
+    def stop(self, cid: str, timeout: float | None = None) -> None:
+        """Stop: `timeout` seconds of grace after the stop signal if given (rounded up to whole seconds, as the
+        engine keeps them), else the container's own stop_grace_period (recorded at creation), else 5 s."""
         with self._errors(f"stopping container {cid[:12]}"), contextlib.suppress(docker.errors.NotFound):
-            if timeout is None:
+            grace = _stop_timeout(timeout)
+            if grace is None:
                 configured = (self.client.api.inspect_container(cid).get("Config") or {}).get("StopTimeout")
-                timeout = configured if isinstance(configured, int) else DEFAULT_STOP_SECONDS
-            self.client.api.stop(cid, timeout=timeout)
+                grace = configured if isinstance(configured, int) else DEFAULT_STOP_SECONDS
+            self.client.api.stop(cid, timeout=grace)
 
     def remove(self, cid: str) -> None:
         with self._errors(f"removing container {cid[:12]}"):

@@ -31,12 +31,15 @@ def tear_down_domain(
     runtime_dir: Path,
     volumes: bool = False,
     on_removed: Callable[[str, str], None] | None = None,
+    stop_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Stop and remove the domain's containers (reverse dependency order, across its engines), its network on
     each engine and its own runtime values. Only objects labelled with this domain are touched. Safe to run from
     any state, twice too. An engine that does not answer: the others are cleaned, then EngineUnreachable says
     what was removed and what is left (the runtime values stay until a later run reaches every engine).
-    `on_removed(kind, name)` is told of each container, network and volume as it goes (from worker threads)."""
+    `on_removed(kind, name)` is told of each container, network and volume as it goes (from worker threads).
+    `stop_timeout`: seconds each container gets after its stop signal before SIGKILL, instead of its own
+    stop_grace_period_seconds (`docker compose down -t`)."""
     told = on_removed or (lambda kind, name: None)
     engines = EngineSet.coerce(engine, plan)
     lost = engines.unreachable()
@@ -50,7 +53,7 @@ def tear_down_domain(
     for group in _reverse_levels(plan, [state for _e, state in owned]):
         # one level at a time, dependents first; within a level in parallel (a slow stop costs once, not per container)
         with ThreadPoolExecutor(max_workers=min(DOWN_PARALLEL, len(group))) as pool:
-            list(pool.map(lambda state: _stop_and_remove(by_state[id(state)], state, told), group))
+            list(pool.map(lambda state: _stop_and_remove(by_state[id(state)], state, told, stop_timeout), group))
         removed.extend(sorted(state.name for state in group))
     networks = []
     vols = []
@@ -114,9 +117,11 @@ def _reverse_levels(plan: Plan, owned: list[ContainerState]) -> list[list[Contai
     return [groups[key] for key in sorted(groups, reverse=True)]
 
 
-def _stop_and_remove(engine: Engine, state: ContainerState, told: Callable[[str, str], None]) -> None:
+def _stop_and_remove(
+    engine: Engine, state: ContainerState, told: Callable[[str, str], None], timeout: float | None
+) -> None:
     if state.running:
-        engine.stop(state.id)
+        engine.stop(state.id, timeout)
     engine.remove(state.id)
     told("container", state.name)
 

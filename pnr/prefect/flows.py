@@ -425,10 +425,17 @@ def _result(plan: Plan, results: dict[str, Any], store: SignalStore) -> dict[str
 
 
 @flow(name="pnr-down", persist_result=False)
-def tear_down(config_path: str, runtime_dir: str | None = None, volumes: bool = False) -> dict[str, Any]:
-    """Remove exactly what pnr created for the domain (by labels), in reverse dependency order."""
+def tear_down(
+    config_path: str, runtime_dir: str | None = None, volumes: bool = False, stop_timeout_seconds: float | None = None
+) -> dict[str, Any]:
+    """Remove exactly what pnr created for the domain (by labels), in reverse dependency order.
+    `stop_timeout_seconds`: each container's grace after its stop signal, instead of its stop_grace_period_seconds."""
+    if stop_timeout_seconds is not None and stop_timeout_seconds < 0:
+        raise ValueError(f"stop_timeout_seconds: {stop_timeout_seconds:g} is negative; give 0 or more seconds")
     plan = load_plan(config_path)
-    report = tear_down_domain(plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes)
+    report = tear_down_domain(
+        plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, stop_timeout=stop_timeout_seconds
+    )
     get_run_logger().info("removed %d container(s), %d network(s)", len(report["containers"]), len(report["networks"]))
     return report
 

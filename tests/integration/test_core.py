@@ -152,6 +152,27 @@ def test_up_twice_reuses_containers_and_down_removes_everything(
     assert again["containers"] == []
 
 
+def test_down_timeout_overrides_a_long_stop_grace_period(
+    tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup
+):
+    """`pnr down -t 0` (as `docker compose down -t 0`): a container that ignores SIGTERM and has 600 s of grace
+    is killed at once instead of holding `pnr down` for ten minutes (the call's own timeout is 120 s)."""
+    cleanup.append(domain_name)
+    pre = domain_name + "-"
+    stubborn = http_chunk("a", free_port(), prefix=pre, command=["sh", "-c", "trap '' TERM; httpd -f -p 8080 -h /www"])
+    stubborn["container"]["stop_grace_period_seconds"] = 600
+    cfg = write_config(tmp_path / "grace.json", _domain(domain_name, [stubborn]))
+    bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
+    assert docker_client.api.inspect_container(pre + "a")["Config"]["StopTimeout"] == 600
+    with pytest.raises(ValueError, match="stop_timeout_seconds: -1 is negative"):  # the tear-down flow's parameter
+        tear_down(str(cfg), runtime_dir=str(runtime_dir), stop_timeout_seconds=-1)
+    assert docker_client.containers.get(pre + "a").status == "running"  # refused before anything was touched
+    down = pnr_cli("down", str(cfg), "--runtime-dir", str(runtime_dir), "-t", "0", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert f"removed container {pre}a" in down.stdout
+    assert not docker_client.containers.list(all=True, filters={"label": f"io.pnr.domain={domain_name}"})
+
+
 def test_foreign_container_survives_up_and_down(
     tmp_path, runtime_dir, domain_name, docker_client, prefect_harness, cleanup
 ):

@@ -262,6 +262,7 @@ class FakeEngine:
         self.networks: list[str] = []
         self.images: list[str] = []
         self.calls: list[str] = []
+        self.stops: list[tuple[str, float | None]] = []  # (container id, the grace asked for)
 
     def describe(self) -> str:
         return f"engine {self.name} ({self.host})"
@@ -310,8 +311,9 @@ class FakeEngine:
         self._check("list")
         return list(self.containers.values())
 
-    def stop(self, cid: str, timeout: int = 5) -> None:
+    def stop(self, cid: str, timeout: float | None = None) -> None:
         self._check("stop")
+        self.stops.append((cid, timeout))
 
     def remove(self, cid: str) -> None:
         self._check("remove")
@@ -520,6 +522,18 @@ def test_status_and_down_with_an_engine_that_does_not_answer(tmp_path: Path) -> 
     assert report["containers"] == ["c-db"] and report["networks"] == ["pnr_d (engine second)"]
     assert not second.containers
     assert told == [("container", "c-db"), ("network", "pnr_d (engine second)")]
+
+
+def test_down_passes_its_stop_timeout_to_every_stop_and_none_without_it(tmp_path: Path) -> None:
+    """`pnr down -t N` gives each container N seconds, whatever its stop_grace_period_seconds; without -t the
+    engine's stop uses the container's own (None here)."""
+    plan, engines, default, made, _ = started_on_two_engines(tmp_path)
+    tear_down_domain(plan, engines, tmp_path / "rt", stop_timeout=0)
+    assert default.stops == [("id-c-web", 0)] and made["second"].stops == [("id-c-db", 0)]
+
+    plan, engines, default, made, _ = started_on_two_engines(tmp_path)
+    tear_down_domain(plan, engines, tmp_path / "rt")
+    assert default.stops == [("id-c-web", None)] and made["second"].stops == [("id-c-db", None)]
 
 
 def test_status_after_a_bring_up_takes_its_containers_from_the_run_and_asks_no_engine(tmp_path: Path) -> None:
