@@ -29,7 +29,7 @@ from pnr.settings import quiet_prefect_env
 
 
 @dataclass(frozen=True)
-class _Mode:
+class Mode:
     """How the pool runs: its size, how members start, how clients reach them."""
 
     pool: int
@@ -41,7 +41,7 @@ class _Mode:
 
 
 class _Handler(socketserver.StreamRequestHandler):
-    member: ClassVar[_Member]  # set by a subclass per member (see serve)
+    member: ClassVar[Member]  # set by a subclass per member (see serve)
 
     def setup(self) -> None:
         super().setup()
@@ -174,10 +174,10 @@ def _ready(result: dict[str, Any]) -> dict[str | None, Any]:
     }
 
 
-class _Member:
+class Member:
     """One process of the pool: what it answers a ping with, and the runs it executes now."""
 
-    def __init__(self, api_url: str, fingerprint: str, token: str, mode: _Mode, index: int = 0) -> None:
+    def __init__(self, api_url: str, fingerprint: str, token: str, mode: Mode, index: int = 0) -> None:
         self.api_url = api_url
         self.token = token
         self.start, self.transport = mode.start, mode.transport
@@ -237,7 +237,7 @@ class _Member:
 # -- the process ----------------------------------------------------------------------------------------------
 
 
-def serve(state_dir: Path, api_url: str, mode: _Mode, index: int = 0, leader: int | None = None) -> None:
+def serve(state_dir: Path, api_url: str, mode: Mode, index: int = 0, leader: int | None = None) -> None:
     """A member's main loop: import Prefect (the leader: and start the other members), then serve bring-ups
     until SIGTERM (or, for a spawned member, until its leader is gone)."""
     os.environ["PREFECT_API_URL"] = api_url
@@ -254,15 +254,11 @@ def serve(state_dir: Path, api_url: str, mode: _Mode, index: int = 0, leader: in
 
     token = channel.read_token(state_dir)
     fingerprint = os.environ.get("PNR_RUNNER_FINGERPRINT") or code_fingerprint()
-    member = _Member(api_url, fingerprint, token, mode, index)
+    member = Member(api_url, fingerprint, token, mode, index)
     member.member_pids = children
     member.client_context = _open_client_context()
 
-    class Handler(_Handler):
-        pass
-
-    Handler.member = member
-    server = channel.listen(mode.transport, state_dir, index, Handler)
+    server = member_server(member, state_dir)
 
     def stop(_signum: int, _frame: Any) -> None:
         member.interrupt_all("the pnr runner is stopping")
@@ -286,7 +282,17 @@ def serve(state_dir: Path, api_url: str, mode: _Mode, index: int = 0, leader: in
         _reap(children, deadline)
 
 
-def _spawn_members(state_dir: Path, api_url: str, mode: _Mode) -> list[subprocess.Popen[bytes]]:
+def member_server(member: Member, state_dir: Path) -> socketserver.BaseServer:
+    """The member's server on its transport, its address published in the state dir (not serving yet)."""
+
+    class Handler(_Handler):
+        pass
+
+    Handler.member = member
+    return channel.listen(member.transport, state_dir, member.index, Handler)
+
+
+def _spawn_members(state_dir: Path, api_url: str, mode: Mode) -> list[subprocess.Popen[bytes]]:
     """Members 1..pool-1 as processes of their own, in this process's group (POSIX: a stop of the leader's group
     reaches them) and told to end when this process dies (Linux at once; elsewhere their watch notices)."""
     command = [sys.executable, "-m", MARKER, "--state-dir", str(state_dir), "--api-url", api_url]
@@ -404,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--member", type=int, default=0, help="this member's index (0: the leader)")
     parser.add_argument("--leader", type=int, help="the leader's pid (a spawned member ends with it)")
     options = parser.parse_args(argv)
-    mode = _Mode(max(1, options.pool), options.start, options.transport)
+    mode = Mode(max(1, options.pool), options.start, options.transport)
     serve(options.state_dir, options.api_url, mode, options.member, options.leader)
 
 
