@@ -34,7 +34,7 @@ from typing import Any
 from pnr import processes
 from pnr.backend import channel, daemon
 from pnr.exceptions import PnrError
-from pnr.runtime.files import file_lock
+from pnr.locks import file_lock
 
 MARKER = "pnr.backend.runner_process"
 START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine
