@@ -15,7 +15,23 @@ Docker errors are translated at one boundary (`pnr.engine`), HTTP/socket errors 
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
+
+# a key printed bare in a JSON path: a name (`env.DB_URL`, `depends-on`) or a whole number (`ports.8080`); anything
+# else — dots, spaces, signs, exponents, control characters, the empty key — is quoted, so a path is one
+# unambiguous printable line
+_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*|[0-9]+(?:/[a-z]+)?")
+
+
+def path_join(parent: str, key: str | int) -> str:
+    """`cpuxs` + `web` → `cpuxs.web`; an index → `[0]`; any other key quoted: `env["0\\n"]`, `labels["io.x"]`."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    if _BARE_KEY.fullmatch(key):
+        return f"{parent}.{key}" if parent else key
+    return f"{parent}[{json.dumps(key)}]"
 
 
 class PnrError(Exception):

@@ -173,6 +173,17 @@ def test_errors_name_the_file_and_the_json_path(tmp_path: Path) -> None:
         (("cpuxs", "a b", "[key]"), 'cpuxs["a b"]'),
         (("cpuxs", "x\ud800"), 'cpuxs["x\\ud800"]'),
         (("name",), "name"),
+        # a key is bare only when it is a name or a whole number (a port); everything else is quoted, whatever it
+        # looks like, so `file: path: message` stays one line
+        (("0\n",), '["0\\n"]'),
+        (("a\n",), '["a\\n"]'),
+        (("0 ",), '["0 "]'),
+        (("-1",), '["-1"]'),
+        (("1e3",), '["1e3"]'),
+        (("",), '[""]'),
+        (("env", "a.b"), 'env["a.b"]'),
+        (("ports", "8080"), "ports.8080"),
+        (("env", "DB_URL"), "env.DB_URL"),
     ],
 )
 def test_json_path_rendering(loc: tuple[Any, ...], path: str) -> None:
