@@ -35,7 +35,17 @@ def path_join(parent: str, key: str | int) -> str:
 
 
 class PnrError(Exception):
-    """Root of every error pnr raises on purpose."""
+    """Root of every error pnr raises on purpose. `exit_status`: what the CLI exits with when this ends a command
+    (1: the run or the engine failed; `ConfigError`: 2, bad input)."""
+
+    exit_status = 1
+
+
+def exit_status_of(exc: BaseException) -> int:
+    """The one rule mapping an error to the CLI's exit status: a pnr error's own, 130 for Ctrl-C, else 1."""
+    if isinstance(exc, PnrError):
+        return exc.exit_status
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,8 @@ class ConfigIssue:
 
 class ConfigError(PnrError):
     """A config (or other user input) is invalid. Carries every issue found, not just the first."""
+
+    exit_status = 2
 
     def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
         self.source = source

@@ -478,3 +478,12 @@ def test_a_truth_value_in_any_case_loads_and_a_word_is_reported_as_written() -> 
     with pytest.raises(ConfigError) as info:
         parse_domain(domain("yes"))
     assert "flowout.a_ok.tv: tv must be 'Y', 'N' or 'U' (any case), not 'yes'" in str(info.value), str(info.value)
+
+
+def test_one_rule_maps_errors_to_exit_status() -> None:
+    from pnr.exceptions import EngineError, PnrError, RunError, exit_status_of
+
+    assert exit_status_of(ConfigError("f.json", [])) == 2
+    assert [exit_status_of(e) for e in (EngineError("x"), RunError("x"), PnrError("x"))] == [1, 1, 1]
+    assert exit_status_of(KeyboardInterrupt()) == 130
+    assert exit_status_of(ValueError("x")) == 1
