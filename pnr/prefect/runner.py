@@ -396,7 +396,8 @@ class _Handler(socketserver.StreamRequestHandler):
             from pnr.engines import Engine
             from pnr.lifecycle import domain_status
 
-            outcome["summary"] = domain_status(self._plan, Engine(), Path(args["runtime_dir"]), _ready(result))
+            status = domain_status(self._plan, Engine(), Path(args["runtime_dir"]), _ready(result))
+            outcome["summary"] = status.to_json()
         self._detached = True
         with contextlib.suppress(OSError):
             self._write(outcome)
