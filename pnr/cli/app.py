@@ -337,9 +337,9 @@ def _write_timeline(plan: Any, rdir: Path, outcome: dict[str, Any], path: Path, 
 
 
 def _backend(ephemeral: bool, start: bool = True) -> Any:
-    """Where the run goes (see pnr.prefect.backend); says so once when pnr's server had to be started.
+    """Where the run goes (see pnr.backend.choose); says so once when pnr's server had to be started.
     `start=False`: None instead of starting pnr's server or runner."""
-    from pnr.prefect.backend import choose_backend
+    from pnr.backend.choose import choose_backend
 
     try:
         backend = choose_backend(ephemeral, start=start)
@@ -406,7 +406,7 @@ def _run_remote(
     backend: Any, args: dict[str, Any], progress: _Progress, header: _Header, shown_as: str
 ) -> dict[str, Any]:
     """Let the resident runner execute the run; follow it live. Ctrl-C interrupts it there."""
-    from pnr.prefect.runner import RemoteRun
+    from pnr.backend.runner import RemoteRun
 
     remote = RemoteRun(backend.state_dir, args, os.environ, shown_as=shown_as)
     interrupted = _on_ctrl_c(lambda: remote.interrupt("interrupted (Ctrl-C)"))
