@@ -339,7 +339,7 @@ def bring_up(
 ) -> dict[str, Any]:
     """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
 
-    With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.watch`) until
+    With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.lifecycle.watch`) until
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
     the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
     interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
