@@ -4,8 +4,8 @@
     .venv/bin/python bench/run.py --stacks chain10 demo --repeats 3 --no-cli
 
 Writes bench/results/<stamp>.json (raw, every run) and bench/results/latest.json, then renders
-bench/results/inprocess.md (tables + bench/discussion.md) and bench/results/inprocess.png. Everything it creates carries the
-label pnr.bench.run=<tag> (pnr's networks: io.pnr.domain=<bench domain>) and is removed after each run.
+bench/results/inprocess.md (tables + bench/discussion.md) and bench/results/inprocess.png. Everything it creates
+carries the label pnr.bench.run=<tag> (pnr's networks: io.pnr.domain=<bench domain>) and is removed after each run.
 """
 
 from __future__ import annotations
