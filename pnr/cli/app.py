@@ -978,8 +978,8 @@ def main() -> None:
 
 
 def _exit(code: int | str | None) -> None:
-    """Exit without waiting for Python's interpreter teardown: after a flow ran in this process it took 1-4 s
-    (measured; no Python code runs then). The exit handlers still run first — Prefect flushes its events and
+    """Exit without waiting for Python's interpreter teardown: after a flow ran in this process it can take
+    seconds (no Python code runs then). The exit handlers still run first — Prefect flushes its events and
     logs there — so nothing is lost."""
     import atexit
 

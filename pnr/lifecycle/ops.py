@@ -20,8 +20,7 @@ from pnr.runtime import ChunkStateFile, SignalStore, read_state, remove_domain_f
 
 # Containers stopped and removed at once by `pnr down`. Docker 20.10 loses count of a network's endpoints when
 # many of its containers go at once: the network then refuses removal ("has active endpoints", with none left)
-# until the engine restarts. Measured here (busybox, one network): 200 containers at 16 at once and 500 at 8 at
-# once left such a network; 200 and 500 at 4 at once did not (500: 44 s).
+# until the engine restarts. Hundreds of containers removed 8 or 16 at once left such a network; 4 at once did not.
 DOWN_PARALLEL = 4
 
 
@@ -168,7 +167,7 @@ def domain_status(
         elif phase == "waiting" and run_alive:
             status = "waiting"
         else:
-            status = "ready"  # not started (the seed's initial status)
+            status = "ready"  # not started (PnR's name: ready to be started)
         detail = rec.get("detail") or None
         if ename in lost and engines is not None:
             detail = f"{engines.describe(ename)} does not answer; last recorded phase: {phase or 'none'}"
