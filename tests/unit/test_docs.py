@@ -218,3 +218,20 @@ def test_package_metadata_points_inside_the_repository() -> None:
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     for url in pyproject.get("urls", {}).values():
         assert not url.startswith(("..", "/", "file:")), url
+
+
+def test_the_quick_start_example_plans_with_public_images_only() -> None:
+    """config/quickstart.json (README's first command) validates and plans: redis first, then the UI that waits on
+    it; every image is a public one (pulled from a registry, not built by the repository's scripts)."""
+    import json
+
+    from pnr.model.plan import load_plan
+
+    plan = json.loads(load_plan(str(ROOT / "config" / "quickstart.json")).render_json())
+    assert plan["levels"] == {"startup": [["redis"], ["ui"]]}
+    assert not [s for s, v in plan["signals"].items() if v["external"]]
+    images = [
+        c["container"]["image"]
+        for c in json.loads((ROOT / "config" / "quickstart.json").read_text())["cpuxs"]["startup"]["design_chunks"]
+    ]
+    assert images and not [i for i in images if i.startswith(("pnr-test/", "pnr-demo/"))], images
