@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pnr.cli.server_cmd import server_app
-from pnr.exceptions import ConfigError, EngineError, PnrError
+from pnr.exceptions import ConfigError, EngineError, PnrError, exit_status_of
 
 app = typer.Typer(
     name="pnr",
@@ -79,7 +79,7 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _fail(exc: PnrError) -> typer.Exit:
-    return _fail_with(2 if isinstance(exc, ConfigError) else 1, str(exc))
+    return _fail_with(exit_status_of(exc), str(exc))
 
 
 def _fail_with(code: int, message: str) -> typer.Exit:
@@ -397,7 +397,7 @@ def _run_here(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[s
                 _drain_to_api()
     except (PnrError, KeyboardInterrupt) as exc:
         stopped = bool(interrupted) or isinstance(exc, KeyboardInterrupt)
-        code = 2 if isinstance(exc, ConfigError) else 1
+        code = exc.exit_status if isinstance(exc, PnrError) else 1
         return {
             "ok": False,
             "interrupted": stopped,
@@ -971,7 +971,7 @@ def main() -> None:
         _run_app(sys.argv[1:])
     except PnrError as exc:  # anything not handled by a command
         err.print(_escape(str(exc)))
-        code = 2 if isinstance(exc, ConfigError) else 1
+        code = exit_status_of(exc)
     except SystemExit as exc:
         code = exc.code
     _exit(code)

@@ -369,7 +369,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 result = bring_up(**args)
             outcome = {"type": "done", "ok": True, "result": result}
         except BaseException as exc:
-            code = 2 if type(exc).__name__ == "ConfigError" else 1
+            code = exc.exit_status if isinstance(exc, PnrError) else 1
             outcome = {"type": "done", "ok": False, "error": type(exc).__name__, "message": str(exc), "exit": code}
         finally:
             self.server.finished(control)
