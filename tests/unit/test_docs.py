@@ -235,3 +235,29 @@ def test_the_quick_start_example_plans_with_public_images_only() -> None:
         for c in json.loads((ROOT / "config" / "quickstart.json").read_text())["cpuxs"]["startup"]["design_chunks"]
     ]
     assert images and not [i for i in images if i.startswith(("pnr-test/", "pnr-demo/"))], images
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_rel)
+def test_docs_speak_of_the_product_not_of_its_making(doc: Path) -> None:
+    history = re.compile(
+        r"\bthe seed\b|\bseed's\b|\bGo program\b|\bissue \d+|\bsession \d+|\b\w+teenth session\b", re.I
+    )
+    found = sorted({m.group() for m in history.finditer(doc.read_text())})
+    assert not found, f"{_rel(doc)} speaks of how pnr was made: {found}"
+
+
+def test_the_readme_reaches_the_end_of_its_quick_start_within_1200_words() -> None:
+    text = (ROOT / "README.md").read_text()
+    quick_start = text.split("\n## ", 3)
+    assert quick_start[2].startswith("Quick start"), "README.md: the quick start is the second section"
+    words = len("\n## ".join(quick_start[:3]).split())
+    assert words <= 1200, f"README.md: {words} words to the end of the quick start"
+
+
+def test_every_ui_screenshot_the_docs_show_is_made_by_the_screenshot_script() -> None:
+    script = (ROOT / "scripts" / "screenshot_ui.sh").read_text()
+    shown = {Path(t).name for doc in DOCS for t in _links(doc) if re.search(r"img/ui-[\w-]+\.png$", t)}
+    assert shown, "no UI screenshot found in the docs"
+    assert not [n for n in sorted(shown) if f"/{n}" not in script], "scripts/screenshot_ui.sh does not make them"
+    unused = {p.name for p in (ROOT / "docs" / "img").glob("ui-*.png")} - shown
+    assert not unused, f"docs/img holds screenshots no doc shows: {sorted(unused)}"
