@@ -44,9 +44,9 @@ from pnr.lifecycle import (
     tear_down_domain,
 )
 from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
-from pnr.prefect import daemon
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
+from pnr.processes import die_with_parent
 from pnr.runtime import SignalStore
 from pnr.settings import get_settings, resolve_runtime_dir, run_settings
 
@@ -339,7 +339,7 @@ def bring_up(
 ) -> dict[str, Any]:
     """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
 
-    With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.lifecycle.watch`) until
+    With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.watch`) until
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
     the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
     interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
@@ -477,5 +477,5 @@ def _popen_new_session(*args: Any, **kwargs: Any) -> Any:
     import subprocess
 
     kwargs.setdefault("start_new_session", True)
-    kwargs.setdefault("preexec_fn", daemon.die_with_parent())  # SIGTERM when pnr dies, even by SIGKILL
+    kwargs.setdefault("preexec_fn", die_with_parent())  # SIGTERM when pnr dies, even by SIGKILL
     return subprocess.Popen(*args, **kwargs)
