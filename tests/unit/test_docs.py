@@ -204,6 +204,16 @@ def test_version_prints_pnr_prefect_and_docker_py() -> None:
     assert f"docker-py {version('docker')}" in result.output
 
 
+def test_version_through_the_installed_command() -> None:
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "pnr.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"pnr {version('pnr')}"
+
+
 def test_changelog_top_version_is_the_package_version() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     top = re.search(r"^## \[?(\d+\.\d+\.\d+)", (ROOT / "CHANGELOG.md").read_text(), flags=re.M)
