@@ -194,6 +194,23 @@ def test_every_option_of_a_command_is_in_the_readme_cli_table(name: str, command
     assert not missing, f"README.md's row for `{name}` lacks {missing}"
 
 
+def test_every_option_the_readme_cli_table_shows_exists() -> None:
+    options = {name: {o for p in c.params if p.param_type_name == "option" for o in p.opts} for name, c in COMMANDS}
+    wrong = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        first = re.match(r"\|(.*?)(?<!\\)\|", line)
+        if not first or "`pnr" not in first.group(1):
+            continue
+        shown = [c for c in options if c != "pnr" and re.search(rf"`{re.escape(c)}[ `]", first.group(1))]
+        known = set().union(*(options[c] for c in shown or ["pnr"]))
+        wrong += [
+            f"{o} ({', '.join(shown)})"
+            for o in re.findall(r"(?<![\w-])--?[a-z][\w-]*", first.group(1))
+            if o not in known
+        ]
+    assert not wrong, f"README.md's CLI table shows options the commands do not have: {wrong}"
+
+
 def test_version_prints_pnr_prefect_and_docker_py() -> None:
     from importlib.metadata import version
 
