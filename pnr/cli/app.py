@@ -36,6 +36,28 @@ app.add_typer(server_app, name="server")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+def _print_version(value: bool) -> None:
+    """`pnr --version`: pnr's version and those of the libraries that decide its behaviour."""
+    if not value:
+        return
+    import platform
+    from importlib.metadata import version
+
+    print(f"pnr {version('pnr')}")
+    print(f"prefect {version('prefect')}\ndocker-py {version('docker')}\npython {platform.python_version()}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print versions and exit")
+    ] = False,
+) -> None:
+    pass
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
 RuntimeOpt = Annotated[
     Path | None, typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")
@@ -891,8 +913,8 @@ def main() -> None:
 
 
 def _exit(code: int | str | None) -> None:
-    """Exit without waiting for Python's interpreter teardown: after a flow ran in this process it took 1-4 s
-    (measured; no Python code runs then). The exit handlers still run first — Prefect flushes its events and
+    """Exit without waiting for Python's interpreter teardown: after a flow ran in this process it can take
+    seconds (no Python code runs then). The exit handlers still run first — Prefect flushes its events and
     logs there — so nothing is lost."""
     import atexit
 

@@ -55,7 +55,7 @@ def domain_status(
         elif phase == "waiting" and run_alive:
             status = "waiting"
         else:
-            status = "ready"  # not started (the seed's initial status)
+            status = "ready"  # not started (PnR's name: ready to be started)
         detail = rec.get("detail") or None
         if ename in lost and engines is not None:
             detail = f"{engines.describe(ename)} does not answer; last recorded phase: {phase or 'none'}"
