@@ -23,6 +23,7 @@ import requests.exceptions
 
 from pnr.exceptions import EngineError, EngineUnreachable, ImageError, NameInUse
 from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, DesignChunk
+from pnr.model.container import host_path, is_host_path, split_volume
 
 LABEL_MANAGED = "io.pnr.managed"
 LABEL_DOMAIN = "io.pnr.domain"
@@ -306,7 +307,7 @@ class Engine:
             existing = None if build else self.image_id(ref)
             if existing:
                 return existing
-            context = (base_dir / spec.build_path).resolve()
+            context = Path(host_path(spec.build_path, base_dir))
             dockerfile = spec.dockerfile or "Dockerfile"
             if not (context / dockerfile).is_file():
                 raise ImageError(f"chunk {chunk.name}: build_path {context} has no {dockerfile}")
@@ -468,10 +469,9 @@ class Engine:
         return state
 
     def _bind(self, volume: str, domain: str, base_dir: Path) -> str:
-        source, rest = volume.split(":", 1)
-        if source.startswith((".", "/", "~")):
-            path = (base_dir / os.path.expanduser(source)).resolve()
-            return f"{path}:{rest}"
+        source, target, mode = split_volume(volume)
+        if is_host_path(source):
+            return f"{host_path(source, base_dir)}:{target}" + (f":{mode}" if mode else "")
         with self._errors(f"creating volume {source}"):
             try:
                 self.client.api.inspect_volume(source)
