@@ -263,6 +263,7 @@ def docker_compose() -> str:
 
 
 ENSURE_PODMAN = ROOT / "scripts" / "ensure_podman.sh"
+PODMAN_DIR = Path(os.environ.get("PNR_PODMAN_DIR", "/var/tmp/pnr-podman"))  # the script's folder (containers.conf)
 
 
 def _require_or_skip(message: str) -> None:
