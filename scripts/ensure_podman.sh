@@ -10,7 +10,7 @@ DIR=${PNR_PODMAN_DIR:-/var/tmp/pnr-podman}
 SOCK="$DIR/podman.sock"
 PIDFILE="$DIR/podman.pid"
 CONF="$DIR/containers.conf"
-IMAGE=${PNR_TEST_IMAGE:-pnr-test/busybox:1}
+IMAGES=${PNR_TEST_IMAGES:-pnr-test/busybox:1 pnr-test/busybox-health:1}
 action=${1:-start}
 
 running_pid() {
@@ -92,12 +92,14 @@ if ! running_pid >/dev/null || ! answers; then
   fi
 fi
 
-if ! podman image exists "$IMAGE"; then
-  if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    echo "the test image $IMAGE is not in Docker either: run scripts/setup.sh first" >&2
-    exit 1
+for image in $IMAGES; do
+  if ! podman image exists "$image"; then
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+      echo "the test image $image is not in Docker either: run scripts/setup.sh first" >&2
+      exit 1
+    fi
+    echo "loading $image into podman ..."
+    docker save "$image" | podman load -q >/dev/null
   fi
-  echo "loading $IMAGE into podman ..."
-  docker save "$IMAGE" | podman load -q >/dev/null
-fi
+done
 echo "unix://$SOCK"

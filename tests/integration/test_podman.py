@@ -15,6 +15,7 @@ from conftest import TEST_IMAGE, free_port, pnr_cli, write_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
 
+HEALTH_IMAGE = "pnr-test/busybox-health:1"  # scripts/build_test_images.sh; loaded by scripts/ensure_podman.sh
 FAST = {"interval_seconds": 0.2, "timeout_seconds": 2, "deadline_seconds": 30}
 
 
@@ -43,6 +44,8 @@ def podman_domain(podman: Any, domain_name: str) -> Iterator[str]:
         container.remove(force=True)
     for network in podman.networks.list(filters={"label": label}):
         network.remove()
+    for image in podman.images.list(filters={"label": label}):
+        podman.images.remove(image.id, force=True)
 
 
 def _chunk(
@@ -165,3 +168,38 @@ def test_a_chain_converges_reports_and_goes_down_on_podman(tmp_path, podman, pod
     label = f"io.pnr.domain={domain}"
     assert not podman.containers.list(all=True, filters={"label": label})
     assert not podman.networks.list(filters={"label": label})
+
+
+def test_a_build_works_and_a_healthcheck_podman_never_runs_fails_clearly(tmp_path, podman, podman_env, podman_domain):
+    """Podman builds from build_path (buildah); it runs HEALTHCHECKs with systemd timers, so without systemd the
+    `docker` probe ends with what to do instead of waiting out its deadline."""
+    domain = podman_domain
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {TEST_IMAGE}\nRUN echo built > /built\n", encoding="utf-8")
+    built = _chunk(
+        domain + "-", "built", "system_ready", "cat /built; exec sleep 600", {"type": "log", "pattern": "^built$"}
+    )
+    built["container"].update(image=None, build_path="ctx", init=True)
+    checked = _chunk(
+        domain + "-",
+        "checked",
+        "built_ready",
+        "touch /tmp/healthy; exec sleep 600",
+        {"type": "docker", "deadline_seconds": 120},
+        image=HEALTH_IMAGE,
+        init=True,
+    )
+    cfg = write_config(
+        tmp_path / "podman.json", {"name": domain, "cpuxs": {"main": {"design_chunks": [built, checked]}}}
+    )
+
+    up = pnr_cli("up", str(cfg), "--runtime-dir", str(tmp_path / "rt"), env=podman_env)
+    text = up.stdout + up.stderr
+    assert "Traceback" not in text and re.search(r"\bbuilt\s+ready\b", text), text
+    if Path("/run/systemd/system").is_dir():  # a Podman with systemd runs the check
+        assert up.returncode == 0, text
+    else:
+        assert up.returncode == 1, text
+        assert "has run no HEALTHCHECK" in text and "use an exec probe" in text, text
+    _ok(pnr_cli("down", str(cfg), "--runtime-dir", str(tmp_path / "rt"), env=podman_env))
