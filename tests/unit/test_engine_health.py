@@ -48,15 +48,15 @@ def test_no_check_run_long_after_the_first_was_due_is_never_run() -> None:
 
 
 @pytest.mark.parametrize(
-    "info",
+    ("age", "interval", "running"),
     [
-        _info(5, None),  # not due yet
-        _info(600, None, interval=300),  # the default-like long interval: still not due
-        _info(60, None, running=False),
+        (5, 0.5, True),  # not due yet
+        (600, 300, True),  # a long interval: still not due
+        (60, 0.5, False),
     ],
 )
-def test_a_check_not_yet_due_is_still_starting(info: dict[str, Any]) -> None:
-    assert _health(info)[0] == "starting"
+def test_a_check_not_yet_due_is_still_starting(age: float, interval: float, running: bool) -> None:
+    assert _health(_info(age, None, interval=interval, running=running))[0] == "starting"
 
 
 def test_a_check_that_ran_reports_its_status() -> None:
