@@ -35,19 +35,37 @@ class YamlDoc:
 
     data: Any
     lines: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # paths whose line is in another file: that file
+
+    def _known(self, path: str) -> str:
+        """`path`, or its nearest ancestor with a line ("" when none has one)."""
+        while path and path not in self.lines:
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return path
 
     def line_of(self, path: str) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return None
+        return self.lines.get(self._known(path))
+
+    def where(self, path: str) -> str:
+        """`line 4`, or `compose.override.yaml line 4` for a path from another file ("" when unknown)."""
+        known = self._known(path)
+        if known not in self.lines:
+            return ""
+        other = self.files.get(known)
+        return f"{other} line {self.lines[known]}" if other else f"line {self.lines[known]}"
+
+    def add(self, other: YamlDoc, label: str) -> None:
+        """Take the lines of `other` (a file merged into this one) for the paths this one has none for."""
+        for path, line in other.lines.items():
+            if path not in self.lines:
+                self.lines[path] = line
+                self.files[path] = label
 
     def issue(self, path: str, message: str) -> ConfigIssue:
-        line = self.line_of(path)
-        return ConfigIssue(path, f"{message} (line {line})" if line else message)
+        where = self.where(path)
+        return ConfigIssue(path, f"{message} ({where})" if where else message)
 
 
 _BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"

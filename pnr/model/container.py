@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from pnr.model.fields import Model, Name
+from pnr.model.fields import ContainerName, Model
 
 
 class PortBinding(Model):
@@ -54,6 +54,7 @@ def parse_port(container_key: str, host_value: str | int, default_ip: str = DEFA
 
 
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+MAX_STOP_GRACE_SECONDS = 3600
 _VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
 # Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
 _IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -66,7 +67,7 @@ _IMAGE_RE = re.compile(
 class ContainerSpec(Model):
     """One container: what to run and how to publish it."""
 
-    name: Name
+    name: ContainerName
     image: str | None = None
     ports: dict[str, StrictStr | StrictInt] = Field(default_factory=dict)
     env: list[str] | dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -82,11 +83,14 @@ class ContainerSpec(Model):
     user: str | None = Field(default=None, description="user[:group] the process runs as")
     dockerfile: str | None = Field(default=None, description="Dockerfile inside build_path (default: Dockerfile)")
     build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg values of the build")
+    build_target: str | None = Field(
+        default=None, description="the Dockerfile stage to build (docker build --target; default: the last)"
+    )
     init: bool = Field(
         default=False, description="run an init as PID 1 that forwards signals and reaps zombies (docker run --init)"
     )
     stop_signal: str | None = Field(default=None, description="signal that stops the container (default SIGTERM)")
-    stop_grace_period_seconds: Annotated[float, Field(ge=0, le=3600)] | None = Field(
+    stop_grace_period_seconds: Annotated[float, Field(ge=0, le=MAX_STOP_GRACE_SECONDS)] | None = Field(
         default=None, description="how long `pnr down` waits after stop_signal before SIGKILL (default 5)"
     )
 
