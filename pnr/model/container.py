@@ -140,13 +140,6 @@ class ContainerSpec(Model):
             raise ValueError(f"{info.field_name} must not be empty (leave it out to use the image's default)")
         return value
 
-    @field_validator("name")
-    @classmethod
-    def _docker_name_length(cls, value: str) -> str:
-        if len(value) < 2:  # Docker refuses one-character container names
-            raise ValueError(f"container name {value!r} is too short: Docker needs at least 2 characters")
-        return value
-
     @field_validator("image")
     @classmethod
     def _image_ref(cls, value: str | None) -> str | None:

@@ -36,6 +36,8 @@ def check_name(value: str) -> str:
 
 def check_container_name(value: str) -> str:
     """`value` if the engine accepts it as a container name; else ValueError saying the rule."""
+    if len(value) < 2:
+        raise ValueError(f"container name {value!r} is too short: Docker needs at least 2 characters")
     if not CONTAINER_NAME_RE.match(value):
         raise ValueError(
             f"{value!r} is not a valid container name: use 2-253 letters, digits, '_', '.' or '-', starting with a "
