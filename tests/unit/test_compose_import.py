@@ -530,7 +530,10 @@ def test_environment_forms_and_variables(tmp_path: Path) -> None:
         assert notes(result, f"services.a.environment.{key}"), key
     for key in ("PLAIN", "SECRET", "WITH_DEFAULT", "ESCAPED"):
         assert not notes(result, f"services.a.environment.{key}"), key
-    assert "HOME unset in the shell and in .env: pnr up refuses to start" in notes(result, "services.a.environment.UNBRACED")[0]
+    assert (
+        "HOME unset in the shell and in .env: pnr up refuses to start"
+        in notes(result, "services.a.environment.UNBRACED")[0]
+    )
     assert notes(result, "services.b.environment.BARE")
 
 
