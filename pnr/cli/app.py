@@ -786,11 +786,12 @@ def import_(
         list[Path] | None,
         typer.Option("--file", "-f", help="a compose file (repeatable: merged in order, as docker compose -f)"),
     ] = None,
-    output: Annotated[
-        Path | None,
+    output_arg: Annotated[
+        str | None,  # not a Path: a trailing "/" (a folder) must survive
         typer.Option(
             "--output",
             "-o",
+            metavar="PATH",
             help="write the domain to this file, or into this folder (a name ending in /) as <project>.json "
             "[default: stdout]",
         ),
@@ -816,7 +817,8 @@ def import_(
     if compose_file is not None and file:
         raise _fail_with(2, "give the compose file either as an argument or with -f, not both")
     source: Any = list(file) if file else (compose_file or Path.cwd())
-    into_folder = output is not None and (output.is_dir() or str(output).endswith(("/", os.sep)))
+    output = Path(output_arg) if output_arg else None
+    into_folder = output is not None and (output.is_dir() or str(output_arg).endswith(("/", os.sep)))
     try:
         where = (output.resolve() if into_folder else output.resolve().parent) if output else None
         result = import_compose(source, name, profiles=profile or (), output_dir=where)

@@ -244,7 +244,8 @@ def _rebase(data: dict[str, Any], folder: Path, project_folder: Path) -> None:
     def move(text: str) -> str:
         if text.startswith(("/", "~")) or REMOTE_CONTEXT.match(text):
             return text
-        return os.path.relpath(folder / text, project_folder)
+        moved = os.path.relpath(folder / text, project_folder)
+        return moved if moved.startswith(".") else f"./{moved}"
 
     for svc in (data.get("services") or {}).values():
         if isinstance(svc, dict):

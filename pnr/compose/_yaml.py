@@ -102,6 +102,35 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+def _flatten_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    """YAML's merge keys: `<<: [*first, *second]` takes each key from the *earliest* mapping that has it, and the
+    mapping's own keys win over all of them (PyYAML 6.0.4 dedups merged keys by object identity, so a later
+    mapping can win there)."""
+    merged: list[tuple[yaml.Node, yaml.Node]] = []
+    own: list[tuple[yaml.Node, yaml.Node]] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE_TAG:
+            own.append((key_node, value_node))
+            continue
+        subs = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for sub in subs:
+            if not isinstance(sub, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, "a merge key takes mappings", sub.start_mark
+                )
+            _flatten_mapping(loader, sub)
+            merged.extend(sub.value)
+    seen: set[object] = set()
+    first: list[tuple[yaml.Node, yaml.Node]] = []
+    for key_node, value_node in merged:
+        key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+        if key not in seen:
+            seen.add(key)
+            first.append((key_node, value_node))
+    node.value = first + own
+
+
+_Loader.flatten_mapping = _flatten_mapping  # type: ignore[method-assign,assignment]
 _Loader.add_constructor(_INT, _construct_int)
 _Loader.add_constructor(_BOOL, _construct_bool)
 
