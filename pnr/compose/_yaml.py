@@ -102,6 +102,8 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
 def _flatten_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
     """YAML's merge keys: `<<: [*first, *second]` takes each key from the *earliest* mapping that has it, and the
     mapping's own keys win over all of them (PyYAML 6.0.4 dedups merged keys by object identity, so a later
