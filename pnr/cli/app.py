@@ -784,7 +784,9 @@ def import_(
     ] = None,
     file: Annotated[
         list[Path] | None,
-        typer.Option("--file", "-f", help="a compose file (repeatable: merged in order, as docker compose -f)"),
+        typer.Option(
+            "--file", "-f", metavar="FILE", help="a compose file (repeatable: merged in order, as docker compose -f)"
+        ),
     ] = None,
     output_arg: Annotated[
         str | None,  # not a Path: a trailing "/" (a folder) must survive

@@ -5,6 +5,7 @@ env is what `docker-compose config` (1.29.2) gives for the same folder."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
@@ -149,6 +150,30 @@ def test_the_pnr_up_deployment_runs_it_too(
     try:
         worker = worker_run_once(prefect_server)
         assert flow_run_state(prefect_server, run_id) == "COMPLETED", worker.stdout[-4000:] + worker.stderr[-4000:]
+        assert_same_env(container_env(docker_client, name), compose_config_env(docker_compose, folder))
+    finally:
+        pnr_cli("down", str(domain_file), "--runtime-dir", str(runtime), "-t", "0", env=clean_env())
+
+
+def test_pnr_up_env_file_gives_the_values_a_domain_does_not_name(
+    tmp_path: Path, docker_client: Any, docker_compose: str, cleanup: list[str]
+) -> None:
+    """`pnr up --env-file F` (relative to the working folder, as compose's option) for a domain without env_files."""
+    name = f"pnrenvfile{uuid.uuid4().hex[:8]}"
+    cleanup.append(name)
+    folder = project(tmp_path, name)
+    domain_file = imported(tmp_path, folder)
+    data = json.loads(domain_file.read_text())
+    assert data.pop("env_files") == ["../" + name + "/.env"]
+    domain_file.write_text(json.dumps(data))
+    runtime = tmp_path / "runtime"
+    unset = pnr_cli("up", str(domain_file), "--runtime-dir", str(runtime), env=clean_env())
+    assert unset.returncode == 2 and "POSTGRES_PASSWORD" in unset.stderr and "Traceback" not in unset.stderr
+    assert docker_client.containers.list(all=True, filters={"label": f"io.pnr.domain={name}"}) == []  # nothing started
+    args = ("--runtime-dir", str(runtime), "--env-file", f"{name}/.env", "--timeout", "120")
+    up = pnr_cli("up", str(domain_file), *args, cwd=tmp_path, env=clean_env(), timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert_same_env(container_env(docker_client, name), compose_config_env(docker_compose, folder))
     finally:
         pnr_cli("down", str(domain_file), "--runtime-dir", str(runtime), "-t", "0", env=clean_env())
