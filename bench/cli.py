@@ -582,7 +582,7 @@ class Bench:
         /api/health: its imports and every database migration. What any first call on a new machine pays."""
         import urllib.request
 
-        from pnr.prefect.server import SERVER_TUNING
+        from pnr.backend.server import SERVER_TUNING
 
         home = Path(tempfile.mkdtemp(prefix="cold-", dir=self.tmp))
         port = free_port()

@@ -9,14 +9,17 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pnr.cli.server_cmd import server_app
-from pnr.exceptions import ConfigError, EngineError, PnrError
+from pnr.exceptions import ConfigError, EngineError, PnrError, exit_status_of
+
+if TYPE_CHECKING:
+    from pnr.lifecycle.status import DomainStatus
 
 app = typer.Typer(
     name="pnr",
@@ -66,7 +69,7 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _fail(exc: PnrError) -> typer.Exit:
-    return _fail_with(2 if isinstance(exc, ConfigError) else 1, str(exc))
+    return _fail_with(exit_status_of(exc), str(exc))
 
 
 def _fail_with(code: int, message: str) -> typer.Exit:
@@ -273,7 +276,9 @@ def up(
     if outcome.get("exit") == 2 and not header.shown:  # the runner found the config bad: nothing ran
         raise _fail_with(2, outcome["message"])
     if outcome.get("summary") is not None and header.domain is not None:
-        _table(header.domain, header.engines, outcome["summary"])
+        from pnr.lifecycle.status import DomainStatus
+
+        _table(header.domain, header.engines, DomainStatus.from_json(outcome["summary"]))
     else:  # a failed run: read the table here (the engine and runtime files)
         plan = plan or _plan(config)
         _summary(plan, rdir)
@@ -346,9 +351,9 @@ def _write_timeline(plan: Any, rdir: Path, outcome: dict[str, Any], path: Path, 
 
 
 def _backend(ephemeral: bool, start: bool = True) -> Any:
-    """Where the run goes (see pnr.prefect.backend); says so once when pnr's server had to be started.
+    """Where the run goes (see pnr.backend.choose); says so once when pnr's server had to be started.
     `start=False`: None instead of starting pnr's server or runner."""
-    from pnr.prefect.backend import choose_backend
+    from pnr.backend.choose import choose_backend
 
     try:
         backend = choose_backend(ephemeral, start=start)
@@ -389,7 +394,7 @@ def _run_here(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[s
                 _drain_to_api()
     except (PnrError, KeyboardInterrupt) as exc:
         stopped = bool(interrupted) or isinstance(exc, KeyboardInterrupt)
-        code = 2 if isinstance(exc, ConfigError) else 1
+        code = exc.exit_status if isinstance(exc, PnrError) else 1
         return {
             "ok": False,
             "interrupted": stopped,
@@ -415,7 +420,7 @@ def _run_remote(
     backend: Any, args: dict[str, Any], progress: _Progress, header: _Header, shown_as: str
 ) -> dict[str, Any]:
     """Let the resident runner execute the run; follow it live. Ctrl-C interrupts it there."""
-    from pnr.prefect.runner import RemoteRun
+    from pnr.backend.runner import RemoteRun
 
     remote = RemoteRun(backend.state_dir, args, os.environ, shown_as=shown_as)
     interrupted = _on_ctrl_c(lambda: remote.interrupt("interrupted (Ctrl-C)"))
@@ -490,7 +495,7 @@ def _on_ctrl_c(interrupt: Any) -> list[bool]:
 def _summary(plan: Any, rdir: Path) -> None:
     """The chunk table, read here (the engine and runtime files)."""
     from pnr.engines.engine import Engine
-    from pnr.lifecycle.ops import domain_status
+    from pnr.lifecycle.status import domain_status
 
     try:
         status = domain_status(plan, Engine(), rdir)
@@ -499,20 +504,20 @@ def _summary(plan: Any, rdir: Path) -> None:
     _table(plan.domain.name, bool(plan.domain.engines), status)
 
 
-def _table(domain: str, engines: bool, status: dict[str, Any]) -> None:
+def _table(domain: str, engines: bool, status: DomainStatus) -> None:
     """The chunk table of `status` (`domain_status`); `engines`: the domain names engines, so say which one
     each chunk runs on."""
     table = Table(title=f"domain {domain}", title_justify="left")
     for col in ("chunk", "status", *(["engine"] if engines else []), "container", "detail"):
         table.add_column(col)
-    for name, c in status["chunks"].items():
-        style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c["status"], "yellow")
+    for name, c in status.chunks.items():
+        style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c.status, "yellow")
         table.add_row(
             name,
-            f"[{style}]{c['status']}[/]",
-            *([c["engine"]] if engines else []),
-            c["container"] or "-",
-            _escape((c["detail"] or "").splitlines()[0] if c["detail"] else ""),
+            f"[{style}]{c.status}[/]",
+            *([c.engine] if engines else []),
+            c.container or "-",
+            _escape(c.detail.splitlines()[0] if c.detail else ""),
         )
     out.print(table)
 
@@ -526,27 +531,27 @@ def status(
     """Truth values, chunk states and containers of a domain."""
     plan = _plan(config)
     from pnr.engines.engine import Engine
-    from pnr.lifecycle.ops import domain_status
+    from pnr.lifecycle.status import domain_status
     from pnr.settings import resolve_runtime_dir
 
     data = domain_status(plan, Engine(), resolve_runtime_dir(runtime_dir))  # and the config's engines
-    for name, engine in data["engines"].items():
-        if not engine["reachable"]:
-            where = "" if len(data["engines"]) == 1 else f" for the chunks on engine {name}"
-            err.print(f"[yellow]warning:[/] {_escape(engine['error'] or name)}; showing runtime files only{where}")
+    for name, engine in data.engines.items():
+        if not engine.reachable:
+            where = "" if len(data.engines) == 1 else f" for the chunks on engine {name}"
+            err.print(f"[yellow]warning:[/] {_escape(engine.error or name)}; showing runtime files only{where}")
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data.to_json(), indent=2))
         return
     _table(plan.domain.name, bool(plan.domain.engines), data)
     table = Table(title="signals", title_justify="left")
-    stale = data["stale"]
+    stale = data.stale
     for col in ("signal", "tv", "response", "prompt", *(["note"] if stale else [])):
         table.add_column(col)
-    for name, s in data["signals"].items():
+    for name, s in sorted(data.signals.items()):
         note = [f"[yellow]may be stale: {_escape(stale[name])}[/]" if name in stale else ""] if stale else []
-        table.add_row(name, s["tv"], ", ".join(s["response"]), s["prompt"], *note)
+        table.add_row(name, s.tv, ", ".join(s.response), s.prompt, *note)
     out.print(table)
-    for file, problem in data["problems"].items():
+    for file, problem in data.problems.items():
         err.print(f"[yellow]warning:[/] runtime file {file} ignored: {_escape(problem)}")
 
 
@@ -1002,7 +1007,7 @@ def main() -> None:
         _run_app(sys.argv[1:])
     except PnrError as exc:  # anything not handled by a command
         err.print(_escape(str(exc)))
-        code = 2 if isinstance(exc, ConfigError) else 1
+        code = exit_status_of(exc)
     except SystemExit as exc:
         code = exc.code
     _exit(code)

@@ -14,8 +14,9 @@ timeline.py  the readiness timeline as an SVG Gantt chart (pure), the critical p
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.control import ProgressEvent, RunControl, RunNote, current_control, use_control
 from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed, Prepared, gate_attempts, start_preparing
-from pnr.lifecycle.ops import domain_status, plan_actions, remove_started_by, tear_down_domain
+from pnr.lifecycle.ops import plan_actions, remove_started_by, tear_down_domain
 from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
+from pnr.lifecycle.status import ChunkStatus, DomainStatus, EngineStatus, domain_status
 from pnr.lifecycle.watch import WATCH_CANCELLED, Watcher
 
 __all__ = [
@@ -23,8 +24,11 @@ __all__ = [
     "ChunkBlocked",
     "ChunkDriver",
     "ChunkProgress",
+    "ChunkStatus",
     "CpuxRun",
     "CpuxState",
+    "DomainStatus",
+    "EngineStatus",
     "GateClosed",
     "Phase",
     "Prepared",

@@ -9,7 +9,7 @@ from pathlib import Path
 PNR = Path(__file__).resolve().parents[2] / "pnr"
 
 # top to bottom; a module may import its own layer and any layer below it
-LAYERS = ["cli", "prefect", "lifecycle", "probes", "engines", "runtime", "compose", "model", "base"]
+LAYERS = ["cli", "backend", "prefect", "lifecycle", "probes", "engines", "runtime", "compose", "model", "base"]
 BASE = {"exceptions", "processes", "settings", "__init__"}
 
 
