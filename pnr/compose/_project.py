@@ -41,12 +41,13 @@ class Project:
     profiles: tuple[str, ...] = ()
 
 
-def compose_files(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> tuple[list[Path], bool]:
-    """The files to read, and whether they were found by compose's default names: one path (a file, or a
-    folder holding compose.yaml / docker-compose.yml ...) with its override file next to it; a sequence of
-    paths (`-f a.yml -f b.yml`) exactly as given."""
+def compose_files(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The files to read: one path (a file, or a folder holding compose.yaml / docker-compose.yml ...) with the
+    override file of a default-named file next to it; a sequence of paths (`-f a.yml -f b.yml`) as given."""
     if not isinstance(path, (str, os.PathLike)):
-        return [Path(p) for p in path], False
+        if not path:
+            raise ConfigError("pnr import", [ConfigIssue("", "no compose file given")])
+        return [Path(p) for p in path]
     first = Path(path)
     if first.is_dir():
         found = [first / name for name in DEFAULT_FILES if (first / name).is_file()]
@@ -56,10 +57,10 @@ def compose_files(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
             )
         first = found[0]
     if first.name not in DEFAULT_FILES:
-        return [first], False
+        return [first]
     stem = first.name.rsplit(".", 1)[0]
     overrides = [first.parent / f"{stem}.override.{ext}" for ext in ("yaml", "yml")]
-    return [first, *[o for o in overrides if o.is_file()][:1]], True
+    return [first, *[o for o in overrides if o.is_file()][:1]]
 
 
 def read_project(

@@ -73,7 +73,7 @@ def import_compose(
     Raises ConfigError (naming the file and each path, every problem at once) for invalid YAML, schema
     violations, unknown services in `depends_on`, dependency cycles and anything else pnr cannot run.
     """
-    files, _found = compose_files(path)
+    files = compose_files(path)
     report = Report(str(files[0]))
     shell = dict(os.environ if environ is None else environ)
     project = read_project(files, report, name, profiles, shell)
