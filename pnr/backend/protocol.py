@@ -33,6 +33,7 @@ class UpRequest:
     force_recreate: bool = False
     watch: bool = False
     watch_seconds: float | None = None
+    env_files: list[str] | None = None  # extra env files for `${VAR}` values (`pnr up --env-file`), absolute
 
     def flow_parameters(self) -> dict[str, Any]:
         return asdict(self)

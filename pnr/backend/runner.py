@@ -323,7 +323,7 @@ class _Handler(socketserver.StreamRequestHandler):
         from pnr.prefect.flows import bring_up, quiet_prefect_run
 
         try:  # first of all, and without a flow run: a bad config is exit 2 with nothing started
-            plan = check_config(args["config_path"], env, shown_as)
+            plan = check_config(args["config_path"], env, shown_as, args.get("env_files") or ())
             plan.cpuxs_to_run(args.get("cpux"), shown_as or args["config_path"])
         except ConfigError as exc:
             with contextlib.suppress(OSError):

@@ -338,6 +338,7 @@ class Engine:
                         path=str(context),
                         dockerfile=spec.dockerfile,
                         buildargs=spec.build_args or None,
+                        target=spec.build_target,
                         tag=ref,
                         rm=True,
                         forcerm=True,  # no leftovers from a failed build

@@ -43,7 +43,7 @@ from pnr.lifecycle import (
     start_preparing,
     tear_down_domain,
 )
-from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
+from pnr.model import SYSTEM_READY, Plan, PnR, domain_environ, load_plan
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.processes import die_with_parent
@@ -336,8 +336,12 @@ def bring_up(
     force_recreate: bool = False,
     watch: bool = False,
     watch_seconds: float | None = None,
+    env_files: list[str] | None = None,
 ) -> dict[str, Any]:
     """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
+
+    `${VAR}` in container env comes from the environment, over `env_files` (as `pnr up --env-file`), over the
+    domain's own env_files.
 
     With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.watch`) until
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
@@ -347,6 +351,8 @@ def bring_up(
     control = current_control()
     settings = run_settings(control.environ)
     timeout_seconds = timeout_seconds or settings.timeout_seconds
+    if env_files:  # the domain's own env_files are read under these by each chunk (see domain_environ)
+        control.environ = domain_environ(plan.domain, config_path, control.environ, env_files)
     names = plan.cpuxs_to_run(cpux, config_path)
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
