@@ -262,7 +262,7 @@ def up(
         _table(header.domain, header.engines, outcome["summary"])
     else:  # a failed run: read the table here (the engine and runtime files)
         plan = plan or _plan(config)
-        _summary(plan, rdir)
+        _summary(plan, rdir, ask_engines=outcome.get("error") != "EngineUnreachable")
     if timeline is not None:
         _write_timeline(plan or _plan(config), rdir, outcome, timeline, chromium)
     url = backend.flow_run_url(outcome.get("flow_run_id"))
@@ -378,6 +378,7 @@ def _run_here(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[s
         code = 2 if isinstance(exc, ConfigError) else 1
         return {
             "ok": False,
+            "error": type(exc).__name__,
             "interrupted": stopped,
             "exit": code,
             "message": str(exc),
@@ -473,13 +474,14 @@ def _on_ctrl_c(interrupt: Any) -> list[bool]:
     return flag
 
 
-def _summary(plan: Any, rdir: Path) -> None:
-    """The chunk table, read here (the engine and runtime files)."""
+def _summary(plan: Any, rdir: Path, ask_engines: bool = True) -> None:
+    """The chunk table, read here (the engine and runtime files; only the files after an engine was lost: it
+    would make the user wait for another ping)."""
     from pnr.engines.engine import Engine
     from pnr.lifecycle.ops import domain_status
 
     try:
-        status = domain_status(plan, Engine(), rdir)
+        status = domain_status(plan, Engine() if ask_engines else None, rdir)
     except PnrError:
         return
     _table(plan.domain.name, bool(plan.domain.engines), status)

@@ -45,7 +45,11 @@ def network_name(domain: str) -> str:
 
 
 DEFAULT_STOP_SECONDS = 5
-CALL_TIMEOUT = 60.0  # seconds docker-py waits for the engine's answer to one call
+# Seconds docker-py waits for the engine's answer to one call. An engine that accepts connections but never
+# answers (a sleeping VM, a network partition, a frozen dockerd) must end a run within seconds, not leave its
+# threads blocked for a minute; removals, which a loaded engine may take longer to finish, get more.
+CALL_TIMEOUT = 10.0
+SLOW_CALL_TIMEOUT = 60.0
 
 
 def _stop_timeout(seconds: float | None) -> int | None:
@@ -197,6 +201,7 @@ class Engine:
         endpoint: Endpoint | None = None,
     ) -> None:
         self._client = client
+        self._slow_client: Any = None
         if endpoint is None and host is not None:
             endpoint = Endpoint(host, f"engines.{name}.host", tried=(f"engines.{name}.host: {host}",))
         self._endpoint = endpoint  # None: resolved from the environment when first needed
@@ -240,6 +245,16 @@ class Engine:
                 # every call (~3 % of the runner's CPU at 300 chunks)
                 self._client.api.trust_env = False
         return self._client
+
+    @property
+    def slow_client(self) -> Any:
+        """A client with the longer timeout, for removals (the injected client in unit tests)."""
+        if self._slow_client is None:
+            if self._client is not None and not isinstance(self._client, docker.DockerClient):
+                return self.client  # an injected fake
+            with self._errors("connecting to the Docker engine"):
+                self._slow_client = docker_client(self.endpoint, timeout=SLOW_CALL_TIMEOUT, tls=self.tls)
+        return self._slow_client
 
     def ping(self) -> None:
         with self._errors("connecting to the Docker engine"):
@@ -315,7 +330,7 @@ class Engine:
         with self._errors(f"removing network {net_id[:12]}"), contextlib.suppress(docker.errors.NotFound):
             while True:
                 try:
-                    self.client.api.remove_network(net_id)
+                    self.slow_client.api.remove_network(net_id)
                     return
                 except docker.errors.APIError as exc:
                     if "active endpoints" not in str(exc) or time.monotonic() > deadline:
@@ -485,7 +500,8 @@ class Engine:
             with self._errors(f"chunk {chunk.name}: starting container {spec.name}"):
                 api.start(cid)
         except EngineError as exc:
-            self.remove(cid)  # leave nothing half-created
+            if not isinstance(exc, EngineUnreachable):  # a silent engine would hold the removal for a minute
+                self.remove(cid)  # leave nothing half-created
             text = str(exc)
             if "port is already allocated" in text or "address already in use" in text:
                 ports = ", ".join(f"{b.host_ip}:{b.host_port}" for b in bindings.values())
@@ -518,7 +534,7 @@ class Engine:
 
     def remove_volume(self, name: str) -> None:
         with self._errors(f"removing volume {name}"), contextlib.suppress(docker.errors.NotFound):
-            self.client.api.remove_volume(name)
+            self.slow_client.api.remove_volume(name)
 
     def start(self, cid: str) -> None:
         """Start an existing (stopped) container again."""
@@ -538,7 +554,7 @@ class Engine:
     def remove(self, cid: str) -> None:
         with self._errors(f"removing container {cid[:12]}"):
             try:
-                self.client.api.remove_container(cid, force=True, v=True)
+                self.slow_client.api.remove_container(cid, force=True, v=True)
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as exc:

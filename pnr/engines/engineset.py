@@ -164,7 +164,10 @@ class EngineSet:
 
     def ping_all(self, names: Iterable[str] | None = None, timeout: float = PING_TIMEOUT) -> None:
         """Every engine (or `names`) answers, else one EngineUnreachable naming each that does not."""
-        lost = self.unreachable(names, timeout)
+        self.raise_unreachable(self.unreachable(names, timeout))
+
+    def raise_unreachable(self, lost: Mapping[str, str]) -> None:
+        """One EngineUnreachable naming each engine of `lost` ({name: why}, from `unreachable`), if any."""
         if not lost:
             return
         if len(lost) == 1:

@@ -16,7 +16,7 @@ Protocol: newline-delimited JSON, one request per connection.
 
     {"op": "ping"}                             → {"type": "pong", "pid", "fingerprint", "api_url", "active",
                                                    "index", "pool", "members" (the leader's: member pids),
-                                                   "stopping": [keys of interrupted runs]}
+                                                   "stopping": [keys of interrupted runs], "engine"}
     {"op": "up", "args": {...}, "env": {...},  → {"type": "accepted", "domain", "chunks", "cpuxs", "engines"}
      "pid", "shown_as"}                           {"type": "event", ...}*  then  {"type": "done", "ok", ...}
                                                (a config that fails its check: only the "done", exit 2,
@@ -26,7 +26,7 @@ Protocol: newline-delimited JSON, one request per connection.
 
 `args` are `bring_up`'s parameters with absolute paths; `env` is the client's environment, from which the
 run takes `${VAR}` values for container env. The client falls back to running in-process when the runner
-cannot serve it the same way (another DOCKER_HOST, another Prefect API, code of another version).
+cannot serve it the same way (another Docker engine, another Prefect API, code of another version).
 
 This module imports only the standard library at module level; `serve()` imports Prefect.
 """
@@ -54,8 +54,18 @@ from pnr.settings import quiet_prefect_env
 
 MARKER = "pnr.prefect.runner"
 START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine
-# what a run takes from the client's environment must agree with the runner's, or the client runs in-process
-SAME_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
+
+
+def engine_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Docker engine an environment names, resolved as the docker CLI resolves it, and the docker CLI
+    config its contexts come from: a client's must agree with the runner's, or the client runs in-process."""
+    from pnr.engines.resolve import config_dir, resolve_endpoint
+
+    try:
+        endpoint: Any = resolve_endpoint(environ).identity()
+    except PnrError as exc:
+        endpoint = {"error": str(exc)}
+    return {"endpoint": endpoint, "docker_config": str(config_dir(environ))}
 
 
 class RunnerError(PnrError):
@@ -323,7 +333,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     "pool": self.server.pool,
                     "members": self.server.member_pids,
                     "stopping": self.server.stopping(),
-                    "env": {key: os.environ.get(key) for key in SAME_ENV},
+                    "engine": engine_env(),
                 }
             )
         elif request.get("op") == "up":
