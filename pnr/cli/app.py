@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pnr.cli.doctor import doctor
 from pnr.cli.server_cmd import server_app
 from pnr.exceptions import ConfigError, EngineError, PnrError
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 signal_app = typer.Typer(no_args_is_help=True, help="Read or set signals in the runtime folder.")
 app.add_typer(signal_app, name="signal")
 app.add_typer(server_app, name="server")
+app.command()(doctor)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

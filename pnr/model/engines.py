@@ -126,7 +126,7 @@ class EngineSpec(Model):
             )
         if self.tls is not None and not (self.host or "").startswith("tcp://"):
             what = f"{self.host!r} is not one" if self.host else "a context brings its own TLS material"
-            raise ValueError(f"tls is for tcp:// hosts; {what}")
+            raise ValueError(f"tls is for tcp:// engines; {what}")
         return self
 
     def reach_address(self) -> str:
