@@ -265,3 +265,39 @@ def test_an_unknown_engines_context_is_a_config_error(monkeypatch: pytest.Monkey
     text = str(caught.value)
     assert text.startswith(f"{tmp_path / 'd.json'}: engines.two.context: ")
     assert "no Docker context named 'nowhere'" in text and str(tmp_path / "cfg" / "contexts") in text
+
+
+# -- the resident runner's check, pnr doctor's facts -------------------------------------------------------
+def test_the_runner_serves_a_client_only_for_the_same_resolved_engine(home: Path) -> None:
+    from pnr.prefect.runner import engine_env
+
+    _context(home / ".docker", "two", "tcp://127.0.0.2:2375")
+    via_variable = engine_env({"HOME": str(home), "DOCKER_CONTEXT": "two"})
+    _use(home / ".docker", "two")
+    assert engine_env({"HOME": str(home)}) == via_variable  # the same engine, found another way
+    assert engine_env({"HOME": str(home), "DOCKER_HOST": "tcp://127.0.0.2:2375"}) == via_variable
+    _use(home / ".docker", "default")  # `docker context use default`: another engine now
+    assert engine_env({"HOME": str(home)}) != via_variable
+    assert engine_env({"HOME": str(home), "DOCKER_CONTEXT": "gone"})["endpoint"]["error"].startswith("DOCKER_CONTEXT")
+
+
+def test_doctor_reads_docker_and_podman_answers() -> None:
+    from pnr.cli.doctor import engine_facts
+
+    docker_facts = engine_facts(
+        {
+            "Version": "20.10.24",
+            "ApiVersion": "1.41",
+            "Os": "linux",
+            "Arch": "amd64",
+            "Components": [{"Name": "Engine"}],
+        },
+        {"Name": "vm", "SecurityOptions": ["name=seccomp,profile=default"]},
+    )
+    assert docker_facts["product"] == "Docker Engine" and docker_facts["os/arch"] == "linux/amd64"
+    assert docker_facts["rootless"] is False
+    podman = engine_facts(
+        {"Version": "4.3.1", "Os": "linux", "Arch": "arm64", "Components": [{"Name": "Podman Engine"}]},
+        {"SecurityOptions": ["name=seccomp", "name=rootless"]},
+    )
+    assert (podman["product"], podman["rootless"], podman["server version"]) == ("Podman Engine", True, "4.3.1")
