@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pnr.cli.doctor import doctor
 from pnr.cli.server_cmd import server_app
 from pnr.exceptions import ConfigError, PnrError, exit_status_of
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 signal_app = typer.Typer(no_args_is_help=True, help="Read or set signals in the runtime folder.")
 app.add_typer(signal_app, name="signal")
 app.add_typer(server_app, name="server")
+app.command()(doctor)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -303,7 +305,7 @@ def up(
         _table(header.domain, header.engines, outcome.summary)
     else:  # a failed run: read the table here (the engine and runtime files)
         plan = plan or _plan(config)
-        _summary(plan, rdir)
+        _summary(plan, rdir, ask_engines=outcome.error != "EngineUnreachable")
     if timeline is not None:
         _write_timeline(plan or _plan(config), rdir, outcome, timeline, chromium)
     _report(backend, outcome, config, watch, progress.t0)
@@ -444,13 +446,14 @@ def _on_ctrl_c(interrupt: Any) -> list[bool]:
     return flag
 
 
-def _summary(plan: Any, rdir: Path) -> None:
-    """The chunk table, read here (the engine and runtime files)."""
+def _summary(plan: Any, rdir: Path, ask_engines: bool = True) -> None:
+    """The chunk table, read here (the engine and runtime files; only the files after an engine was lost: it
+    would make the user wait for another ping)."""
     from pnr.engines.engine import Engine
     from pnr.lifecycle.status import domain_status
 
     try:
-        status = domain_status(plan, Engine(), rdir)
+        status = domain_status(plan, Engine() if ask_engines else None, rdir)
     except PnrError:
         return
     _table(plan.domain.name, bool(plan.domain.engines), status)
