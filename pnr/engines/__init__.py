@@ -9,10 +9,12 @@ from pnr.engines.converge import (
     describe_changes,
     desired_state,
     not_ours,
+    other_configs,
     spec_label,
 )
 from pnr.engines.engine import (
     LABEL_CHUNK,
+    LABEL_CONFIG,
     LABEL_CPUX,
     LABEL_DOMAIN,
     LABEL_HASH,
@@ -30,6 +32,7 @@ from pnr.engines.ports import host_port_clashes, host_port_problem
 
 __all__ = [
     "LABEL_CHUNK",
+    "LABEL_CONFIG",
     "LABEL_CPUX",
     "LABEL_DOMAIN",
     "LABEL_HASH",
@@ -51,6 +54,7 @@ __all__ = [
     "image_ref",
     "network_name",
     "not_ours",
+    "other_configs",
     "spec_label",
     "used_engines",
 ]

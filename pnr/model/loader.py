@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,12 @@ def _issue_from_error(err: Any, data: Any) -> ConfigIssue:
             f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
         )
         return ConfigIssue(path, f"unknown key {key!r}{hint}")
+    if kind == "missing" and len(loc) > 2 and loc[-1] == "tv" and loc[-3] == "gatekeeper":
+        return ConfigIssue(
+            path,
+            'a gate must say which truth value it waits for: add "tv": "Y" to wait until the signal is Y '
+            "(without tv the gate would wait for U, which an unwritten signal already is: it would open at once)",
+        )
     if kind == "missing":
         return ConfigIssue(path, "required key is missing")
     if kind == "literal_error" and path.endswith("tv"):
@@ -160,8 +167,15 @@ def _depth(obj: Any, limit: int) -> int:
     return deepest
 
 
-def parse_domain(data: Any, source: str = "<config>", dup_keys: dict[int, list[str]] | None = None) -> Domain:
-    """Validate already-parsed JSON; raise ConfigError naming `source` and each JSON path."""
+# checks of a valid domain to run on the part of a file that validated: (domain, source, left_out, places)
+RestChecks = Callable[[Domain, str, set[str], dict[str, list[int]]], list[ConfigIssue]]
+
+
+def parse_domain(
+    data: Any, source: str = "<config>", dup_keys: dict[int, list[str]] | None = None, rest: RestChecks | None = None
+) -> Domain:
+    """Validate already-parsed JSON; raise ConfigError naming `source` and each JSON path. `rest`: more checks
+    (the plan's) run on the design chunks that did validate when others did not, so one run reports them all."""
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue("", f"the top level must be a JSON object, not {type(data).__name__}")])
     if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
@@ -172,12 +186,106 @@ def parse_domain(data: Any, source: str = "<config>", dup_keys: dict[int, list[s
     try:
         return Domain.model_validate(data)
     except ValidationError as exc:
-        issues = _merge_union_issues([_issue_from_error(err, data) for err in exc.errors(include_url=False)])
-        raise ConfigError(source, _capped(issues)) from None
+        issues = schema_issues(exc, data)
+    more = _check_rest(data, source, rest) if rest is not None else []
+    raise ConfigError(source, _capped([*issues, *more]))
 
 
-def load_domain(path: str | Path) -> Domain:
-    """Read, parse and validate a domain config file. Every failure is a ConfigError (never a traceback)."""
+def schema_issues(exc: ValidationError, data: Any) -> list[ConfigIssue]:
+    """pydantic's errors as issues: one per JSON path, each saying what was given and what would fit."""
+    given: dict[str, Any] = {}
+    issues = []
+    for err in exc.errors(include_url=False):
+        issue = _issue_from_error(err, data)
+        if issue.message.startswith("Input should be ") and "input" in err:
+            given.setdefault(issue.path, err["input"])
+        issues.append(issue)
+    return [_with_given(issue, given) for issue in _merge_union_issues(issues)]
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _with_given(issue: ConfigIssue, given: dict[str, Any]) -> ConfigIssue:
+    """`Input should be a valid number` → `... number, not "5" (a quoted string); write 5 without quotes`."""
+    if issue.path not in given:
+        return issue
+    value = given[issue.path]
+    want = issue.message.removeprefix("Input should be ").split(",")[0]
+    shown = _shown(value)
+    hint = ""
+    if isinstance(value, str) and ("number" in want or "integer" in want):
+        try:
+            float(value)
+            hint = f"; write it without quotes: {value.strip()}"
+        except ValueError:
+            hint = "; write a JSON number, e.g. 5"
+    elif isinstance(value, str) and "boolean" in want:
+        hint = "; write true or false, without quotes"
+    elif isinstance(value, bool) and ("number" in want or "integer" in want):
+        hint = "; write a number, e.g. 5 (true and false are not numbers here)"
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and "string" in want:
+        hint = f'; put it in quotes: "{value}"'
+    elif "dictionary" in want or "object" in want:
+        hint = "; write a JSON object: {...}"
+    elif "list" in want:
+        hint = "; write a JSON list: [...]"
+    said = issue.message.split(",")[0] if issue.message.startswith("Input should be a valid ") else issue.message
+    return ConfigIssue(issue.path, f"{said}, not {shown} ({_json_type(value)}){hint}")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+def _check_rest(data: dict[str, Any], source: str, checks: RestChecks) -> list[ConfigIssue]:
+    """`checks` on the design chunks that did validate (the invalid ones left out). Nothing when the rest does
+    not validate either (a bad top-level key)."""
+    cpuxs = data.get("cpuxs")
+    if not isinstance(cpuxs, dict):
+        return []
+    kept: dict[str, Any] = {}
+    left_out: set[str] = set()
+    for name, cpux in cpuxs.items():
+        chunks = cpux.get("design_chunks") if isinstance(cpux, dict) else None
+        if not isinstance(chunks, list):
+            continue
+        valid = []
+        for chunk in chunks:
+            try:
+                DesignChunk.model_validate(chunk)
+                valid.append(chunk)
+            except ValidationError:
+                valid.append(None)
+                if isinstance(chunk, dict) and isinstance(chunk.get("name"), str):
+                    left_out.add(chunk["name"])
+        kept[name] = valid
+    rest = {**data, "cpuxs": {n: {**cpuxs[n], "design_chunks": [c for c in v if c]} for n, v in kept.items()}}
+    rest["cpuxs"] = {n: c for n, c in rest["cpuxs"].items() if c["design_chunks"]}
+    try:
+        domain = Domain.model_validate(rest)
+    except ValidationError:
+        return []
+    # a chunk's JSON path counts its place among all chunks, invalid ones too
+    places = {n: [i for i, c in enumerate(v) if c] for n, v in kept.items()}
+    return checks(domain, source, left_out, places)
+
+
+def load_domain(path: str | Path, rest: RestChecks | None = None) -> Domain:
+    """Read, parse and validate a domain config file. Every failure is a ConfigError (never a traceback).
+    `rest`: see `parse_domain`."""
     path = Path(path)
     source = str(path)
     try:
@@ -214,7 +322,7 @@ def load_domain(path: str | Path) -> Domain:
         raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise ConfigError(source, [ConfigIssue("", f"invalid JSON: {str(exc).split(':')[0]}")]) from None
-    return parse_domain(data, source, dup_keys)
+    return parse_domain(data, source, dup_keys, rest)
 
 
 def _no_dup_keys(pairs: list[tuple[str, Any]], dups: dict[int, list[str]]) -> dict[str, Any]:
