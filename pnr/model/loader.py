@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,53 +17,12 @@ from pnr.model.container import ContainerSpec
 from pnr.model.domain import Cpux, DesignChunk, Domain
 from pnr.model.engines import EngineSpec, EngineTls
 from pnr.model.fields import MappedSignal, PnR, StatusMapping
+from pnr.model.partial import partial_domain
+from pnr.model.paths import json_path
 
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 MAX_ISSUES = 50  # reported per file; the rest are counted
-
-
-_PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@-]*$")
-_SCALAR_TAGS = ("str", "int", "float", "bool")
-
-
-def _union_tag(loc: tuple[int | str, ...], i: int) -> bool:
-    """True when loc[i] is a tag pydantic inserts for a union member, not a key of the document."""
-    part = loc[i]
-    if not isinstance(part, str) or i == 0:
-        return False
-    before = loc[i - 1]
-    tag = i < len(loc) - 1 or part in BUILTIN_CHECKS or part == "plugin"  # last: a whole-check error
-    if before == "health_check" and tag:  # discriminated union: the probe type ('tcp')
-        return True
-    if isinstance(before, int) and i > 1 and loc[i - 2] == "checks" and tag:  # a child of all/any
-        return True
-    if part.startswith(("function-", "list[", "dict[")):  # never a valid key where a union can stand
-        return True
-    two_back = str(loc[i - 2]) if i > 1 else ""
-    last = i == len(loc) - 1
-    return (
-        last
-        and part in _SCALAR_TAGS
-        and (before in ("command", "expected_code") or two_back == "ports" or two_back.startswith("dict["))
-    )
-
-
-def json_path(loc: tuple[int | str, ...]) -> str:
-    """pydantic's error location as a JSON path: cpuxs.x.design_chunks[0].health_check.port_key.
-
-    Keys that are not plain names are quoted (`cpuxs["a b"]`, ASCII-escaped) so a path is one printable line."""
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == "[key]" or _union_tag(loc, i):
-            continue
-        elif _PLAIN_KEY_RE.match(part):
-            out += ("." if out else "") + part
-        else:
-            out += f"[{json.dumps(part)}]"
-    return out
 
 
 def _merge_union_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
@@ -251,36 +209,11 @@ def _json_type(value: Any) -> str:
 
 
 def _check_rest(data: dict[str, Any], source: str, checks: RestChecks) -> list[ConfigIssue]:
-    """`checks` on the design chunks that did validate (the invalid ones left out). Nothing when the rest does
-    not validate either (a bad top-level key)."""
-    cpuxs = data.get("cpuxs")
-    if not isinstance(cpuxs, dict):
+    """`checks` on the valid part of the file (see `pnr.model.partial`), less what the repair could cause."""
+    part = partial_domain(data)
+    if part is None:
         return []
-    kept: dict[str, Any] = {}
-    left_out: set[str] = set()
-    for name, cpux in cpuxs.items():
-        chunks = cpux.get("design_chunks") if isinstance(cpux, dict) else None
-        if not isinstance(chunks, list):
-            continue
-        valid = []
-        for chunk in chunks:
-            try:
-                DesignChunk.model_validate(chunk)
-                valid.append(chunk)
-            except ValidationError:
-                valid.append(None)
-                if isinstance(chunk, dict) and isinstance(chunk.get("name"), str):
-                    left_out.add(chunk["name"])
-        kept[name] = valid
-    rest = {**data, "cpuxs": {n: {**cpuxs[n], "design_chunks": [c for c in v if c]} for n, v in kept.items()}}
-    rest["cpuxs"] = {n: c for n, c in rest["cpuxs"].items() if c["design_chunks"]}
-    try:
-        domain = Domain.model_validate(rest)
-    except ValidationError:
-        return []
-    # a chunk's JSON path counts its place among all chunks, invalid ones too
-    places = {n: [i for i, c in enumerate(v) if c] for n, v in kept.items()}
-    return checks(domain, source, left_out, places)
+    return [i for i in checks(part.domain, source, part.unjudged, part.places) if part.keeps(i)]
 
 
 def load_domain(path: str | Path, rest: RestChecks | None = None) -> Domain:

@@ -383,9 +383,9 @@ def _reference_issues(
             if not isinstance(ref, ChunkReference):
                 issues.append(ConfigIssue(path, str(ref)))
                 continue
-            target = chunks.get(ref.chunk)
-            if target is None and ref.chunk in left_out:
+            if ref.chunk in left_out:
                 continue  # a chunk with problems of its own, reported already
+            target = chunks.get(ref.chunk)
             if target is None:
                 issues.append(ConfigIssue(path, f"{ref}: no chunk named {ref.chunk!r} in this domain"))
             elif ref.what == "port" and find_port_key(domain.port_bindings(target), ref.port_key or "") is None:

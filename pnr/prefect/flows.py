@@ -434,9 +434,11 @@ def run_source(run: Any) -> str:
 
 def run_labels(domain: str, run: Any) -> tuple[str, list[str]]:
     """The name and tags pnr gives a bring-up or tear-down flow run: `dev_stack · cli`, and `pnr`,
-    `domain:dev_stack` and the source next to the tags it has (a deployment's own)."""
+    `domain:dev_stack` and the source next to the tags it has (a deployment's own, but its `domain:` tag only if
+    the run's config is of that domain)."""
     source = run_source(run)
-    return f"{domain} · {source}", sorted({*(getattr(run, "tags", None) or []), "pnr", f"domain:{domain}", source})
+    kept = {t for t in getattr(run, "tags", None) or [] if not t.startswith("domain:")}  # a deployment's, maybe
+    return f"{domain} · {source}", sorted({*kept, "pnr", f"domain:{domain}", source})  # for another config_path
 
 
 def _label_flow_run(domain: str) -> None:
