@@ -272,3 +272,54 @@ def test_run_source_tells_what_started_a_flow_run(run: Any, source: str) -> None
 def test_run_labels_name_the_domain_and_keep_other_tags_but_a_stale_domain_tag() -> None:
     run = _run(deployment_id="d1", tags=["pnr", "bring-up", "domain:example_chain"])
     assert run_labels("t123", run) == ("t123 · deployment", ["bring-up", "deployment", "domain:t123", "pnr"])
+
+
+# -- before anything starts: every missing image, and the config file that made the domain -----------------
+
+
+def _fake_run(tmp_path: Path, missing: bool = False, force: bool = False) -> tuple[Any, Any]:
+    from pnr.engines import EngineSet
+    from pnr.exceptions import ImageError
+    from unit.test_engines import FakeEngine, make_run, two_engine_plan
+
+    class NoImages(FakeEngine):
+        def ensure_image(self, domain: str, chunk: Any, base_dir: Path, build: bool = False) -> str:
+            raise ImageError(f"chunk {chunk.name}: image {chunk.container.image} is not on this machine")
+
+    plan = two_engine_plan()
+    made: dict[str, Any] = {}
+    kind = NoImages if missing else FakeEngine
+    default = kind("default")
+
+    def factory(name: str, spec: Any, base_dir: Path) -> Any:
+        made[name] = kind(name, spec.reach_address(), port_ip=spec.port_ip())
+        return made[name]
+
+    run = make_run(tmp_path, plan, EngineSet.for_plan(plan, default=default, factory=factory))
+    run.force_recreate = force
+    return run, default
+
+
+def test_prepare_names_every_missing_image_at_once_and_starts_nothing(tmp_path: Path) -> None:
+    from pnr.exceptions import ImageError
+
+    run, default = _fake_run(tmp_path, missing=True)
+    with pytest.raises(ImageError) as info:
+        run.prepare()
+    assert [line.split(":")[0] for line in str(info.value).splitlines()] == ["chunk db", "chunk web"]
+    assert not default.networks and not default.containers
+
+
+def test_prepare_refuses_a_domain_another_config_file_made_unless_taken_over(tmp_path: Path) -> None:
+    from pnr.engines import ContainerState
+
+    run, default = _fake_run(tmp_path)
+    theirs = {**_labels("d", "/elsewhere/d.json"), "io.pnr.chunk": "web"}
+    default.containers["c-web"] = ContainerState("id-web", "c-web", "running", True, None, theirs)
+    with pytest.raises(ConfigError, match=r"brought up from another config file: /elsewhere/d.json \(1 container\)"):
+        run.prepare()
+    assert not default.networks
+    taking_over, default = _fake_run(tmp_path, force=True)
+    default.containers["c-web"] = ContainerState("id-web", "c-web", "running", True, None, theirs)
+    taking_over.prepare()
+    assert default.networks == ["pnr_d"]
