@@ -345,7 +345,6 @@ def bring_up(
     the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
     interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
     plan = load_plan(config_path)
-    _label_flow_run(plan.domain.name)
     control = current_control()
     settings = run_settings(control.environ)
     timeout_seconds = timeout_seconds or settings.timeout_seconds
@@ -368,6 +367,7 @@ def bring_up(
     )
     # the first CPUX's engine work (ping, images, network) runs while Prefect creates its subflow run
     run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
     events = RunEvents(plan, names, store, control, config_path, settings.chunk_events)
