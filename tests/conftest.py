@@ -65,7 +65,7 @@ def pnr_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         yield state
     finally:
-        from pnr.prefect import runner, server
+        from pnr.backend import runner, server
 
         runner.stop_runner(state)
         server.stop(state_dir=state)

@@ -63,7 +63,7 @@ def partial_domain(data: dict[str, Any]) -> Partial | None:
                 continue
             kept.setdefault(cpux_name, {**cpux, "design_chunks": []})["design_chunks"].append(fixed)
             places.setdefault(cpux_name, []).append(index)
-            removed += [f"{where}.{json_path(loc)}" for loc in locs]
+            removed += [_under(where, json_path(loc)) for loc in locs]
             if any(loc[0] == "container" and loc[1:2] in ((), ("ports",)) for loc in locs):
                 unjudged.add(fixed["name"])
                 shaky.append(f"{where}.health_check")
@@ -74,6 +74,10 @@ def partial_domain(data: dict[str, Any]) -> Partial | None:
     except ValidationError:
         return None
     return Partial(domain, places, unjudged, removed, shaky)
+
+
+def _under(parent: str, path: str) -> str:
+    return parent + path if path.startswith("[") else f"{parent}.{path}"
 
 
 def _valid_part(chunk: Any) -> tuple[dict[str, Any] | None, list[tuple[str, ...]]]:

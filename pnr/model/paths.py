@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import re
-
+from pnr.exceptions import path_join
 from pnr.model.checks import BUILTIN_CHECKS
 
-_PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@-]*$")
 _SCALAR_TAGS = ("str", "int", "float", "bool")
 
 
@@ -40,11 +37,9 @@ def json_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for i, part in enumerate(loc):
         if isinstance(part, int):
-            out += f"[{part}]"
+            out = path_join(out, part)
         elif part == "[key]" or _union_tag(loc, i):
             continue
-        elif _PLAIN_KEY_RE.match(part):
-            out += ("." if out else "") + part
         else:
-            out += f"[{json.dumps(part)}]"
+            out = path_join(out, part)
     return out
