@@ -56,8 +56,15 @@ def test_a_domain_brought_up_from_one_file_is_not_removed_or_taken_over_from_ano
 
     with pytest.raises(ConfigError, match="force=true"):  # the tear-down flow, as a deployment runs it
         tear_down(str(other), runtime_dir=str(runtime_dir))
-    report = tear_down(str(other), runtime_dir=str(runtime_dir), force=True)
-    assert report["containers"] == list(before)
+    forced = pnr_cli("down", "--force", str(other), "--runtime-dir", str(runtime_dir))
+    assert forced.returncode == 0, forced.stderr
+    assert _containers(docker_client, domain_name) == {}
+
+    bring_up(str(other), runtime_dir=str(runtime_dir), timeout_seconds=60)  # the domain is free: the other file's now
+    (made,) = _containers(docker_client, domain_name).values()
+    assert made.labels["io.pnr.config"] == str(other.resolve())
+    report = tear_down(str(first), runtime_dir=str(runtime_dir), force=True)
+    assert report["containers"] == [made.name]
     assert _containers(docker_client, domain_name) == {}
 
 
