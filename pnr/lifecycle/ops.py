@@ -139,11 +139,24 @@ def _stop_and_remove(
 def plan_actions(
     plan: Plan, engine: Engine | EngineSet, config_path: str, runtime_dir: Path, force: bool = False
 ) -> list[dict[str, Any]]:
-    """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing."""
+    """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing.
+    Every chunk is refused when another config file of the same domain name brought the domain up (unless
+    `force`: `pnr up --force-recreate` takes it over)."""
     engines = EngineSet.coerce(engine, plan)
     engines.ping_all()
     store = SignalStore(runtime_dir, plan.domain.name)
     rows: list[dict[str, Any]] = []
+    this = str(Path(config_path).resolve())
+    labels = [c.labels for _name, e in engines.items() for c in e.owned_containers(plan.domain.name)]
+    others = {} if force else other_configs(labels, plan.domain.name, this)
+    if others:
+        files = ", ".join(sorted(others))
+        why = f"domain {plan.domain.name} was brought up from {files} (--force-recreate takes it over)"
+        return [
+            {"chunk": n, "container": plan.chunks[n].container.name, "action": "refuse", "reasons": [why]}
+            for c in plan.cpux_order
+            for n in plan.chunks_of(c)
+        ]
     for run in domain_runs(plan, store, engines, config_path, timeout_seconds=1, force_recreate=force):
         for name in run.names:
             chunk = plan.chunks[name]

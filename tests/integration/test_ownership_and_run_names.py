@@ -49,6 +49,8 @@ def test_a_domain_brought_up_from_one_file_is_not_removed_or_taken_over_from_ano
     assert f"pnr down {first.resolve()}" in message and "pnr down --force" in message
     assert _containers(docker_client, domain_name).keys() == before.keys()
 
+    dry = pnr_cli("up", str(other), "--dry-run", "--runtime-dir", str(runtime_dir))
+    assert dry.returncode == 1 and "refuse" in dry.stdout and str(first.resolve()) in dry.stdout, dry.stdout
     with pytest.raises(ConfigError, match="pnr up --force-recreate"):
         bring_up(str(other), runtime_dir=str(runtime_dir), timeout_seconds=60)
     after = _containers(docker_client, domain_name)
