@@ -106,8 +106,8 @@ __all__ = [
     "image_ref",
     "network_name",
     "not_ours",
-    "resolve_endpoint",
     "other_configs",
+    "resolve_endpoint",
     "spec_label",
     "used_engines",
 ]
