@@ -1,4 +1,4 @@
-"""The command-line benchmark (issue 10 part 4): whole processes timed from a shell, side by side in one run.
+"""The command-line benchmark: whole processes timed from a shell, side by side in one run.
 
     bench/cli.sh --quick          # chain6 + demo, warm server only, 2 repetitions (< 4 min)
     bench/cli.sh                  # everything (< 30 min): + ephemeral, first-run, concurrency, scale 100/500

@@ -10,7 +10,7 @@
         ├── StallError       no chunk can make progress: gates that can never open
         └── RunTimeout       the run's deadline passed (typically an external signal never came)
 
-Docker errors are translated at one boundary (`pnr.engine`), HTTP/socket errors in `pnr.probes`.
+Docker errors are translated at one boundary (`pnr.engines.engine`), HTTP/socket errors in `pnr.probes`.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pnr.backend import daemon
+from pnr.backend.protocol import UpRequest
 from pnr.exceptions import PnrError
 from pnr.processes import die_with_parent
 from pnr.settings import quiet_prefect_env
@@ -239,15 +240,15 @@ class RemoteRun:
     until the outcome, which `outcome` then holds; `interrupt()` asks the runner to stop the run."""
 
     def __init__(
-        self, state_dir: Path, args: Mapping[str, Any], env: Mapping[str, str], shown_as: str | None = None
+        self, state_dir: Path, request: UpRequest, env: Mapping[str, str], shown_as: str | None = None
     ) -> None:
-        """`shown_as`: how the user wrote the config's path (`args` has it absolute); config errors name it so."""
-        self._conn = _connect(pick(state_dir, run_key(args)), timeout=10.0)
+        """`shown_as`: how the user wrote the config's path (`request` has it absolute); config errors name it so."""
+        self._conn = _connect(pick(state_dir, request.key), timeout=10.0)
         self._conn.settimeout(None)
         self._send_lock = threading.Lock()
         self.outcome: dict[str, Any] | None = None
-        request = {"op": "up", "args": dict(args), "env": dict(env), "pid": os.getpid(), "shown_as": shown_as}
-        self._send(request)
+        args = request.flow_parameters()
+        self._send({"op": "up", "args": args, "env": dict(env), "pid": os.getpid(), "shown_as": shown_as})
 
     def events(self) -> Iterator[dict[str, Any]]:
         for line in self._conn.makefile("rb"):
@@ -271,11 +272,6 @@ class RemoteRun:
     def _send(self, message: Mapping[str, Any]) -> None:
         with self._send_lock:
             _send(self._conn, message)
-
-
-def run_key(args: Mapping[str, Any]) -> str:
-    """Runs of one key (config and runtime folder: one domain's state) must not overlap after an interrupt."""
-    return f"{args.get('config_path')}|{args.get('runtime_dir')}"
 
 
 # -- the runner process -----------------------------------------------------------------------------------------
@@ -346,7 +342,7 @@ class _Handler(socketserver.StreamRequestHandler):
         watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
         watcher.start()
         # an interrupted run of the same domain (its client died or pressed Ctrl-C) finishes first
-        self.server.started(control, key=run_key(args))
+        self.server.started(control, key=UpRequest.from_json(args).key)
         outcome: dict[str, Any]
         try:
             with quiet_prefect_run(), use_control(control), self.server.shared_client():

@@ -20,8 +20,7 @@ from pnr.runtime import SignalStore, remove_domain_files
 
 # Containers stopped and removed at once by `pnr down`. Docker 20.10 loses count of a network's endpoints when
 # many of its containers go at once: the network then refuses removal ("has active endpoints", with none left)
-# until the engine restarts. Measured here (busybox, one network): 200 containers at 16 at once and 500 at 8 at
-# once left such a network; 200 and 500 at 4 at once did not (500: 44 s).
+# until the engine restarts. Hundreds of containers removed 8 or 16 at once left such a network; 4 at once did not.
 DOWN_PARALLEL = 4
 
 

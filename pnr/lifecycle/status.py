@@ -1,82 +1,15 @@
-"""A domain's status as a type: what `pnr status` shows, what a bring-up's outcome carries for its table, and
-what `status --json` prints (`DomainStatus.to_json`, the documented shape). Read from the runtime files and the
-engines; touches nothing."""
+"""A domain's status (`pnr.records.DomainStatus`: what `pnr status` shows and `status --json` prints), read from
+the runtime files and the engines; touches nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 from pnr.engines import LABEL_CHUNK, ContainerState, Engine, EngineSet
 from pnr.model import Plan, PnR
+from pnr.records import ChunkStatus, ChunkStatusName, DomainStatus, EngineStatus, SignalValue
 from pnr.runtime import ChunkStateFile, read_state
-
-ChunkStatusName = Literal["ready", "waiting", "executing", "completed", "failed", "stopped", "unknown"]
-
-
-@dataclass(frozen=True)
-class ChunkStatus:
-    """One chunk: `status` as documented (`ready` = not started yet), the engine it runs on, its container,
-    the phase its last run recorded, and a detail line."""
-
-    status: ChunkStatusName
-    engine: str
-    container: str | None
-    container_id: str | None
-    cpux: str
-    phase: str | None
-    detail: str | None
-
-
-@dataclass(frozen=True)
-class EngineStatus:
-    host: str | None
-    address: str | None
-    reachable: bool
-    error: str | None
-
-
-@dataclass(frozen=True)
-class DomainStatus:
-    domain: str
-    signals: dict[str, PnR]
-    chunks: dict[str, ChunkStatus]
-    runtime_dir: str
-    stale: dict[str, str] = field(default_factory=dict)  # signal → why its value may no longer hold
-    problems: dict[str, str] = field(default_factory=dict)  # runtime file → why it was ignored
-    engines: dict[str, EngineStatus] = field(default_factory=dict)
-
-    @property
-    def every_engine_answered(self) -> bool:
-        return bool(self.engines) and all(e.reachable for e in self.engines.values())
-
-    def to_json(self) -> dict[str, Any]:
-        """The shape `pnr status --json` prints."""
-        return {
-            "domain": self.domain,
-            "signals": {name: value.model_dump() for name, value in sorted(self.signals.items())},
-            "stale": dict(self.stale),
-            "chunks": {name: asdict(c) for name, c in self.chunks.items()},
-            "runtime_dir": self.runtime_dir,
-            "problems": dict(self.problems),
-            "engine": self.every_engine_answered,
-            "engines": {name: asdict(e) for name, e in self.engines.items()},
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DomainStatus:
-        """The inverse of `to_json` (a status that crossed a process boundary as JSON)."""
-        return cls(
-            domain=str(data["domain"]),
-            signals={name: PnR.model_validate(v) for name, v in data.get("signals", {}).items()},
-            chunks={name: ChunkStatus(**c) for name, c in data.get("chunks", {}).items()},
-            runtime_dir=str(data.get("runtime_dir", "")),
-            stale=dict(data.get("stale", {})),
-            problems=dict(data.get("problems", {})),
-            engines={name: EngineStatus(**e) for name, e in data.get("engines", {}).items()},
-        )
 
 
 def domain_status(
@@ -122,7 +55,7 @@ def domain_status(
         elif phase == "waiting" and run_alive:
             status = "waiting"
         else:
-            status = "ready"  # not started (the seed's initial status)
+            status = "ready"  # not started (PnR's name: ready to be started)
         detail = rec.get("detail") or None
         if ename in lost and engines is not None:
             detail = f"{engines.describe(ename)} does not answer; last recorded phase: {phase or 'none'}"
@@ -141,7 +74,7 @@ def domain_status(
         )
     return DomainStatus(
         domain=domain,
-        signals=dict(state),
+        signals={name: SignalValue(v.prompt, list(v.response), v.tv) for name, v in state.items()},
         chunks=chunks,
         runtime_dir=str(runtime_dir),
         stale=_stale_signals(plan, state, chunks),

@@ -33,11 +33,11 @@ from typing import Any
 
 from pnr.exceptions import PnrError
 from pnr.lifecycle.chunk import ChunkDriver
-from pnr.lifecycle.control import RunNote
 from pnr.lifecycle.cpux import CpuxRun
 from pnr.lifecycle.state import Phase
 from pnr.model import PnR
 from pnr.probes import Streak
+from pnr.records import RunNote
 
 DEFAULT_FAILURE_THRESHOLD = 3  # a watch tolerates blips: a check's own failure_threshold wins
 NO_CHECK_INTERVAL = 1.0  # seconds between "is the container running?" for chunks without a health_check

@@ -1,4 +1,4 @@
-"""Hostile configs (issue 5 item 6): a corpus of invalid files plus property-based fuzzing. Every one must be
+"""Hostile configs: a corpus of invalid files plus property-based fuzzing. Every one must be
 a ConfigError naming the file (and, unless the whole file is unreadable, a JSON path) — never another
 exception. In-process against load_domain + make_plan; a few through the real CLI."""
 
