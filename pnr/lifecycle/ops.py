@@ -43,7 +43,7 @@ def tear_down_domain(
     engines = EngineSet.coerce(engine, plan)
     lost = engines.unreachable()
     if len(lost) == len(engines):
-        engines.ping_all()  # nothing answers: raise as a single engine always did
+        engines.raise_unreachable(lost)  # nothing answers: raise as a single engine always did
     reachable = [(name, e) for name, e in engines.items() if name not in lost]
     domain = plan.domain.name
     removed = []

@@ -69,6 +69,11 @@ class Domain(Model):
         default_factory=dict,
         description="Docker engines the chunks may run on (a chunk's `engine`); without: the environment's engine",
     )
+    env_files: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="files of KEY=VALUE lines (compose's .env format), relative to this config file, that give "
+        "${VAR} in container env its value; later files win, and the environment of pnr up wins over every file",
+    )
     mount_runtime: bool = Field(default=False, description="mount the runtime folder at /runtime in every container")
     on_dependency_lost: DependencyPolicy = Field(
         default="ignore",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.checks import AllCheck, AnyCheck, PortCheck, SignalCheck, iter_checks
 from pnr.model.domain import DesignChunk, Domain
 from pnr.model.engines import DEFAULT_ENGINE
-from pnr.model.env import ChunkReference, chunk_references, expand_env, find_port_key
+from pnr.model.env import ChunkReference, chunk_references, domain_environ, expand_env, find_port_key
 
 SYSTEM_READY = "system_ready"
 PNR_ITSELF = "(pnr)"
@@ -452,14 +453,21 @@ def load_plan(config_path: str) -> Plan:
     return make_plan(load_domain(config_path), str(config_path))
 
 
-def check_config(config_path: str, environ: dict[str, str] | None = None, shown_as: str | None = None) -> Plan:
-    """`load_plan`, and every `${VAR}` of the config resolved in `environ` (default: this process's): what
-    `pnr up` checks before anything starts. Errors name the file as `shown_as` (the user's spelling of a path
-    made absolute for another process), else as given."""
+def check_config(
+    config_path: str,
+    environ: Mapping[str, str] | None = None,
+    shown_as: str | None = None,
+    env_files: Sequence[str] = (),
+) -> Plan:
+    """`load_plan`, and every `${VAR}` of the config resolved in `environ` (default: this process's) over the
+    domain's env_files and `env_files` (see `domain_environ`): what `pnr validate` and `pnr up` check before
+    anything starts. Errors name the file as `shown_as` (the user's spelling of a path made absolute for another
+    process), else as given."""
     try:
         plan = load_plan(config_path)
+        values = domain_environ(plan.domain, config_path, environ, env_files)
         for name, chunk in plan.chunks.items():
-            expand_env(chunk, plan.refs[name].path, environ, source=str(config_path))
+            expand_env(chunk, plan.refs[name].path, values, source=str(config_path))
     except ConfigError as exc:
         if shown_as is None or exc.source != str(config_path):
             raise

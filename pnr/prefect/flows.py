@@ -26,7 +26,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, PrivateAttr
 
 from pnr.engines import Engine, EngineSet
-from pnr.exceptions import ChunkFailed, RunError
+from pnr.exceptions import ChunkFailed, EngineUnreachable, RunError
 from pnr.lifecycle import (
     WATCH_CANCELLED,
     ChunkBlocked,
@@ -43,7 +43,7 @@ from pnr.lifecycle import (
     start_preparing,
     tear_down_domain,
 )
-from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
+from pnr.model import SYSTEM_READY, Plan, PnR, domain_environ, load_plan
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.processes import die_with_parent
@@ -262,12 +262,29 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
         run.abort(RunError("the flow run was cancelled"))
         raise
     finally:
-        wait(list(futures.values()), timeout=30)
+        lost = isinstance(run.abort_error, EngineUnreachable)
+        if lost:  # a task may be blocked in a call to the silent engine until its timeout: do not wait for it
+            runner.abandon = True
+        wait(list(futures.values()), timeout=1 if lost else 30)
         for name, future in futures.items():  # a task that died before it could report (a bug): say so
             exc = future.wrapped_future.exception() if future.wrapped_future.done() else None
             if exc is not None and not run.progress[name].phase.final:
                 run.set_phase(name, Phase.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         run.close()
+
+
+class _ChunkTaskRunner(ThreadPoolTaskRunner):  # type: ignore[type-arg]
+    """Prefect's thread pool, except that once `abandon` is set (the run was aborted because an engine stopped
+    answering) its end does not join the threads: one may sit in a call to that engine until the call's timeout,
+    and the run's outcome must not wait for it."""
+
+    abandon = False
+
+    def cancel_all(self) -> None:
+        if self.abandon and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        super().cancel_all()
 
 
 def _retry_while_waiting(run: CpuxRun) -> Any:
@@ -336,8 +353,12 @@ def bring_up(
     force_recreate: bool = False,
     watch: bool = False,
     watch_seconds: float | None = None,
+    env_files: list[str] | None = None,
 ) -> dict[str, Any]:
     """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
+
+    `${VAR}` in container env comes from the environment, over `env_files` (as `pnr up --env-file`), over the
+    domain's own env_files.
 
     With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.watch`) until
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
@@ -347,6 +368,8 @@ def bring_up(
     control = current_control()
     settings = run_settings(control.environ)
     timeout_seconds = timeout_seconds or settings.timeout_seconds
+    if env_files:  # the domain's own env_files are read under these by each chunk (see domain_environ)
+        control.environ = domain_environ(plan.domain, config_path, control.environ, env_files)
     names = plan.cpuxs_to_run(cpux, config_path)
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
@@ -411,7 +434,7 @@ def _run_cpuxs(ref: RunRef, names: list[str], results: dict[str, Any], config_pa
         workers = len(run.plan.chunks_of(name)) + 2  # every chunk may wait at once: one thread each, no deadlock
         cpux_flow.with_options(
             flow_run_name=f"{run.plan.domain.name}.{name}",
-            task_runner=ThreadPoolTaskRunner(max_workers=workers),  # type: ignore[arg-type]
+            task_runner=_ChunkTaskRunner(max_workers=workers),  # type: ignore[arg-type]
         )(config_path, name, ref)
         results[name] = run.runs[name].results()
 
