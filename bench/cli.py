@@ -1,6 +1,6 @@
 """The command-line benchmark (issue 10 part 4): whole processes timed from a shell, side by side in one run.
 
-    bench/cli.sh --quick          # chain6 + demo, warm server only, 2 repetitions (< 4 min)
+    bench/cli.sh --quick          # chain6, outside6 + demo, warm server only, 2 repetitions, 1 min at rest
     bench/cli.sh                  # everything (< 30 min): + ephemeral, first-run, concurrency, scale 100/500
     .venv/bin/python bench/cli.py --stacks chain6 --modes warm ephemeral --backend managed external --repeats 3 \
         --no-concurrency --no-scale
@@ -28,6 +28,8 @@ neither change what is measured nor restart pnr's runner in the middle of a run.
 Between repetitions everything is torn down with the tool's own command (`pnr down`, `docker-compose down`), then
 swept by label (pnr.bench.run=<tag>); what the tool's teardown left behind is recorded. Results:
 bench/results/cli-<stamp>.json, cli-latest.json and cli-latest.md (the section bench/cli_report.py renders).
+After the stacks, the warm backend is left idle for --at-rest-minutes and its memory and CPU are read from /proc
+(bench/at_rest.py): the at-rest footprint, in the same report.
 """
 
 from __future__ import annotations
@@ -847,7 +849,9 @@ def save(data: dict[str, Any], name: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="chain6 + demo, warm server only, 2 repetitions, no extras")
+    p.add_argument(
+        "--quick", action="store_true", help="chain6, outside6 + demo, warm server only, 2 repetitions, 1 min at rest"
+    )
     p.add_argument("--stacks", nargs="*", default=list(PNR_UP_STACKS), choices=list(PNR_UP_STACKS), help="(none: skip)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="pnr up modes [default: all]")
     p.add_argument("--repeats", type=int, default=3)
