@@ -1,4 +1,4 @@
-"""The command-line benchmark (issue 10 part 4): whole processes timed from a shell, side by side in one run.
+"""The command-line benchmark: whole processes timed from a shell, side by side in one run.
 
     bench/cli.sh --quick          # chain6, outside6 + demo, warm server only, 2 repetitions, 1 min at rest
     bench/cli.sh                  # everything (< 30 min): + ephemeral, first-run, concurrency, scale 100/500
@@ -588,7 +588,7 @@ class Bench:
         /api/health: its imports and every database migration. What any first call on a new machine pays."""
         import urllib.request
 
-        from pnr.prefect.server import SERVER_TUNING
+        from pnr.backend.server import SERVER_TUNING
 
         home = Path(tempfile.mkdtemp(prefix="cold-", dir=self.tmp))
         port = free_port()

@@ -5,7 +5,7 @@
 #   bench/cli.sh                          # everything: < 30 min
 #   bench/cli.sh --postgres auto          # + scale on a PostgreSQL-backed server (scripts/ensure_postgres.sh)
 #   bench/cli.sh --stacks --no-concurrency --scale 500 --scale-repeats 3 --postgres auto
-#                                         # issue 10's 500-chunk target: 3 rounds, ABBA order (~40 min)
+#                                         # the 500-chunk target: 3 rounds, ABBA order (~40 min)
 # Results: bench/results/cli-<stamp>.json, cli-latest.json, cli-latest.md (bench/cli_report.py --docs puts the
 # section into docs/benchmark.md).
 set -euo pipefail

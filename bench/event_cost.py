@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli import tree_cpu
 
-from pnr.prefect import server
+from pnr.backend import server
 from pnr.settings import quiet_prefect_env
 
 SETTLE = 6.0  # seconds for the server to record what it received (its persister flushes in batches)

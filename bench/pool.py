@@ -41,7 +41,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pnr.prefect import server  # noqa: E402
+from pnr.backend import server  # noqa: E402
 
 IMAGE = "pnr-test/busybox:1"
 PREFECT = str(Path(sys.executable).with_name("prefect"))

@@ -1,9 +1,11 @@
 """Whether a process runs, by pid: for the runtime layer (is the run that wrote a chunk-state file alive?) and
-the resident backend (pnr.prefect.daemon). Standard library only."""
+the resident backend (pnr.backend.daemon). Standard library only."""
 
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -47,3 +49,26 @@ def stat_fields(stat_file: Path) -> list[str] | None:
     except OSError:
         return None
     return raw[raw.rfind(")") + 2 :].split()
+
+
+def die_with_parent(exit_code: int = 1) -> Callable[[], None] | None:
+    """A function to call in a forked child (Linux; None elsewhere): the child gets SIGTERM when the process that
+    forked it dies, even by SIGKILL, and exits at once if that happened before. Resolved here, in the parent, so
+    the child runs only a syscall (safe as a `preexec_fn`)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent already died between fork and prctl
+            os._exit(exit_code)
+
+    return in_child

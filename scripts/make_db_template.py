@@ -1,6 +1,6 @@
-"""Make pnr/prefect/templates/prefect-<version>.db.gz: the SQLite database of a Prefect server that has started
+"""Make pnr/backend/templates/prefect-<version>.db.gz: the SQLite database of a Prefect server that has started
 once (migrated, block types registered) and holds no runs, events or logs. pnr's server starts from a copy of
-it instead of migrating an empty database (pnr.prefect.server.seed_database). Run it after changing Prefect's
+it instead of migrating an empty database (pnr.backend.server.seed_database). Run it after changing Prefect's
 version, and commit the two files it writes:
 
     .venv/bin/python scripts/make_db_template.py
@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pnr.prefect import server
+from pnr.backend import server
 
 KEEP = ("alembic_version", "block_type", "block_schema", "block_schema_reference")  # what the start made
 

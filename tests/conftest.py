@@ -65,7 +65,7 @@ def pnr_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         yield state
     finally:
-        from pnr.prefect import runner, server
+        from pnr.backend import runner, server
 
         runner.stop_runner(state)
         server.stop(state_dir=state)
@@ -260,3 +260,30 @@ def docker_compose() -> str:
             pytest.fail(message)  # scripts/setup.sh installs it: the parity acceptance must not skip in CI
         pytest.skip(message)
     return path
+
+
+ENSURE_PODMAN = ROOT / "scripts" / "ensure_podman.sh"
+PODMAN_DIR = Path(os.environ.get("PNR_PODMAN_DIR", "/var/tmp/pnr-podman"))  # the script's folder (containers.conf)
+
+
+def _require_or_skip(message: str) -> None:
+    """A missing part is a failure where the suite must be complete (CI, scripts/test.sh), else a skip."""
+    if os.environ.get("PNR_REQUIRE_DOCKER") or os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def podman_host(docker_client: Any) -> Iterator[str]:
+    """Podman's Docker-compatible API (rootful `podman system service` on a unix socket of its own, started by
+    scripts/ensure_podman.sh with the test image loaded), stopped by its recorded pid at the end of the session,
+    also after failures. Yields its DOCKER_HOST URL."""
+    if os.geteuid() != 0:
+        pytest.skip("the Podman tests start rootful podman: run them as root")
+    try:
+        started = subprocess.run(["bash", str(ENSURE_PODMAN)], capture_output=True, text=True, timeout=600)
+        if started.returncode != 0:
+            _require_or_skip(f"no Podman service: {(started.stderr or started.stdout).strip()}")
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", str(ENSURE_PODMAN), "stop"], capture_output=True, timeout=60)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from pnr.exceptions import ConfigError, PnrError
+from pnr.exceptions import PnrError, exit_status_of
 
 server_app = typer.Typer(
     no_args_is_help=True,
@@ -20,7 +20,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def _fail(exc: PnrError) -> typer.Exit:
     from rich.markup import escape
 
-    if isinstance(exc, ConfigError):  # bad input (a PNR_* setting): as every command, exit 2
+    if exit_status_of(exc) == 2:  # bad input (a PNR_* setting): as every command, the message alone
         err.print(escape(str(exc)))
         return typer.Exit(2)
     err.print(f"[bold red]failed:[/] {escape(str(exc))}")
@@ -42,7 +42,7 @@ def start(
     no_runner: Annotated[bool, typer.Option("--no-runner", help="start only the server, not the runner")] = False,
 ) -> None:
     """Start the server in the background (or find it running); it outlives this shell."""
-    from pnr.prefect import runner, server
+    from pnr.backend import runner, server
 
     try:
         info, started = server.ensure_running(host, port, database)
@@ -61,7 +61,7 @@ def start(
 @server_app.command()
 def stop() -> None:
     """Stop the runner and the server (runs in progress end as after Ctrl-C)."""
-    from pnr.prefect import runner, server
+    from pnr.backend import runner, server
 
     try:
         config = server.ServerConfig.resolve()
@@ -77,7 +77,7 @@ def stop() -> None:
 @server_app.command()
 def status() -> None:
     """Is the server running and healthy; where are its UI, API and state. Exit 1 when it is not running."""
-    from pnr.prefect import runner, server
+    from pnr.backend import runner, server
 
     info = server.status()
     if info is None:
@@ -101,7 +101,7 @@ def logs(
     of_runner: Annotated[bool, typer.Option("--runner", help="the runner's log instead of the server's")] = False,
 ) -> None:
     """The last lines of the server's (or the runner's) log."""
-    from pnr.prefect import runner, server
+    from pnr.backend import runner, server
 
     if of_runner:
         path = runner.RunnerPaths(server.ServerConfig.resolve().state_dir).log_file

@@ -3,18 +3,16 @@ remembered for messages, and the shapes compose refuses (duplicate keys) refused
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from pnr.exceptions import ConfigIssue
+from pnr.exceptions import ConfigIssue, path_join
 
 MAX_NODES = 200_000  # after alias expansion: a "billion laughs" file is refused, not walked
 MAX_DEPTH = 64
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:/@-]*$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 
@@ -22,11 +20,7 @@ _STR_TAG = "tag:yaml.org,2002:str"
 def key_path(parent: str, key: str | int) -> str:
     """`services` + `web` → `services.web`; list indexes as `[0]`; keys with dots or odd characters quoted,
     so `services["web.v2"].image` stays unambiguous."""
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    if _PLAIN_KEY.match(key):
-        return f"{parent}.{key}" if parent else key
-    return f"{parent}[{json.dumps(key)}]"
+    return path_join(parent, key)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -23,6 +24,7 @@ import requests.exceptions
 
 from pnr.exceptions import EngineError, EngineUnreachable, ImageError, NameInUse
 from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, DesignChunk
+from pnr.model.container import host_path, is_host_path, split_volume
 
 LABEL_MANAGED = "io.pnr.managed"
 LABEL_DOMAIN = "io.pnr.domain"
@@ -43,6 +45,26 @@ def network_name(domain: str) -> str:
 
 
 DEFAULT_STOP_SECONDS = 5
+
+
+HEALTH_NEVER_RUN = "never-run"  # Engine.health: the engine has had ample time for checks and ran none
+_NS = 1e-9
+
+
+def _checks_missed(info: dict[str, Any], now: float) -> float | None:
+    """Seconds since a running container started, when that is well past the time its first HEALTHCHECK was due
+    (start period + two intervals + the timeout + 10 s); else None."""
+    state = info.get("State") or {}
+    match = re.match(
+        r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,6})?\d*(Z|[+-]\d\d:\d\d)$", state.get("StartedAt") or ""
+    )
+    if not state.get("Running") or not match:
+        return None
+    started = datetime.fromisoformat(match[1] + (match[2] or "") + match[3].replace("Z", "+00:00")).timestamp()
+    check = (info.get("Config") or {}).get("Healthcheck") or {}
+    due = (check.get("StartPeriod") or 0) * _NS + 2 * (check.get("Interval") or 30e9) * _NS
+    due += (check.get("Timeout") or 30e9) * _NS + 10
+    return now - started if now - started > due else None
 
 
 def _stop_timeout(seconds: float | None) -> int | None:
@@ -306,7 +328,7 @@ class Engine:
             existing = None if build else self.image_id(ref)
             if existing:
                 return existing
-            context = (base_dir / spec.build_path).resolve()
+            context = Path(host_path(spec.build_path, base_dir))
             dockerfile = spec.dockerfile or "Dockerfile"
             if not (context / dockerfile).is_file():
                 raise ImageError(f"chunk {chunk.name}: build_path {context} has no {dockerfile}")
@@ -468,10 +490,9 @@ class Engine:
         return state
 
     def _bind(self, volume: str, domain: str, base_dir: Path) -> str:
-        source, rest = volume.split(":", 1)
-        if source.startswith((".", "/", "~")):
-            path = (base_dir / os.path.expanduser(source)).resolve()
-            return f"{path}:{rest}"
+        source, target, mode = split_volume(volume)
+        if is_host_path(source):
+            return f"{host_path(source, base_dir)}:{target}" + (f":{mode}" if mode else "")
         with self._errors(f"creating volume {source}"):
             try:
                 self.client.api.inspect_volume(source)
@@ -574,15 +595,23 @@ class Engine:
         return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
 
     def health(self, cid: str) -> tuple[str | None, str]:
-        """The image HEALTHCHECK status (starting | healthy | unhealthy; None: the image has none) and the
-        last check's exit code and output."""
+        """The image HEALTHCHECK status (starting | healthy | unhealthy; None: the image has none;
+        HEALTH_NEVER_RUN: the engine runs no checks) and the last check's exit code and output."""
         with self._errors(f"inspecting container {cid[:12]}"):
             info = self.client.api.inspect_container(cid)
         health = (info.get("State") or {}).get("Health")
+        test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+        log = (health or {}).get("Log") or []
+        if test and test[0] != "NONE" and not log:
+            silent = _checks_missed(info, time.time())
+            if silent is not None:
+                return HEALTH_NEVER_RUN, (
+                    f"the engine has run no HEALTHCHECK in the {silent:.0f}s since the container started (Podman "
+                    "runs them with systemd timers, so a Podman without systemd runs none): use an exec probe "
+                    "with the HEALTHCHECK's command instead"
+                )
         if not health:
-            test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
             return ("starting" if test and test[0] != "NONE" else None), ""
-        log = health.get("Log") or []
         last = ""
         if log:
             entry = log[-1]

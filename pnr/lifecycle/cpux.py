@@ -1,4 +1,4 @@
-"""The scheduler of one CPUX run: the seed's intention loop as state that Prefect tasks drive.
+"""The scheduler of one CPUX run: PnR's intention loop as state that Prefect tasks drive.
 
     prepare()      before any container starts: env expanded, every engine answers, host ports free, images, network
     wait_gate()    a chunk waits (event-driven, one slice) for its gatekeeper; GateClosed → Prefect retries

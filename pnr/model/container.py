@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import shlex
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     Field,
@@ -51,6 +53,44 @@ def parse_port(container_key: str, host_value: str | int, default_ip: str = DEFA
     except ValueError:
         raise ValueError(f"host address {ip!r} in {host_value!r} is not an IP address") from None
     return PortBinding(container_port=cport, protocol=cmatch["proto"] or "tcp", host_ip=ip.strip("[]"), host_port=hport)
+
+
+class VolumeSpec(NamedTuple):
+    """One entry of `volumes`: a host path or a named volume, the path inside the container, ro/rw or None."""
+
+    source: str
+    target: str
+    mode: str | None
+
+
+_DRIVE_RE = re.compile(r"^[A-Za-z]:(?=[\\/])")  # C:\ or C:/ : a Windows drive, never a SOURCE:TARGET colon
+
+
+def split_volume(item: str) -> VolumeSpec:
+    """`SOURCE:/target[:ro|rw]`; a SOURCE with a drive letter (`C:\\src`, `C:/src`) keeps its colon."""
+    drive = _DRIVE_RE.match(item)
+    head = drive.group(0) if drive else ""
+    parts = item[len(head) :].split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise ValueError(f"volume {item!r} must look like 'SOURCE:/container/path[:ro|rw]'")
+    if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+        raise ValueError(f"volume mode in {item!r} must be 'ro' or 'rw'")
+    return VolumeSpec(head + parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+def is_host_path(source: str) -> bool:
+    """A bind source that is a path (relative, absolute, `~`, a Windows drive or UNC path), not a volume name."""
+    return source.startswith((".", "/", "~", "\\")) or bool(_DRIVE_RE.match(source))
+
+
+def host_path(source: str, base_dir: Path) -> str:
+    """A host path of the config (bind source, build_path) as the engine needs it: `~` expanded, a relative
+    path taken from the config's folder, absolute and normalised. A Windows drive path is kept as written on
+    other systems (the engine on the Windows side reads it), resolved on Windows."""
+    if os.name != "nt" and (_DRIVE_RE.match(source) or source.startswith("\\")):
+        return source
+    path = Path(os.path.expanduser(source))
+    return str((path if path.is_absolute() else base_dir / path).resolve())
 
 
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -156,16 +196,12 @@ class ContainerSpec(Model):
     @classmethod
     def _volume_shape(cls, value: list[str]) -> list[str]:
         for item in value:
-            parts = item.split(":")
-            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
-                raise ValueError(f"volume {item!r} must look like 'SOURCE:/container/path[:ro|rw]'")
-            if not parts[0].startswith((".", "/", "~")) and not _VOLUME_NAME_RE.match(parts[0]):
+            source = split_volume(item).source
+            if not is_host_path(source) and not _VOLUME_NAME_RE.match(source):
                 raise ValueError(
-                    f"volume source {parts[0]!r} is neither a path (starting with '/', '.' or '~') "
-                    "nor a volume name (2+ letters, digits, '_', '.', '-')"
+                    f"volume source {source!r} is neither a path (starting with '/', '.', '~' or a drive "
+                    "like 'C:\\') nor a volume name (2+ letters, digits, '_', '.', '-')"
                 )
-            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
-                raise ValueError(f"volume mode in {item!r} must be 'ro' or 'rw'")
         return value
 
     @field_validator("labels")

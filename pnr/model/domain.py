@@ -47,7 +47,7 @@ class DesignChunk(Model):
         "(stop the container; start it again when the gate holds) or restart (keep it running; restart it when the "
         "gate holds again). Default: the domain's on_dependency_lost",
     )
-    # Legacy keys of the original Go program: accepted so old configs load, and ignored.
+    # Keys of earlier PnR configs: accepted so they load, and ignored.
     flowin: dict[str, Any] | None = Field(default=None, description="legacy, ignored")
     status: str | None = Field(default=None, description="legacy, ignored")
 

@@ -41,7 +41,7 @@ def _upper_tv(value: Any) -> Any:
 
 Name = Annotated[str, AfterValidator(_check_name)]
 SignalName = Annotated[str, AfterValidator(check_signal_name)]
-# the schema lists lower case too: the seed writes "tv": "y" and editors must not flag it
+# the schema lists lower case too: PnR configs write "tv": "y" and editors must not flag it
 TruthValue = Annotated[
     Literal["Y", "N", "U"],
     BeforeValidator(_upper_tv),

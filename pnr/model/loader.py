@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from pnr.exceptions import ConfigError, ConfigIssue
+from pnr.exceptions import ConfigError, ConfigIssue, path_join
 from pnr.model.checks import BUILTIN_CHECKS, check_kinds
 from pnr.model.container import ContainerSpec
 from pnr.model.domain import Cpux, DesignChunk, Domain
@@ -23,7 +22,6 @@ MAX_JSON_DEPTH = 64
 MAX_ISSUES = 50  # reported per file; the rest are counted
 
 
-_PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@-]*$")
 _SCALAR_TAGS = ("str", "int", "float", "bool")
 
 
@@ -56,13 +54,11 @@ def json_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for i, part in enumerate(loc):
         if isinstance(part, int):
-            out += f"[{part}]"
+            out = path_join(out, part)
         elif part == "[key]" or _union_tag(loc, i):
             continue
-        elif _PLAIN_KEY_RE.match(part):
-            out += ("." if out else "") + part
         else:
-            out += f"[{json.dumps(part)}]"
+            out = path_join(out, part)
     return out
 
 

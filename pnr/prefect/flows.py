@@ -44,9 +44,9 @@ from pnr.lifecycle import (
     tear_down_domain,
 )
 from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
-from pnr.prefect import daemon
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
+from pnr.processes import die_with_parent
 from pnr.runtime import SignalStore
 from pnr.settings import get_settings, resolve_runtime_dir, run_settings
 
@@ -477,5 +477,5 @@ def _popen_new_session(*args: Any, **kwargs: Any) -> Any:
     import subprocess
 
     kwargs.setdefault("start_new_session", True)
-    kwargs.setdefault("preexec_fn", daemon.die_with_parent())  # SIGTERM when pnr dies, even by SIGKILL
+    kwargs.setdefault("preexec_fn", die_with_parent())  # SIGTERM when pnr dies, even by SIGKILL
     return subprocess.Popen(*args, **kwargs)

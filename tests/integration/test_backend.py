@@ -17,7 +17,7 @@ import httpx
 import pytest
 from conftest import _TEST_ONLY_ENV, PNR, ROOT, free_port, http_chunk, pnr_cli, write_config
 
-from pnr.prefect import runner, server
+from pnr.backend import runner, server
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
 

@@ -30,7 +30,7 @@ DB_DELAY, API_DELAY = 2.0, 1.0
 def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """pnr's resident server and runner run before the first `pnr up` here: they are meant to outlive it, so
     they must not count among what a killed `pnr up` leaves behind."""
-    from pnr.prefect import runner, server
+    from pnr.backend import runner, server
 
     info = server.ensure_running()[0]
     runner.ensure_runner(info.state_dir, info.api_url)
@@ -131,7 +131,7 @@ class UpProcess:
 
 
 def _resident_pids() -> set[int]:
-    from pnr.prefect import runner, server
+    from pnr.backend import runner, server
 
     pids: set[int] = set()
     info = server.status()
@@ -163,7 +163,7 @@ def _runs_ended(timeout: float = 60) -> None:
     """Wait until the resident runner has ended the killed client's run: it notices the closed connection,
     interrupts the run and cleans up (a container being created may be removed). Only then is the state the
     one the next command finds; the suite runs serially, so no other run is active."""
-    from pnr.prefect import runner, server
+    from pnr.backend import runner, server
 
     info = server.status()
     assert info is not None

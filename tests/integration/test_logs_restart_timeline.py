@@ -158,7 +158,7 @@ def test_timeline_picture_and_logs_of_a_real_run(tmp_path, runtime_dir, domain_n
         assert float(bars["starting"].get("data-from")) >= db_ready - 0.01
 
     # the same picture in the run's Prefect artifact, as a markdown image with a data: URI (what the UI draws)
-    from pnr.prefect import server
+    from pnr.backend import server
 
     info = server.status()
     assert info is not None

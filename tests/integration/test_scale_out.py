@@ -1,6 +1,6 @@
-"""Scale-out for real (issue 11): many bring-ups across workers.
+"""Scale-out for real: many bring-ups across workers.
 
-One Prefect server backed by PostgreSQL (pnr's managed server, `pnr.prefect.server.ensure_running`), a `process` work
+One Prefect server backed by PostgreSQL (pnr's managed server, `pnr.backend.server.ensure_running`), a `process` work
 pool, two workers (`prefect worker start --pool P --type process`, each its own process group; a third joins for
 the kill test), and bring-up / tear-down deployments of six small domains made by `prefect deploy --all
 --prefect-file` from a generated prefect.yaml (the same build/pull steps as the repo's). Then:
@@ -36,7 +36,7 @@ import httpx
 import pytest
 from conftest import ROOT, TEST_IMAGE, free_port, pnr_cli
 
-from pnr.prefect import server
+from pnr.backend import server
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.prefect]
 

@@ -1,4 +1,4 @@
-"""pnr's resident Prefect server (`pnr.prefect.server`) with real processes: start, reuse, crash, stale pid
+"""pnr's resident Prefect server (`pnr.backend.server`) with real processes: start, reuse, crash, stale pid
 files, a taken port, and a PostgreSQL-backed server that records a flow's task runs.
 
 Each test has its own state dir and port. Every server a test starts is killed by its pid afterwards, also
@@ -24,7 +24,7 @@ import httpx
 import pytest
 from conftest import ROOT, free_port
 
-from pnr.prefect import server
+from pnr.backend import server
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -42,7 +42,7 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-SERVER_APPS = (b"pnr.prefect.server_app:create_app", b"prefect.server.api.server:create_app")  # pnr's, Prefect's
+SERVER_APPS = (b"pnr.backend.server_app:create_app", b"prefect.server.api.server:create_app")  # pnr's, Prefect's
 
 
 def _is_server(pid: int) -> bool:
@@ -135,7 +135,7 @@ def _write_stale_record(state: Path, pid: int, port: int) -> None:
 
 
 ENSURE_RUNNING = (
-    "import json; from pnr.prefect import server; "
+    "import json; from pnr.backend import server; "
     "info, new = server.ensure_running(timeout=120); print(json.dumps({'pid': info.pid, 'new': new}))"
 )
 
@@ -383,7 +383,7 @@ def test_postgres_backed_server_records_task_runs(
     runs = out["task_runs"]
     assert len(runs) == 2 and {r["state"] for r in runs} == {"COMPLETED"}, runs
     assert all(r["name"].startswith("double") for r in runs)
-    # the server binds its timestamps as plain UTC datetimes (pnr.prefect.server_app): stored as the same instants
+    # the server binds its timestamps as plain UTC datetimes (pnr.backend.server_app): stored as the same instants
     assert all(out["t0"] - 1 <= r["start"] <= r["end"] <= out["t1"] + 1 for r in runs), out
     server.stop()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from pnr.prefect import server
+from pnr.backend import server
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 

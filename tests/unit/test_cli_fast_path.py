@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,7 @@ def test_up_config_skips_typers_parameter_adapters(tmp_path: Path) -> None:
         "except SystemExit as e:\n    print('exit', e.code, 'typer._adapters' in sys.modules, file=sys.stderr)\n"
     )
     env = {"PNR_STATE_DIR": str(tmp_path / "state"), "PNR_RUNNER": "false", "PATH": "/usr/bin:/bin"}
+    env.update({k: os.environ[k] for k in ("SYSTEMROOT",) if k in os.environ})  # Python on Windows needs it
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "missing.json")], capture_output=True, text=True, env=env
     )

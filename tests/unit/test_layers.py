@@ -9,8 +9,8 @@ from pathlib import Path
 PNR = Path(__file__).resolve().parents[2] / "pnr"
 
 # top to bottom; a module may import its own layer and any layer below it
-LAYERS = ["cli", "prefect", "lifecycle", "probes", "engines", "runtime", "compose", "model", "base"]
-BASE = {"exceptions", "processes", "settings", "__init__"}
+LAYERS = ["cli", "backend", "prefect", "lifecycle", "probes", "engines", "runtime", "compose", "model", "base"]
+BASE = {"exceptions", "processes", "records", "settings", "__init__"}
 
 
 def _layer(module: str) -> str:

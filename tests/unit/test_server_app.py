@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
-from pnr.prefect.server_app import as_executemany, executemany_inserts, plain_datetime, plain_timestamp_binds
+from pnr.backend.server_app import as_executemany, executemany_inserts, plain_datetime, plain_timestamp_binds
 
 BERLIN_WINTER = pendulum.datetime(2026, 12, 3, 8, 30, 15, 123456, tz="Europe/Berlin")
 
@@ -170,7 +170,7 @@ def test_prefects_own_inserts_of_logs_and_task_run_states_qualify() -> None:
 def test_if_sqlalchemys_internals_moved_the_insert_runs_as_prefect_wrote_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pnr.prefect.server_app as server_app
+    import pnr.backend.server_app as server_app
 
     def moved(_statement: Any) -> None:
         raise AttributeError("'Insert' object has no attribute '_multi_values'")

@@ -1,4 +1,4 @@
-"""`pnr.prefect.server._healthy`: the plain-socket `GET /api/health` every `pnr up` makes of pnr's server."""
+"""`pnr.backend.server._healthy`: the plain-socket `GET /api/health` every `pnr up` makes of pnr's server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pnr.prefect.server import _healthy
+from pnr.backend.server import _healthy
 
 
 class _Api(BaseHTTPRequestHandler):

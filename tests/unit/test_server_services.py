@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prefect.settings import Settings
 
-from pnr.prefect import server, server_app
+from pnr.backend import server, server_app
 
 
 def test_every_service_loop_setting_is_one_prefect_reads(monkeypatch: pytest.MonkeyPatch) -> None:

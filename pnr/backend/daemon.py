@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pnr.processes import alive as alive  # re-exported: the backend checks its processes through this module
@@ -37,31 +37,8 @@ def spawn_detached(command: Sequence[str], env: Mapping[str, str], log_file: Pat
     return process.pid
 
 
-def die_with_parent(exit_code: int = 1) -> Callable[[], None] | None:
-    """A function to call in a forked child (Linux; None elsewhere): the child gets SIGTERM when the process that
-    forked it dies, even by SIGKILL, and exits at once if that happened before. Resolved here, in the parent, so
-    the child runs only a syscall (safe as a `preexec_fn`)."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def in_child() -> None:
-        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent already died between fork and prctl
-            os._exit(exit_code)
-
-    return in_child
-
-
 def runs(pid: int, marker: str) -> bool:
-    """True if `pid` is alive and its command line contains `marker` (e.g. "pnr.prefect.runner")."""
+    """True if `pid` is alive and its command line contains `marker` (e.g. "pnr.backend.runner")."""
     return alive(pid) and any(marker in part for part in cmdline(pid))
 
 

@@ -1,4 +1,4 @@
-"""A resident Prefect server that pnr starts, finds again and stops (issue 10).
+"""A resident Prefect server that pnr starts, finds again and stops.
 
 One server per pnr state dir; every pnr process on the machine that uses the same state dir shares it:
 
@@ -8,7 +8,7 @@ One server per pnr state dir; every pnr process on the machine that uses the sam
     ├── server.log      the server's stdout and stderr (appended; moved to server.log.1 past 10 MB)
     └── server.lock     fcntl lock: one start or stop at a time, so two `pnr up`s never start two servers
 
-The server runs as `python -m uvicorn ... pnr.prefect.server_app:create_app` (Prefect's app, as `prefect server
+The server runs as `python -m uvicorn ... pnr.backend.server_app:create_app` (Prefect's app, as `prefect server
 start --background` runs it, without the CLI's own imports: about 1 s faster; SQLite writes queue instead of
 failing, see server_app) in a session of its own, stdin from
 /dev/null, output to server.log: it outlives the shell and the pnr process that started it. A pid in the
@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pnr.backend import daemon
 from pnr.exceptions import PnrError
-from pnr.prefect import daemon
 from pnr.settings import get_settings
 
 __all__ = [
@@ -105,8 +105,9 @@ _STRIPPED_ENV = frozenset(
 )
 _STRIPPED_PREFIXES = ("PREFECT_SERVER_DATABASE_", "PREFECT_API_DATABASE_")
 
-_APP = "pnr.prefect.server_app:create_app"  # Prefect's app, SQLite transactions IMMEDIATE (see there)
-_PREFECT_APP = "prefect.server.api.server:create_app"  # what pnr ran before: still recognised
+_APP = "pnr.backend.server_app:create_app"  # Prefect's app, SQLite transactions IMMEDIATE (see there)
+# servers of earlier pnr versions, still recognised (and so stopped, not left holding the port)
+_EARLIER_APPS = ("pnr.prefect.server_app:create_app", "prefect.server.api.server:create_app")
 _LOG_TAIL_LINES = 20
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
 _POLL_SECONDS = 0.1
@@ -605,8 +606,8 @@ def _is_our_server(record: _Record) -> bool:
         return False  # the pid was reused
     cmdline = daemon.cmdline(record.pid)
     joined = " ".join(cmdline)
-    is_server = (
-        _APP in joined or _PREFECT_APP in joined or ("prefect" in joined and "server" in cmdline and "start" in cmdline)
+    is_server = any(app in joined for app in (_APP, *_EARLIER_APPS)) or (
+        "prefect" in joined and "server" in cmdline and "start" in cmdline
     )
     port = str(record.port)
     on_port = f"--port={port}" in cmdline or any(a == "--port" and b == port for a, b in itertools.pairwise(cmdline))

@@ -1,34 +1,17 @@
-"""The resident runner: a process that keeps pnr and Prefect imported next to pnr's Prefect server and executes
-bring-ups for `pnr up`, which then is a thin client. A bring-up run here is the same `pnr-up` flow run, with
-the same subflows, tasks, artifacts and events, as one run in the `pnr up` process itself; what the client
-saves is Python importing Prefect (over a second of CPU) and Prefect's client set-up, on every command.
+"""The resident runner: a pool of processes that keep pnr and Prefect imported next to pnr's Prefect server and
+execute `pnr up`'s bring-up for it, so the command is a thin client. A run here is the same `pnr-up` flow run
+(subflows, tasks, artifacts, events) as one in the client's own process.
 
-    pnr up ──unix socket (state dir)/runner.sock──▶ runner: bring_up(...) in a thread of its own
-           ◀── one JSON line per event (progress, watch notes), then the outcome ──
+Each member serves one connection per request, newline-delimited JSON; `pnr up` picks the least busy member:
 
-The runner is a small pool: after its imports (and before any thread exists) the process forks one copy per
-CPU core (`PNR_RUNNERS`), each with its own socket (runner.sock, runner-1.sock, ...). Python runs one thread at
-a time per process, so runs at once on one process queue for it; `pnr up` picks the least busy member.
-Forking costs no second import, and the members stop together (one process group; a member whose parent dies
-gets SIGTERM).
+    {"op": "ping"}                                  → {"type": "pong", "pid", "fingerprint", "api_url", "active",
+                                                       "index", "pool", "members", "stopping", "env"}
+    {"op": "up", "args", "env", "pid", "shown_as"}  → {"type": "accepted", ...}, {"type": "event", ...}*,
+                                                       {"type": "done", "ok", ...} (a bad config: only "done", exit 2)
+    {"op": "interrupt", "reason"}                   on an "up" connection; closing the connection interrupts too
 
-Protocol: newline-delimited JSON, one request per connection.
-
-    {"op": "ping"}                             → {"type": "pong", "pid", "fingerprint", "api_url", "active",
-                                                   "index", "pool", "members" (the leader's: member pids),
-                                                   "stopping": [keys of interrupted runs]}
-    {"op": "up", "args": {...}, "env": {...},  → {"type": "accepted", "domain", "chunks", "cpuxs", "engines"}
-     "pid", "shown_as"}                           {"type": "event", ...}*  then  {"type": "done", "ok", ...}
-                                               (a config that fails its check: only the "done", exit 2,
-                                               before any flow run)
-    {"op": "interrupt", "reason": "..."}       (on the connection of an "up", at any time; closing the
-                                                connection interrupts the run too)
-
-`args` are `bring_up`'s parameters with absolute paths; `env` is the client's environment, from which the
-run takes `${VAR}` values for container env. The client falls back to running in-process when the runner
-cannot serve it the same way (another DOCKER_HOST, another Prefect API, code of another version).
-
-This module imports only the standard library at module level; `serve()` imports Prefect.
+The client runs in-process instead when the runner cannot serve it the same way (another engine, another
+Prefect API, other code). Only the standard library is imported at module level; `serve()` imports Prefect.
 """
 
 from __future__ import annotations
@@ -48,11 +31,13 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from pnr.backend import daemon
+from pnr.backend.protocol import UpRequest
 from pnr.exceptions import PnrError
-from pnr.prefect import daemon
+from pnr.processes import die_with_parent
 from pnr.settings import quiet_prefect_env
 
-MARKER = "pnr.prefect.runner"
+MARKER = "pnr.backend.runner"
 START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine
 # what a run takes from the client's environment must agree with the runner's, or the client runs in-process
 SAME_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
@@ -255,15 +240,15 @@ class RemoteRun:
     until the outcome, which `outcome` then holds; `interrupt()` asks the runner to stop the run."""
 
     def __init__(
-        self, state_dir: Path, args: Mapping[str, Any], env: Mapping[str, str], shown_as: str | None = None
+        self, state_dir: Path, request: UpRequest, env: Mapping[str, str], shown_as: str | None = None
     ) -> None:
-        """`shown_as`: how the user wrote the config's path (`args` has it absolute); config errors name it so."""
-        self._conn = _connect(pick(state_dir, run_key(args)), timeout=10.0)
+        """`shown_as`: how the user wrote the config's path (`request` has it absolute); config errors name it so."""
+        self._conn = _connect(pick(state_dir, request.key), timeout=10.0)
         self._conn.settimeout(None)
         self._send_lock = threading.Lock()
         self.outcome: dict[str, Any] | None = None
-        request = {"op": "up", "args": dict(args), "env": dict(env), "pid": os.getpid(), "shown_as": shown_as}
-        self._send(request)
+        args = request.flow_parameters()
+        self._send({"op": "up", "args": args, "env": dict(env), "pid": os.getpid(), "shown_as": shown_as})
 
     def events(self) -> Iterator[dict[str, Any]]:
         for line in self._conn.makefile("rb"):
@@ -287,11 +272,6 @@ class RemoteRun:
     def _send(self, message: Mapping[str, Any]) -> None:
         with self._send_lock:
             _send(self._conn, message)
-
-
-def run_key(args: Mapping[str, Any]) -> str:
-    """Runs of one key (config and runtime folder: one domain's state) must not overlap after an interrupt."""
-    return f"{args.get('config_path')}|{args.get('runtime_dir')}"
 
 
 # -- the runner process -----------------------------------------------------------------------------------------
@@ -362,14 +342,14 @@ class _Handler(socketserver.StreamRequestHandler):
         watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
         watcher.start()
         # an interrupted run of the same domain (its client died or pressed Ctrl-C) finishes first
-        self.server.started(control, key=run_key(args))
+        self.server.started(control, key=UpRequest.from_json(args).key)
         outcome: dict[str, Any]
         try:
             with quiet_prefect_run(), use_control(control), self.server.shared_client():
                 result = bring_up(**args)
             outcome = {"type": "done", "ok": True, "result": result}
         except BaseException as exc:
-            code = 2 if type(exc).__name__ == "ConfigError" else 1
+            code = exc.exit_status if isinstance(exc, PnrError) else 1
             outcome = {"type": "done", "ok": False, "error": type(exc).__name__, "message": str(exc), "exit": code}
         finally:
             self.server.finished(control)
@@ -396,7 +376,8 @@ class _Handler(socketserver.StreamRequestHandler):
             from pnr.engines import Engine
             from pnr.lifecycle import domain_status
 
-            outcome["summary"] = domain_status(self._plan, Engine(), Path(args["runtime_dir"]), _ready(result))
+            status = domain_status(self._plan, Engine(), Path(args["runtime_dir"]), _ready(result))
+            outcome["summary"] = status.to_json()
         self._detached = True
         with contextlib.suppress(OSError):
             self._write(outcome)
@@ -530,7 +511,7 @@ def _fork_pool(pool: int) -> tuple[int, list[int]]:
         if pool > 1:
             print(f"runner pool of 1, not {pool}: threads are running before the fork", flush=True)
         return 0, []
-    die_with_leader = daemon.die_with_parent(exit_code=0)  # no orphaned members if the leader is SIGKILLed alone
+    die_with_leader = die_with_parent(exit_code=0)  # no orphaned members if the leader is SIGKILLed alone
     children = []
     for index in range(1, pool):
         pid = os.fork()
@@ -587,8 +568,8 @@ def _warm_up() -> None:
     """Before the first client connects: the flows' registration with the API (once the server answers)."""
     from prefect.client.orchestration import get_client
 
+    from pnr.backend.server import _healthy
     from pnr.prefect.flows import bring_up, cpux_flow, tear_down
-    from pnr.prefect.server import _healthy
 
     api_url = os.environ.get("PREFECT_API_URL", "")
     until = time.monotonic() + START_TIMEOUT  # started beside a new server: it may still be migrating
@@ -640,7 +621,7 @@ def _tail(path: Path, offset: int, lines: int = 20) -> str:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m pnr.prefect.runner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pnr.backend.runner", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--pool", type=int, default=1, help="processes (forked after the imports)")

@@ -1,37 +1,16 @@
-"""The ASGI app of pnr's resident Prefect server: Prefect's own app, with four changes (each a no-op if Prefect's
-internals differ from what it expects; the app is then Prefect's, as is). The fourth, `quiet_docket`, is about
-the idle server's CPU: see its docstring and docs/server.md.
+"""The ASGI app of pnr's resident Prefect server: Prefect's own app with four changes, each a no-op (and said
+so on stderr) where Prefect's internals are not what it expects:
 
-**SQLite transactions begin IMMEDIATE.**
+- SQLite transactions begin IMMEDIATE, so concurrent writers queue on the busy timeout instead of failing with
+  SQLITE_BUSY_SNAPSHOT and a 503 the client backs off from (PrefectHQ/prefect#10188). PostgreSQL is untouched.
+- Timestamps are bound as standard-library UTC datetimes (the same instants), not Pendulum values, whose
+  arithmetic in asyncpg's encoder is slow.
+- A plain multi-row INSERT runs as one cached statement executed per row (`executemany`) instead of a statement
+  compiled anew for every batch. Anything else runs as Prefect wrote it.
+- The docket worker that runs Prefect's periodic services polls every second, without a cancellation listener
+  (`quiet_docket`): what an idle server spends most of its CPU on (docs/server.md).
 
-Prefect begins its SQLite transactions DEFERRED. A request that reads and then writes (creating a flow run, a
-state change) fails with SQLITE_BUSY_SNAPSHOT when another write committed in between: SQLite cannot upgrade a
-stale read snapshot, and its busy timeout does not apply. The server answers 503 and Prefect's client backs off
-2 s, then 4, 8 (PrefectHQ/prefect#10188, #17473). Measured on 2 cores against pnr's server: of six flow runs
-created at once, three waited ~2 s that way; six `pnr up`s at once started their first container 0.6 to 16 s
-in. Here every transaction the API begins is IMMEDIATE: it takes SQLite's write lock at BEGIN, so writers queue
-on the busy timeout (Prefect sets 60 s) instead of failing, and reads outside transactions are unaffected (WAL).
-PostgreSQL is not touched.
-
-**Timestamps are bound as standard-library datetimes.** Prefect 3.9's datetimes are Pendulum subclasses whose
-every operation goes through a deprecation shim, and asyncpg encodes a timestamp by subtracting its epoch from it:
-for a Pendulum value that builds a Pendulum `Interval` (a calendar difference) and wraps it again. Measured in a
-py-spy profile of pnr's PostgreSQL-backed server during a 500-chunk `pnr up`: 27 % of the server's busy CPU was
-that subtraction, inside the inserts of events, their resources and task-run states. The value bound is the same
-instant as a plain `datetime` in UTC, so the database stores the same thing. SQLite's binding is left as it is
-(it formats the fields; no arithmetic).
-
-**Multi-row inserts run as one statement executed for every row.** Prefect writes events, their resources,
-task-run states, task runs (SQLite) and logs as `INSERT ... VALUES (row 1), (row 2), ...`. SQLAlchemy cannot
-cache such a statement (its cache key is None): every batch is compiled again, with a bind parameter made for
-every value of every row — 8.4 ms for a batch of 50 events, measured. In a py-spy profile of pnr's SQLite-backed
-server during a 500-chunk `pnr up`, 15 % of the busy samples compiled them and 21 % were under the ORM's insert.
-Here such an insert, when it is plain (one list of rows with the same columns, values that are values, no
-RETURNING), is executed as the statement without its rows, once per row (`executemany`): compiled once and
-cached, the rows bound by the driver. Same rows, same defaults per row, same ON CONFLICT clause; anything else
-is executed as Prefect wrote it.
-
-`python -m uvicorn --factory pnr.prefect.server_app:create_app` (pnr.prefect.server builds that command).
+Run as `python -m uvicorn --factory pnr.backend.server_app:create_app` (pnr.backend.server builds that command).
 """
 
 from __future__ import annotations

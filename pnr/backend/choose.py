@@ -6,7 +6,7 @@
    left running for the next command. Its resident runner executes the run, and `pnr up` is a thin client
    (unless `PNR_RUNNER=0`, or the runner serves another Docker engine than the client's environment names).
 
-Standard library and pnr.prefect.server only: nothing here imports Prefect.
+Standard library and pnr.backend.server only: nothing here imports Prefect.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from pnr.prefect import runner, server
+from pnr.backend import runner, server
 from pnr.settings import get_settings
 
 
