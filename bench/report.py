@@ -1,4 +1,4 @@
-"""Derived metrics, the markdown report (docs/benchmark.md) and the plot (docs/img/benchmark.png).
+"""Derived metrics, the markdown report (bench/results/inprocess.md) and its plot (bench/results/inprocess.png).
 
 .venv/bin/python bench/report.py [bench/results/latest.json]     # re-render without re-measuring
 """
@@ -215,20 +215,15 @@ container/network of a run is removed before the next (all carry the label `pnr.
 def render(data: dict[str, Any], root: Path) -> None:
     discussion = root / "bench" / "discussion.md"
     m = data["machine"]
-    parts = ["# Benchmark: pnr vs docker-compose vs the lower bound", ""]
-    cli_latest = root / "bench" / "results" / "cli-latest.json"
-    if cli_latest.exists():  # the command-line benchmark (bench/cli.py) leads the page
-        import cli_report
-
-        parts += [cli_report.block(json.loads(cli_latest.read_text())), "", "## In-process benchmark", ""]
+    parts = ["# In-process benchmark: pnr's orchestration inside one long-lived Python process", ""]
     parts += [
         f"Measured {data['date']} on {m['cores']} cores ({m['cpu']}), {m['mem_mb'] // 1024} GB RAM; Docker engine "
         f"{m['docker']}, docker-compose {m['compose']}, Prefect {m['prefect']}, Python {m['python']}. "
         f"Raw results: `bench/results/` (run tag {data['tag']}).",
         "",
-        "![wall time to all ready](img/benchmark.png)",
+        "![wall time to all ready](inprocess.png)",
         "",
-        "Targets (issue 6): ≤ 1.10× the lower bound; ≤ 0.6× docker compose; "
+        "Targets: ≤ 1.10× the lower bound; ≤ 0.6× docker compose; "
         "≤ 20 ms orchestration overhead per chunk at 500 chunks.",
         "",
         "## Results",
@@ -239,9 +234,9 @@ def render(data: dict[str, Any], root: Path) -> None:
     if discussion.exists():
         parts += [discussion.read_text().rstrip(), ""]
     parts += [METHOD]
-    (root / "docs").mkdir(exist_ok=True)
-    (root / "docs" / "benchmark.md").write_text("\n".join(parts))
-    plot(data, root / "docs" / "img" / "benchmark.png")
+    out = root / "bench" / "results"
+    (out / "inprocess.md").write_text("\n".join(parts))
+    plot(data, out / "inprocess.png")
 
 
 def plot(data: dict[str, Any], path: Path) -> None:
@@ -293,4 +288,4 @@ if __name__ == "__main__":
     here = Path(__file__).resolve().parent
     src = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "results" / "latest.json"
     render(json.loads(src.read_text()), here.parent)
-    print("wrote docs/benchmark.md and docs/img/benchmark.png")
+    print("wrote bench/results/inprocess.md and bench/results/inprocess.png")

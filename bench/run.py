@@ -4,8 +4,8 @@
     .venv/bin/python bench/run.py --stacks chain10 demo --repeats 3 --no-cli
 
 Writes bench/results/<stamp>.json (raw, every run) and bench/results/latest.json, then renders
-docs/benchmark.md (tables + bench/discussion.md) and docs/img/benchmark.png. Everything it creates carries the
-label pnr.bench.run=<tag> (pnr's networks: io.pnr.domain=<bench domain>) and is removed after each run.
+bench/results/inprocess.md (tables + bench/discussion.md) and bench/results/inprocess.png. Everything it creates
+carries the label pnr.bench.run=<tag> (pnr's networks: io.pnr.domain=<bench domain>) and is removed after each run.
 """
 
 from __future__ import annotations
@@ -384,7 +384,9 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the pnr process during its runs (bench/results/profile-*.txt)"
     )
-    parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmark.md and the plot")
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not rewrite bench/results/inprocess.md and the plot"
+    )
     args = parser.parse_args()
 
     bench = Bench(args)
@@ -429,7 +431,7 @@ def main() -> None:
     log(f"raw results: bench/results/{stamp}.json")
     if not args.no_report:
         report.render(data, ROOT)
-        log("wrote docs/benchmark.md and docs/img/benchmark.png")
+        log("wrote bench/results/inprocess.md and bench/results/inprocess.png")
 
 
 if __name__ == "__main__":

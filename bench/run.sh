@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark, one command: set up (venv, Docker engine, test images), the demo images, docker-compose
 # 1.29.2 (Debian) and the plot/profiling extras, then run bench/run.py (arguments are passed on).
-# Results: bench/results/*.json, docs/benchmark.md, docs/img/benchmark.png.
+# Results: bench/results/*.json, bench/results/inprocess.md and inprocess.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

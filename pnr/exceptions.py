@@ -10,16 +10,42 @@
         ├── StallError       no chunk can make progress: gates that can never open
         └── RunTimeout       the run's deadline passed (typically an external signal never came)
 
-Docker errors are translated at one boundary (`pnr.engine`), HTTP/socket errors in `pnr.probes`.
+Docker errors are translated at one boundary (`pnr.engines.engine`), HTTP/socket errors in `pnr.probes`.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
+
+# a key printed bare in a JSON path: a name (`env.DB_URL`, `depends-on`) or a whole number (`ports.8080`); anything
+# else — dots, spaces, signs, exponents, control characters, the empty key — is quoted, so a path is one
+# unambiguous printable line
+_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*|[0-9]+(?:/[a-z]+)?")
+
+
+def path_join(parent: str, key: str | int) -> str:
+    """`cpuxs` + `web` → `cpuxs.web`; an index → `[0]`; any other key quoted: `env["0\\n"]`, `labels["io.x"]`."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    if _BARE_KEY.fullmatch(key):
+        return f"{parent}.{key}" if parent else key
+    return f"{parent}[{json.dumps(key)}]"
 
 
 class PnrError(Exception):
-    """Root of every error pnr raises on purpose."""
+    """Root of every error pnr raises on purpose. `exit_status`: what the CLI exits with when this ends a command
+    (1: the run or the engine failed; `ConfigError`: 2, bad input)."""
+
+    exit_status = 1
+
+
+def exit_status_of(exc: BaseException) -> int:
+    """The one rule mapping an error to the CLI's exit status: a pnr error's own, 130 for Ctrl-C, else 1."""
+    if isinstance(exc, PnrError):
+        return exc.exit_status
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +62,8 @@ class ConfigIssue:
 
 class ConfigError(PnrError):
     """A config (or other user input) is invalid. Carries every issue found, not just the first."""
+
+    exit_status = 2
 
     def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
         self.source = source

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate the Prefect UI screenshots in docs/img/ (README "Monitoring", docs/prefect.md):
+# Regenerate every Prefect UI screenshot the docs show (README "Monitoring", docs/prefect.md): docs/img/
+# ui-flow-run.png, ui-bring-up.png and ui-timeline.png (the timeline artifact with its Gantt chart). It
 # starts a throw-away Prefect server (temporary PREFECT_HOME, free port), deploys the example_chain
 # deployments from prefect.yaml, runs the bring-up through a process worker, and photographs the flow-run
 # pages in headless Chromium. Tears the example down and stops the server afterwards.

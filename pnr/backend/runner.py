@@ -7,7 +7,7 @@ Each member serves one request per connection, newline-delimited JSON, each with
 `pnr up` picks the least busy member:
 
     {"op": "ping"}                                  → {"type": "pong", "pid", "fingerprint", "api_url", "active",
-                                                       "index", "pool", "members", "stopping", "env", "start",
+                                                       "index", "pool", "members", "stopping", "engine", "start",
                                                        "transport"}
     {"op": "up", "args", "env", "pid", "shown_as"}  → {"type": "accepted", ...}, {"type": "event", ...}*,
                                                        {"type": "done", "ok", ...} (a bad config: only "done", exit 2)
@@ -33,13 +33,26 @@ from typing import Any
 
 from pnr import processes
 from pnr.backend import channel, daemon
+from pnr.backend.protocol import UpRequest
 from pnr.exceptions import PnrError
 from pnr.locks import file_lock
 
 MARKER = "pnr.backend.runner_process"
 START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine
-# what a run takes from the client's environment must agree with the runner's, or the client runs in-process
-SAME_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
+
+
+def engine_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Docker engine an environment names, resolved as the docker CLI resolves it, and the docker CLI
+    config its contexts come from: a client's must agree with the runner's, or the client runs in-process."""
+    from pnr.engines.resolve import config_dir, resolve_endpoint
+
+    try:
+        endpoint: Any = resolve_endpoint(environ).identity()
+    except PnrError as exc:
+        endpoint = {"error": str(exc)}
+    return {"endpoint": endpoint, "docker_config": str(config_dir(environ))}
+
+
 START_MODES = ("fork", "spawn")
 
 
@@ -240,17 +253,19 @@ class RemoteRun:
     until the outcome, which `outcome` then holds; `interrupt()` asks the runner to stop the run."""
 
     def __init__(
-        self, state_dir: Path, args: Mapping[str, Any], env: Mapping[str, str], shown_as: str | None = None
+        self, state_dir: Path, request: UpRequest, env: Mapping[str, str], shown_as: str | None = None
     ) -> None:
-        """`shown_as`: how the user wrote the config's path (`args` has it absolute); config errors name it so."""
-        member = pick(state_dir, run_key(args))
+        """`shown_as`: how the user wrote the config's path (`request` has it absolute); config errors name it so."""
+        member = pick(state_dir, request.key)
         self._conn = channel.connect(state_dir, member.index, timeout=10.0)
         self._conn.settimeout(None)
         self._send_lock = threading.Lock()
         self.outcome: dict[str, Any] | None = None
-        request = {"op": "up", "args": dict(args), "env": dict(env), "pid": os.getpid(), "shown_as": shown_as}
-        request["token"] = channel.read_token(state_dir)
-        self._send(request)
+        args = request.flow_parameters()
+        token = channel.read_token(state_dir)
+        self._send(
+            {"op": "up", "args": args, "env": dict(env), "pid": os.getpid(), "shown_as": shown_as, "token": token}
+        )
 
     def events(self) -> Iterator[dict[str, Any]]:
         for line in self._conn.makefile("rb"):
@@ -274,8 +289,3 @@ class RemoteRun:
     def _send(self, message: Mapping[str, Any]) -> None:
         with self._send_lock:
             channel.send(self._conn, message)
-
-
-def run_key(args: Mapping[str, Any]) -> str:
-    """Runs of one key (config and runtime folder: one domain's state) must not overlap after an interrupt."""
-    return f"{args.get('config_path')}|{args.get('runtime_dir')}"

@@ -24,7 +24,9 @@ from typing import Any, ClassVar
 
 from pnr import processes
 from pnr.backend import channel
-from pnr.backend.runner import MARKER, SAME_ENV, START_MODES, START_TIMEOUT, code_fingerprint, run_key
+from pnr.backend.protocol import UpRequest
+from pnr.backend.runner import MARKER, START_MODES, START_TIMEOUT, code_fingerprint, engine_env
+from pnr.exceptions import PnrError
 from pnr.settings import quiet_prefect_env
 
 
@@ -70,7 +72,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     "pool": self.member.pool,
                     "members": self.member.member_pids,
                     "stopping": self.member.stopping(),
-                    "env": {key: os.environ.get(key) for key in SAME_ENV},
+                    "engine": engine_env(),
                     "start": self.member.start,
                     "transport": self.member.transport,
                 }
@@ -92,7 +94,7 @@ class _Handler(socketserver.StreamRequestHandler):
         from pnr.prefect.flows import bring_up, quiet_prefect_run
 
         try:  # first of all, and without a flow run: a bad config is exit 2 with nothing started
-            plan = check_config(args["config_path"], env, shown_as)
+            plan = check_config(args["config_path"], env, shown_as, args.get("env_files") or ())
             plan.cpuxs_to_run(args.get("cpux"), shown_as or args["config_path"])
         except ConfigError as exc:
             with contextlib.suppress(OSError):
@@ -111,14 +113,14 @@ class _Handler(socketserver.StreamRequestHandler):
         watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
         watcher.start()
         # an interrupted run of the same domain (its client died or pressed Ctrl-C) finishes first
-        self.member.started(control, key=run_key(args))
+        self.member.started(control, key=UpRequest.from_json(args).key)
         outcome: dict[str, Any]
         try:
             with quiet_prefect_run(), use_control(control), self.member.shared_client():
                 result = bring_up(**args)
             outcome = {"type": "done", "ok": True, "result": result}
         except BaseException as exc:
-            code = 2 if type(exc).__name__ == "ConfigError" else 1
+            code = exc.exit_status if isinstance(exc, PnrError) else 1
             outcome = {"type": "done", "ok": False, "error": type(exc).__name__, "message": str(exc), "exit": code}
         finally:
             self.member.finished(control)
@@ -145,7 +147,8 @@ class _Handler(socketserver.StreamRequestHandler):
             from pnr.engines import Engine
             from pnr.lifecycle import domain_status
 
-            outcome["summary"] = domain_status(self._plan, Engine(), Path(args["runtime_dir"]), _ready(result))
+            status = domain_status(self._plan, Engine(), Path(args["runtime_dir"]), _ready(result))
+            outcome["summary"] = status.to_json()
         self._detached = True
         with contextlib.suppress(OSError):
             self._write(outcome)

@@ -9,14 +9,19 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from pnr.cli.doctor import doctor
 from pnr.cli.server_cmd import server_app
-from pnr.exceptions import ConfigError, EngineError, PnrError
+from pnr.exceptions import ConfigError, PnrError, exit_status_of
+
+if TYPE_CHECKING:
+    from pnr.backend.protocol import Accepted, UpOutcome
+    from pnr.records import DomainStatus, RunEvent
 
 app = typer.Typer(
     name="pnr",
@@ -28,13 +33,45 @@ app = typer.Typer(
 signal_app = typer.Typer(no_args_is_help=True, help="Read or set signals in the runtime folder.")
 app.add_typer(signal_app, name="signal")
 app.add_typer(server_app, name="server")
+app.command()(doctor)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+def _print_version(value: bool) -> None:
+    """`pnr --version`: pnr's version and those of the libraries that decide its behaviour."""
+    if not value:
+        return
+    import platform
+    from importlib.metadata import version
+
+    print(f"pnr {version('pnr')}")
+    print(f"prefect {version('prefect')}\ndocker-py {version('docker')}\npython {platform.python_version()}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print versions and exit")
+    ] = False,
+) -> None:
+    pass
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
 RuntimeOpt = Annotated[
     Path | None, typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")
+]
+EnvFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--env-file",
+        help="read ${VAR} values from this file too (repeatable; after the domain's env_files, a later file wins; "
+        "the environment wins over every file)",
+        show_default=False,
+    ),
 ]
 
 PHASE_STYLE = {
@@ -57,7 +94,7 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _fail(exc: PnrError) -> typer.Exit:
-    return _fail_with(2 if isinstance(exc, ConfigError) else 1, str(exc))
+    return _fail_with(exit_status_of(exc), str(exc))
 
 
 def _fail_with(code: int, message: str) -> typer.Exit:
@@ -72,20 +109,23 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def _plan(config: Path, env: bool = False) -> Any:
-    """The config's plan, or exit 2 naming every problem; `env`: also every ${VAR} it uses must resolve."""
+def _plan(config: Path, env: bool = False, env_files: list[Path] | None = None) -> Any:
+    """The config's plan, or exit 2 naming every problem; `env`: also every ${VAR} it uses must resolve (in the
+    environment, `env_files` and the domain's env_files)."""
     from pnr.model.plan import check_config, load_plan
 
     try:
-        return check_config(str(config)) if env else load_plan(str(config))
+        extra = [str(path) for path in env_files or ()]
+        return check_config(str(config), env_files=extra) if env else load_plan(str(config))
     except ConfigError as exc:
         raise _fail(exc) from None
 
 
 @app.command()
-def validate(config: ConfigArg) -> None:
-    """Check a config; print "ok" or every problem with file and JSON path (exit 2)."""
-    plan = _plan(config)
+def validate(config: ConfigArg, env_file: EnvFileOpt = None) -> None:
+    """Check a config, every ${VAR} of its env included; print "ok" or every problem with file and JSON path
+    (exit 2)."""
+    plan = _plan(config, env=True, env_files=env_file)
     n = len(plan.chunks)
     out.print(f"ok: {config}: domain {plan.domain.name}, {n} chunk{'s' * (n != 1)} in {len(plan.domain.cpuxs)} cpux")
     for sig in plan.external:
@@ -120,27 +160,27 @@ def schema() -> None:
 
 
 class _Progress:
-    """Renders chunk phase changes as lines a person can follow (events of this process's run, or the
-    runner's as dicts)."""
+    """Renders chunk phase changes as lines a person can follow."""
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.last: dict[str, tuple[str, str]] = {}
 
-    def __call__(self, event: Any) -> None:
-        data = event if isinstance(event, dict) else {"kind": type(event).__name__, **vars(event)}
-        if data.get("kind") == "RunNote":  # watch started / ended (the outcome note is the caller's)
-            if not str(data.get("what", "")).startswith("watch."):
-                return
-            out.print(f"  {time.monotonic() - self.t0:7.2f}s  [bold]{_escape(data['message'])}[/]")
+    def __call__(self, event: RunEvent) -> None:
+        from pnr.records import RunNote
+
+        if isinstance(event, RunNote):  # watch started / ended (the outcome note is the caller's)
+            if event.what.startswith("watch."):
+                out.print(f"  {time.monotonic() - self.t0:7.2f}s  [bold]{_escape(event.message)}[/]")
             return
-        chunk, phase, detail = data["chunk"], str(data["phase"]), data.get("detail") or ""
-        if self.last.get(chunk) == (phase, detail):
+        if self.last.get(event.chunk) == (event.phase, event.detail):
             return
-        self.last[chunk] = (phase, detail)
-        style = PHASE_STYLE.get(phase, "white")
-        first = detail.splitlines()[0] if detail else ""
-        out.print(f"  {time.monotonic() - self.t0:7.2f}s  {chunk:<22} [{style}]{phase:<9}[/] {_escape(first)}")
+        self.last[event.chunk] = (event.phase, event.detail)
+        style = PHASE_STYLE.get(event.phase, "white")
+        first = event.detail.splitlines()[0] if event.detail else ""
+        out.print(
+            f"  {time.monotonic() - self.t0:7.2f}s  {event.chunk:<22} [{style}]{event.phase:<9}[/] {_escape(first)}"
+        )
 
 
 class _Header:
@@ -157,9 +197,9 @@ class _Header:
         self.domain, self.engines, self.shown = domain, engines, True
         out.print(f"pnr up [bold]{domain}[/] ({n} chunk{'s' * (n != 1)}, cpux {', '.join(cpuxs)}); runtime {self.rdir}")
 
-    def accepted(self, event: dict[str, Any]) -> None:
+    def accepted(self, event: Accepted) -> None:
         if not self.shown:  # else shown from the config read here, with the same facts
-            self.show(event["domain"], int(event["chunks"]), list(event["cpuxs"]), bool(event.get("engines")))
+            self.show(event.domain, event.chunks, event.cpuxs, event.engines)
 
 
 @app.command()
@@ -167,6 +207,7 @@ def up(
     config: ConfigArg,
     cpux: Annotated[str | None, typer.Option(help="bring up only this cpux")] = None,
     runtime_dir: RuntimeOpt = None,
+    env_file: EnvFileOpt = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -234,54 +275,61 @@ def up(
     backend = _backend(ephemeral_server, start=False)
     plan = None
     if backend is None or not backend.use_runner:
-        plan = _plan(config, env=True)
+        plan = _plan(config, env=True, env_files=env_file)
         try:
             plan.cpuxs_to_run(cpux, str(config))
         except ConfigError as exc:
             raise _fail(exc) from None
         header.show(plan.domain.name, len(plan.chunks), plan.cpux_order, bool(plan.domain.engines))
         backend = backend or _backend(ephemeral_server)
-    args = {
-        "config_path": str(config) if not backend.use_runner else str(config.resolve()),
-        "cpux": cpux,
-        "runtime_dir": str(rdir) if not backend.use_runner else str(rdir.resolve()),
-        "timeout_seconds": timeout,
-        "build": build,
-        "force_recreate": force_recreate,
-        "watch": watch,
-        "watch_seconds": watch_seconds,
-    }
+    from pnr.backend.protocol import UpRequest
+    from pnr.backend.run import run_up
+
+    remote = backend.use_runner  # the runner has another working directory: absolute paths
+    request = UpRequest(
+        config_path=str(config.resolve() if remote else config),
+        cpux=cpux,
+        runtime_dir=str(rdir.resolve() if remote else rdir),
+        timeout_seconds=timeout,
+        build=build,
+        force_recreate=force_recreate,
+        watch=watch,
+        watch_seconds=watch_seconds,
+        env_files=[str(path.resolve()) for path in env_file] if env_file else None,
+    )
     progress = _Progress()
-    if backend.use_runner:
-        outcome = _run_remote(backend, args, progress, header, shown_as=str(config))
-    else:
-        outcome = _run_here(backend, args, progress)
-    if outcome.get("exit") == 2 and not header.shown:  # the runner found the config bad: nothing ran
-        raise _fail_with(2, outcome["message"])
-    if outcome.get("summary") is not None and header.domain is not None:
-        _table(header.domain, header.engines, outcome["summary"])
+    outcome = run_up(request, backend, progress, header.accepted, _on_ctrl_c, shown_as=str(config))
+    if outcome.exit_status == 2 and not header.shown:  # the runner found the config bad: nothing ran
+        raise _fail_with(2, outcome.message)
+    if outcome.summary is not None and header.domain is not None:
+        _table(header.domain, header.engines, outcome.summary)
     else:  # a failed run: read the table here (the engine and runtime files)
         plan = plan or _plan(config)
-        _summary(plan, rdir)
+        _summary(plan, rdir, ask_engines=outcome.error != "EngineUnreachable")
     if timeline is not None:
         _write_timeline(plan or _plan(config), rdir, outcome, timeline, chromium)
-    url = backend.flow_run_url(outcome.get("flow_run_id"))
+    _report(backend, outcome, config, watch, progress.t0)
+
+
+def _report(backend: Any, outcome: UpOutcome, config: Path, watch: bool, t0: float) -> None:
+    """The run's last lines: its flow run in the UI, then how it ended (exit status as the outcome says)."""
+    url = backend.flow_run_url(outcome.flow_run_id)
     if url:
         out.print(f"flow run: {url}")
-    if not outcome["ok"]:
-        if outcome.get("interrupted"):
+    if not outcome.ok:
+        if outcome.interrupted:
             err.print(
                 f"[yellow]interrupted.[/] Containers already started are left running (see the table above); "
                 f"remove them with `pnr down {config}`, or run `pnr up {config}` again to continue."
             )
             raise typer.Exit(130)
-        raise _fail_with(outcome["exit"], outcome["message"])
-    result = outcome["result"]
-    n = sum(len(v) for v in result["cpuxs"].values())
+        raise _fail_with(outcome.exit_status, outcome.message)
+    result = outcome.result or {}
+    n = sum(len(v) for v in result.get("cpuxs", {}).values())
     if watch:  # the watch ended cleanly (Ctrl-C, cancellation, --watch-seconds): the domain stays up
         out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)}; watched until: {_escape(result['watch']['ended'])}")
         return
-    out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - progress.t0:.1f}s")
+    out.print(f"[green]up:[/] {n} chunk{'s' * (n != 1)} completed in {time.monotonic() - t0:.1f}s")
 
 
 def _timeline_target(path: Path | None) -> str | None:
@@ -307,13 +355,13 @@ def _timeline_target(path: Path | None) -> str | None:
     return chromium
 
 
-def _write_timeline(plan: Any, rdir: Path, outcome: dict[str, Any], path: Path, chromium: str | None) -> None:
+def _write_timeline(plan: Any, rdir: Path, outcome: UpOutcome, path: Path, chromium: str | None) -> None:
     """The run's Gantt chart: from its result, or for a run that failed from the chunk-state file it left."""
     from pnr.lifecycle.timeline import timeline_svg
     from pnr.runtime import ChunkStateFile
 
-    if outcome.get("ok"):
-        data = {n: c for chunks in outcome["result"]["cpuxs"].values() for n, c in chunks.items()}
+    if outcome.ok and outcome.result is not None:
+        data = {n: c for chunks in outcome.result["cpuxs"].values() for n, c in chunks.items()}
         end = None
     else:
         data, end = ChunkStateFile(rdir, plan.domain.name).chunks(), time.time()
@@ -346,81 +394,6 @@ def _backend(ephemeral: bool, start: bool = True) -> Any:
             "(it stays up for the next commands; `pnr server stop` stops it)"
         )
     return backend
-
-
-def _run_here(backend: Any, args: dict[str, Any], progress: _Progress) -> dict[str, Any]:
-    """Run the flow in this process (PREFECT_API_URL, a throw-away server, or no runner)."""
-    if backend.api_url:
-        os.environ["PREFECT_API_URL"] = backend.api_url
-    from pnr.lifecycle import RunControl, use_control
-    from pnr.prefect.flows import bring_up, quiet_prefect_run, start_detached_ephemeral_server
-
-    control = RunControl()
-    control.listen(progress)
-    interrupted = _on_ctrl_c(control.interrupt)
-    try:
-        if backend.kind == "ephemeral":
-            try:
-                start_detached_ephemeral_server()
-            except RuntimeError as exc:
-                raise EngineError(
-                    f"could not start Prefect's temporary server ({exc}); "
-                    "use pnr's resident server (`pnr server start`) or point PREFECT_API_URL at a Prefect server"
-                ) from None
-        try:
-            with quiet_prefect_run(), use_control(control):
-                result = bring_up(**args)
-        finally:
-            if backend.kind == "ephemeral":
-                _drain_to_api()
-    except (PnrError, KeyboardInterrupt) as exc:
-        stopped = bool(interrupted) or isinstance(exc, KeyboardInterrupt)
-        code = 2 if isinstance(exc, ConfigError) else 1
-        return {
-            "ok": False,
-            "interrupted": stopped,
-            "exit": code,
-            "message": str(exc),
-            "flow_run_id": control.flow_run_id,
-        }
-    return {"ok": True, "result": result, "flow_run_id": control.flow_run_id}
-
-
-def _drain_to_api(timeout: float = 10.0) -> None:
-    """Send the run's queued logs and events while the throw-away server still runs: at exit it may stop first,
-    and Prefect then prints "--- Error logging to API ---" on stderr (seen in the benchmark)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):
-            worker.drain_all(timeout=timeout, at_exit=False)
-
-
-def _run_remote(
-    backend: Any, args: dict[str, Any], progress: _Progress, header: _Header, shown_as: str
-) -> dict[str, Any]:
-    """Let the resident runner execute the run; follow it live. Ctrl-C interrupts it there."""
-    from pnr.backend.runner import RemoteRun
-
-    remote = RemoteRun(backend.state_dir, args, os.environ, shown_as=shown_as)
-    interrupted = _on_ctrl_c(lambda: remote.interrupt("interrupted (Ctrl-C)"))
-    try:
-        for event in remote.events():
-            if event.get("type") == "accepted":
-                header.accepted(event)
-            else:
-                progress(event)
-    except KeyboardInterrupt:
-        return {"ok": False, "interrupted": True, "exit": 130, "message": "interrupted"}
-    except PnrError as exc:
-        return {"ok": False, "interrupted": False, "exit": 1, "message": str(exc)}
-    finally:
-        remote.close()
-    outcome = remote.outcome or {}
-    if not outcome.get("ok"):
-        outcome["interrupted"] = bool(interrupted) or bool(outcome.get("interrupted"))
-    return outcome
 
 
 def _dry_run(plan: Any, config: Path, runtime_dir: Path | None, force: bool) -> None:
@@ -473,32 +446,33 @@ def _on_ctrl_c(interrupt: Any) -> list[bool]:
     return flag
 
 
-def _summary(plan: Any, rdir: Path) -> None:
-    """The chunk table, read here (the engine and runtime files)."""
+def _summary(plan: Any, rdir: Path, ask_engines: bool = True) -> None:
+    """The chunk table, read here (the engine and runtime files; only the files after an engine was lost: it
+    would make the user wait for another ping)."""
     from pnr.engines.engine import Engine
-    from pnr.lifecycle.ops import domain_status
+    from pnr.lifecycle.status import domain_status
 
     try:
-        status = domain_status(plan, Engine(), rdir)
+        status = domain_status(plan, Engine() if ask_engines else None, rdir)
     except PnrError:
         return
     _table(plan.domain.name, bool(plan.domain.engines), status)
 
 
-def _table(domain: str, engines: bool, status: dict[str, Any]) -> None:
+def _table(domain: str, engines: bool, status: DomainStatus) -> None:
     """The chunk table of `status` (`domain_status`); `engines`: the domain names engines, so say which one
     each chunk runs on."""
     table = Table(title=f"domain {domain}", title_justify="left")
     for col in ("chunk", "status", *(["engine"] if engines else []), "container", "detail"):
         table.add_column(col)
-    for name, c in status["chunks"].items():
-        style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c["status"], "yellow")
+    for name, c in status.chunks.items():
+        style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c.status, "yellow")
         table.add_row(
             name,
-            f"[{style}]{c['status']}[/]",
-            *([c["engine"]] if engines else []),
-            c["container"] or "-",
-            _escape((c["detail"] or "").splitlines()[0] if c["detail"] else ""),
+            f"[{style}]{c.status}[/]",
+            *([c.engine] if engines else []),
+            c.container or "-",
+            _escape(c.detail.splitlines()[0] if c.detail else ""),
         )
     out.print(table)
 
@@ -512,27 +486,27 @@ def status(
     """Truth values, chunk states and containers of a domain."""
     plan = _plan(config)
     from pnr.engines.engine import Engine
-    from pnr.lifecycle.ops import domain_status
+    from pnr.lifecycle.status import domain_status
     from pnr.settings import resolve_runtime_dir
 
     data = domain_status(plan, Engine(), resolve_runtime_dir(runtime_dir))  # and the config's engines
-    for name, engine in data["engines"].items():
-        if not engine["reachable"]:
-            where = "" if len(data["engines"]) == 1 else f" for the chunks on engine {name}"
-            err.print(f"[yellow]warning:[/] {_escape(engine['error'] or name)}; showing runtime files only{where}")
+    for name, engine in data.engines.items():
+        if not engine.reachable:
+            where = "" if len(data.engines) == 1 else f" for the chunks on engine {name}"
+            err.print(f"[yellow]warning:[/] {_escape(engine.error or name)}; showing runtime files only{where}")
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data.to_json(), indent=2))
         return
     _table(plan.domain.name, bool(plan.domain.engines), data)
     table = Table(title="signals", title_justify="left")
-    stale = data["stale"]
+    stale = data.stale
     for col in ("signal", "tv", "response", "prompt", *(["note"] if stale else [])):
         table.add_column(col)
-    for name, s in data["signals"].items():
+    for name, s in sorted(data.signals.items()):
         note = [f"[yellow]may be stale: {_escape(stale[name])}[/]" if name in stale else ""] if stale else []
-        table.add_row(name, s["tv"], ", ".join(s["response"]), s["prompt"], *note)
+        table.add_row(name, s.tv, ", ".join(s.response), s.prompt, *note)
     out.print(table)
-    for file, problem in data["problems"].items():
+    for file, problem in data.problems.items():
         err.print(f"[yellow]warning:[/] runtime file {file} ignored: {_escape(problem)}")
 
 
@@ -686,6 +660,12 @@ def down(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="remove the domain even if another config file (with the same domain name) brought it up"
+        ),
+    ] = False,
 ) -> None:
     """Remove exactly what pnr created for this domain (labels), in reverse order."""
     plan = _plan(config)
@@ -698,7 +678,13 @@ def down(
 
     try:
         report = tear_down_domain(
-            plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, on_removed=removed, stop_timeout=timeout
+            plan,
+            Engine(),
+            resolve_runtime_dir(runtime_dir),
+            volumes=volumes,
+            on_removed=removed,
+            stop_timeout=timeout,
+            force=force,
         )
     except PnrError as exc:
         raise _fail(exc) from None
@@ -761,51 +747,90 @@ def serve(
 @app.command("import")
 def import_(
     compose_file: Annotated[
-        Path, typer.Argument(help="a docker-compose.yml (compose specification)", show_default=False)
-    ],
-    output: Annotated[
         Path | None,
+        typer.Argument(
+            help="a compose file, or a folder with compose.yaml / docker-compose.yml; its override file is read "
+            "too, as compose does [default: the current folder]",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file", "-f", metavar="FILE", help="a compose file (repeatable: merged in order, as docker compose -f)"
+        ),
+    ] = None,
+    output_arg: Annotated[
+        str | None,  # not a Path: a trailing "/" (a folder) must survive
         typer.Option(
             "--output",
             "-o",
-            help="write the domain to this file, or into this folder as <domain>.json [default: stdout]",
+            metavar="PATH",
+            help="write the domain to this file, or into this folder (a name ending in /) as <project>.json "
+            "[default: stdout]",
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="domain name [default: the file's name:, else its folder's]")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing output file")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="project (domain) name [default: COMPOSE_PROJECT_NAME, else the file's name:, else its folder's]"
+        ),
+    ] = None,
     profile: Annotated[
-        list[str] | None, typer.Option("--profile", help="enable a compose profile (repeatable; '*' for all)")
+        list[str] | None,
+        typer.Option(
+            "--profile", help="enable a compose profile (repeatable; '*' for all) [default: COMPOSE_PROFILES]"
+        ),
     ] = None,
 ) -> None:
-    """Translate a compose file into a pnr domain config: depends_on conditions become gates, healthchecks
+    """Translate a compose project into a pnr domain config: depends_on conditions become gates, healthchecks
     become probes. Every key pnr treats differently is reported on stderr with its path (see docs/compose.md)."""
     from pnr.compose import import_compose
 
-    profiles = list(profile or []) or [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p]
-    into_folder = output is not None and output.is_dir()
+    if compose_file is not None and file:
+        raise _fail_with(2, "give the compose file either as an argument or with -f, not both")
+    source: Any = list(file) if file else (compose_file or Path.cwd())
+    output = Path(output_arg) if output_arg else None
+    into_folder = output is not None and (output.is_dir() or str(output_arg).endswith(("/", os.sep)))
     try:
-        where = (output.resolve() if into_folder else output.resolve().parent) if output else Path.cwd()
-        result = import_compose(compose_file, name, profiles=profiles, output_dir=where)
+        where = (output.resolve() if into_folder else output.resolve().parent) if output else None
+        result = import_compose(source, name, profiles=profile or (), output_dir=where)
     except ConfigError as exc:
         raise _fail(exc) from None
+    shown = str(result.files[0])
     for note in result.notes:
-        err.print(f"[yellow]note:[/] {_escape(note.render(str(compose_file)))}")
+        err.print(f"[yellow]note:[/] {_escape(note.render(shown))}")
     if output is None:
         print(result.to_json(), end="")
         return
     if into_folder:
         output = output / f"{result.domain['name']}.json"
+    _write_domain(output, result.to_json(), force)
+    chunks = sum(len(c["design_chunks"]) for c in result.domain["cpuxs"].values())
+    read = " + ".join(str(f) for f in result.files)
+    out.print(
+        f"wrote {output} from {read}: domain {result.domain['name']}, {chunks} chunk(s), {len(result.notes)} "
+        f"note(s); next: pnr up {output}"
+    )
+
+
+def _write_domain(output: Path, text: str, force: bool) -> None:
+    """Write an imported domain; an existing file only with --force (exit 2 otherwise, nothing written)."""
+    unwritable = f"{output}: cannot write the domain here ({{}}); give -o a writable file or folder"
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(result.to_json())
     except OSError as exc:
+        raise _fail_with(2, unwritable.format(exc.strerror or exc)) from None
+    try:
+        with output.open("w" if force else "x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
         raise _fail_with(
-            2, f"{output}: cannot write the domain here ({exc.strerror or exc}); give -o a writable file or folder"
+            2, f"{output}: exists; give --force to overwrite it, --name for another project name, or another -o"
         ) from None
-    chunks = sum(len(c["design_chunks"]) for c in result.domain["cpuxs"].values())
-    out.print(
-        f"wrote {output}: domain {result.domain['name']}, {chunks} chunk(s), {len(result.notes)} note(s); "
-        f"next: pnr up {output}"
-    )
+    except OSError as exc:
+        raise _fail_with(2, unwritable.format(exc.strerror or exc)) from None
 
 
 @signal_app.command("set")
@@ -949,15 +974,15 @@ def main() -> None:
         _run_app(sys.argv[1:])
     except PnrError as exc:  # anything not handled by a command
         err.print(_escape(str(exc)))
-        code = 2 if isinstance(exc, ConfigError) else 1
+        code = exit_status_of(exc)
     except SystemExit as exc:
         code = exc.code
     _exit(code)
 
 
 def _exit(code: int | str | None) -> None:
-    """Exit without waiting for Python's interpreter teardown: after a flow ran in this process it took 1-4 s
-    (measured; no Python code runs then). The exit handlers still run first — Prefect flushes its events and
+    """Exit without waiting for Python's interpreter teardown: after a flow ran in this process it can take
+    seconds (no Python code runs then). The exit handlers still run first — Prefect flushes its events and
     logs there — so nothing is lost."""
     import atexit
 

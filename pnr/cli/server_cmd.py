@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from pnr.exceptions import ConfigError, PnrError
+from pnr.exceptions import PnrError, exit_status_of
 
 server_app = typer.Typer(
     no_args_is_help=True,
@@ -20,7 +20,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def _fail(exc: PnrError) -> typer.Exit:
     from rich.markup import escape
 
-    if isinstance(exc, ConfigError):  # bad input (a PNR_* setting): as every command, exit 2
+    if exit_status_of(exc) == 2:  # bad input (a PNR_* setting): as every command, the message alone
         err.print(escape(str(exc)))
         return typer.Exit(2)
     err.print(f"[bold red]failed:[/] {escape(str(exc))}")

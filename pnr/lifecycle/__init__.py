@@ -12,19 +12,24 @@ timeline.py  the readiness timeline as an SVG Gantt chart (pure), the critical p
 """
 
 from pnr.lifecycle.chunk import ChunkDriver
-from pnr.lifecycle.control import ProgressEvent, RunControl, RunNote, current_control, use_control
+from pnr.lifecycle.control import RunControl, current_control, use_control
 from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed, Prepared, gate_attempts, start_preparing
-from pnr.lifecycle.ops import domain_status, plan_actions, remove_started_by, tear_down_domain
+from pnr.lifecycle.ops import plan_actions, remove_started_by, tear_down_domain
 from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
+from pnr.lifecycle.status import domain_status
 from pnr.lifecycle.watch import WATCH_CANCELLED, Watcher
+from pnr.records import ChunkStatus, DomainStatus, EngineStatus, ProgressEvent, RunNote
 
 __all__ = [
     "WATCH_CANCELLED",
     "ChunkBlocked",
     "ChunkDriver",
     "ChunkProgress",
+    "ChunkStatus",
     "CpuxRun",
     "CpuxState",
+    "DomainStatus",
+    "EngineStatus",
     "GateClosed",
     "Phase",
     "Prepared",

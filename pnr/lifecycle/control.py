@@ -13,32 +13,9 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """A chunk's phase changed (`what` names a watch transition: lost, recovered, stopped, started, ...)."""
-
-    domain: str
-    cpux: str
-    chunk: str
-    phase: str
-    detail: str
-    at: float
-    what: str | None = None
-
-
-@dataclass(frozen=True)
-class RunNote:
-    """A line about the run as a whole (watch started / ended), with a payload for events."""
-
-    domain: str
-    what: str
-    message: str
-    payload: dict[str, Any] = field(default_factory=dict)
-
+from pnr.records import ProgressEvent, RunNote
 
 Listener = Callable[[Any], None]
 

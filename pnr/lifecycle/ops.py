@@ -7,21 +7,20 @@ shown (status) or removed (down), and a later `pnr down` finishes the job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref
+from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref, other_configs
 from pnr.exceptions import EngineUnreachable
-from pnr.lifecycle.cpux import domain_runs
-from pnr.model import Plan, PnR
-from pnr.runtime import ChunkStateFile, SignalStore, read_state, remove_domain_files
+from pnr.lifecycle.cpux import domain_runs, other_config_error
+from pnr.model import Plan
+from pnr.runtime import SignalStore, remove_domain_files
 
 # Containers stopped and removed at once by `pnr down`. Docker 20.10 loses count of a network's endpoints when
 # many of its containers go at once: the network then refuses removal ("has active endpoints", with none left)
-# until the engine restarts. Measured here (busybox, one network): 200 containers at 16 at once and 500 at 8 at
-# once left such a network; 200 and 500 at 4 at once did not (500: 44 s).
+# until the engine restarts. Hundreds of containers removed 8 or 16 at once left such a network; 4 at once did not.
 DOWN_PARALLEL = 4
 
 
@@ -32,6 +31,7 @@ def tear_down_domain(
     volumes: bool = False,
     on_removed: Callable[[str, str], None] | None = None,
     stop_timeout: float | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Stop and remove the domain's containers (reverse dependency order, across its engines), its network on
     each engine and its own runtime values. Only objects labelled with this domain are touched. Safe to run from
@@ -39,16 +39,26 @@ def tear_down_domain(
     what was removed and what is left (the runtime values stay until a later run reaches every engine).
     `on_removed(kind, name)` is told of each container, network and volume as it goes (from worker threads).
     `stop_timeout`: seconds each container gets after its stop signal before SIGKILL, instead of its own
-    stop_grace_period_seconds (`docker compose down -t`)."""
+    stop_grace_period_seconds (`docker compose down -t`). The domain's containers must have been made from the
+    plan's config file (ConfigError naming the other file, nothing removed) unless `force`."""
     told = on_removed or (lambda kind, name: None)
     engines = EngineSet.coerce(engine, plan)
     lost = engines.unreachable()
     if len(lost) == len(engines):
-        engines.ping_all()  # nothing answers: raise as a single engine always did
+        engines.raise_unreachable(lost)  # nothing answers: raise as a single engine always did
     reachable = [(name, e) for name, e in engines.items() if name not in lost]
     domain = plan.domain.name
     removed = []
     owned = [(e, state) for _name, e in reachable for state in e.owned_containers(domain)]
+    if not force and not plan.source.startswith("<"):
+        this = str(Path(plan.source).resolve())
+        others = other_configs([state.labels for _e, state in owned], domain, this)
+        if others:
+            fix = (
+                f"remove it with `pnr down {sorted(others)[0]}`, or with `pnr down --force {plan.source}` anyway "
+                "(the pnr-down flow: force=true)"
+            )
+            raise other_config_error(domain, plan.source, others, fix, this)
     by_state = {id(state): e for e, state in owned}
     for group in _reverse_levels(plan, [state for _e, state in owned]):
         # one level at a time, dependents first; within a level in parallel (a slow stop costs once, not per container)
@@ -126,119 +136,27 @@ def _stop_and_remove(
     told("container", state.name)
 
 
-def domain_status(
-    plan: Plan,
-    engine: Engine | EngineSet | None,
-    runtime_dir: Path,
-    known: Mapping[str | None, ContainerState] | None = None,
-) -> dict[str, Any]:
-    """Truth values, chunk states and containers, each chunk with its engine; `engine=None` when no engine
-    answers. A chunk whose engine does not answer is `unknown` (the `engines` entry says why). `known`: the
-    containers a bring-up that has just made every chunk ready knows, by chunk; when they cover the whole
-    domain no engine is asked (at 500 chunks, listing them took ~0.6 s between the outcome and the report)."""
-    domain = plan.domain.name
-    state, problems = read_state(runtime_dir, domain)
-    state_file = ChunkStateFile(runtime_dir, domain)
-    recorded = state_file.chunks()
-    run_alive = state_file.run_alive()
-    engines = EngineSet.coerce(engine, plan) if engine is not None else None
-    if known is not None and engines is not None and known.keys() >= plan.chunks.keys():
-        lost: dict[str, str] = {}
-        containers: dict[str | None, ContainerState] = dict(known)
-    else:
-        lost = engines.unreachable() if engines is not None else {}
-        containers = _owned_by_chunk(engines, lost, domain)
-    chunks: dict[str, Any] = {}
-    for name, chunk in plan.chunks.items():
-        rec = recorded.get(name, {})
-        cont = containers.get(name)
-        phase = rec.get("phase")
-        ename = engines.name_of(chunk) if engines is not None else plan.domain.engine_of(chunk)
-        flowout_holds = all(state.get(s) is not None and state[s].tv == p.tv for s, p in chunk.flowout.items())
-        if ename in lost:
-            status = "unknown"
-        elif phase == "failed":
-            status = "failed"
-        elif cont is not None and not cont.running and not (chunk.kind == "job" and flowout_holds):
-            status = "stopped"  # (a job that ran to its end and produced its flowout is completed)
-        elif cont is not None and flowout_holds and phase in (None, "ready", "blocked"):
-            status = "completed"
-        elif cont is not None:
-            status = "executing"
-        elif phase == "waiting" and run_alive:
-            status = "waiting"
-        else:
-            status = "ready"  # not started (the seed's initial status)
-        detail = rec.get("detail") or None
-        if ename in lost and engines is not None:
-            detail = f"{engines.describe(ename)} does not answer; last recorded phase: {phase or 'none'}"
-        elif cont is None and engine is not None and phase in ("starting", "probing", "ready") and not run_alive:
-            detail = f"container {chunk.container.name} is gone (removed outside pnr?); `pnr up` recreates it"
-        elif status == "stopped" and cont is not None and phase != "failed":
-            detail = f"container {cont.name} is {cont.status} (stopped outside pnr?); `pnr up` starts it again"
-        chunks[name] = {
-            "status": status,
-            "engine": ename,
-            "container": cont.name if cont else None,
-            "container_id": cont.id if cont else None,
-            "cpux": plan.refs[name].cpux,
-            "phase": phase,
-            "detail": detail,
-        }
-    return {
-        "domain": domain,
-        "signals": {name: value.model_dump() for name, value in sorted(state.items())},
-        "stale": _stale_signals(plan, state, chunks),
-        "chunks": chunks,
-        "runtime_dir": str(runtime_dir),
-        "problems": problems,
-        "engine": engines is not None and not lost,  # every engine answered
-        "engines": {
-            ename: {
-                "host": getattr(e, "host", None) or None,
-                "address": getattr(e, "address", None),
-                "reachable": ename not in lost,
-                "error": lost.get(ename),
-            }
-            for ename, e in (engines.items() if engines is not None else [])
-        },
-    }
-
-
-def _stale_signals(plan: Plan, state: Mapping[str, PnR], chunks: dict[str, Any]) -> dict[str, str]:
-    """Signals whose producer's container stopped or went away since it wrote them: the value stands (only a
-    watch or the next `pnr up` changes it), but a reader should know it may no longer be true."""
-    stale: dict[str, str] = {}
-    for signal in state:
-        for producer in plan.producers.get(signal, []):
-            c = chunks.get(producer)
-            if c is None:
-                continue
-            if c["status"] == "stopped":
-                stale[signal] = f"{producer} stopped since it wrote it"
-            elif c["container"] is None and c["status"] != "unknown" and c["phase"] in ("probing", "ready"):
-                stale[signal] = f"{producer}'s container is gone"
-    return stale
-
-
-def _owned_by_chunk(engines: EngineSet | None, lost: dict[str, str], domain: str) -> dict[str | None, ContainerState]:
-    """The domain's containers on every engine that answers, by chunk."""
-    containers: dict[str | None, ContainerState] = {}
-    for ename, e in engines.items() if engines is not None else []:
-        if ename not in lost:
-            for c in e.owned_containers(domain):
-                containers.setdefault(c.labels.get(LABEL_CHUNK), c)
-    return containers
-
-
 def plan_actions(
     plan: Plan, engine: Engine | EngineSet, config_path: str, runtime_dir: Path, force: bool = False
 ) -> list[dict[str, Any]]:
-    """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing."""
+    """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing.
+    Every chunk is refused when another config file of the same domain name brought the domain up (unless
+    `force`: `pnr up --force-recreate` takes it over)."""
     engines = EngineSet.coerce(engine, plan)
     engines.ping_all()
     store = SignalStore(runtime_dir, plan.domain.name)
     rows: list[dict[str, Any]] = []
+    this = str(Path(config_path).resolve())
+    labels = [c.labels for _name, e in engines.items() for c in e.owned_containers(plan.domain.name)]
+    others = {} if force else other_configs(labels, plan.domain.name, this)
+    if others:
+        files = ", ".join(sorted(others))
+        why = f"domain {plan.domain.name} was brought up from {files} (--force-recreate takes it over)"
+        return [
+            {"chunk": n, "container": plan.chunks[n].container.name, "action": "refuse", "reasons": [why]}
+            for c in plan.cpux_order
+            for n in plan.chunks_of(c)
+        ]
     for run in domain_runs(plan, store, engines, config_path, timeout_seconds=1, force_recreate=force):
         for name in run.names:
             chunk = plan.chunks[name]

@@ -14,8 +14,9 @@ from typing import Any
 
 from pnr.engines import Engine, EngineSet
 from pnr.exceptions import EngineUnreachable
-from pnr.lifecycle.control import ProgressEvent, RunControl
+from pnr.lifecycle.control import RunControl
 from pnr.model import Plan
+from pnr.records import ProgressEvent
 from pnr.runtime import ChunkStateFile, SignalStore
 
 PERSIST_EVERY = 0.25  # seconds between writes of the chunk-state file during a run of up to 100 chunks

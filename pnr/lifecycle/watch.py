@@ -28,15 +28,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from pnr.exceptions import PnrError
 from pnr.lifecycle.chunk import ChunkDriver
-from pnr.lifecycle.control import RunNote
 from pnr.lifecycle.cpux import CpuxRun
 from pnr.lifecycle.state import Phase
 from pnr.model import PnR
 from pnr.probes import Streak
+from pnr.records import RunNote
 
 DEFAULT_FAILURE_THRESHOLD = 3  # a watch tolerates blips: a check's own failure_threshold wins
 NO_CHECK_INTERVAL = 1.0  # seconds between "is the container running?" for chunks without a health_check
@@ -56,6 +57,18 @@ class WatchEvent:
     detail: str
 
 
+class WatchState(StrEnum):
+    """Where a watched chunk stands (its run `Phase` is what observers see)."""
+
+    READY = "ready"
+    LOST = "lost"  # its probe regressed past the failure threshold
+    HELD = "held"  # stopped by the watch (on_dependency_lost=stop, or a restart in progress)
+    STARTING = "starting"  # started or restarted by the watch, probed until ready
+
+
+_WHERE = {WatchState.HELD: "stopped by on_dependency_lost=stop", WatchState.STARTING: "restarted, not ready yet"}
+
+
 class _Watched:
     """One chunk under watch: its driver, its streak and where it stands."""
 
@@ -72,12 +85,17 @@ class _Watched:
             success_threshold=check.success_threshold if check is not None else 1,
             failure_threshold=(check.failure_threshold if check is not None else None) or failure_threshold,
         )
-        self.state = "ready"  # ready | lost | held (stopped by the watch) | starting (after a start/restart)
+        self.state = WatchState.READY
         self.gate_lost = False
         self.restart_pending = False
         self.restart_requested = False  # `pnr restart` asked for this chunk (see Watcher.request_restart)
         self.last: tuple[bool, str] | None = None
         self.problem = ""  # last engine error of a gate action (logged once)
+
+    @property
+    def quiet(self) -> bool:
+        """Ready, its gate not lost, no restart pending or asked for: nothing for the watch to do."""
+        return self.state is WatchState.READY and not (self.gate_lost or self.restart_pending or self.restart_requested)
 
     def describe(self) -> str:
         check = self.spec.health_check
@@ -169,7 +187,7 @@ class Watcher:
         return {
             "ended": self.reason,
             "seconds": round(elapsed, 3),
-            "chunks": {w.name: {"state": w.state, "policy": w.policy} for w in self.chunks},
+            "chunks": {w.name: {"state": w.state.value, "policy": w.policy} for w in self.chunks},
             "events": [asdict(e) for e in self.events],
         }
 
@@ -194,7 +212,7 @@ class Watcher:
             run.flush(force=True)
         elapsed = time.monotonic() - started
         lost = sum(1 for e in self.events if e.what == "lost")
-        held = [w.name for w in self.chunks if w.state == "held"]
+        held = [w.name for w in self.chunks if w.state is WatchState.HELD]
         summary = f"watch ended: {self.reason} after {elapsed:.1f}s; {lost} regression(s)"
         if held:
             summary += f"; left stopped: {', '.join(held)} (`pnr up` starts them again)"
@@ -222,7 +240,7 @@ class Watcher:
             self._gate_lost(w)
         elif holds and w.gate_lost:
             self._gate_back(w)
-        if w.state == "held" or self._stopped.is_set():
+        if w.state is WatchState.HELD or self._stopped.is_set():
             return
         ok, observation = w.driver.attempt()
         self._count(w, ok, observation)
@@ -231,11 +249,11 @@ class Watcher:
         w.streak.record(ok)
         changed = w.last is None or w.last[0] != ok
         w.last = (ok, observation)
-        if w.state == "ready":
+        if w.state is WatchState.READY:
             if ok:
                 return
             if w.streak.given_up:
-                w.state = "lost"
+                w.state = WatchState.LOST
                 written = self._write(w.driver.lost_values(container_gone=not self._running(w)))
                 detail = f"lost: {observation} ({w.streak.failures} failures in a row)" + (
                     f"; wrote {written}" if written else ""
@@ -252,9 +270,9 @@ class Watcher:
             (self.log if changed else self.debug)(f"{w.name}: still not ready: {observation}")
             return
         if w.streak.passed:
-            before, w.state = w.state, "ready"
+            before, w.state = w.state, WatchState.READY
             written = self._write(w.driver.recovered_values())
-            what = "recovered" if before == "lost" else "ready"
+            what = "recovered" if before is WatchState.LOST else "ready"
             detail = f"{what}: {observation}" + (f"; wrote {written}" if written else "")
             self.log(f"{w.name}: {detail}")
             self._transition(w, what, Phase.READY, detail, ready_at=time.time())
@@ -266,7 +284,7 @@ class Watcher:
             written = self._write(w.driver.lost_values(container_gone=True))  # first: dependents react while it stops
             if not self._engine_action(w, "stop", lambda: w.driver.engine.stop(w.container)):
                 return
-            w.state = "held"
+            w.state = WatchState.HELD
             w.streak.reset()
             detail = f"stopped: waits on {unmet}" + (f"; wrote {written}" if written else "")
             self.log(f"{w.name}: {detail} (on_dependency_lost=stop)")
@@ -284,7 +302,7 @@ class Watcher:
 
     def _gate_back(self, w: _Watched) -> None:
         gate = ", ".join(f"{s}={p.tv}" for s, p in w.spec.gatekeeper.items())
-        if w.state == "held":
+        if w.state is WatchState.HELD:
             if not self._engine_action(w, "start", lambda: w.driver.engine.start(w.container)):
                 return
             self._restarted(w, "started", f"gate holds again ({gate}): started {w.container}")
@@ -306,7 +324,7 @@ class Watcher:
         w.gate_lost = False
 
     def _restarted(self, w: _Watched, what: str, detail: str) -> None:
-        w.state, w.last = "starting", None
+        w.state, w.last = WatchState.STARTING, None
         w.streak.reset()
         self.log(f"{w.name}: {detail}; probing")
         w.run.set_phase(w.name, Phase.STARTING, detail, started_at=time.time())
@@ -327,24 +345,18 @@ class Watcher:
 
     def settled(self) -> bool:
         """Every watched chunk is ready, its gate holds, and nothing is left to do (no restart pending)."""
-        return all(
-            w.state == "ready"
-            and not w.gate_lost
-            and not w.restart_pending
-            and not w.restart_requested
-            and self.store.holds(w.spec.gatekeeper)
-            for w in self.chunks
-        )
+        return all(w.quiet and self.store.holds(w.spec.gatekeeper) for w in self.chunks)
 
     def unsettled(self) -> dict[str, str]:
         """Chunks that are not ready again, with where they stand and their last observation."""
         out = {}
         for w in self.chunks:
-            if w.state == "ready" and not w.gate_lost and not w.restart_pending and not w.restart_requested:
+            if w.quiet:
                 continue
-            where = {"held": "stopped by on_dependency_lost=stop", "starting": "restarted, not ready yet"}.get(
-                w.state, w.state
-            )
+            where = {
+                WatchState.HELD: "stopped by on_dependency_lost=stop",
+                WatchState.STARTING: "restarted, not ready yet",
+            }.get(w.state, w.state.value)
             if w.restart_requested:
                 where = "restart not done" + (f": {w.problem}" if w.problem else "")
             elif w.gate_lost or not self.store.holds(w.spec.gatekeeper):
@@ -356,7 +368,7 @@ class Watcher:
 
     def _restart(self, w: _Watched, settle_seconds: float = 30.0) -> None:
         written = self._write(w.driver.lost_values(container_gone=True))  # first: dependents react while it stops
-        w.state, w.last = "held", None
+        w.state, w.last = WatchState.HELD, None
         w.streak.reset()
         detail = f"restarting {w.container}: stopping" + (f"; wrote {written}" if written else "")
         self.log(f"{w.name}: {detail}")

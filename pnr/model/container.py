@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import shlex
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     Field,
@@ -16,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from pnr.model.fields import Model, Name
+from pnr.model.fields import ContainerName, Model
 
 
 class PortBinding(Model):
@@ -53,7 +55,46 @@ def parse_port(container_key: str, host_value: str | int, default_ip: str = DEFA
     return PortBinding(container_port=cport, protocol=cmatch["proto"] or "tcp", host_ip=ip.strip("[]"), host_port=hport)
 
 
+class VolumeSpec(NamedTuple):
+    """One entry of `volumes`: a host path or a named volume, the path inside the container, ro/rw or None."""
+
+    source: str
+    target: str
+    mode: str | None
+
+
+_DRIVE_RE = re.compile(r"^[A-Za-z]:(?=[\\/])")  # C:\ or C:/ : a Windows drive, never a SOURCE:TARGET colon
+
+
+def split_volume(item: str) -> VolumeSpec:
+    """`SOURCE:/target[:ro|rw]`; a SOURCE with a drive letter (`C:\\src`, `C:/src`) keeps its colon."""
+    drive = _DRIVE_RE.match(item)
+    head = drive.group(0) if drive else ""
+    parts = item[len(head) :].split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise ValueError(f"volume {item!r} must look like 'SOURCE:/container/path[:ro|rw]'")
+    if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+        raise ValueError(f"volume mode in {item!r} must be 'ro' or 'rw'")
+    return VolumeSpec(head + parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+def is_host_path(source: str) -> bool:
+    """A bind source that is a path (relative, absolute, `~`, a Windows drive or UNC path), not a volume name."""
+    return source.startswith((".", "/", "~", "\\")) or bool(_DRIVE_RE.match(source))
+
+
+def host_path(source: str, base_dir: Path) -> str:
+    """A host path of the config (bind source, build_path) as the engine needs it: `~` expanded, a relative
+    path taken from the config's folder, absolute and normalised. A Windows drive path is kept as written on
+    other systems (the engine on the Windows side reads it), resolved on Windows."""
+    if os.name != "nt" and (_DRIVE_RE.match(source) or source.startswith("\\")):
+        return source
+    path = Path(os.path.expanduser(source))
+    return str((path if path.is_absolute() else base_dir / path).resolve())
+
+
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+MAX_STOP_GRACE_SECONDS = 3600
 _VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
 # Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
 _IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -66,7 +107,7 @@ _IMAGE_RE = re.compile(
 class ContainerSpec(Model):
     """One container: what to run and how to publish it."""
 
-    name: Name
+    name: ContainerName
     image: str | None = None
     ports: dict[str, StrictStr | StrictInt] = Field(default_factory=dict)
     env: list[str] | dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -82,11 +123,14 @@ class ContainerSpec(Model):
     user: str | None = Field(default=None, description="user[:group] the process runs as")
     dockerfile: str | None = Field(default=None, description="Dockerfile inside build_path (default: Dockerfile)")
     build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg values of the build")
+    build_target: str | None = Field(
+        default=None, description="the Dockerfile stage to build (docker build --target; default: the last)"
+    )
     init: bool = Field(
         default=False, description="run an init as PID 1 that forwards signals and reaps zombies (docker run --init)"
     )
     stop_signal: str | None = Field(default=None, description="signal that stops the container (default SIGTERM)")
-    stop_grace_period_seconds: Annotated[float, Field(ge=0, le=3600)] | None = Field(
+    stop_grace_period_seconds: Annotated[float, Field(ge=0, le=MAX_STOP_GRACE_SECONDS)] | None = Field(
         default=None, description="how long `pnr down` waits after stop_signal before SIGKILL (default 5)"
     )
 
@@ -136,13 +180,6 @@ class ContainerSpec(Model):
             raise ValueError(f"{info.field_name} must not be empty (leave it out to use the image's default)")
         return value
 
-    @field_validator("name")
-    @classmethod
-    def _docker_name_length(cls, value: str) -> str:
-        if len(value) < 2:  # Docker refuses one-character container names
-            raise ValueError(f"container name {value!r} is too short: Docker needs at least 2 characters")
-        return value
-
     @field_validator("image")
     @classmethod
     def _image_ref(cls, value: str | None) -> str | None:
@@ -156,16 +193,12 @@ class ContainerSpec(Model):
     @classmethod
     def _volume_shape(cls, value: list[str]) -> list[str]:
         for item in value:
-            parts = item.split(":")
-            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
-                raise ValueError(f"volume {item!r} must look like 'SOURCE:/container/path[:ro|rw]'")
-            if not parts[0].startswith((".", "/", "~")) and not _VOLUME_NAME_RE.match(parts[0]):
+            source = split_volume(item).source
+            if not is_host_path(source) and not _VOLUME_NAME_RE.match(source):
                 raise ValueError(
-                    f"volume source {parts[0]!r} is neither a path (starting with '/', '.' or '~') "
-                    "nor a volume name (2+ letters, digits, '_', '.', '-')"
+                    f"volume source {source!r} is neither a path (starting with '/', '.', '~' or a drive "
+                    "like 'C:\\') nor a volume name (2+ letters, digits, '_', '.', '-')"
                 )
-            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
-                raise ValueError(f"volume mode in {item!r} must be 'ro' or 'rw'")
         return value
 
     @field_validator("labels")

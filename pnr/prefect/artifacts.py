@@ -7,12 +7,12 @@
 | `pnr-<domain>-signals`     | table    | final truth value of every signal                                     |
 | `pnr-<domain>-timeline`    | markdown | a Gantt chart (SVG) and created → started → probe → ready; ★ critical path |
 
-`RunArtifacts` is driven by `pnr.flows.bring_up`; outside a Prefect flow run it does nothing (no API calls,
+`RunArtifacts` is driven by `pnr.prefect.flows.bring_up`; outside a Prefect flow run it does nothing (no API calls,
 no warnings). A failing artifact call is logged at debug level and never fails or stalls the run.
 
 The progress artifact is updated at most every 0.5 s, and at most every chunks/100 s in a bigger domain (5 s at
 most): each update is an API call and an event the server records, and at a few hundred chunks the updates cost
-the server more than the chunks' own task runs (measured, docs/benchmark.md).
+the server more than the chunks' own task runs.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pnr.engines.engine import HEALTH_NEVER_RUN
 from pnr.probes.base import ContainerProbe, NeverReady, call_with_timeout, snippet
 
 
@@ -23,6 +24,8 @@ class DockerProbe(ContainerProbe):
         status, last = result
         if status is None:
             raise NeverReady("the image defines no HEALTHCHECK: add one to the image, or use another probe type")
+        if status == HEALTH_NEVER_RUN:
+            raise NeverReady(last)
         detail = f"; last check: {snippet(last, 160)}" if last else ""
         if status == "healthy":
             return True, f"health is healthy{detail}"

@@ -1,4 +1,4 @@
-"""Parity with docker-compose on a real engine (the acceptance of issue 12): each example under config/compose/
+"""Parity with docker-compose on a real engine: each example under config/compose/
 that docker-compose 1.29.2 runs (chain.yml, demo.yml, full.yml) is run twice on the same engine —
 
 1. `docker-compose up -d` (the helper of test_compose_parity.py: the engine's events give each service's start,

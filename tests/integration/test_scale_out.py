@@ -1,4 +1,4 @@
-"""Scale-out for real (issue 11): many bring-ups across workers.
+"""Scale-out for real: many bring-ups across workers.
 
 One Prefect server backed by PostgreSQL (pnr's managed server, `pnr.backend.server.ensure_running`), a `process` work
 pool, two workers (`prefect worker start --pool P --type process`, each its own process group; a third joins for

@@ -74,7 +74,7 @@ def test_seed_config_loads_verbatim_and_stores_tv_upper_case() -> None:
     dom = load_domain(SEED)
     c = dom.cpuxs["stack_startup"].design_chunks[0]
     assert (dom.name, c.name, c.container.name, c.container.image) == (
-        "dev_stack",
+        "seed_example",
         "mongodb",
         "pnr_mongodb",
         "mongo:latest",
@@ -173,6 +173,17 @@ def test_errors_name_the_file_and_the_json_path(tmp_path: Path) -> None:
         (("cpuxs", "a b", "[key]"), 'cpuxs["a b"]'),
         (("cpuxs", "x\ud800"), 'cpuxs["x\\ud800"]'),
         (("name",), "name"),
+        # a key is bare only when it is a name or a whole number (a port); everything else is quoted, whatever it
+        # looks like, so `file: path: message` stays one line
+        (("0\n",), '["0\\n"]'),
+        (("a\n",), '["a\\n"]'),
+        (("0 ",), '["0 "]'),
+        (("-1",), '["-1"]'),
+        (("1e3",), '["1e3"]'),
+        (("",), '[""]'),
+        (("env", "a.b"), 'env["a.b"]'),
+        (("ports", "8080"), "ports.8080"),
+        (("env", "DB_URL"), "env.DB_URL"),
     ],
 )
 def test_json_path_rendering(loc: tuple[Any, ...], path: str) -> None:
@@ -467,3 +478,12 @@ def test_a_truth_value_in_any_case_loads_and_a_word_is_reported_as_written() -> 
     with pytest.raises(ConfigError) as info:
         parse_domain(domain("yes"))
     assert "flowout.a_ok.tv: tv must be 'Y', 'N' or 'U' (any case), not 'yes'" in str(info.value), str(info.value)
+
+
+def test_one_rule_maps_errors_to_exit_status() -> None:
+    from pnr.exceptions import EngineError, PnrError, RunError, exit_status_of
+
+    assert exit_status_of(ConfigError("f.json", [])) == 2
+    assert [exit_status_of(e) for e in (EngineError("x"), RunError("x"), PnrError("x"))] == [1, 1, 1]
+    assert exit_status_of(KeyboardInterrupt()) == 130
+    assert exit_status_of(ValueError("x")) == 1

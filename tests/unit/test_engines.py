@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from conftest import write_config
 
 from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, ContainerState, Engine, EngineSet
 from pnr.exceptions import ConfigError, EngineError, EngineUnreachable, NameInUse, RunError
-from pnr.lifecycle import CpuxRun, Phase, domain_status, tear_down_domain
+from pnr.lifecycle import CpuxRun, DomainStatus, Phase, domain_status, tear_down_domain
 from pnr.model import ChunkReference, PnR, expand_env, load_domain, parse_chunk_reference, parse_domain
 from pnr.model.plan import Plan, load_plan, make_plan
 from pnr.runtime import SignalStore
@@ -290,9 +291,9 @@ class FakeEngine:
         self.networks.append(f"pnr_{domain}")
         return f"pnr_{domain}"
 
-    def container_names(self) -> set[str]:
+    def container_names(self) -> dict[str, tuple[str, dict[str, str]]]:
         self._check("names")
-        return set(self.containers)
+        return {name: (c.id, c.labels) for name, c in self.containers.items()}
 
     def inspect(self, name_or_id: str) -> ContainerState | None:
         self._check("inspect")
@@ -502,11 +503,12 @@ def test_status_and_down_with_an_engine_that_does_not_answer(tmp_path: Path) -> 
     second.down = True
 
     status = domain_status(plan, engines, tmp_path / "rt")
-    assert status["engine"] is False
-    assert status["engines"]["second"]["reachable"] is False and status["engines"]["default"]["reachable"] is True
-    assert status["chunks"]["db"]["status"] == "unknown" and status["chunks"]["db"]["engine"] == "second"
-    assert "engine second (tcp://127.0.0.2:2375) does not answer" in status["chunks"]["db"]["detail"]
-    assert status["chunks"]["web"]["container"] == "c-web" and status["chunks"]["web"]["engine"] == "default"
+    assert status.every_engine_answered is False and status.to_json()["engine"] is False
+    assert status.engines["second"].reachable is False and status.engines["default"].reachable is True
+    assert status.chunks["db"].status == "unknown" and status.chunks["db"].engine == "second"
+    assert "engine second (tcp://127.0.0.2:2375) does not answer" in (status.chunks["db"].detail or "")
+    assert status.chunks["web"].container == "c-web" and status.chunks["web"].engine == "default"
+    assert DomainStatus.from_json(json.loads(json.dumps(status.to_json()))) == status  # crosses a process as JSON
 
     told: list[tuple[str, str]] = []  # what `pnr down` prints as it goes, so also what went before the error
     with pytest.raises(EngineUnreachable) as info:
@@ -540,11 +542,11 @@ def test_status_after_a_bring_up_takes_its_containers_from_the_run_and_asks_no_e
     plan, engines, default, made, known = started_on_two_engines(tmp_path)
     default.down = made["second"].down = True  # would be "unknown" if asked
     status = domain_status(plan, engines, tmp_path / "rt", known)
-    assert status["engine"] is True
-    assert {n: c["container"] for n, c in status["chunks"].items()} == {"db": "c-db", "web": "c-web"}
+    assert status.every_engine_answered is True
+    assert {n: c.container for n, c in status.chunks.items()} == {"db": "c-db", "web": "c-web"}
     # without the run's knowledge (or when it does not cover every chunk) the engines are asked
     partial = domain_status(plan, engines, tmp_path / "rt", {"db": known["db"]})
-    assert partial["engine"] is False and partial["chunks"]["db"]["status"] == "unknown"
+    assert partial.every_engine_answered is False and partial.chunks["db"].status == "unknown"
 
 
 def test_down_with_no_engine_answering_is_an_error_that_touches_nothing(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Hostile configs (issue 5 item 6): a corpus of invalid files plus property-based fuzzing. Every one must be
+"""Hostile configs: a corpus of invalid files plus property-based fuzzing. Every one must be
 a ConfigError naming the file (and, unless the whole file is unreadable, a JSON path) — never another
 exception. In-process against load_domain + make_plan; a few through the real CLI."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, pnr_cli
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pnr.exceptions import ConfigError
@@ -329,8 +329,13 @@ def mutated_seed(draw: st.DrawFn) -> Any:
     return doc
 
 
+# randomised on purpose (they find real bugs); a failure prints hypothesis' `@reproduce_failure(...)` blob to replay
+# it exactly, and every example found and understood is kept below as an `@example`, so it runs on every CI run
 FUZZ = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=400,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 # the strategies draw only through hypothesis; in the full suite, threads that earlier integration tests' Prefect
 # clients leave in this process move the global `random` state while a strategy draws, which hypothesis cannot
@@ -341,6 +346,8 @@ OTHER_THREADS_RANDOM = pytest.mark.filterwarnings("ignore:Do not use the `random
 @FUZZ
 @OTHER_THREADS_RANDOM
 @given(doc=mutated_seed())
+@example(doc={**SEED, "0\n": 0})  # a key that a path renderer once printed raw, breaking the line in two
+@example(doc={**SEED, "": 0})
 def test_fuzz_mutated_seed_is_valid_or_a_config_error(tmp_path: Path, doc: Any) -> None:
     path = tmp_path / "fuzz.json"
     path.write_text(json.dumps(doc))

@@ -1,4 +1,4 @@
-"""The runtime signal store (issue 5 item 4): concurrent writers never tear or lose a write, corrupt or
+"""The runtime signal store: concurrent writers never tear or lose a write, corrupt or
 half-written external files are reported by name and ignored, stale files do not count, newest file wins."""
 
 from __future__ import annotations

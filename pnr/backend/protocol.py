@@ -1,0 +1,147 @@
+"""A bring-up as types: what is asked (`UpRequest`), what is heard while it runs (`Accepted`, the run's
+`ProgressEvent` / `RunNote`), and how it ended (`UpOutcome`). The same types cross the resident runner's
+connection, one JSON object a line, encoded and decoded only here; an in-process run builds the same outcome.
+
+    client → runner   {"op": "up", "request": UpRequest, "env": {...}, "pid": N, "shown_as": "..."}
+                      {"op": "interrupt", "reason": "..."}          {"op": "ping"}
+    runner → client   {"type": "accepted", ...Accepted}
+                      {"type": "event", "kind": "ProgressEvent" | "RunNote", ...}
+                      {"type": "done", ...UpOutcome}                {"type": "pong", ...}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from pnr.exceptions import PnrError
+from pnr.records import DomainStatus, ProgressEvent, RunEvent, RunNote
+
+
+@dataclass(frozen=True)
+class UpRequest:
+    """One `pnr up`: the parameters of the bring-up flow (`pnr.prefect.flows.bring_up`), as the CLI, a
+    deployment and the runner pass them."""
+
+    config_path: str
+    cpux: str | None = None
+    runtime_dir: str | None = None
+    timeout_seconds: float | None = None
+    build: bool = False
+    force_recreate: bool = False
+    watch: bool = False
+    watch_seconds: float | None = None
+    env_files: list[str] | None = None  # extra env files for `${VAR}` values (`pnr up --env-file`), absolute
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def key(self) -> str:
+        """Runs of one key (config and runtime folder: one domain's state) must not overlap after an interrupt."""
+        return f"{self.config_path}|{self.runtime_dir}"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UpRequest:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The runner checked the config and the run starts: the facts of the client's header line."""
+
+    domain: str
+    chunks: int
+    cpuxs: list[str]
+    engines: bool = False
+
+
+@dataclass(frozen=True)
+class UpOutcome:
+    """How a bring-up ended: `exit_status` is the CLI's (0 ok, 1 failed, 2 bad config, 130 interrupted by
+    Ctrl-C in the client); `result` is the flow's result when ok; `summary` the domain's status when the
+    runner could read it while the flow finished its bookkeeping."""
+
+    ok: bool
+    exit_status: int = 0
+    message: str = ""
+    interrupted: bool = False
+    flow_run_id: str | None = None
+    result: dict[str, Any] | None = None
+    summary: DomainStatus | None = None
+    error: str | None = None  # the kind of error that ended the run (`EngineUnreachable`, `ConfigError`, ...)
+
+    @classmethod
+    def done(
+        cls, result: dict[str, Any], flow_run_id: str | None = None, summary: DomainStatus | None = None
+    ) -> UpOutcome:
+        return cls(True, 0, "", False, flow_run_id, result, summary)
+
+    @classmethod
+    def failed(cls, exc: BaseException, flow_run_id: str | None = None, interrupted: bool = False) -> UpOutcome:
+        """The run raised `exc`: a pnr error's own exit status; anything else (Ctrl-C in a run's thread too) 1."""
+        status = exc.exit_status if isinstance(exc, PnrError) else 1
+        return cls(False, status, str(exc), interrupted, flow_run_id, error=type(exc).__name__)
+
+    @classmethod
+    def stopped(cls, message: str = "interrupted") -> UpOutcome:
+        """Ctrl-C in the client before the run's outcome arrived."""
+        return cls(False, 130, message, True)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = self.summary.to_json() if self.summary is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UpOutcome:
+        summary = data.get("summary")
+        return cls(
+            ok=bool(data.get("ok")),
+            exit_status=int(data.get("exit_status", data.get("exit")) or 0),
+            message=str(data.get("message") or ""),
+            interrupted=bool(data.get("interrupted")),
+            flow_run_id=data.get("flow_run_id"),
+            result=data.get("result"),
+            summary=DomainStatus.from_json(summary) if summary else None,
+            error=data.get("error"),
+        )
+
+
+Message = Accepted | RunEvent | UpOutcome
+
+
+def encode(message: Message | Mapping[str, Any]) -> bytes:
+    """One line of the runner's protocol. Mappings are the requests and the ping's answer."""
+    if isinstance(message, UpOutcome):
+        data: dict[str, Any] = {"type": "done", **message.to_json()}
+    elif isinstance(message, Accepted):
+        data = {"type": "accepted", **asdict(message)}
+    elif isinstance(message, ProgressEvent | RunNote):
+        data = {"type": "event", "kind": type(message).__name__, **asdict(message)}
+    else:
+        data = dict(message)
+    return json.dumps(data, default=str).encode() + b"\n"
+
+
+def decode(line: bytes) -> Message:
+    """A line the runner sent to a client (ValueError: not one of its messages)."""
+    return from_message(json.loads(line))
+
+
+def from_message(message: Mapping[str, Any]) -> Message:
+    """A message the runner sent, already parsed from its JSON line, as its type."""
+    data = dict(message)
+    kind = data.pop("type", None)
+    if kind == "done":
+        return UpOutcome.from_json(data)
+    if kind == "accepted":
+        return Accepted(str(data["domain"]), int(data["chunks"]), list(data["cpuxs"]), bool(data.get("engines")))
+    if kind == "event" and data.pop("kind", None) == "ProgressEvent":
+        return ProgressEvent(**data)
+    if kind == "event":
+        return RunNote(**data)
+    raise ValueError(f"not a message of pnr's runner: {str(message)[:200]}")

@@ -1,0 +1,108 @@
+"""Plain records that cross layers and processes: a run's events and a domain's status. Standard library only,
+so the thin `pnr up` client and the runner's protocol can use them without importing pnr's engine or models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A chunk's phase changed (`what` names a watch transition: lost, recovered, stopped, started, ...)."""
+
+    domain: str
+    cpux: str
+    chunk: str
+    phase: str
+    detail: str
+    at: float
+    what: str | None = None
+
+
+@dataclass(frozen=True)
+class RunNote:
+    """A line about the run as a whole (watch started / ended), with a payload for events."""
+
+    domain: str
+    what: str
+    message: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+RunEvent = ProgressEvent | RunNote
+
+ChunkStatusName = Literal["ready", "waiting", "executing", "completed", "failed", "stopped", "unknown"]
+
+
+@dataclass(frozen=True)
+class SignalValue:
+    """A signal's value as read from the runtime files: the PnR triple."""
+
+    prompt: str
+    response: list[str]
+    tv: str
+
+
+@dataclass(frozen=True)
+class ChunkStatus:
+    """One chunk: `status` as documented (`ready` = not started yet), the engine it runs on, its container,
+    the phase its last run recorded, and a detail line."""
+
+    status: ChunkStatusName
+    engine: str
+    container: str | None
+    container_id: str | None
+    cpux: str
+    phase: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    host: str | None
+    address: str | None
+    reachable: bool
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    domain: str
+    signals: dict[str, SignalValue]
+    chunks: dict[str, ChunkStatus]
+    runtime_dir: str
+    stale: dict[str, str] = field(default_factory=dict)  # signal → why its value may no longer hold
+    problems: dict[str, str] = field(default_factory=dict)  # runtime file → why it was ignored
+    engines: dict[str, EngineStatus] = field(default_factory=dict)
+
+    @property
+    def every_engine_answered(self) -> bool:
+        return bool(self.engines) and all(e.reachable for e in self.engines.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape `pnr status --json` prints."""
+        return {
+            "domain": self.domain,
+            "signals": {name: asdict(value) for name, value in sorted(self.signals.items())},
+            "stale": dict(self.stale),
+            "chunks": {name: asdict(c) for name, c in self.chunks.items()},
+            "runtime_dir": self.runtime_dir,
+            "problems": dict(self.problems),
+            "engine": self.every_engine_answered,
+            "engines": {name: asdict(e) for name, e in self.engines.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DomainStatus:
+        """The inverse of `to_json` (a status that crossed a process boundary as JSON)."""
+        return cls(
+            domain=str(data["domain"]),
+            signals={name: SignalValue(**v) for name, v in data.get("signals", {}).items()},
+            chunks={name: ChunkStatus(**c) for name, c in data.get("chunks", {}).items()},
+            runtime_dir=str(data.get("runtime_dir", "")),
+            stale=dict(data.get("stale", {})),
+            problems=dict(data.get("problems", {})),
+            engines={name: EngineStatus(**e) for name, e in data.get("engines", {}).items()},
+        )
