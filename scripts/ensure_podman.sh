@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Podman's Docker-compatible API on a unix socket of its own, for the Podman tests. Idempotent.
 #   ensure_podman.sh [start]   install podman + catatonit if missing (root on Debian), start
-#                              `podman system service` detached (pid recorded), load the test image;
+#                              `podman system service` detached (pid recorded), load the test images;
 #                              the last line printed is the socket's URL (for DOCKER_HOST)
 #   ensure_podman.sh stop      stop that service by its recorded pid
-# Folder: $PNR_PODMAN_DIR (default /var/tmp/pnr-podman): podman.sock, podman.pid, containers.conf, service.log.
+# Folder: $PNR_PODMAN_DIR (default /var/tmp/pnr-podman; the tests give each session its own): podman.sock,
+# podman.pid, containers.conf, service.log.
 set -euo pipefail
 DIR=${PNR_PODMAN_DIR:-/var/tmp/pnr-podman}
 SOCK="$DIR/podman.sock"

@@ -263,7 +263,9 @@ def docker_compose() -> str:
 
 
 ENSURE_PODMAN = ROOT / "scripts" / "ensure_podman.sh"
-PODMAN_DIR = Path(os.environ.get("PNR_PODMAN_DIR", "/var/tmp/pnr-podman"))  # the script's folder (containers.conf)
+# the Podman service's folder (socket, pid, containers.conf): this session's own, outside the root-only tmp_path
+# so that a test user can read containers.conf
+PODMAN_DIR = Path(os.environ.get("PNR_PODMAN_DIR") or f"/var/tmp/pnr-podman-{os.getpid()}")
 
 
 def _require_or_skip(message: str) -> None:
@@ -276,14 +278,17 @@ def _require_or_skip(message: str) -> None:
 @pytest.fixture(scope="session")
 def podman_host(docker_client: Any) -> Iterator[str]:
     """Podman's Docker-compatible API (rootful `podman system service` on a unix socket of its own, started by
-    scripts/ensure_podman.sh with the test image loaded), stopped by its recorded pid at the end of the session,
-    also after failures. Yields its DOCKER_HOST URL."""
+    scripts/ensure_podman.sh with the test images loaded), stopped by its recorded pid at the end of the session,
+    also after failures, its folder removed. Yields its DOCKER_HOST URL."""
     if os.geteuid() != 0:
         pytest.skip("the Podman tests start rootful podman: run them as root")
+    env = {**os.environ, "PNR_PODMAN_DIR": str(PODMAN_DIR)}
     try:
-        started = subprocess.run(["bash", str(ENSURE_PODMAN)], capture_output=True, text=True, timeout=600)
+        started = subprocess.run(["bash", str(ENSURE_PODMAN)], env=env, capture_output=True, text=True, timeout=600)
         if started.returncode != 0:
             _require_or_skip(f"no Podman service: {(started.stderr or started.stdout).strip()}")
         yield started.stdout.strip().splitlines()[-1]
     finally:
-        subprocess.run(["bash", str(ENSURE_PODMAN), "stop"], capture_output=True, timeout=60)
+        subprocess.run(["bash", str(ENSURE_PODMAN), "stop"], env=env, capture_output=True, timeout=60)
+        if not os.environ.get("PNR_PODMAN_DIR"):
+            shutil.rmtree(PODMAN_DIR, ignore_errors=True)

@@ -34,8 +34,9 @@ class Backend:
 
 
 def _same_env(pong: dict[str, Any]) -> bool:
-    """The runner was started with this client's engine and Prefect settings (runner.SAME_ENV)."""
-    return all((pong.get("env") or {}).get(key) == os.environ.get(key) for key in runner.SAME_ENV)
+    """The runner serves the engine this client's environment names (resolved now, on both sides: a
+    `docker context use` since the last run moves the next one) from the same docker CLI config."""
+    return bool(pong.get("engine")) and pong.get("engine") == runner.engine_env()
 
 
 def ui_url_of(api_url: str) -> str:

@@ -33,6 +33,7 @@ class UpRequest:
     force_recreate: bool = False
     watch: bool = False
     watch_seconds: float | None = None
+    env_files: list[str] | None = None  # extra env files for `${VAR}` values (`pnr up --env-file`), absolute
 
     def flow_parameters(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +72,7 @@ class UpOutcome:
     flow_run_id: str | None = None
     result: dict[str, Any] | None = None
     summary: DomainStatus | None = None
+    error: str | None = None  # the kind of error that ended the run (`EngineUnreachable`, `ConfigError`, ...)
 
     @classmethod
     def done(
@@ -82,7 +84,7 @@ class UpOutcome:
     def failed(cls, exc: BaseException, flow_run_id: str | None = None, interrupted: bool = False) -> UpOutcome:
         """The run raised `exc`: a pnr error's own exit status; anything else (Ctrl-C in a run's thread too) 1."""
         status = exc.exit_status if isinstance(exc, PnrError) else 1
-        return cls(False, status, str(exc), interrupted, flow_run_id)
+        return cls(False, status, str(exc), interrupted, flow_run_id, error=type(exc).__name__)
 
     @classmethod
     def stopped(cls, message: str = "interrupted") -> UpOutcome:
@@ -105,6 +107,7 @@ class UpOutcome:
             flow_run_id=data.get("flow_run_id"),
             result=data.get("result"),
             summary=DomainStatus.from_json(summary) if summary else None,
+            error=data.get("error"),
         )
 
 

@@ -111,5 +111,5 @@ def _on_runner(
     if not isinstance(outcome, UpOutcome):
         return UpOutcome(False, 1, "pnr's runner sent no outcome (see `pnr server logs`)")
     if not outcome.ok and pressed and not outcome.interrupted:
-        return UpOutcome(False, outcome.exit_status, outcome.message, True, outcome.flow_run_id)
+        return UpOutcome(False, outcome.exit_status, outcome.message, True, outcome.flow_run_id, error=outcome.error)
     return outcome

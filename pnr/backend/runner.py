@@ -5,7 +5,7 @@ execute `pnr up`'s bring-up for it, so the command is a thin client. A run here 
 Each member serves one connection per request, newline-delimited JSON; `pnr up` picks the least busy member:
 
     {"op": "ping"}                                  → {"type": "pong", "pid", "fingerprint", "api_url", "active",
-                                                       "index", "pool", "members", "stopping", "env"}
+                                                       "index", "pool", "members", "stopping", "engine"}
     {"op": "up", "args", "env", "pid", "shown_as"}  → {"type": "accepted", ...}, {"type": "event", ...}*,
                                                        {"type": "done", "ok", ...} (a bad config: only "done", exit 2)
     {"op": "interrupt", "reason"}                   on an "up" connection; closing the connection interrupts too
@@ -39,8 +39,18 @@ from pnr.settings import quiet_prefect_env
 
 MARKER = "pnr.backend.runner"
 START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine
-# what a run takes from the client's environment must agree with the runner's, or the client runs in-process
-SAME_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
+
+
+def engine_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Docker engine an environment names, resolved as the docker CLI resolves it, and the docker CLI
+    config its contexts come from: a client's must agree with the runner's, or the client runs in-process."""
+    from pnr.engines.resolve import config_dir, resolve_endpoint
+
+    try:
+        endpoint: Any = resolve_endpoint(environ).identity()
+    except PnrError as exc:
+        endpoint = {"error": str(exc)}
+    return {"endpoint": endpoint, "docker_config": str(config_dir(environ))}
 
 
 class RunnerError(PnrError):
@@ -303,7 +313,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     "pool": self.server.pool,
                     "members": self.server.member_pids,
                     "stopping": self.server.stopping(),
-                    "env": {key: os.environ.get(key) for key in SAME_ENV},
+                    "engine": engine_env(),
                 }
             )
         elif request.get("op") == "up":
@@ -323,7 +333,7 @@ class _Handler(socketserver.StreamRequestHandler):
         from pnr.prefect.flows import bring_up, quiet_prefect_run
 
         try:  # first of all, and without a flow run: a bad config is exit 2 with nothing started
-            plan = check_config(args["config_path"], env, shown_as)
+            plan = check_config(args["config_path"], env, shown_as, args.get("env_files") or ())
             plan.cpuxs_to_run(args.get("cpux"), shown_as or args["config_path"])
         except ConfigError as exc:
             with contextlib.suppress(OSError):

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pnr.cli.doctor import doctor
 from pnr.cli.server_cmd import server_app
 from pnr.exceptions import ConfigError, PnrError, exit_status_of
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 signal_app = typer.Typer(no_args_is_help=True, help="Read or set signals in the runtime folder.")
 app.add_typer(signal_app, name="signal")
 app.add_typer(server_app, name="server")
+app.command()(doctor)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -61,6 +63,15 @@ def _root(
 ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
 RuntimeOpt = Annotated[
     Path | None, typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")
+]
+EnvFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--env-file",
+        help="read ${VAR} values from this file too (repeatable; after the domain's env_files, a later file wins; "
+        "the environment wins over every file)",
+        show_default=False,
+    ),
 ]
 
 PHASE_STYLE = {
@@ -98,20 +109,23 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def _plan(config: Path, env: bool = False) -> Any:
-    """The config's plan, or exit 2 naming every problem; `env`: also every ${VAR} it uses must resolve."""
+def _plan(config: Path, env: bool = False, env_files: list[Path] | None = None) -> Any:
+    """The config's plan, or exit 2 naming every problem; `env`: also every ${VAR} it uses must resolve (in the
+    environment, `env_files` and the domain's env_files)."""
     from pnr.model.plan import check_config, load_plan
 
     try:
-        return check_config(str(config)) if env else load_plan(str(config))
+        extra = [str(path) for path in env_files or ()]
+        return check_config(str(config), env_files=extra) if env else load_plan(str(config))
     except ConfigError as exc:
         raise _fail(exc) from None
 
 
 @app.command()
-def validate(config: ConfigArg) -> None:
-    """Check a config; print "ok" or every problem with file and JSON path (exit 2)."""
-    plan = _plan(config)
+def validate(config: ConfigArg, env_file: EnvFileOpt = None) -> None:
+    """Check a config, every ${VAR} of its env included; print "ok" or every problem with file and JSON path
+    (exit 2)."""
+    plan = _plan(config, env=True, env_files=env_file)
     n = len(plan.chunks)
     out.print(f"ok: {config}: domain {plan.domain.name}, {n} chunk{'s' * (n != 1)} in {len(plan.domain.cpuxs)} cpux")
     for sig in plan.external:
@@ -193,6 +207,7 @@ def up(
     config: ConfigArg,
     cpux: Annotated[str | None, typer.Option(help="bring up only this cpux")] = None,
     runtime_dir: RuntimeOpt = None,
+    env_file: EnvFileOpt = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -260,7 +275,7 @@ def up(
     backend = _backend(ephemeral_server, start=False)
     plan = None
     if backend is None or not backend.use_runner:
-        plan = _plan(config, env=True)
+        plan = _plan(config, env=True, env_files=env_file)
         try:
             plan.cpuxs_to_run(cpux, str(config))
         except ConfigError as exc:
@@ -280,6 +295,7 @@ def up(
         force_recreate=force_recreate,
         watch=watch,
         watch_seconds=watch_seconds,
+        env_files=[str(path.resolve()) for path in env_file] if env_file else None,
     )
     progress = _Progress()
     outcome = run_up(request, backend, progress, header.accepted, _on_ctrl_c, shown_as=str(config))
@@ -289,7 +305,7 @@ def up(
         _table(header.domain, header.engines, outcome.summary)
     else:  # a failed run: read the table here (the engine and runtime files)
         plan = plan or _plan(config)
-        _summary(plan, rdir)
+        _summary(plan, rdir, ask_engines=outcome.error != "EngineUnreachable")
     if timeline is not None:
         _write_timeline(plan or _plan(config), rdir, outcome, timeline, chromium)
     _report(backend, outcome, config, watch, progress.t0)
@@ -430,13 +446,14 @@ def _on_ctrl_c(interrupt: Any) -> list[bool]:
     return flag
 
 
-def _summary(plan: Any, rdir: Path) -> None:
-    """The chunk table, read here (the engine and runtime files)."""
+def _summary(plan: Any, rdir: Path, ask_engines: bool = True) -> None:
+    """The chunk table, read here (the engine and runtime files; only the files after an engine was lost: it
+    would make the user wait for another ping)."""
     from pnr.engines.engine import Engine
     from pnr.lifecycle.status import domain_status
 
     try:
-        status = domain_status(plan, Engine(), rdir)
+        status = domain_status(plan, Engine() if ask_engines else None, rdir)
     except PnrError:
         return
     _table(plan.domain.name, bool(plan.domain.engines), status)
@@ -643,6 +660,12 @@ def down(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="remove the domain even if another config file (with the same domain name) brought it up"
+        ),
+    ] = False,
 ) -> None:
     """Remove exactly what pnr created for this domain (labels), in reverse order."""
     plan = _plan(config)
@@ -655,7 +678,13 @@ def down(
 
     try:
         report = tear_down_domain(
-            plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, on_removed=removed, stop_timeout=timeout
+            plan,
+            Engine(),
+            resolve_runtime_dir(runtime_dir),
+            volumes=volumes,
+            on_removed=removed,
+            stop_timeout=timeout,
+            force=force,
         )
     except PnrError as exc:
         raise _fail(exc) from None
@@ -718,51 +747,90 @@ def serve(
 @app.command("import")
 def import_(
     compose_file: Annotated[
-        Path, typer.Argument(help="a docker-compose.yml (compose specification)", show_default=False)
-    ],
-    output: Annotated[
         Path | None,
+        typer.Argument(
+            help="a compose file, or a folder with compose.yaml / docker-compose.yml; its override file is read "
+            "too, as compose does [default: the current folder]",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file", "-f", metavar="FILE", help="a compose file (repeatable: merged in order, as docker compose -f)"
+        ),
+    ] = None,
+    output_arg: Annotated[
+        str | None,  # not a Path: a trailing "/" (a folder) must survive
         typer.Option(
             "--output",
             "-o",
-            help="write the domain to this file, or into this folder as <domain>.json [default: stdout]",
+            metavar="PATH",
+            help="write the domain to this file, or into this folder (a name ending in /) as <project>.json "
+            "[default: stdout]",
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="domain name [default: the file's name:, else its folder's]")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing output file")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="project (domain) name [default: COMPOSE_PROJECT_NAME, else the file's name:, else its folder's]"
+        ),
+    ] = None,
     profile: Annotated[
-        list[str] | None, typer.Option("--profile", help="enable a compose profile (repeatable; '*' for all)")
+        list[str] | None,
+        typer.Option(
+            "--profile", help="enable a compose profile (repeatable; '*' for all) [default: COMPOSE_PROFILES]"
+        ),
     ] = None,
 ) -> None:
-    """Translate a compose file into a pnr domain config: depends_on conditions become gates, healthchecks
+    """Translate a compose project into a pnr domain config: depends_on conditions become gates, healthchecks
     become probes. Every key pnr treats differently is reported on stderr with its path (see docs/compose.md)."""
     from pnr.compose import import_compose
 
-    profiles = list(profile or []) or [p for p in os.environ.get("COMPOSE_PROFILES", "").split(",") if p]
-    into_folder = output is not None and output.is_dir()
+    if compose_file is not None and file:
+        raise _fail_with(2, "give the compose file either as an argument or with -f, not both")
+    source: Any = list(file) if file else (compose_file or Path.cwd())
+    output = Path(output_arg) if output_arg else None
+    into_folder = output is not None and (output.is_dir() or str(output_arg).endswith(("/", os.sep)))
     try:
-        where = (output.resolve() if into_folder else output.resolve().parent) if output else Path.cwd()
-        result = import_compose(compose_file, name, profiles=profiles, output_dir=where)
+        where = (output.resolve() if into_folder else output.resolve().parent) if output else None
+        result = import_compose(source, name, profiles=profile or (), output_dir=where)
     except ConfigError as exc:
         raise _fail(exc) from None
+    shown = str(result.files[0])
     for note in result.notes:
-        err.print(f"[yellow]note:[/] {_escape(note.render(str(compose_file)))}")
+        err.print(f"[yellow]note:[/] {_escape(note.render(shown))}")
     if output is None:
         print(result.to_json(), end="")
         return
     if into_folder:
         output = output / f"{result.domain['name']}.json"
+    _write_domain(output, result.to_json(), force)
+    chunks = sum(len(c["design_chunks"]) for c in result.domain["cpuxs"].values())
+    read = " + ".join(str(f) for f in result.files)
+    out.print(
+        f"wrote {output} from {read}: domain {result.domain['name']}, {chunks} chunk(s), {len(result.notes)} "
+        f"note(s); next: pnr up {output}"
+    )
+
+
+def _write_domain(output: Path, text: str, force: bool) -> None:
+    """Write an imported domain; an existing file only with --force (exit 2 otherwise, nothing written)."""
+    unwritable = f"{output}: cannot write the domain here ({{}}); give -o a writable file or folder"
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(result.to_json())
     except OSError as exc:
+        raise _fail_with(2, unwritable.format(exc.strerror or exc)) from None
+    try:
+        with output.open("w" if force else "x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
         raise _fail_with(
-            2, f"{output}: cannot write the domain here ({exc.strerror or exc}); give -o a writable file or folder"
+            2, f"{output}: exists; give --force to overwrite it, --name for another project name, or another -o"
         ) from None
-    chunks = sum(len(c["design_chunks"]) for c in result.domain["cpuxs"].values())
-    out.print(
-        f"wrote {output}: domain {result.domain['name']}, {chunks} chunk(s), {len(result.notes)} note(s); "
-        f"next: pnr up {output}"
-    )
+    except OSError as exc:
+        raise _fail_with(2, unwritable.format(exc.strerror or exc)) from None
 
 
 @signal_app.command("set")

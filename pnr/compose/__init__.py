@@ -1,4 +1,4 @@
-"""Import docker-compose files as pnr domain configs (`pnr import`). See docs/compose.md."""
+"""Import docker-compose projects as pnr domain configs (`pnr import`). See docs/compose.md."""
 
 from pnr.compose._schema import SCHEMA_ORIGIN, compose_schema, service_keys
 from pnr.compose.importer import ImportResult, Note, import_compose

@@ -29,19 +29,37 @@ class YamlDoc:
 
     data: Any
     lines: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # paths whose line is in another file: that file
+
+    def _known(self, path: str) -> str:
+        """`path`, or its nearest ancestor with a line ("" when none has one)."""
+        while path and path not in self.lines:
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return path
 
     def line_of(self, path: str) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return None
+        return self.lines.get(self._known(path))
+
+    def where(self, path: str) -> str:
+        """`line 4`, or `compose.override.yaml line 4` for a path from another file ("" when unknown)."""
+        known = self._known(path)
+        if known not in self.lines:
+            return ""
+        other = self.files.get(known)
+        return f"{other} line {self.lines[known]}" if other else f"line {self.lines[known]}"
+
+    def add(self, other: YamlDoc, label: str) -> None:
+        """Take the lines of `other` (a file merged into this one) for the paths this one has none for."""
+        for path, line in other.lines.items():
+            if path not in self.lines:
+                self.lines[path] = line
+                self.files[path] = label
 
     def issue(self, path: str, message: str) -> ConfigIssue:
-        line = self.line_of(path)
-        return ConfigIssue(path, f"{message} (line {line})" if line else message)
+        where = self.where(path)
+        return ConfigIssue(path, f"{message} ({where})" if where else message)
 
 
 _BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
@@ -78,6 +96,37 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+def _flatten_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    """YAML's merge keys: `<<: [*first, *second]` takes each key from the *earliest* mapping that has it, and the
+    mapping's own keys win over all of them (PyYAML 6.0.4 dedups merged keys by object identity, so a later
+    mapping can win there)."""
+    merged: list[tuple[yaml.Node, yaml.Node]] = []
+    own: list[tuple[yaml.Node, yaml.Node]] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE_TAG:
+            own.append((key_node, value_node))
+            continue
+        subs = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for sub in subs:
+            if not isinstance(sub, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, "a merge key takes mappings", sub.start_mark
+                )
+            _flatten_mapping(loader, sub)
+            merged.extend(sub.value)
+    seen: set[object] = set()
+    first: list[tuple[yaml.Node, yaml.Node]] = []
+    for key_node, value_node in merged:
+        key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+        if key not in seen:
+            seen.add(key)
+            first.append((key_node, value_node))
+    node.value = first + own
+
+
+_Loader.flatten_mapping = _flatten_mapping  # type: ignore[method-assign,assignment]
 _Loader.add_constructor(_INT, _construct_int)
 _Loader.add_constructor(_BOOL, _construct_bool)
 

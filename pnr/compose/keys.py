@@ -31,9 +31,9 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "build": KeyRule(
         "translated",
         "`context` → `container.build_path` (relative to the domain file), `dockerfile` → "
-        "`container.dockerfile`, `args` → `container.build_args` (resolved when importing, as compose "
-        "does); other build keys are "
-        "reported. Without `image` pnr tags the image `pnr-<domain>-<chunk>:latest`",
+        "`container.dockerfile`, `target` → `container.build_target`, `args` → `container.build_args` (resolved "
+        "when importing, as compose does). Refused: a remote (git URL) context and `dockerfile_inline`; other build "
+        "keys are reported. Without `image` pnr tags the image `pnr-<domain>-<chunk>:latest`",
     ),
     "cap_add": _u("not applied: pnr keeps Docker's default capabilities"),
     "cap_drop": _u("not applied: pnr keeps Docker's default capabilities"),
@@ -49,7 +49,11 @@ SERVICE_KEYS: dict[str, KeyRule] = {
         "a config with `file:` becomes a read-only bind mount at its target (default "
         "`/<name>`); other config sources are reported",
     ),
-    "container_name": KeyRule("supported", "`container.name`; without it `<project>-<service>-1` as compose names it"),
+    "container_name": KeyRule(
+        "supported",
+        "`container.name` (the engine's rule: 2+ letters, digits, `_`, `.`, `-`); without it `<project>-<service>-1` "
+        "as compose names it, however long",
+    ),
     "cpu_count": _u(_LIMITS),
     "cpu_percent": _u(_LIMITS),
     "cpu_period": _u(_LIMITS),
@@ -85,13 +89,14 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     ),
     "environment": KeyRule(
         "supported",
-        "`container.env`; `${VAR}` and `${VAR:-default}` kept verbatim, expanded by `pnr up` from its env",
+        "`container.env`; `${VAR}` and `${VAR:-default}` kept verbatim, expanded by `pnr up` from its env over the "
+        "domain's `env_files` (the project's `.env`); a valueless `VAR` becomes `${VAR}`",
     ),
     "expose": _u("not needed: chunks reach every port of each other on the domain network; nothing is published"),
     "extends": KeyRule(
         "translated",
-        "a service of the same file is merged in when importing (mappings merged, "
-        "lists appended, scalars overridden); `extends.file` is refused",
+        "a service of the same file is merged in when importing (compose's merge rules, as for `-f` files); "
+        "`extends.file` is refused",
     ),
     "external_links": _u("not applied: pnr connects containers to the domain network only"),
     "extra_hosts": _u("not applied: no /etc/hosts entries are added"),
@@ -147,8 +152,9 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "privileged": _u("not applied: containers never run privileged"),
     "profiles": KeyRule(
         "translated",
-        "a service with profiles is imported only when one of them is given "
-        "(`--profile`, `*` for all); others are reported and left out",
+        "a service with profiles is imported only when one of them is enabled "
+        "(`--profile`, `*` for all, else `COMPOSE_PROFILES` from the shell or `.env`); others are reported and "
+        "left out",
     ),
     "provider": _u("refused: a provider service has no container for pnr to run"),
     "pull_policy": _u(
@@ -185,8 +191,8 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "volumes": KeyRule(
         "translated",
         "`container.volumes`: bind paths made relative to the domain file, named "
-        "volumes named as compose names them (`<project>_<volume>`), `ro`/`rw` kept; "
-        "other mount options and mount types are reported",
+        "volumes named as compose names them (`<project>_<volume>`), `ro`/`rw` kept; `volume.subpath` is refused "
+        "(Docker API 1.45; pnr uses 1.41); other mount options and mount types are reported",
     ),
     "volumes_from": _u("not applied: mount the volumes explicitly (the service still starts after the other one)"),
     "working_dir": KeyRule("supported", "`container.working_dir`"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -20,8 +19,10 @@ from urllib.parse import urlparse
 
 import docker
 import docker.errors
+import docker.tls
 import requests.exceptions
 
+from pnr.engines.resolve import Endpoint, TlsFiles, resolve_endpoint, unreachable_hint
 from pnr.exceptions import EngineError, EngineUnreachable, ImageError, NameInUse
 from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, DesignChunk
 from pnr.model.container import host_path, is_host_path, split_volume
@@ -32,6 +33,7 @@ LABEL_CPUX = "io.pnr.cpux"
 LABEL_CHUNK = "io.pnr.chunk"
 LABEL_HASH = "io.pnr.config-hash"
 LABEL_RUN = "io.pnr.flow-run-id"
+LABEL_CONFIG = "io.pnr.config"  # the absolute path of the config file that created it
 LABEL_SPEC = "io.pnr.spec"  # the desired state it was made from (env values digested), for change reasons
 
 
@@ -45,6 +47,11 @@ def network_name(domain: str) -> str:
 
 
 DEFAULT_STOP_SECONDS = 5
+# Seconds docker-py waits for the engine's answer to one call. An engine that accepts connections but never
+# answers (a sleeping VM, a network partition, a frozen dockerd) must end a run within seconds, not leave its
+# threads blocked for a minute; removals, which a loaded engine may take longer to finish, get more.
+CALL_TIMEOUT = 10.0
+SLOW_CALL_TIMEOUT = 60.0
 
 
 HEALTH_NEVER_RUN = "never-run"  # Engine.health: the engine has had ample time for checks and ran none
@@ -87,13 +94,17 @@ def docker_errors(action: str, engine: Engine | None = None) -> Iterator[None]:
         raise EngineError(f"{action}: {explanation}") from None
     except (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError) as exc:
         if engine is not None and engine.name != DEFAULT_ENGINE:
+            fix = f"engines.{engine.name}.context" if engine.endpoint.context else f"engines.{engine.name}.host"
             raise EngineUnreachable(
                 f"{action}: cannot reach the Docker engine {engine.name!r} ({engine.host}; is dockerd running "
-                f"there? start it, or fix engines.{engine.name}.host): {_unreachable_reason(exc)}",
+                f"there? start it, or fix {fix}): {_unreachable_reason(exc)}",
                 engine.name,
             ) from None
+        endpoint = engine.endpoint if engine is not None else resolve_endpoint()
         raise EngineUnreachable(
-            f"{action}: cannot reach the Docker engine ({_engine_hint()}): {_unreachable_reason(exc)}", DEFAULT_ENGINE
+            f"{action}: cannot reach the Docker engine {endpoint.host} (from {endpoint.source}): "
+            f"{_unreachable_reason(exc)}\n  {unreachable_hint(endpoint)}",
+            DEFAULT_ENGINE,
         ) from None
 
 
@@ -135,10 +146,23 @@ def _has_paramiko() -> bool:
     return importlib.util.find_spec("paramiko") is not None
 
 
-def _engine_hint() -> str:
-    host = os.environ.get("DOCKER_HOST")
-    where = f"DOCKER_HOST={host}" if host else "unix:///var/run/docker.sock"
-    return f"{where}; is dockerd running? start it, or point DOCKER_HOST at a running engine"
+def _tls_config(tls: TlsFiles) -> Any:
+    """docker-py's TLS settings from an endpoint's files."""
+    cert = (tls.cert, tls.key) if tls.cert and tls.key else None
+    try:
+        return docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.ca, verify=tls.verify)
+    except docker.errors.TLSParameterError as exc:
+        raise EngineError(f"TLS towards the Docker engine: {exc}") from None
+
+
+def docker_client(endpoint: Endpoint, *, timeout: float = CALL_TIMEOUT, tls: Any = None) -> Any:
+    """A docker-py client for `endpoint`, built explicitly (base URL, TLS, timeout): whatever the docker-py
+    version, it talks to that endpoint and no other. `tls` (a docker.tls.TLSConfig) overrides the endpoint's."""
+    if endpoint.host.startswith("ssh://"):
+        return docker.DockerClient(base_url=endpoint.host, timeout=timeout, use_ssh_client=not _has_paramiko())
+    if tls is None and endpoint.tls is not None:
+        tls = _tls_config(endpoint.tls)
+    return docker.DockerClient(base_url=endpoint.host, timeout=timeout, tls=tls or False)
 
 
 @dataclass(frozen=True)
@@ -179,8 +203,9 @@ class LogStream:
 
 
 class Engine:
-    """One Docker engine behind a small surface. `host` is how to reach it (a DOCKER_HOST-style URL; default:
-    the environment's); pass `client` to inject a fake in unit tests.
+    """One Docker engine behind a small surface. `host` is how to reach it (a DOCKER_HOST-style URL), or
+    `endpoint` (a resolved one, e.g. a context's); neither: the environment's, as the docker CLI finds it
+    (`pnr.engines.resolve`). Pass `client` to inject a fake in unit tests.
 
     `name` is the engine's name in the config (`default`: the environment's), for messages. `address` is where
     its published ports are dialled (default: the host of a tcp/ssh URL, else 127.0.0.1); `port_ip` is the host
@@ -195,10 +220,13 @@ class Engine:
         address: str | None = None,
         port_ip: str = DEFAULT_HOST_IP,
         tls: Any = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self._client = client
-        self.host = os.environ.get("DOCKER_HOST", "") if host is None else host
-        self._from_env = host is None  # the environment's engine: docker-py reads DOCKER_TLS_VERIFY etc. too
+        self._slow_client: Any = None
+        if endpoint is None and host is not None:
+            endpoint = Endpoint(host, f"engines.{name}.host", tried=(f"engines.{name}.host: {host}",))
+        self._endpoint = endpoint  # None: resolved from the environment when first needed
         self.name = name
         self._address = address
         self.port_ip = port_ip
@@ -207,29 +235,48 @@ class Engine:
     def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         return docker_errors(action, self)
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where the engine is and where that came from (EngineError if the environment names no usable one)."""
+        if self._endpoint is None:
+            self._endpoint = resolve_endpoint()
+        return self._endpoint
+
+    @property
+    def host(self) -> str:
+        return self.endpoint.host
+
     def describe(self) -> str:
         """`engine two (tcp://127.0.0.2:2375)`, or the environment's engine."""
+        try:
+            host = self.host
+        except EngineError:
+            host = "not resolved"
         if self.name == DEFAULT_ENGINE:
-            return f"the default engine ({self.host or 'unix:///var/run/docker.sock'})"
-        return f"engine {self.name} ({self.host})"
+            return f"the default engine ({host})"
+        return f"engine {self.name} ({host})"
 
     @property
     def client(self) -> Any:
         if self._client is None:
+            endpoint = self.endpoint
             with self._errors("connecting to the Docker engine"):
-                if self._from_env:
-                    self._client = docker.from_env(timeout=60)
-                elif self.host.startswith("ssh://"):
-                    self._client = docker.DockerClient(
-                        base_url=self.host, timeout=60, use_ssh_client=not _has_paramiko()
-                    )
-                else:
-                    self._client = docker.DockerClient(base_url=self.host, timeout=60, tls=self.tls or False)
+                self._client = docker_client(endpoint, tls=self.tls)
             if str(getattr(self._client.api, "base_url", "")).startswith("http+docker://localhost"):
                 # a unix socket: no proxy or .netrc applies, yet requests looks both up in the environment on
                 # every call (~3 % of the runner's CPU at 300 chunks)
                 self._client.api.trust_env = False
         return self._client
+
+    @property
+    def slow_client(self) -> Any:
+        """A client with the longer timeout, for removals (the injected client in unit tests)."""
+        if self._slow_client is None:
+            if self._client is not None and not isinstance(self._client, docker.DockerClient):
+                return self.client  # an injected fake
+            with self._errors("connecting to the Docker engine"):
+                self._slow_client = docker_client(self.endpoint, timeout=SLOW_CALL_TIMEOUT, tls=self.tls)
+        return self._slow_client
 
     def ping(self) -> None:
         with self._errors("connecting to the Docker engine"):
@@ -238,7 +285,7 @@ class Engine:
     def is_local(self) -> bool:
         """The engine runs on this machine (no host, a unix socket, or a loopback tcp address): its host ports
         are ours to test."""
-        if not self.host or self.host.startswith("unix://"):
+        if not self.host or self.host.startswith(("unix://", "npipe://")):
             return True
         if self.host.startswith(("tcp://", "http://", "https://")):
             return _is_loopback(urlparse(self.host).hostname or "")
@@ -305,7 +352,7 @@ class Engine:
         with self._errors(f"removing network {net_id[:12]}"), contextlib.suppress(docker.errors.NotFound):
             while True:
                 try:
-                    self.client.api.remove_network(net_id)
+                    self.slow_client.api.remove_network(net_id)
                     return
                 except docker.errors.APIError as exc:
                     if "active endpoints" not in str(exc) or time.monotonic() > deadline:
@@ -338,6 +385,7 @@ class Engine:
                         path=str(context),
                         dockerfile=spec.dockerfile,
                         buildargs=spec.build_args or None,
+                        target=spec.build_target,
                         tag=ref,
                         rm=True,
                         forcerm=True,  # no leftovers from a failed build
@@ -428,8 +476,10 @@ class Engine:
         env: dict[str, str],
         runtime_dir: Path | None = None,
         spec_label: str = "",
+        config_file: str = "",
     ) -> ContainerState:
-        """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write)."""
+        """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write);
+        `config_file` (the config's absolute path) is remembered in a label."""
         spec = chunk.container
         api = self.client.api
         bindings = spec.port_bindings(self.port_ip)
@@ -442,6 +492,7 @@ class Engine:
             LABEL_HASH: config_hash,
             LABEL_RUN: flow_run_id,
             LABEL_SPEC: spec_label,
+            **({LABEL_CONFIG: config_file} if config_file else {}),
         }
         binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
         if runtime_dir is not None:
@@ -475,7 +526,8 @@ class Engine:
             with self._errors(f"chunk {chunk.name}: starting container {spec.name}"):
                 api.start(cid)
         except EngineError as exc:
-            self.remove(cid)  # leave nothing half-created
+            if not isinstance(exc, EngineUnreachable):  # a silent engine would hold the removal for a minute
+                self.remove(cid)  # leave nothing half-created
             text = str(exc)
             if "port is already allocated" in text or "address already in use" in text:
                 ports = ", ".join(f"{b.host_ip}:{b.host_port}" for b in bindings.values())
@@ -507,7 +559,7 @@ class Engine:
 
     def remove_volume(self, name: str) -> None:
         with self._errors(f"removing volume {name}"), contextlib.suppress(docker.errors.NotFound):
-            self.client.api.remove_volume(name)
+            self.slow_client.api.remove_volume(name)
 
     def start(self, cid: str) -> None:
         """Start an existing (stopped) container again."""
@@ -527,7 +579,7 @@ class Engine:
     def remove(self, cid: str) -> None:
         with self._errors(f"removing container {cid[:12]}"):
             try:
-                self.client.api.remove_container(cid, force=True, v=True)
+                self.slow_client.api.remove_container(cid, force=True, v=True)
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as exc:

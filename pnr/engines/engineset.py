@@ -14,14 +14,20 @@ import docker.errors
 import docker.tls
 
 from pnr.engines.engine import Engine
-from pnr.exceptions import EngineError, EngineUnreachable
+from pnr.engines.resolve import UnknownContext, resolve_context
+from pnr.exceptions import ConfigError, ConfigIssue, EngineError, EngineUnreachable
 from pnr.model import DEFAULT_ENGINE, ChunkReference, DesignChunk, EngineSpec, Plan, find_port_key
 
 PING_TIMEOUT = 10.0  # seconds an engine may take to answer a ping before it counts as unreachable
 
 
 def engine_from_spec(name: str, spec: EngineSpec, base_dir: Path) -> Engine:
-    """The `Engine` of one `engines` entry (TLS file paths relative to `base_dir`, the config's folder)."""
+    """The `Engine` of one `engines` entry (TLS file paths relative to `base_dir`, the config's folder). A
+    `context` is read from the docker CLI's context store now (UnknownContext if it holds no such context)."""
+    if spec.context is not None:
+        endpoint = resolve_context(spec.context, named_by=f"engines.{name}.context")
+        return Engine(name=name, endpoint=endpoint, address=spec.reach_address(), port_ip=spec.port_ip())
+    assert spec.host is not None  # the model holds exactly one of host and context
     tls = None
     if spec.tls is not None:
         files = {k: str((base_dir / Path(v).expanduser()).resolve()) for k, v in spec.tls.files().items()}
@@ -78,7 +84,10 @@ class EngineSet:
             if name == DEFAULT_ENGINE:
                 engines[name] = default if default is not None else Engine()
             else:
-                engines[name] = factory(name, plan.domain.engines[name], plan.base_dir)
+                try:
+                    engines[name] = factory(name, plan.domain.engines[name], plan.base_dir)
+                except UnknownContext as exc:  # the config names it: a config error, before anything starts
+                    raise ConfigError(plan.source, [ConfigIssue(f"engines.{name}.context", str(exc))]) from None
         return cls(engines, plan)
 
     # -- lookup ----------------------------------------------------------------------------------
@@ -155,7 +164,10 @@ class EngineSet:
 
     def ping_all(self, names: Iterable[str] | None = None, timeout: float = PING_TIMEOUT) -> None:
         """Every engine (or `names`) answers, else one EngineUnreachable naming each that does not."""
-        lost = self.unreachable(names, timeout)
+        self.raise_unreachable(self.unreachable(names, timeout))
+
+    def raise_unreachable(self, lost: Mapping[str, str]) -> None:
+        """One EngineUnreachable naming each engine of `lost` ({name: why}, from `unreachable`), if any."""
         if not lost:
             return
         if len(lost) == 1:

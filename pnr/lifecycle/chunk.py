@@ -20,7 +20,7 @@ from typing import Any
 from pnr.engines import ContainerState, config_hash, decide, desired_state, network_name, spec_label
 from pnr.exceptions import ChunkFailed, EngineError, EngineUnreachable, NameInUse, PnrError
 from pnr.lifecycle.state import CpuxState, Phase
-from pnr.model import DesignChunk, PnR, SignalCheck, expand_env, iter_checks
+from pnr.model import DesignChunk, PnR, SignalCheck, domain_environ, expand_env, iter_checks
 from pnr.probes import Aborted, Attempt, ContainerGone, NeverReady, Probe, ProbeContext, ProbeResult, make_probe
 
 LOG_TAIL_LINES = 15
@@ -55,7 +55,7 @@ class ChunkDriver:
             self._env = expand_env(
                 self.spec,
                 self.state.plan.refs[self.name].path,
-                environ=self.state.control.environ,
+                environ=domain_environ(self.state.plan.domain, self.state.config_path, self.state.control.environ),
                 source=self.state.config_path,
                 resolve=self.state.engines.resolve,
             )
@@ -109,6 +109,7 @@ class ChunkDriver:
             env=self.env(),
             runtime_dir=self.runtime_mount(),
             spec_label=spec_label(desired),
+            config_file=str(Path(st.config_path).resolve()),
         )
         return state, "created" if existing is None else "recreated (" + "; ".join(decision.reasons) + ")"
 

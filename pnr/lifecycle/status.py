@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pnr.engines import LABEL_CHUNK, ContainerState, Engine, EngineSet
-from pnr.model import Plan, PnR
+from pnr.model import DesignChunk, Plan, PnR
 from pnr.records import ChunkStatus, ChunkStatusName, DomainStatus, EngineStatus, SignalValue
 from pnr.runtime import ChunkStateFile, read_state
 
@@ -38,40 +38,19 @@ def domain_status(
     for name, chunk in plan.chunks.items():
         rec = recorded.get(name, {})
         cont = containers.get(name)
-        phase = rec.get("phase")
         ename = engines.name_of(chunk) if engines is not None else plan.domain.engine_of(chunk)
         flowout_holds = all(state.get(s) is not None and state[s].tv == p.tv for s, p in chunk.flowout.items())
-        status: ChunkStatusName
-        if ename in lost:
-            status = "unknown"
-        elif phase == "failed":
-            status = "failed"
-        elif cont is not None and not cont.running and not (chunk.kind == "job" and flowout_holds):
-            status = "stopped"  # (a job that ran to its end and produced its flowout is completed)
-        elif cont is not None and flowout_holds and phase in (None, "ready", "blocked"):
-            status = "completed"
-        elif cont is not None:
-            status = "executing"
-        elif phase == "waiting" and run_alive:
-            status = "waiting"
-        else:
-            status = "ready"  # not started (PnR's name: ready to be started)
+        status = _status_of(chunk, rec.get("phase"), cont, flowout_holds, run_alive, ename in lost)
         detail = rec.get("detail") or None
         if ename in lost and engines is not None:
-            detail = f"{engines.describe(ename)} does not answer; last recorded phase: {phase or 'none'}"
-        elif cont is None and engine is not None and phase in ("starting", "probing", "ready") and not run_alive:
+            detail = f"{engines.describe(ename)} does not answer; last recorded phase: {rec.get('phase') or 'none'}"
+        elif engine is not None and not run_alive and cont is None and rec.get("phase") in _STARTED:
             detail = f"container {chunk.container.name} is gone (removed outside pnr?); `pnr up` recreates it"
-        elif status == "stopped" and cont is not None and phase != "failed":
+        elif status == "stopped" and cont is not None and rec.get("phase") != "failed":
             detail = f"container {cont.name} is {cont.status} (stopped outside pnr?); `pnr up` starts it again"
-        chunks[name] = ChunkStatus(
-            status,
-            ename,
-            cont.name if cont else None,
-            cont.id if cont else None,
-            plan.refs[name].cpux,
-            phase,
-            detail,
-        )
+        cpux, phase = plan.refs[name].cpux, rec.get("phase")
+        ids = (cont.name, cont.id) if cont is not None else (None, None)
+        chunks[name] = ChunkStatus(status, ename, ids[0], ids[1], cpux, phase, detail)
     return DomainStatus(
         domain=domain,
         signals={name: SignalValue(v.prompt, list(v.response), v.tv) for name, v in state.items()},
@@ -86,6 +65,33 @@ def domain_status(
             for ename, e in (engines.items() if engines is not None else [])
         },
     )
+
+
+_STARTED = ("starting", "probing", "ready")
+
+
+def _status_of(
+    chunk: DesignChunk,
+    phase: str | None,
+    cont: ContainerState | None,
+    flowout_holds: bool,
+    run_alive: bool,
+    engine_lost: bool,
+) -> ChunkStatusName:
+    """A chunk's documented status from its last recorded phase, its container and its flowout."""
+    if engine_lost:
+        return "unknown"
+    if phase == "failed":
+        return "failed"
+    if cont is not None and not cont.running and not (chunk.kind == "job" and flowout_holds):
+        return "stopped"  # (a job that ran to its end and produced its flowout is completed)
+    if cont is not None and flowout_holds and phase in (None, "ready", "blocked"):
+        return "completed"
+    if cont is not None:
+        return "executing"
+    if phase == "waiting" and run_alive:
+        return "waiting"
+    return "ready"  # not started (PnR's name: ready to be started)
 
 
 def _stale_signals(plan: Plan, state: Mapping[str, PnR], chunks: dict[str, ChunkStatus]) -> dict[str, str]:

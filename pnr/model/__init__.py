@@ -25,9 +25,17 @@ from pnr.model.checks import (
 from pnr.model.container import DEFAULT_HOST_IP, ContainerSpec, PortBinding, parse_port
 from pnr.model.domain import Cpux, DependencyPolicy, DesignChunk, Domain
 from pnr.model.engines import DEFAULT_ENGINE, EngineSpec, EngineTls
-from pnr.model.env import ChunkReference, ChunkResolver, expand_env, find_port_key, parse_chunk_reference
+from pnr.model.env import (
+    ChunkReference,
+    ChunkResolver,
+    domain_environ,
+    expand_env,
+    find_port_key,
+    parse_chunk_reference,
+)
 from pnr.model.fields import MappedSignal, PnR, StatusMapping, check_signal_name, parse_expected_code, parse_json_path
-from pnr.model.loader import MAX_CONFIG_BYTES, domain_json_schema, json_path, load_domain, parse_domain
+from pnr.model.loader import MAX_CONFIG_BYTES, domain_json_schema, load_domain, parse_domain
+from pnr.model.paths import json_path
 from pnr.model.plan import PNR_ITSELF, SYSTEM_READY, Plan, check_config, load_plan, make_plan, produced_by
 
 __all__ = [
@@ -68,6 +76,7 @@ __all__ = [
     "check_config",
     "check_kinds",
     "check_signal_name",
+    "domain_environ",
     "domain_json_schema",
     "expand_env",
     "find_port_key",

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from pnr.model.fields import Model, Name
+from pnr.model.fields import ContainerName, Model
 
 
 class PortBinding(Model):
@@ -94,6 +94,7 @@ def host_path(source: str, base_dir: Path) -> str:
 
 
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+MAX_STOP_GRACE_SECONDS = 3600
 _VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")
 # Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
 _IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -106,7 +107,7 @@ _IMAGE_RE = re.compile(
 class ContainerSpec(Model):
     """One container: what to run and how to publish it."""
 
-    name: Name
+    name: ContainerName
     image: str | None = None
     ports: dict[str, StrictStr | StrictInt] = Field(default_factory=dict)
     env: list[str] | dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -122,11 +123,14 @@ class ContainerSpec(Model):
     user: str | None = Field(default=None, description="user[:group] the process runs as")
     dockerfile: str | None = Field(default=None, description="Dockerfile inside build_path (default: Dockerfile)")
     build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg values of the build")
+    build_target: str | None = Field(
+        default=None, description="the Dockerfile stage to build (docker build --target; default: the last)"
+    )
     init: bool = Field(
         default=False, description="run an init as PID 1 that forwards signals and reaps zombies (docker run --init)"
     )
     stop_signal: str | None = Field(default=None, description="signal that stops the container (default SIGTERM)")
-    stop_grace_period_seconds: Annotated[float, Field(ge=0, le=3600)] | None = Field(
+    stop_grace_period_seconds: Annotated[float, Field(ge=0, le=MAX_STOP_GRACE_SECONDS)] | None = Field(
         default=None, description="how long `pnr down` waits after stop_signal before SIGKILL (default 5)"
     )
 
@@ -174,13 +178,6 @@ class ContainerSpec(Model):
                 raise ValueError(f"{info.field_name} cannot be split into arguments: {exc}") from None
         if value is not None and not value:
             raise ValueError(f"{info.field_name} must not be empty (leave it out to use the image's default)")
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _docker_name_length(cls, value: str) -> str:
-        if len(value) < 2:  # Docker refuses one-character container names
-            raise ValueError(f"container name {value!r} is too short: Docker needs at least 2 characters")
         return value
 
     @field_validator("image")

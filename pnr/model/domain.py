@@ -13,7 +13,7 @@ from pydantic import (
 from pnr.model.checks import HealthCheck
 from pnr.model.container import DEFAULT_HOST_IP, ContainerSpec, PortBinding
 from pnr.model.engines import DEFAULT_ENGINE, EngineSpec
-from pnr.model.fields import Model, Name, PnR, SignalName
+from pnr.model.fields import GatePnR, Model, Name, PnR, SignalName
 
 MAX_CHUNKS = 1000  # per domain; far beyond one host's capacity, and keeps planning linear-ish
 
@@ -25,7 +25,7 @@ class DesignChunk(Model):
     """One container, its gate, its readiness probe and the signals it promises."""
 
     name: Name
-    gatekeeper: dict[SignalName, PnR] = Field(default_factory=dict)
+    gatekeeper: dict[SignalName, GatePnR] = Field(default_factory=dict)
     flowout: dict[SignalName, PnR] = Field(default_factory=dict)
     on_start: dict[SignalName, PnR] = Field(
         default_factory=dict,
@@ -68,6 +68,11 @@ class Domain(Model):
     engines: dict[Name, EngineSpec] = Field(
         default_factory=dict,
         description="Docker engines the chunks may run on (a chunk's `engine`); without: the environment's engine",
+    )
+    env_files: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="files of KEY=VALUE lines (compose's .env format), relative to this config file, that give "
+        "${VAR} in container env its value; later files win, and the environment of pnr up wins over every file",
     )
     mount_runtime: bool = Field(default=False, description="mount the runtime folder at /runtime in every container")
     on_dependency_lost: DependencyPolicy = Field(

@@ -1,7 +1,8 @@
-"""The Docker engines of a domain: `engines: {NAME: {host, tls, address}}`; a chunk names one with `engine`.
+"""The Docker engines of a domain: `engines: {NAME: {host | context, tls, address}}`; a chunk names one with
+`engine`.
 
-A chunk without `engine` runs on the environment's engine (DOCKER_HOST, else the local socket), called
-`default` in messages, `pnr status` and `${chunk:...}` resolution.
+A chunk without `engine` runs on the environment's engine (found as the docker CLI finds it: DOCKER_HOST, the
+current context, the usual sockets), called `default` in messages, `pnr status` and `${chunk:...}` resolution.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pnr.model.fields import Model
 
 DEFAULT_ENGINE = "default"  # the environment's engine; reserved as a key of `engines`
 
+_CONTEXT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # the docker CLI's rule for context names
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*$")
 
 
@@ -57,7 +59,16 @@ def _check_address(value: str) -> str:
     return value
 
 
+def _check_context(value: str) -> str:
+    if not _CONTEXT_RE.match(value):
+        raise ValueError(
+            f"context {value!r} is not a docker context name (letters, digits, '.', '_', '-'; see `docker context ls`)"
+        )
+    return value
+
+
 EngineUrl = Annotated[str, AfterValidator(_check_engine_url)]
+ContextName = Annotated[str, AfterValidator(_check_context)]
 Address = Annotated[str, AfterValidator(_check_address)]
 
 
@@ -91,27 +102,39 @@ class EngineTls(Model):
 class EngineSpec(Model):
     """One Docker engine a domain uses."""
 
-    host: EngineUrl = Field(description="unix:///path/docker.sock, tcp://HOST:PORT or ssh://USER@HOST")
+    host: EngineUrl | None = Field(
+        default=None, description="unix:///path/docker.sock, tcp://HOST:PORT or ssh://USER@HOST (or give context)"
+    )
+    context: ContextName | None = Field(
+        default=None,
+        description="a docker CLI context (`docker context ls`) whose engine this is, instead of host: its "
+        "endpoint and TLS come from the docker CLI's context store when a command runs",
+    )
     tls: EngineTls | None = Field(default=None, description="TLS for a tcp:// host")
     address: Address | None = Field(
         default=None,
         description="where this engine's published ports are reached from here (probes, ${chunk:NAME.host}); "
-        "default: the host of a tcp/ssh URL, 127.0.0.1 for a unix socket. Ports written without an address "
-        "are published on it when it is an IP address",
+        "default: the host of a tcp/ssh URL, 127.0.0.1 for a unix socket or a context. Ports written without an "
+        "address are published on it when it is an IP address",
     )
 
     @model_validator(mode="after")
-    def _tls_needs_tcp(self) -> EngineSpec:
-        if self.tls is not None and not self.host.startswith("tcp://"):
-            raise ValueError(f"tls is for tcp:// engines; {self.host!r} is not one")
+    def _host_or_context(self) -> EngineSpec:
+        if (self.host is None) == (self.context is None):
+            raise ValueError(
+                "give exactly one of 'host' (e.g. tcp://10.0.0.5:2376) and 'context' (a `docker context ls` name)"
+            )
+        if self.tls is not None and not (self.host or "").startswith("tcp://"):
+            what = f"{self.host!r} is not one" if self.host else "a context brings its own TLS material"
+            raise ValueError(f"tls is for tcp:// engines; {what}")
         return self
 
     def reach_address(self) -> str:
         """Where the engine's published ports are dialled from this machine."""
         if self.address:
             return self.address
-        if self.host.startswith("unix://"):
-            return DEFAULT_HOST_IP
+        if self.host is None or self.host.startswith("unix://"):
+            return DEFAULT_HOST_IP  # a context: Docker Desktop, Colima, OrbStack... forward ports to localhost
         return urlparse(self.host).hostname or DEFAULT_HOST_IP
 
     def port_ip(self) -> str:

@@ -1,5 +1,6 @@
-"""`${VAR}` / `${VAR:-default}` in a chunk's container env, taken from the host environment at start time,
-so secrets stay out of config files (and out of labels, runtime files and artifacts).
+"""`${VAR}` / `${VAR:-default}` in a chunk's container env, taken at start time from the environment of `pnr up`
+and the domain's `env_files` (the environment wins, as in compose), so secrets stay out of config files (and
+out of labels, runtime files and artifacts).
 
 `${chunk:NAME.host}` and `${chunk:NAME.port:KEY}` refer to another chunk: the address where its engine's
 published ports are reached, and the host port published for its `container.ports` key KEY. Chunks on
@@ -11,17 +12,22 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.container import PortBinding
-from pnr.model.domain import DesignChunk
+from pnr.model.domain import DesignChunk, Domain
+from pnr.model.envfile import EnvFileError, parse_env_file
 
 # one pass over both kinds, so a substituted value is never scanned again; `${chunk:-x}` stays a ${VAR:-default}
 _VAR_RE = re.compile(r"\$\{(?:chunk:(?!-)(?P<ref>[^}]*)|(?P<var>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?)\}")
 _REF_BODY_RE = re.compile(r"^(?P<chunk>[^:]+)\.(?:(?P<host>host)|port:(?P<key>[^:]+))$")
+# in an env file's values: `$$` is a literal `$`, `${VAR}` / `${VAR:-default}` come from the lines above or the
+# environment (an unset one is empty, as in compose)
+_FILE_VAR_RE = re.compile(r"\$\$|\$\{(?P<var>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,10 @@ def expand_env(
                 return environ[name]
             if default is not None:
                 return str(default)
-            hint = f"host environment variable {name!r} is not set; export it or write ${{{name}:-default}}"
+            hint = (
+                f"variable {name!r} is not set in the environment nor in the domain's env_files; export it, "
+                f"add {name}=VALUE to an env file of env_files (or pnr up --env-file), or write ${{{name}:-default}}"
+            )
             missing.append(ConfigIssue(f"{path}.container.env.{key}", hint))
             return ""
 
@@ -113,3 +122,57 @@ def expand_env(
     if missing:
         raise ConfigError(source, missing)
     return out
+
+
+def domain_environ(
+    domain: Domain,
+    config_path: str,
+    environ: Mapping[str, str] | None = None,
+    extra_files: Sequence[str] = (),
+) -> dict[str, str]:
+    """The variables `${VAR}` in container env is taken from: the domain's `env_files` (relative to the config
+    file), then `extra_files` (`pnr up --env-file`, relative to the working folder) — a later file wins —
+    and over every file `environ` (default: this process's), as compose lets the shell win over `.env`.
+    ConfigError (naming the config file and `env_files[i]`) for a file missing, unreadable or malformed."""
+    env = dict(os.environ if environ is None else environ)
+    folder = Path(config_path).resolve().parent
+    files = [(folder / name, f"env_files[{i}]", name) for i, name in enumerate(domain.env_files)]
+    files += [(Path(name).resolve(), "--env-file", name) for name in extra_files]
+    values: dict[str, str] = {}
+    issues: list[ConfigIssue] = []
+    for path, where, shown in files:
+        problem = _read_env_file(path, shown, values, env)
+        if problem:
+            fix = "create it, or remove it from env_files" if where != "--env-file" else "give an existing file"
+            issues.append(ConfigIssue(where, f"{problem}; {fix}" if "not found" in problem else problem))
+    if issues:
+        raise ConfigError(str(config_path), issues)
+    return {**values, **env}
+
+
+def _read_env_file(path: Path, shown: str, values: dict[str, str], env: Mapping[str, str]) -> str | None:
+    """Add the assignments of one env file to `values`; or say why it cannot be read."""
+    try:
+        lines = parse_env_file(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"env file {shown!r} not found (looked for {path})"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"env file {shown!r} cannot be read: {exc}"
+    except EnvFileError as exc:
+        return f"env file {shown!r}: {exc}"
+    for line in lines:
+        if line.value is None:  # a bare KEY takes the environment's value, which wins anyway
+            continue
+        if line.literal:
+            values[line.key] = line.value
+            continue
+        known = {**values, **env}
+
+        def sub(m: re.Match[str], known: dict[str, str] = known) -> str:
+            if m["var"] is None:
+                return "$"
+            value = known.get(m["var"], "")
+            return value if value or m["default"] is None else str(m["default"])
+
+        values[line.key] = _FILE_VAR_RE.sub(sub, line.value)
+    return None

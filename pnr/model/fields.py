@@ -15,14 +15,33 @@ from pydantic import (
     WithJsonSchema,
 )
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# Names of domains, cpuxs, chunks and engines: a chunk's name is its container's alias on the domain network
+# (one DNS label: at most 63 characters), a domain's name is part of its network's and volumes' names.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# Container names: the engine's own rule (Docker's RestrictedNamePattern, at least 2 characters, no length limit
+# of its own; compose's `<project>-<service>-1` is often longer than 63). pnr bounds it at 253, a DNS name's length.
+CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,252}$")
+MAX_SECONDS = 86_400  # every duration of a config: at most a day
 _SIGNAL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 
 
-def _check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+def check_name(value: str) -> str:
+    """`value` if it is a valid domain, cpux, chunk or engine name; else ValueError saying the rule."""
+    if not NAME_RE.match(value):
         raise ValueError(
             f"{value!r} is not a valid name: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def check_container_name(value: str) -> str:
+    """`value` if the engine accepts it as a container name; else ValueError saying the rule."""
+    if len(value) < 2:
+        raise ValueError(f"container name {value!r} is too short: Docker needs at least 2 characters")
+    if not CONTAINER_NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid container name: use 2-253 letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit (the engine's rule)"
         )
     return value
 
@@ -39,7 +58,8 @@ def _upper_tv(value: Any) -> Any:
     return value.upper() if isinstance(value, str) and len(value) == 1 else value  # "yes" is reported as written
 
 
-Name = Annotated[str, AfterValidator(_check_name)]
+Name = Annotated[str, AfterValidator(check_name)]
+ContainerName = Annotated[str, AfterValidator(check_container_name)]
 SignalName = Annotated[str, AfterValidator(check_signal_name)]
 # the schema lists lower case too: PnR configs write "tv": "y" and editors must not flag it
 TruthValue = Annotated[
@@ -50,7 +70,7 @@ TruthValue = Annotated[
     ),
 ]
 # strict: `true` is not 1 second; inf/nan are refused rather than compared
-Seconds = Annotated[float, Field(gt=0, le=86_400, strict=True, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, strict=True, allow_inf_nan=False)]
 
 
 class Model(BaseModel):
@@ -63,6 +83,13 @@ class PnR(Model):
     prompt: str = ""
     response: list[str] = Field(default_factory=list)
     tv: TruthValue = "U"
+
+
+class GatePnR(PnR):
+    """A gatekeeper entry: the same PnR, but `tv` must be given. A gate that defaulted to U would hold while the
+    signal is still unwritten, so the chunk would start at once instead of waiting."""
+
+    tv: TruthValue
 
 
 class MappedSignal(Model):
@@ -81,7 +108,7 @@ class StatusMapping(Model):
     failure: MappedSignal | None = None
 
 
-NonNegSeconds = Annotated[float, Field(ge=0, le=86_400)]
+NonNegSeconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 
 
 def _check_regex(value: str) -> str:

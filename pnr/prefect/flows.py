@@ -16,6 +16,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import RunInput, TaskRunResult
 from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
@@ -26,7 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, PrivateAttr
 
 from pnr.engines import Engine, EngineSet
-from pnr.exceptions import ChunkFailed, RunError
+from pnr.exceptions import ChunkFailed, EngineUnreachable, RunError
 from pnr.lifecycle import (
     WATCH_CANCELLED,
     ChunkBlocked,
@@ -43,7 +44,7 @@ from pnr.lifecycle import (
     start_preparing,
     tear_down_domain,
 )
-from pnr.model import SYSTEM_READY, Plan, PnR, load_plan
+from pnr.model import SYSTEM_READY, Plan, PnR, domain_environ, load_plan
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.processes import die_with_parent
@@ -262,12 +263,29 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
         run.abort(RunError("the flow run was cancelled"))
         raise
     finally:
-        wait(list(futures.values()), timeout=30)
+        lost = isinstance(run.abort_error, EngineUnreachable)
+        if lost:  # a task may be blocked in a call to the silent engine until its timeout: do not wait for it
+            runner.abandon = True
+        wait(list(futures.values()), timeout=1 if lost else 30)
         for name, future in futures.items():  # a task that died before it could report (a bug): say so
             exc = future.wrapped_future.exception() if future.wrapped_future.done() else None
             if exc is not None and not run.progress[name].phase.final:
                 run.set_phase(name, Phase.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         run.close()
+
+
+class _ChunkTaskRunner(ThreadPoolTaskRunner):  # type: ignore[type-arg]
+    """Prefect's thread pool, except that once `abandon` is set (the run was aborted because an engine stopped
+    answering) its end does not join the threads: one may sit in a call to that engine until the call's timeout,
+    and the run's outcome must not wait for it."""
+
+    abandon = False
+
+    def cancel_all(self) -> None:
+        if self.abandon and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        super().cancel_all()
 
 
 def _retry_while_waiting(run: CpuxRun) -> Any:
@@ -336,8 +354,12 @@ def bring_up(
     force_recreate: bool = False,
     watch: bool = False,
     watch_seconds: float | None = None,
+    env_files: list[str] | None = None,
 ) -> dict[str, Any]:
     """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
+
+    `${VAR}` in container env comes from the environment, over `env_files` (as `pnr up --env-file`), over the
+    domain's own env_files.
 
     With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.watch`) until
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
@@ -347,6 +369,8 @@ def bring_up(
     control = current_control()
     settings = run_settings(control.environ)
     timeout_seconds = timeout_seconds or settings.timeout_seconds
+    if env_files:  # the domain's own env_files are read under these by each chunk (see domain_environ)
+        control.environ = domain_environ(plan.domain, config_path, control.environ, env_files)
     names = plan.cpuxs_to_run(cpux, config_path)
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
@@ -365,7 +389,8 @@ def bring_up(
         timeout_seconds=timeout_seconds,
     )
     # the first CPUX's engine work (ping, images, network) runs while Prefect creates its subflow run
-    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build)
+    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
     events = RunEvents(plan, names, store, control, config_path, settings.chunk_events)
@@ -411,9 +436,52 @@ def _run_cpuxs(ref: RunRef, names: list[str], results: dict[str, Any], config_pa
         workers = len(run.plan.chunks_of(name)) + 2  # every chunk may wait at once: one thread each, no deadlock
         cpux_flow.with_options(
             flow_run_name=f"{run.plan.domain.name}.{name}",
-            task_runner=ThreadPoolTaskRunner(max_workers=workers),  # type: ignore[arg-type]
+            task_runner=_ChunkTaskRunner(max_workers=workers),  # type: ignore[arg-type]
         )(config_path, name, ref)
         results[name] = run.runs[name].results()
+
+
+def run_source(run: Any) -> str:
+    """What started a flow run: `schedule` (a deployment's schedule), `automation`, `deployment` (a deployment
+    run by hand, from the UI, `prefect deployment run` or `pnr serve`), or `cli` (`pnr up`/`pnr down`, or a call
+    of the flow in Python)."""
+    if getattr(run, "deployment_id", None) is None:
+        return "cli"
+    if getattr(run, "auto_scheduled", False):
+        return "schedule"
+    created_by = getattr(run, "created_by", None)
+    if created_by is not None and str(getattr(created_by, "type", "")).upper() == "AUTOMATION":
+        return "automation"
+    return "deployment"
+
+
+def run_labels(domain: str, run: Any) -> tuple[str, list[str]]:
+    """The name and tags pnr gives a bring-up or tear-down flow run: `dev_stack · cli`, and `pnr`,
+    `domain:dev_stack` and the source next to the tags it has (a deployment's own, but its `domain:` tag only if
+    the run's config is of that domain)."""
+    source = run_source(run)
+    kept = {t for t in getattr(run, "tags", None) or [] if not t.startswith("domain:")}  # a deployment's, maybe
+    return f"{domain} · {source}", sorted({*kept, "pnr", f"domain:{domain}", source})  # for another config_path
+
+
+def _label_flow_run(domain: str) -> None:
+    """Name and tag this flow run after its domain and source (one API call), so the runs page of the UI reads
+    `pnr-up > dev_stack · cli` and filters by `domain:dev_stack`. A failure only costs the label."""
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
+    if run is None:
+        return
+    name, tags = run_labels(domain, run)
+    try:
+        client: Any = ctx.client  # type: ignore[union-attr]
+        if isinstance(client, SyncPrefectClient):
+            client.update_flow_run(run.id, name=name, tags=tags)
+        else:
+            with get_client(sync_client=True) as sync:
+                sync.update_flow_run(run.id, name=name, tags=tags)
+        run.name, run.tags = name, tags
+    except Exception as exc:  # a label, never the run's outcome
+        get_run_logger().warning("could not name the flow run %r: %s", name, exc)
 
 
 def _result(plan: Plan, results: dict[str, Any], store: SignalStore) -> dict[str, Any]:
@@ -426,15 +494,26 @@ def _result(plan: Plan, results: dict[str, Any], store: SignalStore) -> dict[str
 
 @flow(name="pnr-down", persist_result=False)
 def tear_down(
-    config_path: str, runtime_dir: str | None = None, volumes: bool = False, stop_timeout_seconds: float | None = None
+    config_path: str,
+    runtime_dir: str | None = None,
+    volumes: bool = False,
+    stop_timeout_seconds: float | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Remove exactly what pnr created for the domain (by labels), in reverse dependency order.
-    `stop_timeout_seconds`: each container's grace after its stop signal, instead of its stop_grace_period_seconds."""
+    `stop_timeout_seconds`: each container's grace after its stop signal, instead of its stop_grace_period_seconds.
+    `force`: remove the domain even when another config file (of the same domain name) brought it up."""
     if stop_timeout_seconds is not None and stop_timeout_seconds < 0:
         raise ValueError(f"stop_timeout_seconds: {stop_timeout_seconds:g} is negative; give 0 or more seconds")
     plan = load_plan(config_path)
+    _label_flow_run(plan.domain.name)
     report = tear_down_domain(
-        plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, stop_timeout=stop_timeout_seconds
+        plan,
+        Engine(),
+        resolve_runtime_dir(runtime_dir),
+        volumes=volumes,
+        stop_timeout=stop_timeout_seconds,
+        force=force,
     )
     get_run_logger().info("removed %d container(s), %d network(s)", len(report["containers"]), len(report["networks"]))
     return report

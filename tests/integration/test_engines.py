@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, free_port, http_chunk, pnr_cli, second_engine_ctl, write_config
+from conftest import PNR, ROOT, free_port, http_chunk, pnr_cli, second_engine_ctl, write_config
 
 from pnr.exceptions import EngineUnreachable
 from pnr.prefect.flows import bring_up
@@ -259,3 +262,106 @@ def test_an_unreachable_engine_at_the_start_is_named_and_nothing_starts_anywhere
     assert "cannot reach the Docker engine 'ghost' (tcp://127.0.0.3:1" in str(info.value)
     # the engine of the second cpux was checked before the first cpux started anything
     assert _owned(docker_client, domain_name) == [] and _networks(docker_client, domain_name) == []
+
+
+# -- an engine that hangs: accepts connections, never answers (dockerd under SIGSTOP) -----------------------
+HANG_HOST = "tcp://127.0.0.8:2375"
+HANG_ENV = {
+    "PNR_ENGINE2_DIR": "/tmp/pnr-engine-hang",
+    "PNR_ENGINE2_BRIDGE": "pnrb8",
+    "PNR_ENGINE2_BRIDGE_CIDR": "10.219.0.1/24",
+    "PNR_ENGINE2_POOL": "10.220.0.0/16",
+    "PNR_ENGINE2_TCP": "127.0.0.8:2375",
+}
+
+
+def _hang_engine(action: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **HANG_ENV}
+    script = ROOT / "scripts" / "second_engine.sh"
+    return subprocess.run(["bash", str(script), action], capture_output=True, text=True, timeout=180, env=env)
+
+
+@pytest.fixture
+def hanging_engine(docker_client: Any, tmp_path: Path) -> Iterator[tuple[Any, int, dict[str, str]]]:
+    """An engine of this test's own (scripts/second_engine.sh on tcp://127.0.0.8:2375: freezing it disturbs no
+    other test), its dockerd pid, and the environment of `pnr` commands that use it as DOCKER_HOST (with a state
+    dir of their own, so the resident runner serves that engine). Everything is stopped and purged after."""
+    import docker
+
+    state = tmp_path / "state"
+    env = {"DOCKER_HOST": HANG_HOST, "PNR_STATE_DIR": str(state), "PNR_SERVER_PORT": str(free_port())}
+    try:
+        started = _hang_engine("start")
+        if started.returncode != 0:
+            pytest.skip(f"no second Docker engine: {(started.stderr or started.stdout).strip()}")
+        pid = int(Path(HANG_ENV["PNR_ENGINE2_DIR"], "docker.pid").read_text())
+        client = docker.DockerClient(base_url=HANG_HOST, timeout=30)
+        yield client, pid, env
+        client.close()
+    finally:
+        from pnr.backend import runner, server
+
+        runner.stop_runner(state)
+        server.stop(state_dir=state)
+        _hang_engine("purge")
+
+
+def test_a_hanging_engine_ends_up_status_and_down_within_seconds(tmp_path, domain_name, hanging_engine):
+    """SIGSTOP on the engine's dockerd while a chunk's exec probe keeps calling it: `pnr up` fails with the
+    engine-unreachable message soon after (the supervisor's 10 s ping, docker calls bounded at 10 s), not after
+    docker-py's minute; `status` and `down` are bounded the same way."""
+    client, pid, env = hanging_engine
+    pre = domain_name + "-"
+    db = http_chunk("db", free_port(), prefix=pre, check="http")
+    web = http_chunk("web", free_port(), prefix=pre, check="http", gate={"db_ready": "Y"}, deadline=120)
+    web["health_check"] = {  # docker exec calls every 0.1 s: one is in flight when the engine freezes
+        **{k: web["health_check"][k] for k in ("status_mapping", "interval_seconds")},
+        "type": "exec",
+        "command": ["test", "-f", "/never"],
+        "deadline_seconds": 120,
+        "timeout_seconds": 5,
+    }
+    cfg = write_config(tmp_path / "c.json", {"name": domain_name, "cpuxs": {"main": {"design_chunks": [db, web]}}})
+    rdir = tmp_path / "rt"
+    full_env = {**os.environ, **env}
+    command = [*PNR, "up", str(cfg), "--runtime-dir", str(rdir), "--timeout", "150"]
+    up = subprocess.Popen(command, env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    frozen_for: dict[str, float] = {}
+    try:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and up.poll() is None:
+            if [c.name for c in client.containers.list(filters={"name": pre + "web"})]:
+                break
+            time.sleep(0.2)
+        assert up.poll() is None, up.communicate()
+        time.sleep(1)  # web's exec probe is polling
+        os.kill(pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        _, stderr = up.communicate(timeout=120)
+        frozen_for["up"] = time.monotonic() - frozen
+        for what in ("status", "down"):
+            start = time.monotonic()
+            done = pnr_cli(what, str(cfg), "--runtime-dir", str(rdir), env=env, timeout=120)
+            frozen_for[what] = time.monotonic() - start
+            frozen_for[what + "_exit"] = done.returncode
+            frozen_for[what + "_err"] = done.stderr  # type: ignore[assignment]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if up.poll() is None:
+            up.kill()
+            up.wait(10)
+    print(
+        f"measured: up ended {frozen_for['up']:.1f}s after the freeze; status {frozen_for['status']:.1f}s, "
+        f"down {frozen_for['down']:.1f}s"
+    )
+    assert up.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert f"the default engine ({HANG_HOST}) stopped answering during the run of cpux main" in stderr
+    assert frozen_for["up"] < 30, frozen_for  # measured here: ~13 s (was ~70 s: docker-py's 60 s timeout)
+    assert frozen_for["status"] < 30 and "did not answer within 10s" in str(frozen_for["status_err"])
+    assert frozen_for["down_exit"] == 1 and frozen_for["down"] < 30
+    assert f"the default engine ({HANG_HOST}) did not answer within 10s" in str(frozen_for["down_err"])
+
+    again = pnr_cli("down", str(cfg), "--runtime-dir", str(rdir), env=env)  # it answers again: all goes
+    assert again.returncode == 0, again.stderr
+    assert client.containers.list(all=True, filters={"label": f"io.pnr.domain={domain_name}"}) == []

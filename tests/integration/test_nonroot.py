@@ -238,17 +238,24 @@ def rootless_podman(user: User, podman_host: str, docker_client: Any) -> Iterato
         client = _wait_for_client(f"unix://{sock}", service)
         yield client
     finally:
-        if service is not None:
-            with _gone():
-                os.killpg(service.pid, signal.SIGTERM)
-            try:
-                service.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with _gone():
-                    os.killpg(service.pid, signal.SIGKILL)
-                service.wait(timeout=10)
-        if tun_mode is not None:
-            tun.chmod(tun_mode)
+        try:
+            if service is not None:
+                _stop_group(service)
+        finally:
+            if tun_mode is not None:
+                tun.chmod(tun_mode)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group of `process`, SIGKILL after 10 s."""
+    with _gone():
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with _gone():
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def _wait_for_client(url: str, service: subprocess.Popen[bytes]) -> Any:

@@ -58,8 +58,12 @@ def test_a_plain_line_gives_up_what_typer_would(args: list[str]) -> None:
 
     fast = cli._parse_up(args)
     assert fast is not None, args
-    defaults = {n: p.default for n, p in inspect.signature(cli.up).parameters.items() if n != "config"}
-    typer_reads = typer.main.get_command(cli.app).commands["up"].make_context("up", list(args)).params
+    command = typer.main.get_command(cli.app).commands["up"]
+    multiple = {p.name for p in command.params if getattr(p, "multiple", False)}  # absent: click reads ()
+    defaults = {
+        n: () if n in multiple else p.default for n, p in inspect.signature(cli.up).parameters.items() if n != "config"
+    }
+    typer_reads = command.make_context("up", list(args)).params
     assert {**defaults, **fast} == typer_reads
 
 
@@ -117,11 +121,12 @@ def test_typer_errors_raised_inside_up_end_as_under_typer(
 
 
 def test_the_value_types_come_from_ups_annotations() -> None:
-    """Every value option of `up` (not a flag) is read by the fast path, with the type its annotation names."""
+    """Every single-value option of `up` (not a flag, not repeatable: typer reads those) is read by the fast path,
+    with the type its annotation names."""
     import typer.main
 
     params = typer.main.get_command(cli.app).commands["up"].params
-    values = {p.name for p in params if p.param_type_name == "option" and not p.is_flag}
+    values = {p.name for p in params if p.param_type_name == "option" and not p.is_flag and not p.multiple}
     types = cli._up_value_types()
     assert values and values <= set(types), values - set(types)
     assert types["timeout"] is float and types["cpux"] is str and types["runtime_dir"] is Path

@@ -45,7 +45,9 @@ def test_an_outcome_carries_the_exit_status_of_what_ended_the_run() -> None:
     assert UpOutcome.done({}).exit_status == 0
     assert UpOutcome.failed(ConfigError("f.json", [])).exit_status == 2
     assert UpOutcome.failed(EngineError("gone")).exit_status == 1
-    assert UpOutcome.failed(KeyboardInterrupt(), interrupted=True) == UpOutcome(False, 1, "", True)
+    assert UpOutcome.failed(KeyboardInterrupt(), interrupted=True) == UpOutcome(
+        False, 1, "", True, error="KeyboardInterrupt"
+    )
     assert UpOutcome.stopped().exit_status == 130
 
 

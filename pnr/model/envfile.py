@@ -1,6 +1,6 @@
-"""Compose's env-file format (`env_file`, `label_file`, the project's `.env`): `KEY=VALUE` lines, `export `
-prefixes, `#` comments, single quotes (literal), double quotes (escapes, may span lines), bare `KEY`
-(taken from the environment)."""
+"""Compose's env-file format (a domain's `env_files`, compose's `env_file`, `label_file`, the project's `.env`):
+`KEY=VALUE` lines, `export ` prefixes, `#` comments, single quotes (literal), double quotes (escapes, may span
+lines), bare `KEY` (taken from the environment)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ _ESCAPES = {
 
 @dataclass(frozen=True)
 class EnvLine:
+    """One assignment of an env file."""
+
     key: str
     value: str | None  # None: bare KEY, taken from the environment
     literal: bool  # single-quoted: no variable substitution
@@ -27,10 +29,11 @@ class EnvLine:
 
 
 class EnvFileError(ValueError):
-    pass
+    """A line that is not `KEY=VALUE`, or a quote never closed."""
 
 
 def parse_env_file(text: str) -> list[EnvLine]:
+    """The assignments of an env file, in order (EnvFileError names the line)."""
     out: list[EnvLine] = []
     lines = text.splitlines()
     i = 0
