@@ -131,6 +131,8 @@ def test_a_chain_converges_reports_and_goes_down_on_podman(tmp_path, podman, pod
     cfg = write_config(tmp_path / "chain.json", data)
     run = ["--runtime-dir", str(tmp_path / "rt")]
 
+    doctor = pnr_cli("doctor", env=podman_env)  # says which engine it found
+    assert "Podman" in doctor.stdout and podman_env["DOCKER_HOST"] in doctor.stdout, doctor.stdout + doctor.stderr
     up = _ok(pnr_cli("up", str(cfg), *run, env=podman_env))
     assert "5 chunks completed" in up, up
     ids = _ids(podman, domain)
