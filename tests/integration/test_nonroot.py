@@ -4,7 +4,6 @@ its own `pnr up`), a chain, `status` and `down`; and the same user brings a chai
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import PODMAN_DIR, ROOT, TEST_IMAGE, free_port, http_chunk, write_config
 
+grp = pytest.importorskip("grp", reason="users and groups of a POSIX system")
 RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"  # found on root's PATH: the user's has no sbin
 
 pytestmark = [
