@@ -1,6 +1,6 @@
 """The command-line benchmark: whole processes timed from a shell, side by side in one run.
 
-    bench/cli.sh --quick          # chain6 + demo, warm server only, 2 repetitions (< 4 min)
+    bench/cli.sh --quick          # chain6, outside6 + demo, warm server only, 2 repetitions, 1 min at rest
     bench/cli.sh                  # everything (< 30 min): + ephemeral, first-run, concurrency, scale 100/500
     .venv/bin/python bench/cli.py --stacks chain6 --modes warm ephemeral --backend managed external --repeats 3 \
         --no-concurrency --no-scale
@@ -28,6 +28,8 @@ neither change what is measured nor restart pnr's runner in the middle of a run.
 Between repetitions everything is torn down with the tool's own command (`pnr down`, `docker-compose down`), then
 swept by label (pnr.bench.run=<tag>); what the tool's teardown left behind is recorded. Results:
 bench/results/cli-<stamp>.json, cli-latest.json and cli-latest.md (the section bench/cli_report.py renders).
+After the stacks, the warm backend is left idle for --at-rest-minutes and its memory and CPU are read from /proc
+(bench/at_rest.py): the at-rest footprint, in the same report.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import at_rest  # noqa: E402
 import cli_report  # noqa: E402
 import lower_bound  # noqa: E402
 import report  # noqa: E402
@@ -69,6 +72,7 @@ from stacks import (  # noqa: E402
     demo,
     free_port,
     layered,
+    outside,
     pnr_config,
     remove_containers,
 )
@@ -76,6 +80,7 @@ from stacks import (  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 PNR_UP_STACKS: dict[str, Callable[[], Stack]] = {
     "chain6": lambda: chain(6, delay=1.0),  # busybox httpd answering 200 one second after start, s0 → … → s5
+    "outside6": outside,  # the outside harness's chain: httpd on PORT published "PORT": "PORT", probe every 0.02 s
     "demo": demo,  # config/dev_stack.json's redis → api → web, pnr-demo/* images
 }
 SMALL = lambda: chain(3, delay=1.0)  # noqa: E731  the concurrency domains and the warm-ups
@@ -504,7 +509,8 @@ class Bench:
         return rec
 
     def pnr_down(self, cfg: Path, runtime: Path, env: dict[str, str]) -> tuple[float, str]:
-        down = timed([self.pnr, "down", str(cfg), "--runtime-dir", str(runtime)], env, timeout=900)
+        # -t 2 as docker-compose down gets: outside6's httpd is PID 1 without a TERM handler and waits out its grace
+        down = timed([self.pnr, "down", str(cfg), "--runtime-dir", str(runtime), "-t", "2"], env, timeout=900)
         return down.wall, ("" if down.rc == 0 else f"pnr down failed ({down.rc}): {down.tail()}")
 
     def run_pnr(self, stack: Stack, mode: str, env: dict[str, str], server: Server | None) -> dict[str, Any]:
@@ -676,6 +682,19 @@ def guarded(bench: Bench, label: str, fn: Callable[[Stack], dict[str, Any]], sta
         return {"tool": tool, "mode": mode, "wall": float("nan"), "cpu": float("nan"), "error": f"{exc!r}"[:2000]}
 
 
+def bench_at_rest(bench: Bench, data: dict[str, Any]) -> None:
+    """The warm backend left alone for --at-rest-minutes after the stacks' runs: memory (RSS, PSS, USS) and CPU of
+    the server and each runner member, from /proc (bench/at_rest.py)."""
+    server = bench.server(bench.args.backends[0])
+    procs = at_rest.backend_processes(Path(server.managed_env()["PNR_STATE_DIR"])) if server.kind == "managed" else {}
+    procs = procs or {"server": server.pid}
+    log(f"at rest: {sorted(procs)} idle for {bench.args.at_rest_minutes:g} min")
+    result = at_rest.measure(procs, bench.args.at_rest_minutes * 60)
+    data["at_rest"] = {"backend": server.kind, **result}
+    total = result["total"]
+    log(f"at rest: {total['rss_mb']:.0f} MB RSS, {total['pss_mb']:.0f} MB PSS, {total['cpu_pct']:.2f} % of a core")
+
+
 def bench_concurrency(bench: Bench, data: dict[str, Any]) -> None:
     """N `pnr up`s of different 3-chunk domains at once against one server, vs one alone; the same for the lower
     bound (what the machine's 2 cores allow anyway)."""
@@ -830,7 +849,9 @@ def save(data: dict[str, Any], name: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="chain6 + demo, warm server only, 2 repetitions, no extras")
+    p.add_argument(
+        "--quick", action="store_true", help="chain6, outside6 + demo, warm server only, 2 repetitions, 1 min at rest"
+    )
     p.add_argument("--stacks", nargs="*", default=list(PNR_UP_STACKS), choices=list(PNR_UP_STACKS), help="(none: skip)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="pnr up modes [default: all]")
     p.add_argument("--repeats", type=int, default=3)
@@ -844,6 +865,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "managed = `pnr server start` (server + runner; `pnr up` is a thin client), auto = managed when `pnr server "
         "--help` works, else external; ephemeral = add the ephemeral mode. The first one also serves concurrency "
         "and scale [default: auto]",
+    )
+    p.add_argument(
+        "--at-rest-minutes",
+        type=float,
+        default=5.0,
+        help="after the stacks, leave the warm backend idle this long and measure its memory and CPU (0: skip; "
+        "--quick: 1) [default: 5]",
     )
     p.add_argument("--concurrency", type=int, default=6, help="pnr ups at once (0: skip)")
     p.add_argument("--concurrency-repeats", type=int, default=1)
@@ -879,7 +907,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.repeats = min(args.repeats, 2)
-        args.stacks, args.modes, args.no_concurrency, args.no_scale = ["chain6", "demo"], ["warm"], True, True
+        args.at_rest_minutes = min(args.at_rest_minutes, 1.0)
+        args.stacks, args.modes = ["chain6", "outside6", "demo"], ["warm"]
+        args.no_concurrency = args.no_scale = True
     if args.no_concurrency:
         args.concurrency = 0
     if args.no_scale:
@@ -925,6 +955,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": [],
         "concurrency": None,
         "scale": [],
+        "at_rest": None,
     }
     args.postgres_url = postgres_url(args.postgres, data["notes"])
     data["args"]["postgres"] = "given" if args.postgres else None  # the URL holds a password
@@ -935,6 +966,8 @@ def main(argv: list[str] | None = None) -> None:
             data["server_startup_s"] = {b: bench.server(b).startup_s for b in args.backends}
             bench.warm_up(data)
             bench_stacks(bench, data)
+            if args.at_rest_minutes > 0 and args.backends:
+                bench_at_rest(bench, data)
             if args.concurrency:
                 bench_concurrency(bench, data)
             if args.scale:

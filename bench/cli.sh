@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The command-line benchmark, one command: set up (venv, Docker engine, test images), the demo images and
 # docker-compose 1.29.2 (Debian), then run bench/cli.py (arguments are passed on).
-#   bench/cli.sh --quick                  # chain6 + demo, warm server, 2 repetitions: < 4 min
+#   bench/cli.sh --quick                  # chain6, outside6 + demo, warm server, 2 repetitions, 1 min at rest
 #   bench/cli.sh                          # everything: < 30 min
 #   bench/cli.sh --postgres auto          # + scale on a PostgreSQL-backed server (scripts/ensure_postgres.sh)
 #   bench/cli.sh --stacks --no-concurrency --scale 500 --scale-repeats 3 --postgres auto

@@ -304,6 +304,27 @@ def _timeline_table(summary: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+AT_REST_TARGET = "target: ≤ 0.5 % of one core and ≤ 300 MB in total"
+
+
+def _at_rest_md(rest: dict[str, Any] | None) -> list[str]:
+    """The warm backend idle after the stacks' runs: per process memory and CPU (bench/at_rest.py)."""
+    if not rest:
+        return []
+    load = ", ".join(f"{x:.2f}" for x in rest["load_before"])
+    lines = [
+        f"#### At rest: the warm backend ({rest['backend']}) idle for {rest['seconds'] / 60:.1f} min after the "
+        "stacks' runs",
+        "",
+        f"From /proc (smaps_rollup: PSS shares the pages forked members share; utime + stime; load before {load}; "
+        f"{AT_REST_TARGET}).",
+        "",
+    ]
+    from at_rest import table
+
+    return [*lines, table(rest), ""]
+
+
 def _concurrency_md(c: dict[str, Any] | None) -> list[str]:
     if not c:
         return []
@@ -448,6 +469,7 @@ def section(data: dict[str, Any]) -> str:
         parts += _fixed_cost_table(summary)
         parts += _first_call_table(data, summary)
         parts += _timeline_table(summary)
+    parts += _at_rest_md(data.get("at_rest"))
     parts += _concurrency_md(summary.get("concurrency"))
     parts += _scale_md(summary.get("scale", []))
     parts += _observations(data)

@@ -66,7 +66,7 @@ def run(client: Any, stack: Stack, prefix: str, network: str, tag: str, execute:
         try:
             for d in s.deps:
                 ready[d].wait()
-            ports = {f"{s.port}/tcp": ("127.0.0.1", s.host_port)} if s.port else None
+            ports = {f"{s.port}/tcp": (s.bind, s.host_port) if s.bind else s.host_port} if s.port else None
             cid = api.create_container(
                 s.image,
                 command=s.command,

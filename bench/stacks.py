@@ -43,6 +43,9 @@ class Service:
     body_contains: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     healthcheck: list[str] | None = None  # compose: the same readiness, run inside the container
+    bind: str = "127.0.0.1"  # host address the port is published on; "": every address (`"PORT": "PORT"`)
+    probe_interval: float | None = None  # pnr's probe: interval_seconds (None: the bench's --pnr-probe-interval)
+    probe_deadline: float | None = 120.0  # pnr's probe: deadline_seconds (None: no deadline)
 
 
 @dataclass
@@ -109,6 +112,35 @@ def _httpd(name: str, deps: list[str], delay: float | None = None) -> Service:
 def chain(n: int = 10, delay: float | None = None) -> Stack:
     """s0 → s1 → … → s(n-1); see `_httpd` for `delay`."""
     return Stack(f"chain{n}", [_httpd(f"s{i}", [f"s{i - 1}"] if i else [], delay) for i in range(n)])
+
+
+OUTSIDE_HTTPD = "sleep 1; exec httpd -f -p {port} -h /www"
+
+
+def outside(n: int = 6) -> Stack:
+    """The chain an outside harness measured: s0 → … → s(n-1), each `sh -c "sleep 1; exec httpd -f -p PORT -h
+    /www"` listening on its host port inside the container too, published as `"PORT": "PORT"` (no address), an
+    http probe on / every 0.02 s with a 1 s timeout and no deadline. Unlike chain6, httpd is PID 1 without a TERM
+    trap: a stop waits for the grace period (it is not timed)."""
+    services = []
+    for i in range(n):
+        port = free_port()
+        services.append(
+            Service(
+                name=f"s{i}",
+                image=BUSYBOX,
+                deps=[f"s{i - 1}"] if i else [],
+                command=["sh", "-c", OUTSIDE_HTTPD.format(port=port)],
+                port=port,
+                host_port=port,
+                probe="http",
+                healthcheck=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}/"],
+                bind="",
+                probe_interval=0.02,
+                probe_deadline=None,
+            )
+        )
+    return Stack(f"outside{n}", services)
 
 
 def fanout(n: int = 30) -> Stack:
@@ -192,7 +224,7 @@ def pnr_config(stack: Stack, domain: str, prefix: str, tag: str, interval: float
         if s.env:
             container["env"] = s.env
         if s.port:
-            container["ports"] = {str(s.port): f"127.0.0.1:{s.host_port}"}
+            container["ports"] = {str(s.port): f"{s.bind}:{s.host_port}" if s.bind else str(s.host_port)}
         chunk: dict[str, Any] = {
             "name": s.name,
             "gatekeeper": gate,
@@ -204,13 +236,14 @@ def pnr_config(stack: Stack, domain: str, prefix: str, tag: str, interval: float
                 "type": "tcp" if s.probe == "redis" else "http",
                 "port_key": str(s.port),
                 "timeout_seconds": 1,
-                "interval_seconds": interval,
-                "deadline_seconds": 120,
+                "interval_seconds": interval if s.probe_interval is None else s.probe_interval,
                 "status_mapping": {
                     "success": {"key": f"{s.name}_ready", "response": ["yes"], "tv": "Y"},
                     "failure": {"key": f"{s.name}_ready", "response": ["no"], "tv": "N"},
                 },
             }
+            if s.probe_deadline is not None:
+                check["deadline_seconds"] = s.probe_deadline
             if s.probe == "http":
                 check.update(path=s.path, expected_code=200)
                 if s.body_contains:
@@ -230,7 +263,7 @@ def compose_file(stack: Stack, prefix: str, tag: str, interval: str) -> dict[str
         if s.env:
             svc["environment"] = s.env
         if s.port:
-            svc["ports"] = [f"127.0.0.1:{s.host_port}:{s.port}"]
+            svc["ports"] = [f"{s.bind}:{s.host_port}:{s.port}" if s.bind else f"{s.host_port}:{s.port}"]
         if s.healthcheck:
             svc["healthcheck"] = {
                 "test": s.healthcheck,
@@ -250,6 +283,7 @@ ALL = {
     "chain10": chain,
     "fanout1x30": fanout,
     "diamond": diamond,
+    "outside6": outside,
     "demo": demo,
     "scale100": lambda: layered(100),
     "scale500": lambda: layered(500),

@@ -65,9 +65,18 @@ DEFAULT_PORT = 4200
 DEFAULT_START_TIMEOUT = 90.0  # a new SQLite database takes ~10-12 s (all migrations); leave room for a busy machine
 
 # Set in the server's environment unless the user's environment sets them already. Measured (docs/server.md):
-# batching the task-run recorder cuts the lag until a 200-task burst shows in the API from ~7 s to ~0.3 s;
-# the other services and the event persister's batches made no measurable difference, so they stay as Prefect
-# ships them (the scheduler above all: schedules are a pnr feature).
+# batching the task-run recorder cuts the lag until a 200-task burst shows in the API from ~7 s to ~0.3 s.
+# Every Prefect service runs (schedules, late runs, automations are pnr features); SERVICE_LOOPS only stretches
+# the loops an idle server wakes up for, which are most of its CPU at rest.
+SERVICE_LOOPS: dict[str, str] = {
+    "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "30",  # 5; the full loop stays at 60
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "30",  # 5; a run is Late 15 s after its time, seen ≤ 30 s later
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS": "60",  # 5
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "60",  # 15
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "60",  # 5
+    "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "30",  # 15
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "60",  # 20
+}
 SERVER_TUNING: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # telemetry calls fail offline
     "DO_NOT_TRACK": "1",
@@ -76,6 +85,7 @@ SERVER_TUNING: dict[str, str] = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "10",
     # whole seconds: Prefect int()s this value, and 0 would make the flush loop spin
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    **SERVICE_LOOPS,
 }
 
 # Inherited settings that would point the server at another home, profile or database than pnr's.

@@ -1,4 +1,4 @@
-"""The ASGI app of pnr's resident Prefect server: Prefect's own app with three changes, each a no-op (and said
+"""The ASGI app of pnr's resident Prefect server: Prefect's own app with four changes, each a no-op (and said
 so on stderr) where Prefect's internals are not what it expects:
 
 - SQLite transactions begin IMMEDIATE, so concurrent writers queue on the busy timeout instead of failing with
@@ -7,12 +7,15 @@ so on stderr) where Prefect's internals are not what it expects:
   arithmetic in asyncpg's encoder is slow.
 - A plain multi-row INSERT runs as one cached statement executed per row (`executemany`) instead of a statement
   compiled anew for every batch. Anything else runs as Prefect wrote it.
+- The docket worker that runs Prefect's periodic services polls every second, without a cancellation listener
+  (`quiet_docket`): what an idle server spends most of its CPU on (docs/server.md).
 
 Run as `python -m uvicorn --factory pnr.backend.server_app:create_app` (pnr.backend.server builds that command).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import sys
@@ -24,6 +27,7 @@ def create_app() -> Any:
     immediate_sqlite_transactions()
     plain_timestamp_binds()
     executemany_inserts()
+    quiet_docket()
     from prefect.server.api.server import create_app as prefect_app
 
     return prefect_app()
@@ -92,6 +96,59 @@ def executemany_inserts() -> bool:
         return execute
 
     _wrap_once(AsyncSession, "execute", many)
+    return True
+
+
+DOCKET_POLL_SECONDS = 1.0  # docket's worker: 0.25 s; how often it checks for due and new background tasks
+DOCKET_HEARTBEAT_SECONDS = 10.0  # docket's: 2 s; its worker registry, which Prefect does not read
+
+
+def quiet_docket() -> bool:
+    """Make the docket worker that runs Prefect's background services (late runs, scheduler, ...) poll every
+    DOCKET_POLL_SECONDS and heartbeat every DOCKET_HEARTBEAT_SECONDS instead of 4 and 0.5 times a second, and not
+    listen for task cancellations (10 polls a second; Prefect cancels no docket task): what an idle server spends
+    most of its CPU on. A service runs at most that much later than its loop interval says; a task enqueued for
+    now is read as it arrives (the worker blocks on its stream). False if it cannot."""
+    try:
+        from datetime import timedelta
+
+        from prefect.server.api import background_workers
+        from prefect.server.api import server as prefect_server
+    except ImportError as exc:
+        print(f"pnr: Prefect's background worker polls at its own pace: {exc}", file=sys.stderr)
+        return False
+    worker: Any = background_workers.Worker  # type: ignore[attr-defined]
+    docket: Any = prefect_server.Docket  # type: ignore[attr-defined]
+    if getattr(worker, "_pnr_quiet", False):
+        return True
+    poll = timedelta(seconds=DOCKET_POLL_SECONDS)
+
+    class QuietWorker(worker):  # type: ignore[misc]
+        _pnr_quiet = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("minimum_check_interval", poll)
+            kwargs.setdefault("scheduling_resolution", poll)
+            super().__init__(*args, **kwargs)
+
+        async def _cancellation_listener(self) -> None:
+            # docket polls its cancellation channel 10 times a second for `docket.cancel()`, which Prefect never
+            # calls: report the listener ready and wait for the worker to stop. docket's own if its internals moved.
+            session = getattr(self, "_processing_session", None)
+            ready, stopping = getattr(session, "cancellation_ready", None), getattr(session, "stopping", None)
+            if not (isinstance(ready, asyncio.Event) and isinstance(stopping, asyncio.Event)):
+                await super()._cancellation_listener()
+                return
+            ready.set()
+            await stopping.wait()
+
+    class QuietDocket(docket):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("heartbeat_interval", timedelta(seconds=DOCKET_HEARTBEAT_SECONDS))
+            super().__init__(*args, **kwargs)
+
+    background_workers.Worker = QuietWorker  # type: ignore[attr-defined]
+    prefect_server.Docket = QuietDocket  # type: ignore[attr-defined]
     return True
 
 

@@ -660,6 +660,12 @@ def down(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="remove the domain even if another config file (with the same domain name) brought it up"
+        ),
+    ] = False,
 ) -> None:
     """Remove exactly what pnr created for this domain (labels), in reverse order."""
     plan = _plan(config)
@@ -672,7 +678,13 @@ def down(
 
     try:
         report = tear_down_domain(
-            plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, on_removed=removed, stop_timeout=timeout
+            plan,
+            Engine(),
+            resolve_runtime_dir(runtime_dir),
+            volumes=volumes,
+            on_removed=removed,
+            stop_timeout=timeout,
+            force=force,
         )
     except PnrError as exc:
         raise _fail(exc) from None

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
         describe_changes,
         desired_state,
         not_ours,
+        other_configs,
         spec_label,
     )
     from pnr.engines.engine import (
         LABEL_CHUNK,
+        LABEL_CONFIG,
         LABEL_CPUX,
         LABEL_DOMAIN,
         LABEL_HASH,
@@ -65,6 +67,8 @@ _WHERE = {
     "not_ours": "pnr.engines.converge",
     "resolve_endpoint": "pnr.engines.resolve",
     "spec_label": "pnr.engines.converge",
+    "other_configs": "pnr.engines.converge",
+    "LABEL_CONFIG": "pnr.engines.engine",
     "used_engines": "pnr.engines.engineset",
 }
 
@@ -78,6 +82,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "LABEL_CHUNK",
+    "LABEL_CONFIG",
     "LABEL_CPUX",
     "LABEL_DOMAIN",
     "LABEL_HASH",
@@ -101,6 +106,7 @@ __all__ = [
     "image_ref",
     "network_name",
     "not_ours",
+    "other_configs",
     "resolve_endpoint",
     "spec_label",
     "used_engines",

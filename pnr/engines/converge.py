@@ -8,7 +8,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC, ContainerState
+from pnr.engines.engine import (
+    LABEL_CHUNK,
+    LABEL_CONFIG,
+    LABEL_DOMAIN,
+    LABEL_HASH,
+    LABEL_MANAGED,
+    LABEL_SPEC,
+    ContainerState,
+)
 from pnr.model import DEFAULT_HOST_IP, ContainerSpec
 
 
@@ -98,6 +106,17 @@ def not_ours(labels: dict[str, str], cid: str, *, domain: str, chunk: str, conta
             f"{labels.get(LABEL_DOMAIN)!r}; rename one of them"
         )
     return None
+
+
+def other_configs(labels: list[dict[str, str]], domain: str, config_file: str) -> dict[str, int]:
+    """The config files other than `config_file` that created containers of `domain` (by label), with how many
+    each. Containers made before pnr remembered its config file (no label) belong to any file of the domain."""
+    others: dict[str, int] = {}
+    for lab in labels:
+        made_by = lab.get(LABEL_CONFIG)
+        if lab.get(LABEL_MANAGED) == "true" and lab.get(LABEL_DOMAIN) == domain and made_by and made_by != config_file:
+            others[made_by] = others.get(made_by, 0) + 1
+    return others
 
 
 def decide(

@@ -33,6 +33,7 @@ LABEL_CPUX = "io.pnr.cpux"
 LABEL_CHUNK = "io.pnr.chunk"
 LABEL_HASH = "io.pnr.config-hash"
 LABEL_RUN = "io.pnr.flow-run-id"
+LABEL_CONFIG = "io.pnr.config"  # the absolute path of the config file that created it
 LABEL_SPEC = "io.pnr.spec"  # the desired state it was made from (env values digested), for change reasons
 
 
@@ -475,8 +476,10 @@ class Engine:
         env: dict[str, str],
         runtime_dir: Path | None = None,
         spec_label: str = "",
+        config_file: str = "",
     ) -> ContainerState:
-        """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write)."""
+        """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write);
+        `config_file` (the config's absolute path) is remembered in a label."""
         spec = chunk.container
         api = self.client.api
         bindings = spec.port_bindings(self.port_ip)
@@ -489,6 +492,7 @@ class Engine:
             LABEL_HASH: config_hash,
             LABEL_RUN: flow_run_id,
             LABEL_SPEC: spec_label,
+            **({LABEL_CONFIG: config_file} if config_file else {}),
         }
         binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
         if runtime_dir is not None:

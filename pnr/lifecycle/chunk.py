@@ -109,6 +109,7 @@ class ChunkDriver:
             env=self.env(),
             runtime_dir=self.runtime_mount(),
             spec_label=spec_label(desired),
+            config_file=str(Path(st.config_path).resolve()),
         )
         return state, "created" if existing is None else "recreated (" + "; ".join(decision.reasons) + ")"
 

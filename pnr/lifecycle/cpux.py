@@ -20,8 +20,18 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import EngineSet, host_port_clashes, image_ref, not_ours
-from pnr.exceptions import BlockedChunk, ChunkFailed, EngineError, RunError, RunTimeout, StallError
+from pnr.engines import EngineSet, host_port_clashes, image_ref, not_ours, other_configs
+from pnr.exceptions import (
+    BlockedChunk,
+    ChunkFailed,
+    ConfigError,
+    ConfigIssue,
+    EngineError,
+    ImageError,
+    RunError,
+    RunTimeout,
+    StallError,
+)
 from pnr.lifecycle.chunk import ChunkDriver
 from pnr.lifecycle.state import CpuxState, Phase
 from pnr.model import PNR_ITSELF, Plan
@@ -68,15 +78,40 @@ def by_engine(plan: Plan, names: list[str], engines: EngineSet) -> dict[str, lis
     return out
 
 
-def prepare_engines(plan: Plan, names: list[str], engines: EngineSet, base_dir: Path, build: bool) -> Prepared:
+def other_config_error(
+    domain: str, config_path: str, others: dict[str, int], fix: str, config_file: str | None = None
+) -> ConfigError:
+    """A domain's containers were made from another config file than `config_path`: what to do (`fix`)."""
+    files = ", ".join(f"{path} ({n} container{'s' * (n != 1)})" for path, n in sorted(others.items()))
+    this = config_file or str(Path(config_path).resolve())
+    message = (
+        f"domain {domain!r} was brought up from another config file: {files}; this is {this}. "
+        f"Two configs share the domain name: {fix}, or give one of them another domain name"
+    )
+    return ConfigError(config_path, [ConfigIssue("name", message)])
+
+
+def prepare_engines(
+    plan: Plan,
+    names: list[str],
+    engines: EngineSet,
+    base_dir: Path,
+    build: bool,
+    config_path: str | None = None,
+    take_over: bool = False,
+) -> Prepared:
     """Every engine of the run answers (pinged in parallel: the first CPUX's preparation checks the engines of
     every CPUX of the bring-up); host ports free, images present and the domain network made on each engine
     the chunks `names` use. Raises before starting anything. Notes the chunks whose container name is free (one
     listing per engine): they are created without an inspect first — at 500 chunks, 500 engine calls fewer
-    while the engine is busiest (a name taken meanwhile falls back to the inspect)."""
+    while the engine is busiest (a name taken meanwhile falls back to the inspect). `config_path`: the domain's
+    containers must have been made from this file (ConfigError otherwise) unless `take_over`."""
     domain = plan.domain.name
     engines.ping_all()
     groups = by_engine(plan, names, engines)
+    listed = {name: engines[name].container_names() for name in groups}
+    if config_path is not None and not take_over:
+        _refuse_other_config(domain, config_path, [labels for e in listed.values() for _id, labels in e.values()])
     taken = []
     for name, chunks in groups.items():
         try:
@@ -85,7 +120,7 @@ def prepare_engines(plan: Plan, names: list[str], engines: EngineSet, base_dir: 
             taken.append(str(exc) if len(groups) == 1 else f"{engines.describe(name)}:\n{exc}")
     absent: set[str] = set()
     for name, chunks in groups.items():  # a name another owner holds: refused before anything starts
-        present = engines[name].container_names()
+        present = listed[name]
         for n in chunks:
             cname = plan.chunks[n].container.name
             if cname not in present:
@@ -96,23 +131,48 @@ def prepare_engines(plan: Plan, names: list[str], engines: EngineSet, base_dir: 
                 taken.append(f"chunk {n}: {refusal}")
     if taken:
         raise EngineError("\n".join(taken))
-    images: dict[str, str] = {}
-    pulled: dict[tuple[str, str], str] = {}  # (engine, image): one look per image, not per chunk (500 → 1)
-    for name in names:
-        chunk = plan.chunks[name]
-        if chunk.container.build_path:  # a build of its own
-            images[name] = engines.of(chunk).ensure_image(domain, chunk, base_dir, build=build)
-            continue
-        key = (engines.name_of(chunk), image_ref(domain, chunk))
-        if key not in pulled:
-            pulled[key] = engines.of(chunk).ensure_image(domain, chunk, base_dir, build=build)
-        images[name] = pulled[key]
+    images = _images(plan, names, engines, base_dir, build)
     for name in groups:  # last: a missing image leaves nothing behind
         engines[name].ensure_network(domain)
     return images, absent
 
 
-def start_preparing(plan: Plan, cpux: str, engines: EngineSet, config_path: str, build: bool) -> Future[Prepared]:
+def _refuse_other_config(domain: str, config_path: str, labels: list[dict[str, str]]) -> None:
+    this = str(Path(config_path).resolve())
+    others = other_configs(labels, domain, this)
+    if others:
+        first = sorted(others)[0]
+        fix = f"bring it down with `pnr down {first}` first, take it over with `pnr up --force-recreate`"
+        raise other_config_error(domain, config_path, others, fix, this)
+
+
+def _images(plan: Plan, names: list[str], engines: EngineSet, base_dir: Path, build: bool) -> dict[str, str]:
+    """The image id of each chunk (looked up, built or pulled); ImageError naming every image missing."""
+    domain = plan.domain.name
+    images: dict[str, str] = {}
+    pulled: dict[tuple[str, str], str] = {}  # (engine, image): one look per image, not per chunk (500 → 1)
+    missing: list[str] = []  # every image that cannot be had, said at once
+    for name in names:
+        chunk = plan.chunks[name]
+        key = (engines.name_of(chunk), image_ref(domain, chunk))
+        try:
+            if chunk.container.build_path:  # a build of its own
+                images[name] = engines.of(chunk).ensure_image(domain, chunk, base_dir, build=build)
+                continue
+            if key not in pulled:
+                pulled[key] = engines.of(chunk).ensure_image(domain, chunk, base_dir, build=build)
+            images[name] = pulled[key]
+        except ImageError as exc:
+            missing.append(str(exc))
+            pulled[key] = ""  # the same image for another chunk: said once
+    if missing:
+        raise ImageError("\n".join(missing))
+    return images
+
+
+def start_preparing(
+    plan: Plan, cpux: str, engines: EngineSet, config_path: str, build: bool, take_over: bool = False
+) -> Future[Prepared]:
     """`prepare_engines` for `cpux` in a thread of its own, now: the engine work (ping, images, network: ~0.1 s
     on a quiet engine) overlaps the creation of the CPUX's subflow run instead of following it."""
     future: Future[Prepared] = Future()
@@ -122,7 +182,9 @@ def start_preparing(plan: Plan, cpux: str, engines: EngineSet, config_path: str,
         if not future.set_running_or_notify_cancel():
             return
         try:
-            future.set_result(prepare_engines(plan, plan.chunks_of(cpux), engines, base_dir, build))
+            future.set_result(
+                prepare_engines(plan, plan.chunks_of(cpux), engines, base_dir, build, config_path, take_over)
+            )
         except BaseException as exc:  # raised where the CPUX's prepare task waits for it
             future.set_exception(exc)
 
@@ -148,7 +210,9 @@ class CpuxRun(CpuxState):
         images, absent = (
             early.result()
             if early is not None
-            else prepare_engines(self.plan, self.names, self.engines, self.base_dir, build)
+            else prepare_engines(
+                self.plan, self.names, self.engines, self.base_dir, build, self.config_path, self.force_recreate
+            )
         )
         self.images.update(images)
         self.absent |= absent

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref
+from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref, other_configs
 from pnr.exceptions import EngineUnreachable
-from pnr.lifecycle.cpux import domain_runs
+from pnr.lifecycle.cpux import domain_runs, other_config_error
 from pnr.model import Plan
 from pnr.runtime import SignalStore, remove_domain_files
 
@@ -31,6 +31,7 @@ def tear_down_domain(
     volumes: bool = False,
     on_removed: Callable[[str, str], None] | None = None,
     stop_timeout: float | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Stop and remove the domain's containers (reverse dependency order, across its engines), its network on
     each engine and its own runtime values. Only objects labelled with this domain are touched. Safe to run from
@@ -38,7 +39,8 @@ def tear_down_domain(
     what was removed and what is left (the runtime values stay until a later run reaches every engine).
     `on_removed(kind, name)` is told of each container, network and volume as it goes (from worker threads).
     `stop_timeout`: seconds each container gets after its stop signal before SIGKILL, instead of its own
-    stop_grace_period_seconds (`docker compose down -t`)."""
+    stop_grace_period_seconds (`docker compose down -t`). The domain's containers must have been made from the
+    plan's config file (ConfigError naming the other file, nothing removed) unless `force`."""
     told = on_removed or (lambda kind, name: None)
     engines = EngineSet.coerce(engine, plan)
     lost = engines.unreachable()
@@ -48,6 +50,15 @@ def tear_down_domain(
     domain = plan.domain.name
     removed = []
     owned = [(e, state) for _name, e in reachable for state in e.owned_containers(domain)]
+    if not force and not plan.source.startswith("<"):
+        this = str(Path(plan.source).resolve())
+        others = other_configs([state.labels for _e, state in owned], domain, this)
+        if others:
+            fix = (
+                f"remove it with `pnr down {sorted(others)[0]}`, or with `pnr down --force {plan.source}` anyway "
+                "(the pnr-down flow: force=true)"
+            )
+            raise other_config_error(domain, plan.source, others, fix, this)
     by_state = {id(state): e for e, state in owned}
     for group in _reverse_levels(plan, [state for _e, state in owned]):
         # one level at a time, dependents first; within a level in parallel (a slow stop costs once, not per container)
@@ -128,11 +139,24 @@ def _stop_and_remove(
 def plan_actions(
     plan: Plan, engine: Engine | EngineSet, config_path: str, runtime_dir: Path, force: bool = False
 ) -> list[dict[str, Any]]:
-    """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing."""
+    """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing.
+    Every chunk is refused when another config file of the same domain name brought the domain up (unless
+    `force`: `pnr up --force-recreate` takes it over)."""
     engines = EngineSet.coerce(engine, plan)
     engines.ping_all()
     store = SignalStore(runtime_dir, plan.domain.name)
     rows: list[dict[str, Any]] = []
+    this = str(Path(config_path).resolve())
+    labels = [c.labels for _name, e in engines.items() for c in e.owned_containers(plan.domain.name)]
+    others = {} if force else other_configs(labels, plan.domain.name, this)
+    if others:
+        files = ", ".join(sorted(others))
+        why = f"domain {plan.domain.name} was brought up from {files} (--force-recreate takes it over)"
+        return [
+            {"chunk": n, "container": plan.chunks[n].container.name, "action": "refuse", "reasons": [why]}
+            for c in plan.cpux_order
+            for n in plan.chunks_of(c)
+        ]
     for run in domain_runs(plan, store, engines, config_path, timeout_seconds=1, force_recreate=force):
         for name in run.names:
             chunk = plan.chunks[name]

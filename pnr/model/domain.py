@@ -13,7 +13,7 @@ from pydantic import (
 from pnr.model.checks import HealthCheck
 from pnr.model.container import DEFAULT_HOST_IP, ContainerSpec, PortBinding
 from pnr.model.engines import DEFAULT_ENGINE, EngineSpec
-from pnr.model.fields import Model, Name, PnR, SignalName
+from pnr.model.fields import GatePnR, Model, Name, PnR, SignalName
 
 MAX_CHUNKS = 1000  # per domain; far beyond one host's capacity, and keeps planning linear-ish
 
@@ -25,7 +25,7 @@ class DesignChunk(Model):
     """One container, its gate, its readiness probe and the signals it promises."""
 
     name: Name
-    gatekeeper: dict[SignalName, PnR] = Field(default_factory=dict)
+    gatekeeper: dict[SignalName, GatePnR] = Field(default_factory=dict)
     flowout: dict[SignalName, PnR] = Field(default_factory=dict)
     on_start: dict[SignalName, PnR] = Field(
         default_factory=dict,

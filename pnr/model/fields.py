@@ -85,6 +85,13 @@ class PnR(Model):
     tv: TruthValue = "U"
 
 
+class GatePnR(PnR):
+    """A gatekeeper entry: the same PnR, but `tv` must be given. A gate that defaulted to U would hold while the
+    signal is still unwritten, so the chunk would start at once instead of waiting."""
+
+    tv: TruthValue
+
+
 class MappedSignal(Model):
     """What a probe outcome writes: `key` is the signal name."""
 

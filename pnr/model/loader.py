@@ -5,61 +5,24 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from pnr.exceptions import ConfigError, ConfigIssue, path_join
+from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.checks import BUILTIN_CHECKS, check_kinds
 from pnr.model.container import ContainerSpec
 from pnr.model.domain import Cpux, DesignChunk, Domain
 from pnr.model.engines import EngineSpec, EngineTls
 from pnr.model.fields import MappedSignal, PnR, StatusMapping
+from pnr.model.partial import partial_domain
+from pnr.model.paths import json_path
 
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 MAX_ISSUES = 50  # reported per file; the rest are counted
-
-
-_SCALAR_TAGS = ("str", "int", "float", "bool")
-
-
-def _union_tag(loc: tuple[int | str, ...], i: int) -> bool:
-    """True when loc[i] is a tag pydantic inserts for a union member, not a key of the document."""
-    part = loc[i]
-    if not isinstance(part, str) or i == 0:
-        return False
-    before = loc[i - 1]
-    tag = i < len(loc) - 1 or part in BUILTIN_CHECKS or part == "plugin"  # last: a whole-check error
-    if before == "health_check" and tag:  # discriminated union: the probe type ('tcp')
-        return True
-    if isinstance(before, int) and i > 1 and loc[i - 2] == "checks" and tag:  # a child of all/any
-        return True
-    if part.startswith(("function-", "list[", "dict[")):  # never a valid key where a union can stand
-        return True
-    two_back = str(loc[i - 2]) if i > 1 else ""
-    last = i == len(loc) - 1
-    return (
-        last
-        and part in _SCALAR_TAGS
-        and (before in ("command", "expected_code") or two_back == "ports" or two_back.startswith("dict["))
-    )
-
-
-def json_path(loc: tuple[int | str, ...]) -> str:
-    """pydantic's error location as a JSON path: cpuxs.x.design_chunks[0].health_check.port_key.
-
-    Keys that are not plain names are quoted (`cpuxs["a b"]`, ASCII-escaped) so a path is one printable line."""
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out = path_join(out, part)
-        elif part == "[key]" or _union_tag(loc, i):
-            continue
-        else:
-            out = path_join(out, part)
-    return out
 
 
 def _merge_union_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
@@ -127,6 +90,12 @@ def _issue_from_error(err: Any, data: Any) -> ConfigIssue:
             f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
         )
         return ConfigIssue(path, f"unknown key {key!r}{hint}")
+    if kind == "missing" and len(loc) > 2 and loc[-1] == "tv" and loc[-3] == "gatekeeper":
+        return ConfigIssue(
+            path,
+            'a gate must say which truth value it waits for: add "tv": "Y" to wait until the signal is Y '
+            "(without tv the gate would wait for U, which an unwritten signal already is: it would open at once)",
+        )
     if kind == "missing":
         return ConfigIssue(path, "required key is missing")
     if kind == "literal_error" and path.endswith("tv"):
@@ -156,8 +125,15 @@ def _depth(obj: Any, limit: int) -> int:
     return deepest
 
 
-def parse_domain(data: Any, source: str = "<config>", dup_keys: dict[int, list[str]] | None = None) -> Domain:
-    """Validate already-parsed JSON; raise ConfigError naming `source` and each JSON path."""
+# checks of a valid domain to run on the part of a file that validated: (domain, source, left_out, places)
+RestChecks = Callable[[Domain, str, set[str], dict[str, list[int]]], list[ConfigIssue]]
+
+
+def parse_domain(
+    data: Any, source: str = "<config>", dup_keys: dict[int, list[str]] | None = None, rest: RestChecks | None = None
+) -> Domain:
+    """Validate already-parsed JSON; raise ConfigError naming `source` and each JSON path. `rest`: more checks
+    (the plan's) run on the design chunks that did validate when others did not, so one run reports them all."""
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue("", f"the top level must be a JSON object, not {type(data).__name__}")])
     if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
@@ -168,12 +144,81 @@ def parse_domain(data: Any, source: str = "<config>", dup_keys: dict[int, list[s
     try:
         return Domain.model_validate(data)
     except ValidationError as exc:
-        issues = _merge_union_issues([_issue_from_error(err, data) for err in exc.errors(include_url=False)])
-        raise ConfigError(source, _capped(issues)) from None
+        issues = schema_issues(exc, data)
+    more = _check_rest(data, source, rest) if rest is not None else []
+    raise ConfigError(source, _capped([*issues, *more]))
 
 
-def load_domain(path: str | Path) -> Domain:
-    """Read, parse and validate a domain config file. Every failure is a ConfigError (never a traceback)."""
+def schema_issues(exc: ValidationError, data: Any) -> list[ConfigIssue]:
+    """pydantic's errors as issues: one per JSON path, each saying what was given and what would fit."""
+    given: dict[str, Any] = {}
+    issues = []
+    for err in exc.errors(include_url=False):
+        issue = _issue_from_error(err, data)
+        if issue.message.startswith("Input should be ") and "input" in err:
+            given.setdefault(issue.path, err["input"])
+        issues.append(issue)
+    return [_with_given(issue, given) for issue in _merge_union_issues(issues)]
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _with_given(issue: ConfigIssue, given: dict[str, Any]) -> ConfigIssue:
+    """`Input should be a valid number` → `... number, not "5" (a quoted string); write 5 without quotes`."""
+    if issue.path not in given:
+        return issue
+    value = given[issue.path]
+    want = issue.message.removeprefix("Input should be ").split(",")[0]
+    shown = _shown(value)
+    hint = ""
+    if isinstance(value, str) and ("number" in want or "integer" in want):
+        try:
+            float(value)
+            hint = f"; write it without quotes: {value.strip()}"
+        except ValueError:
+            hint = "; write a JSON number, e.g. 5"
+    elif isinstance(value, str) and "boolean" in want:
+        hint = "; write true or false, without quotes"
+    elif isinstance(value, bool) and ("number" in want or "integer" in want):
+        hint = "; write a number, e.g. 5 (true and false are not numbers here)"
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and "string" in want:
+        hint = f'; put it in quotes: "{value}"'
+    elif "dictionary" in want or "object" in want:
+        hint = "; write a JSON object: {...}"
+    elif "list" in want:
+        hint = "; write a JSON list: [...]"
+    said = issue.message.split(",")[0] if issue.message.startswith("Input should be a valid ") else issue.message
+    return ConfigIssue(issue.path, f"{said}, not {shown} ({_json_type(value)}){hint}")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+def _check_rest(data: dict[str, Any], source: str, checks: RestChecks) -> list[ConfigIssue]:
+    """`checks` on the valid part of the file (see `pnr.model.partial`), less what the repair could cause."""
+    part = partial_domain(data)
+    if part is None:
+        return []
+    return [i for i in checks(part.domain, source, part.unjudged, part.places) if part.keeps(i)]
+
+
+def load_domain(path: str | Path, rest: RestChecks | None = None) -> Domain:
+    """Read, parse and validate a domain config file. Every failure is a ConfigError (never a traceback).
+    `rest`: see `parse_domain`."""
     path = Path(path)
     source = str(path)
     try:
@@ -210,7 +255,7 @@ def load_domain(path: str | Path) -> Domain:
         raise ConfigError(source, [ConfigIssue("", f"nested deeper than {MAX_JSON_DEPTH} levels")]) from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise ConfigError(source, [ConfigIssue("", f"invalid JSON: {str(exc).split(':')[0]}")]) from None
-    return parse_domain(data, source, dup_keys)
+    return parse_domain(data, source, dup_keys, rest)
 
 
 def _no_dup_keys(pairs: list[tuple[str, Any]], dups: dict[int, list[str]]) -> dict[str, Any]:

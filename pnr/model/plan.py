@@ -270,32 +270,78 @@ class _ChunkChecks:
 
 def make_plan(domain: Domain, source: str = "<config>") -> Plan:
     """The signal graph of a domain, or one ConfigError with every semantic problem and its JSON path."""
-    checks = _ChunkChecks(domain)
-    for cpux_name, cpux in domain.cpuxs.items():
-        for index, chunk in enumerate(cpux.design_chunks):
-            checks.add(ChunkRef(cpux_name, chunk.name, index), chunk)
-    chunks, refs, issues = checks.chunks, checks.refs, checks.issues
-    issues[:0] = _engine_issues(domain, source)
-    issues.extend(_reference_issues(domain, chunks, refs))
+    graph = _Graph(domain, source)
+    if graph.issues:
+        raise ConfigError(source, graph.issues)
+    cpux_order = _topo(list(domain.cpuxs), graph.cpux_deps)
+    levels = {cpux_name: _levels(cpux, graph.depends_on) for cpux_name, cpux in domain.cpuxs.items()}
+    external = sorted(sig for sig in graph.consumers if sig not in graph.producers)
+    return Plan(
+        domain,
+        graph.chunks,
+        graph.refs,
+        graph.producers,
+        graph.consumers,
+        external,
+        graph.depends_on,
+        levels,
+        cpux_order,
+        source,
+    )
 
-    producers: dict[str, list[str]] = {SYSTEM_READY: [PNR_ITSELF]}
-    consumers: dict[str, list[str]] = {}
-    for name, chunk in chunks.items():
-        for sig in sorted(produced_by(chunk)):
-            producers.setdefault(sig, []).append(name)
-        for sig in chunk.gatekeeper:
-            consumers.setdefault(sig, []).append(name)
-    external = sorted(sig for sig in consumers if sig not in producers)
-    depends_on = {
-        name: sorted({p for sig in chunk.gatekeeper for p in producers.get(sig, []) if p not in (PNR_ITSELF, name)})
-        for name, chunk in chunks.items()
-    }
-    issues.extend(_graph_issues(chunks, refs, producers, depends_on))
-    if issues:
-        raise ConfigError(source, issues)
-    cpux_order = _cpux_order(domain, refs, depends_on, source)
-    levels = {cpux_name: _levels(cpux, depends_on) for cpux_name, cpux in domain.cpuxs.items()}
-    return Plan(domain, chunks, refs, producers, consumers, external, depends_on, levels, cpux_order, source)
+
+def plan_issues(
+    domain: Domain,
+    source: str = "<config>",
+    left_out: set[str] | None = None,
+    places: dict[str, list[int]] | None = None,
+) -> list[ConfigIssue]:
+    """Every semantic problem of `domain` (what `make_plan` raises), for a domain that is the valid part of a
+    file: `left_out` names the chunks that were dropped (a reference to one is not a problem here), `places`
+    the original index of each kept chunk in its cpux's design_chunks (for the JSON paths)."""
+    return _Graph(domain, source, left_out or set(), places or {}).issues
+
+
+class _Graph:
+    """The signal graph's parts and every problem found while building them."""
+
+    def __init__(
+        self, domain: Domain, source: str, left_out: set[str] | None = None, places: dict[str, list[int]] | None = None
+    ) -> None:
+        checks = _ChunkChecks(domain)
+        for cpux_name, cpux in domain.cpuxs.items():
+            where = (places or {}).get(cpux_name)
+            for index, chunk in enumerate(cpux.design_chunks):
+                checks.add(ChunkRef(cpux_name, chunk.name, where[index] if where else index), chunk)
+        self.chunks, self.refs, issues = checks.chunks, checks.refs, checks.issues
+        issues[:0] = _engine_issues(domain, source)
+        issues.extend(_reference_issues(domain, self.chunks, self.refs, left_out or set()))
+        self.producers: dict[str, list[str]] = {SYSTEM_READY: [PNR_ITSELF]}
+        self.consumers: dict[str, list[str]] = {}
+        for name, chunk in self.chunks.items():
+            for sig in sorted(produced_by(chunk)):
+                self.producers.setdefault(sig, []).append(name)
+            for sig in chunk.gatekeeper:
+                self.consumers.setdefault(sig, []).append(name)
+        self.depends_on = {
+            name: sorted(
+                {p for sig in chunk.gatekeeper for p in self.producers.get(sig, []) if p not in (PNR_ITSELF, name)}
+            )
+            for name, chunk in self.chunks.items()
+        }
+        graph_issues = _graph_issues(self.chunks, self.refs, self.producers, self.depends_on)
+        issues.extend(graph_issues)
+        self.cpux_deps = _cpux_deps(domain, self.refs, self.depends_on)
+        cpux_cycle = _find_cycle(self.cpux_deps) if not graph_issues else None  # a chunk cycle says it already
+        if cpux_cycle:
+            issues.append(
+                ConfigIssue(
+                    "cpuxs",
+                    f"cpuxs wait on each other's signals in a cycle: {' -> '.join(cpux_cycle)}; "
+                    "merge them into one cpux",
+                )
+            )
+        self.issues = issues
 
 
 def _base_dir(source: str) -> Path:
@@ -327,7 +373,9 @@ def _engine_issues(domain: Domain, source: str) -> list[ConfigIssue]:
     return issues
 
 
-def _reference_issues(domain: Domain, chunks: dict[str, DesignChunk], refs: dict[str, ChunkRef]) -> list[ConfigIssue]:
+def _reference_issues(
+    domain: Domain, chunks: dict[str, DesignChunk], refs: dict[str, ChunkRef], left_out: set[str]
+) -> list[ConfigIssue]:
     """`${chunk:NAME.host}` / `${chunk:NAME.port:KEY}` in env: well formed, NAME a chunk, KEY one of its ports."""
     issues = []
     for name, chunk in chunks.items():
@@ -336,6 +384,8 @@ def _reference_issues(domain: Domain, chunks: dict[str, DesignChunk], refs: dict
             if not isinstance(ref, ChunkReference):
                 issues.append(ConfigIssue(path, str(ref)))
                 continue
+            if ref.chunk in left_out:
+                continue  # a chunk with problems of its own, reported already
             target = chunks.get(ref.chunk)
             if target is None:
                 issues.append(ConfigIssue(path, f"{ref}: no chunk named {ref.chunk!r} in this domain"))
@@ -375,7 +425,7 @@ def _graph_issues(
     return issues
 
 
-def _cpux_order(domain: Domain, refs: dict[str, ChunkRef], depends_on: dict[str, list[str]], source: str) -> list[str]:
+def _cpux_deps(domain: Domain, refs: dict[str, ChunkRef], depends_on: dict[str, list[str]]) -> dict[str, list[str]]:
     """A cpux waiting on a signal produced in another cpux runs after it."""
     cpux_deps: dict[str, list[str]] = {c: [] for c in domain.cpuxs}
     for name, deps in depends_on.items():
@@ -383,11 +433,7 @@ def _cpux_order(domain: Domain, refs: dict[str, ChunkRef], depends_on: dict[str,
             mine, theirs = refs[name].cpux, refs[dep].cpux
             if mine != theirs and theirs not in cpux_deps[mine]:
                 cpux_deps[mine].append(theirs)
-    cpux_cycle = _find_cycle(cpux_deps)
-    if cpux_cycle:
-        message = f"cpuxs wait on each other's signals in a cycle: {' -> '.join(cpux_cycle)}; merge them into one cpux"
-        raise ConfigError(source, [ConfigIssue("cpuxs", message)])
-    return _topo(list(domain.cpuxs), cpux_deps)
+    return cpux_deps
 
 
 def _levels(cpux: Any, depends_on: dict[str, list[str]]) -> list[list[str]]:
@@ -450,7 +496,7 @@ def load_plan(config_path: str) -> Plan:
     """Load, validate and plan a config file (ConfigError on any problem)."""
     from pnr.model.loader import load_domain
 
-    return make_plan(load_domain(config_path), str(config_path))
+    return make_plan(load_domain(config_path, rest=plan_issues), str(config_path))
 
 
 def check_config(

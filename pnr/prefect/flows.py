@@ -16,6 +16,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import RunInput, TaskRunResult
 from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
@@ -388,7 +389,8 @@ def bring_up(
         timeout_seconds=timeout_seconds,
     )
     # the first CPUX's engine work (ping, images, network) runs while Prefect creates its subflow run
-    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build)
+    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
     events = RunEvents(plan, names, store, control, config_path, settings.chunk_events)
@@ -439,6 +441,49 @@ def _run_cpuxs(ref: RunRef, names: list[str], results: dict[str, Any], config_pa
         results[name] = run.runs[name].results()
 
 
+def run_source(run: Any) -> str:
+    """What started a flow run: `schedule` (a deployment's schedule), `automation`, `deployment` (a deployment
+    run by hand, from the UI, `prefect deployment run` or `pnr serve`), or `cli` (`pnr up`/`pnr down`, or a call
+    of the flow in Python)."""
+    if getattr(run, "deployment_id", None) is None:
+        return "cli"
+    if getattr(run, "auto_scheduled", False):
+        return "schedule"
+    created_by = getattr(run, "created_by", None)
+    if created_by is not None and str(getattr(created_by, "type", "")).upper() == "AUTOMATION":
+        return "automation"
+    return "deployment"
+
+
+def run_labels(domain: str, run: Any) -> tuple[str, list[str]]:
+    """The name and tags pnr gives a bring-up or tear-down flow run: `dev_stack · cli`, and `pnr`,
+    `domain:dev_stack` and the source next to the tags it has (a deployment's own, but its `domain:` tag only if
+    the run's config is of that domain)."""
+    source = run_source(run)
+    kept = {t for t in getattr(run, "tags", None) or [] if not t.startswith("domain:")}  # a deployment's, maybe
+    return f"{domain} · {source}", sorted({*kept, "pnr", f"domain:{domain}", source})  # for another config_path
+
+
+def _label_flow_run(domain: str) -> None:
+    """Name and tag this flow run after its domain and source (one API call), so the runs page of the UI reads
+    `pnr-up > dev_stack · cli` and filters by `domain:dev_stack`. A failure only costs the label."""
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
+    if run is None:
+        return
+    name, tags = run_labels(domain, run)
+    try:
+        client: Any = ctx.client  # type: ignore[union-attr]
+        if isinstance(client, SyncPrefectClient):
+            client.update_flow_run(run.id, name=name, tags=tags)
+        else:
+            with get_client(sync_client=True) as sync:
+                sync.update_flow_run(run.id, name=name, tags=tags)
+        run.name, run.tags = name, tags
+    except Exception as exc:  # a label, never the run's outcome
+        get_run_logger().warning("could not name the flow run %r: %s", name, exc)
+
+
 def _result(plan: Plan, results: dict[str, Any], store: SignalStore) -> dict[str, Any]:
     return {
         "domain": plan.domain.name,
@@ -449,15 +494,26 @@ def _result(plan: Plan, results: dict[str, Any], store: SignalStore) -> dict[str
 
 @flow(name="pnr-down", persist_result=False)
 def tear_down(
-    config_path: str, runtime_dir: str | None = None, volumes: bool = False, stop_timeout_seconds: float | None = None
+    config_path: str,
+    runtime_dir: str | None = None,
+    volumes: bool = False,
+    stop_timeout_seconds: float | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Remove exactly what pnr created for the domain (by labels), in reverse dependency order.
-    `stop_timeout_seconds`: each container's grace after its stop signal, instead of its stop_grace_period_seconds."""
+    `stop_timeout_seconds`: each container's grace after its stop signal, instead of its stop_grace_period_seconds.
+    `force`: remove the domain even when another config file (of the same domain name) brought it up."""
     if stop_timeout_seconds is not None and stop_timeout_seconds < 0:
         raise ValueError(f"stop_timeout_seconds: {stop_timeout_seconds:g} is negative; give 0 or more seconds")
     plan = load_plan(config_path)
+    _label_flow_run(plan.domain.name)
     report = tear_down_domain(
-        plan, Engine(), resolve_runtime_dir(runtime_dir), volumes=volumes, stop_timeout=stop_timeout_seconds
+        plan,
+        Engine(),
+        resolve_runtime_dir(runtime_dir),
+        volumes=volumes,
+        stop_timeout=stop_timeout_seconds,
+        force=force,
     )
     get_run_logger().info("removed %d container(s), %d network(s)", len(report["containers"]), len(report["networks"]))
     return report

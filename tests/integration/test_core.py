@@ -38,7 +38,7 @@ def _signals(runtime_dir: Path, domain: str) -> dict[str, Any]:
 
 def test_seed_config_verbatim_runs_to_completion(tmp_path, runtime_dir, docker_client, prefect_harness, cleanup):
     seed = json.loads((ROOT / "config" / "seed_example.json").read_text())
-    cleanup.append("dev_stack")
+    cleanup.append("seed_example")
     # the only change: a local image that serves port 27017, as mongo would
     port = free_port()
     chunk = seed["cpuxs"]["stack_startup"]["design_chunks"][0]
@@ -48,7 +48,7 @@ def test_seed_config_verbatim_runs_to_completion(tmp_path, runtime_dir, docker_c
     cfg = write_config(tmp_path / "seed.json", seed)
     result = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
     assert result["cpuxs"]["stack_startup"]["mongodb"]["phase"] == "ready"
-    assert _signals(runtime_dir, "dev_stack") == {"system_ready": "Y", "mongodb_ready": "Y"}
+    assert _signals(runtime_dir, "seed_example") == {"system_ready": "Y", "mongodb_ready": "Y"}
     assert docker_client.containers.get("pnr_mongodb").status == "running"
     tear_down(str(cfg), runtime_dir=str(runtime_dir))
 

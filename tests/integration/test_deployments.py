@@ -213,7 +213,7 @@ def owned(docker_client: Any, domain: str) -> tuple[list[Any], list[Any]]:
 def test_prefect_yaml_deploys_every_example_with_inactive_schedules(prefect_server, deployed):
     with prefect_server.client() as client:
         deployments = {f"{d.name}:{d.entrypoint.split(':')[1]}": d for d in client.read_deployments()}
-    expected = {f"{n}:{f}" for n in ("example-chain", "dev-stack", "seed-example") for f in ("bring_up", "tear_down")}
+    expected = {f"{n}:{f}" for n in ("example-chain", "dev-stack", "seed-example") for f in ("pnr_up", "pnr_down")}
     assert expected <= set(deployments), sorted(deployments)
     for key, dep in deployments.items():
         assert dep.work_pool_name == "pnr"
@@ -221,18 +221,23 @@ def test_prefect_yaml_deploys_every_example_with_inactive_schedules(prefect_serv
         assert all(not s.active for s in dep.schedules), f"{key}: a schedule ships active"
         assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
         assert any(t.startswith("domain:") for t in dep.tags)
-    up = deployments["example-chain:bring_up"]
-    assert up.parameters == {
+    up = deployments["example-chain:pnr_up"]
+    assert up.parameters == {  # no timeout_seconds: the worker's PNR_TIMEOUT_SECONDS decides
         "config_path": "config/example_chain.json",
         "cpux": None,
-        "timeout_seconds": 300,
         "runtime_dir": None,
         "watch": False,
     }
     assert "cpux:chain_startup" in up.tags
     crons = {k: s.schedule.cron for k, d in deployments.items() for s in d.schedules}  # type: ignore[union-attr]
-    assert crons["example-chain:bring_up"] == "0 7 * * 1-5"
-    assert crons["example-chain:tear_down"] == "0 20 * * 1-5"
+    assert crons["example-chain:pnr_up"] == "0 7 * * 1-5"
+    assert crons["example-chain:pnr_down"] == "0 20 * * 1-5"
+
+
+def test_prefect_deploy_name_flow_slash_deployment_deploys_that_one(prefect_server, deployed):
+    out = prefect_server.cli("--no-prompt", "deploy", "--name", "pnr-up/example-chain").stdout
+    assert "Deployment 'pnr-up/example-chain'" in out and "successfully created" in out, out[-3000:]
+    assert "pnr-down/" not in out and "dev-stack" not in out, out[-3000:]
 
 
 def test_bring_up_and_tear_down_deployments_run_by_a_worker(
@@ -249,6 +254,10 @@ def test_bring_up_and_tear_down_deployments_run_by_a_worker(
     worker = worker_run_once(prefect_server)
     up_seconds = time.monotonic() - t0
     assert flow_run_state(prefect_server, up_id) == "COMPLETED", worker.stdout[-4000:] + worker.stderr[-4000:]
+    up_run = prefect_server.api("GET", f"/flow_runs/{up_id}")
+    assert up_run["name"] == f"{domain} · deployment"  # the UI's runs list: pnr-up > <domain> · deployment
+    assert {"pnr", f"domain:{domain}", "deployment", "bring-up"} <= set(up_run["tags"])
+    assert "domain:example_chain" not in up_run["tags"]  # the deployment's tag, for another config
 
     # one subflow run per cpux, one task run per chunk (named after it), a probe task run nested in each
     subs = children(prefect_server, up_id)

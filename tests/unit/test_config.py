@@ -74,7 +74,7 @@ def test_seed_config_loads_verbatim_and_stores_tv_upper_case() -> None:
     dom = load_domain(SEED)
     c = dom.cpuxs["stack_startup"].design_chunks[0]
     assert (dom.name, c.name, c.container.name, c.container.image) == (
-        "dev_stack",
+        "seed_example",
         "mongodb",
         "pnr_mongodb",
         "mongo:latest",

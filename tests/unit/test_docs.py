@@ -288,3 +288,22 @@ def test_every_ui_screenshot_the_docs_show_is_made_by_the_screenshot_script() ->
     assert not [n for n in sorted(shown) if f"/{n}" not in script], "scripts/screenshot_ui.sh does not make them"
     unused = {p.name for p in (ROOT / "docs" / "img").glob("ui-*.png")} - shown
     assert not unused, f"docs/img holds screenshots no doc shows: {sorted(unused)}"
+
+
+def _flow_parameters(function: str) -> list[str]:
+    tree = ast.parse((ROOT / "pnr" / "prefect" / "flows.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    return [a.arg for a in node.args.args]
+
+
+@pytest.mark.parametrize(("flow", "function"), [("pnr-up", "bring_up"), ("pnr-down", "tear_down")])
+def test_the_flows_parameters_are_documented_as_they_are(flow: str, function: str) -> None:
+    real = _flow_parameters(function)
+    readme = re.search(rf"`{function}\((.*?)\)`", (ROOT / "README.md").read_text())
+    assert readme is not None, f"README.md does not show `{function}(...)`"
+    assert [p.split("=")[0].strip() for p in readme.group(1).split(",")] == real, f"README.md: {function}"
+    row = re.search(
+        rf"^\| flow run `{flow}`[^|]*\|.*\(parameters: (.*?)\) \|$", (ROOT / "docs/prefect.md").read_text(), re.M
+    )
+    assert row is not None, f"docs/prefect.md has no row for flow run `{flow}` with its parameters"
+    assert re.findall(r"`(\w+)`", row.group(1)) == real, f"docs/prefect.md: {flow}"

@@ -291,9 +291,9 @@ class FakeEngine:
         self.networks.append(f"pnr_{domain}")
         return f"pnr_{domain}"
 
-    def container_names(self) -> set[str]:
+    def container_names(self) -> dict[str, tuple[str, dict[str, str]]]:
         self._check("names")
-        return set(self.containers)
+        return {name: (c.id, c.labels) for name, c in self.containers.items()}
 
     def inspect(self, name_or_id: str) -> ContainerState | None:
         self._check("inspect")
