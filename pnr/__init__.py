@@ -4,13 +4,14 @@ The public surface: config models and loading, planning, the exception tree. The
 (each imports only the ones below it; see docs/architecture.md):
 
     pnr.cli          parsing and rendering
-    pnr.prefect      flows, tasks, artifacts, events, serve, the managed server
+    pnr.backend      the resident backend: pnr's Prefect server, the runner pool, which one a command uses
+    pnr.prefect      flows, tasks, artifacts, events, serve
     pnr.lifecycle    run control, chunk drivers, the CPUX scheduler, watch, down/status
     pnr.probes       one module per probe kind
     pnr.engines      the docker-py adapter, convergence, host ports
     pnr.runtime      the runtime folder: signal store, chunk-state file
     pnr.model        config models, loader, plan
-    pnr.exceptions, pnr.settings
+    pnr.exceptions, pnr.settings, pnr.processes
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING

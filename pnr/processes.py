@@ -1,54 +1,182 @@
-"""Whether a process runs, by pid: for the runtime layer (is the run that wrote a chunk-state file alive?) and
-the resident backend (pnr.backend.daemon). Standard library only."""
+"""Processes by pid, the same on Linux, macOS and Windows (psutil): whether one runs, which program it is, how to
+start one detached and how to stop it. For the runtime layer (is the run that wrote a chunk-state file alive?),
+the flows (Prefect's throw-away server) and the resident backend (pnr.backend).
+
+A pid alone is not a process: with its start time and command line (`runs`), a pid that the system has given
+to another program since is never taken for (and never gets signalled as) the one pnr started.
+
+psutil is imported when first needed: `pnr` commands that never look at a process do not pay for it.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from contextlib import suppress
-from pathlib import Path
+from typing import Any
+
+POLL_SECONDS = 0.1
 
 
 def alive(pid: int) -> bool:
-    """The process runs (a zombie, or one whose threads are all exiting, does not)."""
+    """The process runs: a zombie does not, unless some of its threads are still exiting (a killed threaded
+    process can show its main thread as a zombie while the others still hold its files, its port)."""
+    import psutil
+
     if pid <= 0:  # 0 and -1 would address process groups
         return False
-    with suppress(ChildProcessError):  # reap it if it is our child and has exited (a zombie is not alive)
-        os.waitpid(pid, os.WNOHANG)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        state = process.status()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return _threads_running(pid)
-
-
-def _threads_running(pid: int) -> bool:
-    """Whether any thread of `pid` has not finished exiting. A killed multi-threaded process shows its main
-    thread as a zombie while the others still exit holding its files (the server's socket, its port)."""
-    if not Path("/proc/self/task").is_dir():
-        return True  # no procfs: trust kill(0)
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
+    if state == psutil.STATUS_DEAD:
         return False
-    for task in tasks:
-        fields = stat_fields(task / "stat")
-        if fields and fields[0] not in ("Z", "X"):
-            return True
+    if state != psutil.STATUS_ZOMBIE:
+        return True
+    if _threads_exiting(process):
+        return True
+    with suppress(psutil.Error, ChildProcessError):  # reap it if it is our child
+        process.wait(timeout=0)
     return False
 
 
-def stat_fields(stat_file: Path) -> list[str] | None:
-    """A /proc stat file (a process's, or one of its threads') from the state field on: the command name before
-    it is in parentheses and may contain spaces. None if it cannot be read (the process is gone)."""
+def _threads_exiting(process: Any) -> bool:
+    """Whether a zombie's other threads are still on their way out (Linux shows them; elsewhere: no)."""
+    import psutil
+
+    if not sys.platform.startswith("linux"):
+        return False
     try:
-        raw = stat_file.read_text()
-    except OSError:
+        threads = process.threads()
+    except psutil.Error:
+        return False
+    for thread in threads:
+        if thread.id == process.pid:
+            continue
+        with suppress(psutil.Error):  # on Linux a thread id answers as a process of its own
+            if psutil.Process(thread.id).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                return True
+    return False
+
+
+def created(pid: int) -> float | None:
+    """When the process started (seconds since the epoch), None if it is gone or hidden."""
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
         return None
-    return raw[raw.rfind(")") + 2 :].split()
+
+
+def cmdline(pid: int) -> list[str]:
+    """The command line of a live process ([] if it is gone or unreadable)."""
+    import psutil
+
+    try:
+        return _cmdline(psutil.Process(pid))
+    except psutil.Error:
+        return []
+
+
+def _cmdline(process: Any) -> list[str]:
+    try:
+        return [str(part) for part in process.cmdline()]
+    except Exception:  # psutil.Error, or a zombie's unreadable command line (OSError on some systems)
+        return []
+
+
+def started_at(pid: int, created_at: float | None) -> bool:
+    """The process `pid` is the one that started at `created_at` (True when either is unknown)."""
+    now = created(pid) if created_at is not None else None
+    return now is None or created_at is None or abs(now - created_at) < 0.01
+
+
+def runs(pid: int, marker: str, created_at: float | None = None) -> bool:
+    """`pid` is alive, runs a command line that contains `marker` (e.g. "pnr.backend.runner") and, when
+    `created_at` is given, is the process that started then."""
+    return alive(pid) and started_at(pid, created_at) and any(marker in part for part in cmdline(pid))
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a process's children (and theirs)."""
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def listener_of(port: int) -> str | None:
+    """`pid N (command)` of a process listening on TCP `port`; best effort (other users' processes, and on
+    macOS every process but one's own, may be hidden)."""
+    import psutil
+
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return f"pid {conn.pid} ({' '.join(cmdline(conn.pid))[:100]})"
+    return None
+
+
+# -- starting and stopping: the platform differences ------------------------------------------------------------
+
+
+def detached_popen_options() -> dict[str, Any]:
+    """`subprocess.Popen` options for a process that outlives its starter and is spared the terminal's Ctrl-C:
+    a session of its own on POSIX (it leads a process group: `terminate` stops the group), a new process group
+    without a console on Windows."""
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
+    return {"start_new_session": True}
+
+
+def terminate(pid: int, timeout: float) -> bool:
+    """Stop a process and what it started: SIGTERM to its process group where it leads one (POSIX), else to it
+    and its children; SIGKILL (Windows: TerminateProcess) after `timeout` seconds. False only if it survived
+    the kill too. Call it only for a process known to be pnr's (see `runs`, `Identity.still_runs`)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return True
+    for kill, grace in ((False, timeout), (True, 5.0)):
+        _signal(process, kill)
+        until = time.monotonic() + grace
+        while time.monotonic() < until:
+            if not alive(pid):
+                return True
+            time.sleep(POLL_SECONDS)
+    return False
+
+
+def _signal(process: Any, kill: bool) -> None:
+    import psutil
+
+    if sys.platform != "win32":
+        with suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(process.pid) == process.pid:
+                os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+                return
+    try:
+        family = [*process.children(recursive=True), process]
+    except psutil.Error:
+        family = [process]
+    for member in family:
+        with suppress(psutil.Error):
+            member.kill() if kill else member.terminate()
 
 
 def die_with_parent(exit_code: int = 1) -> Callable[[], None] | None:
@@ -56,7 +184,6 @@ def die_with_parent(exit_code: int = 1) -> Callable[[], None] | None:
     forked it dies, even by SIGKILL, and exits at once if that happened before. Resolved here, in the parent, so
     the child runs only a syscall (safe as a `preexec_fn`)."""
     import ctypes
-    import sys
 
     if not sys.platform.startswith("linux"):
         return None

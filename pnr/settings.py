@@ -36,6 +36,16 @@ def _number(
     return parse
 
 
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        word = text.strip().lower()
+        if word not in options:
+            raise ValueError(f"must be {' or '.join(options)}, not {text!r}")
+        return word
+
+    return parse
+
+
 def _flag(text: str) -> bool:
     word = text.strip().lower()
     if word in ("1", "true", "yes", "on", "y", "t"):
@@ -69,6 +79,17 @@ class PnrSettings:
     runner: bool = _setting(True, "let the resident runner next to pnr's Prefect server execute `pnr up` runs", _flag)
     runners: int = _setting(
         0, "processes of the resident runner [default 0: one per CPU core, at most 4]", _number(int, 0, 65, low_ok=True)
+    )
+    runner_start: str | None = _setting(
+        None,
+        "how the runner starts its other processes: fork or spawn [default: fork on Linux, else spawn]",
+        _choice("fork", "spawn"),
+    )
+    runner_transport: str | None = _setting(
+        None,
+        "how `pnr up` reaches the runner: unix (socket file) or tcp (loopback, with a secret token) "
+        "[default: unix where the platform has it]",
+        _choice("unix", "tcp"),
     )
 
     chunk_events: bool = _setting(

@@ -1,29 +1,54 @@
-"""Detached helper processes of pnr's resident backend (the Prefect server, the runner): start one in a
-session of its own that outlives the shell, recognise it again by pid *and* command line and start time (a
-reused pid never gets another program killed), stop it by its process group.
+"""What the resident server and the runner each need to live in the background: a detached process with its
+output appended to a log, a pid file that names it for good (pid, start time, command line), the log's last
+lines when it fails, and a stop that never signals a process pnr did not start.
 
-Standard library only: the CLI calls this before it knows whether it needs Prefect at all.
+Standard library and pnr.processes only: the CLI calls this before it knows whether it needs Prefect at all.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pnr.processes import alive as alive  # re-exported: the backend checks its processes through this module
-from pnr.processes import stat_fields
+from pnr import processes
 
-POLL_SECONDS = 0.1
+LOG_ROTATE_BYTES = 10 * 1024 * 1024
 
 
-def spawn_detached(command: Sequence[str], env: Mapping[str, str], log_file: Path, cwd: Path | None = None) -> int:
-    """Start `command` in its own session (stdin /dev/null, output appended to `log_file`); its pid."""
+@dataclass(frozen=True)
+class Spawned:
+    """A process started by `spawn_detached`, and where its output begins in the log."""
+
+    process: subprocess.Popen[bytes]
+    log_offset: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def spawn_detached(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    log_file: Path,
+    *,
+    cwd: Path | None = None,
+    header: Sequence[str] = (),
+) -> Spawned:
+    """Start `command` detached from this process and its terminal (stdin empty, stdout and stderr appended to
+    `log_file` after the `header` lines; the log moves to *.1 past 10 MB first)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    rotate(log_file)
     with open(log_file, "ab") as log:
+        offset = log.tell()
+        log.write("".join(f"--- pnr: {line}\n" for line in header).encode())
+        log.flush()
         process = subprocess.Popen(
             list(command),
             stdin=subprocess.DEVNULL,
@@ -31,50 +56,70 @@ def spawn_detached(command: Sequence[str], env: Mapping[str, str], log_file: Pat
             stderr=subprocess.STDOUT,
             env=dict(env),
             cwd=str(cwd) if cwd else None,
-            start_new_session=True,  # not in the terminal's process group: Ctrl-C and the shell's exit spare it
             close_fds=True,
+            **processes.detached_popen_options(),
         )
-    return process.pid
+    return Spawned(process, offset)
 
 
-def runs(pid: int, marker: str) -> bool:
-    """True if `pid` is alive and its command line contains `marker` (e.g. "pnr.backend.runner")."""
-    return alive(pid) and any(marker in part for part in cmdline(pid))
+# -- pid files and logs ------------------------------------------------------------------------------------------
 
 
-def terminate(pid: int, timeout: float) -> bool:
-    """SIGTERM the process group of `pid` (it leads its own session), SIGKILL after `timeout` seconds. False
-    only if the process survived SIGKILL too."""
+def read_pid_file(path: Path) -> dict[str, Any] | None:
+    """A pid file's record: None when there is none, {} when it cannot be read (stale: nothing is alive)."""
     try:
-        group = os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return True
-    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            if group:
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
-        except ProcessLookupError:
-            return True
-        until = time.monotonic() + grace
-        while time.monotonic() < until:
-            if not alive(pid):
-                return True
-            time.sleep(POLL_SECONDS)
-    return False
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def cmdline(pid: int) -> list[str]:
-    """The command line of a live process ([] if it is gone or unreadable)."""
+def write_pid_file(path: Path, record: Mapping[str, Any]) -> None:
+    """Replace the pid file at once (readers see the old record or the new one), readable by its owner only."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(dict(record), indent=1) + "\n")
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+
+
+def stop_recorded(pid_file: Path, marker: str, timeout: float) -> int | None:
+    """Stop the process a pid file records if it is still that process (`marker` in its command line, the
+    recorded start time); the pid file goes either way. The pid stopped, or None."""
+    record = read_pid_file(pid_file)
+    if record is None:
+        return None
+    stopped = None
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        pid = int(record["pid"])
+    except (KeyError, TypeError, ValueError):
+        pid = 0
+    started = record.get("created")
+    if pid > 0 and processes.runs(pid, marker, float(started) if isinstance(started, float | int) else None):
+        processes.terminate(pid, timeout)
+        stopped = pid
+    with suppress(FileNotFoundError):
+        pid_file.unlink()
+    return stopped
+
+
+def rotate(log_file: Path) -> None:
+    """Move a log past 10 MB to *.1 (replacing an older one)."""
+    with suppress(FileNotFoundError):
+        if log_file.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(log_file, log_file.with_suffix(log_file.suffix + ".1"))
+
+
+def tail(path: Path, lines: int, offset: int = 0) -> str:
+    """The last `lines` lines of `path` after byte `offset` (reads at most the last 256 KiB)."""
+    if lines <= 0:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(offset, size - 256 * 1024))
+            data = handle.read()
     except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def proc_start(pid: int) -> int | None:
-    """The process's start time (clock ticks after boot): with the pid, it names one process for good."""
-    fields = stat_fields(Path(f"/proc/{pid}/stat"))
-    return int(fields[19]) if fields and len(fields) > 19 else None  # field 22 of stat(5)
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])

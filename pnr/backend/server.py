@@ -6,14 +6,13 @@ One server per pnr state dir; every pnr process on the machine that uses the sam
     ├── prefect-home/   PREFECT_HOME of the server: its SQLite database, memo store, UI files
     ├── server.pid      JSON record of the running server: pid, host, port, api_url, database, started_at, ...
     ├── server.log      the server's stdout and stderr (appended; moved to server.log.1 past 10 MB)
-    └── server.lock     fcntl lock: one start or stop at a time, so two `pnr up`s never start two servers
+    └── server.lock     file lock: one start or stop at a time, so two `pnr up`s never start two servers
 
 The server runs as `python -m uvicorn ... pnr.backend.server_app:create_app` (Prefect's app, as `prefect server
-start --background` runs it, without the CLI's own imports: about 1 s faster; SQLite writes queue instead of
-failing, see server_app) in a session of its own, stdin from
-/dev/null, output to server.log: it outlives the shell and the pnr process that started it. A pid in the
-record is trusted only while that process still runs a Prefect server on the recorded port, so a stale record
-whose pid now belongs to another program never gets that program killed.
+start --background` runs it, without the CLI's own imports; SQLite writes queue instead of failing, see
+server_app), detached (pnr.backend.daemon): it outlives the shell and the pnr process that started it. A pid in
+the record is trusted only while that process, started at the recorded time, still runs a Prefect server on
+the recorded port, so a stale record whose pid now belongs to another program never gets that program killed.
 
 This module imports only the standard library: `import prefect` costs over a second, and the CLI
 calls this module before it knows whether Prefect is needed in-process at all.
@@ -21,26 +20,25 @@ calls this module before it knows whether Prefect is needed in-process at all.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import itertools
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pnr import processes
 from pnr.backend import daemon
 from pnr.exceptions import PnrError
+from pnr.runtime.files import file_lock
 from pnr.settings import get_settings
 
 __all__ = [
@@ -109,7 +107,6 @@ _APP = "pnr.backend.server_app:create_app"  # Prefect's app, SQLite transactions
 # servers of earlier pnr versions, still recognised (and so stopped, not left holding the port)
 _EARLIER_APPS = ("pnr.prefect.server_app:create_app", "prefect.server.api.server:create_app")
 _LOG_TAIL_LINES = 20
-_LOG_ROTATE_BYTES = 10 * 1024 * 1024
 _POLL_SECONDS = 0.1
 
 
@@ -212,7 +209,7 @@ class _Record:
     database_fingerprint: str  # sha256 of the full URL: compares URLs without storing the password
     started_at: str
     startup_seconds: float | None
-    proc_start: int | None  # the process's start time (clock ticks after boot): guards against pid reuse
+    created: float | None  # the process's start time (seconds since the epoch): guards against pid reuse
     command: list[str]
 
     def info(self, config: ServerConfig, healthy: bool) -> ServerInfo:
@@ -331,7 +328,7 @@ def status(*, state_dir: Path | str | None = None) -> ServerInfo | None:
 
 def logs(lines: int = 50, *, state_dir: Path | str | None = None) -> str:
     """The last `lines` lines of server.log ("" when there is none)."""
-    return _tail(ServerConfig.resolve(state_dir=state_dir).log_file, lines)
+    return daemon.tail(ServerConfig.resolve(state_dir=state_dir).log_file, lines)
 
 
 # --------------------------------------------------------------------------- starting
@@ -350,24 +347,14 @@ def _spawn(config: ServerConfig, wait: bool, deadline: float, timeout: float) ->
     command = _server_command(host, port)
     config.prefect_home.mkdir(parents=True, exist_ok=True)
     seeded = database == "sqlite" and not config.database_url and seed_database(config.prefect_home)
-    _rotate(config.log_file)
-    with open(config.log_file, "ab") as log:
-        offset = log.tell()
-        stamp = _now()
-        log.write(f"--- pnr: starting the Prefect server on {host}:{port} ({database}) at {stamp}\n".encode())
-        if seeded:
-            log.write(f"--- pnr: new database from the template {seeded} (migrated, block types registered)\n".encode())
-        log.flush()
-        process = subprocess.Popen(
-            command,
-            env=_server_env(config, host, port, database_url),
-            cwd=config.state_dir,  # no ./prefect.toml, .env or pyproject.toml of the caller's folder
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # no SIGINT/SIGHUP from the caller's terminal; outlives the caller
-            close_fds=True,
-        )
+    stamp = _now()
+    header = [f"starting the Prefect server on {host}:{port} ({database}) at {stamp}"]
+    if seeded:
+        header.append(f"new database from the template {seeded} (migrated, block types registered)")
+    env = _server_env(config, host, port, database_url)
+    # cwd: no ./prefect.toml, .env or pyproject.toml of the caller's folder
+    spawned = daemon.spawn_detached(command, env, config.log_file, cwd=config.state_dir, header=header)
+    process = spawned.process
     record = _Record(
         pid=process.pid,
         host=host,
@@ -379,13 +366,13 @@ def _spawn(config: ServerConfig, wait: bool, deadline: float, timeout: float) ->
         database_fingerprint=_fingerprint(database_url),
         started_at=stamp,
         startup_seconds=None,
-        proc_start=daemon.proc_start(process.pid),
+        created=processes.created(process.pid),
         command=command,
     )
     _write_record(config, record)
     if not wait:
         return record.info(config, healthy=False)
-    record.startup_seconds = round(_wait_healthy(config, record, process, deadline, offset, timeout), 2)
+    record.startup_seconds = round(_wait_healthy(config, record, process, deadline, spawned.log_offset, timeout), 2)
     _write_record(config, record)
     return record.info(config, healthy=True)
 
@@ -445,14 +432,14 @@ def _wait_healthy(
             code = f" with exit code {exited}" if exited is not None else ""
             raise ServerError(
                 f"the Prefect server (pid {record.pid}) exited during start-up{code}; "
-                f"last lines of {config.log_file}:\n{_tail(config.log_file, _LOG_TAIL_LINES, log_offset)}"
+                f"last lines of {config.log_file}:\n{daemon.tail(config.log_file, _LOG_TAIL_LINES, log_offset)}"
             )
         if _healthy(record.api_url):  # not listening yet: uvicorn binds the port only after migrations
             return time.monotonic() - began
         if time.monotonic() >= deadline:
             break
         time.sleep(_POLL_SECONDS)
-    tail = _tail(config.log_file, _LOG_TAIL_LINES, log_offset)
+    tail = daemon.tail(config.log_file, _LOG_TAIL_LINES, log_offset)
     if process is not None:
         _terminate(process.pid, 5.0)
         _remove_record(config)
@@ -525,7 +512,7 @@ def _check_port_free(host: str, port: int, api_url: str, config_dir: Path) -> No
             return
     except OSError as exc:
         reason = exc.strerror or str(exc)
-    who = _port_holder(port) or "another process"
+    who = processes.listener_of(port) or "another process"
     if _healthy(api_url, timeout=1.0):
         who = f"a Prefect server not started from {config_dir}, {who} (use it with PREFECT_API_URL={api_url})"
     raise PortInUseError(
@@ -599,12 +586,11 @@ def _check_matches(config: ServerConfig, record: _Record) -> None:
 
 def _is_our_server(record: _Record) -> bool:
     """Alive, still the process pnr started (same start time), and running a Prefect server on its port."""
-    if record.pid <= 0 or not daemon.alive(record.pid):
+    if record.pid <= 0 or not processes.alive(record.pid):
         return False
-    started = daemon.proc_start(record.pid)
-    if record.proc_start is not None and started is not None and started != record.proc_start:
+    if not processes.started_at(record.pid, record.created):
         return False  # the pid was reused
-    cmdline = daemon.cmdline(record.pid)
+    cmdline = processes.cmdline(record.pid)
     joined = " ".join(cmdline)
     is_server = any(app in joined for app in (_APP, *_EARLIER_APPS)) or (
         "prefect" in joined and "server" in cmdline and "start" in cmdline
@@ -614,89 +600,40 @@ def _is_our_server(record: _Record) -> bool:
     return is_server and on_port
 
 
-def _port_holder(port: int) -> str | None:
-    """`pid N (command)` of a process listening on `port`; best effort (Linux procfs, own or root's processes)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()  # sl local_address rem_address st ... inode
-                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    if not inodes:
-        return None
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with suppress(OSError):
-            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
-                return f"pid {proc.name} ({' '.join(daemon.cmdline(int(proc.name)))[:100]})"
-    return None
-
-
 # --------------------------------------------------------------------------- files
 
 
 @contextmanager
 def _locked(config: ServerConfig, deadline: float) -> Iterator[None]:
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(config.lock_file, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ServerError(
-                        f"another pnr process has been starting or stopping the Prefect server for too long "
-                        f"(it holds {config.lock_file}); try again, or see {config.log_file}"
-                    ) from None
-                time.sleep(_POLL_SECONDS)
-        try:
+    try:
+        with file_lock(config.lock_file, timeout=max(0.0, deadline - time.monotonic())):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except TimeoutError:
+        raise ServerError(
+            f"another pnr process has been starting or stopping the Prefect server for too long "
+            f"(it holds {config.lock_file}); try again, or see {config.log_file}"
+        ) from None
 
 
 def _read_record(config: ServerConfig) -> _Record | None:
-    try:
-        data: Any = json.loads(config.pid_file.read_text())
-        return _Record(**data)
-    except FileNotFoundError:
+    data = daemon.read_pid_file(config.pid_file)
+    if data is None:
         return None
-    except (OSError, ValueError, TypeError):
-        return _Record(0, "", 0, "", "", "", "", "", "", None, None, [])  # unreadable: stale, never alive
+    known = {key: data[key] for key in _Record.__dataclass_fields__ if key in data}
+    known.setdefault("created", None)  # a record of an earlier pnr: identified by command line and port
+    try:
+        return _Record(**known)
+    except TypeError:  # unreadable, or written by another version: stale, never alive
+        return _Record(0, "", 0, "", "", "", "", "", "", None, None, [])
 
 
 def _write_record(config: ServerConfig, record: _Record) -> None:
-    temporary = config.pid_file.with_suffix(".pid.tmp")
-    temporary.write_text(json.dumps(asdict(record), indent=1) + "\n")
-    temporary.chmod(0o600)
-    os.replace(temporary, config.pid_file)
+    daemon.write_pid_file(config.pid_file, asdict(record))
 
 
 def _remove_record(config: ServerConfig) -> None:
     config.pid_file.unlink(missing_ok=True)
-
-
-def _rotate(log_file: Path) -> None:
-    with suppress(FileNotFoundError):
-        if log_file.stat().st_size > _LOG_ROTATE_BYTES:
-            os.replace(log_file, log_file.with_suffix(".log.1"))
-
-
-def _tail(path: Path, lines: int, offset: int = 0) -> str:
-    """The last `lines` lines of `path` after byte `offset` (reads at most the last 256 KiB)."""
-    if lines <= 0:
-        return ""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(offset, size - 256 * 1024))
-            data = handle.read()
-    except FileNotFoundError:
-        return ""
-    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -756,17 +693,12 @@ def _now() -> str:
 
 
 def _terminate(pid: int, timeout: float) -> None:
-    if not daemon.terminate(pid, timeout):
+    if not processes.terminate(pid, timeout):
         raise ServerError(f"the Prefect server (pid {pid}) survived SIGKILL; check it with `ps -o stat,args -p {pid}`")
 
 
 def _clear_crashed(record: _Record, wait: float = 10.0) -> None:
-    """A crashed server's leftovers: what is left of its process group (its pid led a session of its own, so a
-    group of that id whose leader is dead can only be its own children) is killed, and its port gets a moment
-    to be released before a new server binds it. A pid that now runs another program is never signalled."""
-    if daemon.alive(record.pid):
-        return  # the pid belongs to another program now: not ours to touch
-    daemon.terminate(record.pid, 2.0)
+    """A crashed server's port gets a moment to be released before a new server binds it."""
     until = time.monotonic() + wait
     while time.monotonic() < until and not _port_bindable(record.host, record.port):
         time.sleep(_POLL_SECONDS)

@@ -47,7 +47,7 @@ from pnr.lifecycle import (
 from pnr.model import SYSTEM_READY, Plan, PnR, domain_environ, load_plan
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
-from pnr.processes import die_with_parent
+from pnr.processes import detached_popen_options, die_with_parent
 from pnr.runtime import SignalStore
 from pnr.settings import get_settings, resolve_runtime_dir, run_settings
 
@@ -555,6 +555,7 @@ def start_detached_ephemeral_server() -> None:
 def _popen_new_session(*args: Any, **kwargs: Any) -> Any:
     import subprocess
 
-    kwargs.setdefault("start_new_session", True)
+    for key, value in detached_popen_options().items():
+        kwargs.setdefault(key, value)
     kwargs.setdefault("preexec_fn", die_with_parent())  # SIGTERM when pnr dies, even by SIGKILL
     return subprocess.Popen(*args, **kwargs)

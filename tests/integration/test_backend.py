@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,33 @@ from conftest import _TEST_ONLY_ENV, PNR, ROOT, free_port, http_chunk, pnr_cli, 
 from pnr.backend import runner, server
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
+
+# how the runner pool starts its members and how `pnr up` reaches them: every combination runs the tests below
+# that take `runner_mode` (a pool of another mode is replaced by the next `pnr up`)
+MODES = [("fork", "unix"), ("fork", "tcp"), ("spawn", "unix"), ("spawn", "tcp")]
+
+
+@pytest.fixture(params=MODES, ids=["-".join(m) for m in MODES])
+def runner_mode(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    start, transport = request.param
+    saved = {k: os.environ.get(k) for k in ("PNR_RUNNER_START", "PNR_RUNNER_TRANSPORT")}
+    os.environ["PNR_RUNNER_START"], os.environ["PNR_RUNNER_TRANSPORT"] = start, transport
+    try:
+        yield start, transport
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _assert_mode(state_dir: Path, mode: tuple[str, str]) -> None:
+    """Every member of the pool runs in `mode` and is reachable the way that mode says."""
+    pool = runner.pool_status(state_dir)
+    assert pool and all((p["start"], p["transport"]) == mode for p in pool), pool
+    suffix = ".port" if mode[1] == "tcp" else ".sock"
+    assert {p.suffix for p in state_dir.glob("runner*.*") if p.suffix in (".port", ".sock")} == {suffix}
 
 
 def _config(tmp_path: Path, domain: str, gate_on_external: bool = False, slow: bool = False) -> Path:
@@ -55,7 +83,7 @@ def _task_run_names(api_url: str, flow_run_id: str) -> set[str]:
     return names
 
 
-def test_up_uses_the_resident_server_and_runner_and_links_the_flow_run(tmp_path, domain_name, cleanup):
+def test_up_uses_the_resident_server_and_runner_and_links_the_flow_run(tmp_path, domain_name, cleanup, runner_mode):
     cleanup.append(domain_name)
     cfg = _config(tmp_path, domain_name)
     rdir = str(tmp_path / "rt")
@@ -72,6 +100,7 @@ def test_up_uses_the_resident_server_and_runner_and_links_the_flow_run(tmp_path,
     assert again.returncode == 0, again.stdout + again.stderr
     assert "started pnr's Prefect server" not in again.stdout
     assert server.status().pid == info.pid and runner.runner_status(info.state_dir)["pid"] == pong["pid"]
+    _assert_mode(info.state_dir, runner_mode)
     assert pnr_cli("down", str(cfg), "--runtime-dir", rdir).returncode == 0
 
 
@@ -145,7 +174,7 @@ def test_the_runner_bounds_a_run_by_the_clients_settings(tmp_path, domain_name, 
     assert pnr_cli("down", str(cfg), "--runtime-dir", str(tmp_path / "rt")).returncode == 0
 
 
-def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup):
+def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup, runner_mode):
     """The thin client forwards Ctrl-C: the run in the runner stops, is recorded Failed, exit status 130."""
     cleanup.append(domain_name)
     cfg = _config(tmp_path, domain_name, gate_on_external=True)  # api waits for `go`, which never comes
@@ -195,12 +224,15 @@ def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup)
     assert runner.runner_status(info.state_dir)["active"] == 0
 
 
-def test_two_bring_ups_at_once_run_on_two_members_of_the_runner_pool(tmp_path, docker_client, cleanup):
+def test_two_bring_ups_at_once_run_on_two_members_of_the_runner_pool(tmp_path, docker_client, cleanup, runner_mode):
     """The runner is a pool (PNR_RUNNERS=2 in this session): two runs at once go to different processes."""
     info, _ = server.ensure_running()
     assert runner.ensure_runner(info.state_dir, info.api_url) is not None
-    pool = runner.pool_status(info.state_dir)
+    deadline = time.monotonic() + 90  # a spawned member imports Prefect itself: it answers a moment later
+    while len(pool := runner.pool_status(info.state_dir)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert len(pool) == 2 and len({p["pid"] for p in pool}) == 2, pool
+    _assert_mode(info.state_dir, runner_mode)
     domains = [f"c{os.getpid() % 1000}a{i}{time.monotonic_ns() % 10000}" for i in range(2)]
     cleanup.extend(domains)
     configs = [_config(tmp_path, d, slow=True) for d in domains]

@@ -128,7 +128,7 @@ def _write_stale_record(state: Path, pid: int, port: int) -> None:
         "database_fingerprint": hashlib.sha256(database_url.encode()).hexdigest(),
         "started_at": "2026-01-01T00:00:00+00:00",
         "startup_seconds": 3.0,
-        "proc_start": None,
+        "created": None,
         "command": [],
     }
     (state / "server.pid").write_text(json.dumps(record))

@@ -25,7 +25,12 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(), str(path))
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "pnr":
+        if isinstance(node, ast.ImportFrom) and node.module == "pnr" and node.level == 0:
+            # `from pnr import processes` imports a module, `from pnr import Engine` the package root
+            found += [(node.lineno, f"pnr.{a.name}" if (PNR / f"{a.name}.py").exists() else "pnr") for a in node.names]
+        elif (
+            isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "pnr"
+        ):
             found.append((node.lineno, node.module))
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "pnr"]
