@@ -101,7 +101,7 @@ class UpOutcome:
         summary = data.get("summary")
         return cls(
             ok=bool(data.get("ok")),
-            exit_status=int(data.get("exit_status", data.get("exit")) or 0),
+            exit_status=int(data.get("exit_status") or 0),
             message=str(data.get("message") or ""),
             interrupted=bool(data.get("interrupted")),
             flow_run_id=data.get("flow_run_id"),

@@ -262,10 +262,8 @@ class RemoteRun:
         self._send_lock = threading.Lock()
         self.outcome: dict[str, Any] | None = None
         args = request.flow_parameters()
-        token = channel.read_token(state_dir)
-        self._send(
-            {"op": "up", "args": args, "env": dict(env), "pid": os.getpid(), "shown_as": shown_as, "token": token}
-        )
+        message = {"op": "up", "args": args, "env": dict(env), "pid": os.getpid(), "shown_as": shown_as}
+        self._send({**message, "token": channel.read_token(state_dir)})
 
     def events(self) -> Iterator[dict[str, Any]]:
         for line in self._conn.makefile("rb"):

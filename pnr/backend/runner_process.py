@@ -18,15 +18,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pnr import processes
 from pnr.backend import channel
-from pnr.backend.protocol import UpRequest
+from pnr.backend.protocol import Accepted, Message, UpOutcome, UpRequest, encode
 from pnr.backend.runner import MARKER, START_MODES, START_TIMEOUT, code_fingerprint, engine_env
-from pnr.exceptions import PnrError
+from pnr.records import RunEvent, RunNote
 from pnr.settings import quiet_prefect_env
 
 
@@ -78,80 +78,70 @@ class _Handler(socketserver.StreamRequestHandler):
                 }
             )
         elif request.get("op") == "up":
-            self._bring_up(
-                request.get("args") or {}, request.get("env") or {}, request.get("pid"), request.get("shown_as")
-            )
+            up = UpRequest.from_json(request.get("args") or {})
+            self._bring_up(up, request.get("env") or {}, request.get("pid"), request.get("shown_as"))
 
-    def _write(self, message: Mapping[str, Any]) -> None:
+    def _write(self, message: Message | Mapping[str, Any]) -> None:
         with self._write_lock:
-            self.wfile.write(json.dumps(message, default=str).encode() + b"\n")
+            self.wfile.write(encode(message))
             self.wfile.flush()
 
-    def _bring_up(self, args: dict[str, Any], env: dict[str, str], pid: int | None, shown_as: str | None) -> None:
+    def _bring_up(self, request: UpRequest, env: dict[str, str], pid: int | None, shown_as: str | None) -> None:
         from pnr.exceptions import ConfigError
         from pnr.lifecycle import RunControl, use_control
         from pnr.model import check_config
         from pnr.prefect.flows import bring_up, quiet_prefect_run
 
         try:  # first of all, and without a flow run: a bad config is exit 2 with nothing started
-            plan = check_config(args["config_path"], env, shown_as, args.get("env_files") or ())
-            plan.cpuxs_to_run(args.get("cpux"), shown_as or args["config_path"])
+            plan = check_config(request.config_path, env, shown_as, request.env_files or ())
+            plan.cpuxs_to_run(request.cpux, shown_as or request.config_path)
         except ConfigError as exc:
             with contextlib.suppress(OSError):
-                self._write({"type": "done", "ok": False, "error": "ConfigError", "message": str(exc), "exit": 2})
+                self._write(UpOutcome.failed(exc))
             return
-        n = len(plan.chunks)
+        accepted = Accepted(plan.domain.name, len(plan.chunks), plan.cpux_order, bool(plan.domain.engines))
         with contextlib.suppress(OSError):  # the client prints its header from this (it never loads the config)
-            self._write(
-                {"type": "accepted", "domain": plan.domain.name, "chunks": n, "cpuxs": plan.cpux_order}
-                | {"engines": bool(plan.domain.engines)}
-            )
+            self._write(accepted)
         self._plan = plan
         control = RunControl(environ=env, owner_pid=pid)
         self._detached = False
-        control.listen(lambda event: self._event(event, control, args))
+        control.listen(lambda event: self._event(event, control, request))
         watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
         watcher.start()
         # an interrupted run of the same domain (its client died or pressed Ctrl-C) finishes first
-        self.member.started(control, key=UpRequest.from_json(args).key)
-        outcome: dict[str, Any]
+        self.member.started(control, key=request.key)
         try:
             with quiet_prefect_run(), use_control(control), self.member.shared_client():
-                result = bring_up(**args)
-            outcome = {"type": "done", "ok": True, "result": result}
+                result = bring_up(**request.flow_parameters())
+            outcome = UpOutcome.done(result, control.flow_run_id)
         except BaseException as exc:
-            code = exc.exit_status if isinstance(exc, PnrError) else 1
-            outcome = {"type": "done", "ok": False, "error": type(exc).__name__, "message": str(exc), "exit": code}
+            outcome = UpOutcome.failed(exc, control.flow_run_id, interrupted=bool(control.interrupted))
         finally:
             self.member.finished(control)
         if self._detached:  # the client has its outcome already (see _event): the rest was bookkeeping
             return
-        outcome["flow_run_id"] = control.flow_run_id
-        outcome["interrupted"] = control.interrupted
         with contextlib.suppress(OSError):
             self._write(outcome)
 
-    def _event(self, event: Any, control: Any, args: dict[str, Any]) -> None:
-        if getattr(event, "what", None) == "up.outcome":  # every chunk is ready: tell the client now
-            self._done_early(event.payload["result"], control, args)
+    def _event(self, event: RunEvent, control: Any, request: UpRequest) -> None:
+        if isinstance(event, RunNote) and event.what == "up.outcome":  # every chunk is ready: tell the client now
+            self._done_early(event.payload["result"], control, request)
             return
-        data = asdict(event) if is_dataclass(event) and not isinstance(event, type) else {"value": str(event)}
         with contextlib.suppress(OSError):  # the client went away: its watcher interrupts the run
-            self._write({"type": "event", "kind": type(event).__name__, **data})
+            self._write(event)
 
-    def _done_early(self, result: dict[str, Any], control: Any, args: dict[str, Any]) -> None:
+    def _done_early(self, result: dict[str, Any], control: Any, request: UpRequest) -> None:
         """The outcome is known: send it, with the status table, while the flow run finishes its bookkeeping
         (artifacts, events, final state) here — nothing the user waits for, and none of it lost."""
-        outcome: dict[str, Any] = {"type": "done", "ok": True, "result": result, "flow_run_id": control.flow_run_id}
+        summary = None
         with contextlib.suppress(Exception):  # the client computes the table itself without it
             from pnr.engines import Engine
             from pnr.lifecycle import domain_status
 
-            status = domain_status(self._plan, Engine(), Path(args["runtime_dir"]), _ready(result))
-            outcome["summary"] = status.to_json()
+            summary = domain_status(self._plan, Engine(), Path(request.runtime_dir or "."), _ready(result))
         self._detached = True
         with contextlib.suppress(OSError):
-            self._write(outcome)
+            self._write(UpOutcome.done(result, control.flow_run_id, summary))
 
     def _watch_client(self, control: Any) -> None:
         """Interrupt requests from the client; a closed connection interrupts too (unless it has its outcome)."""

@@ -9,6 +9,7 @@ from typing import Any
 from pnr.compose._report import Context
 from pnr.compose._values import as_bool, is_true
 from pnr.compose._yaml import key_path
+from pnr.model.container import is_host_path, windows_drive
 
 
 def volume_names(ctx: Context, data: dict[str, Any]) -> dict[str, str]:
@@ -86,7 +87,9 @@ def _volume(
 
 
 def _short_volume(ctx: Context, path: str, text: str) -> dict[str, Any] | None:
-    parts = text.split(":")
+    drive = windows_drive(text)  # C:\src:/src : the drive's colon is not a separator
+    parts = text[len(drive) :].split(":")
+    parts[0] = drive + parts[0]
     if len(parts) == 1:
         return {"type": "volume", "target": parts[0]}
     if len(parts) > 3 or not all(parts):
@@ -94,7 +97,7 @@ def _short_volume(ctx: Context, path: str, text: str) -> dict[str, Any] | None:
         return None
     source, target = parts[0], parts[1]
     options = parts[2].split(",") if len(parts) == 3 else []
-    kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+    kind = "bind" if is_host_path(source) else "volume"
     return {
         "type": kind,
         "source": source,
@@ -139,7 +142,7 @@ def file_mounts(ctx: Context, path: str, kind: str, items: list[Any], declared: 
 def host_path(ctx: Context, source: str) -> str:
     """A host path of the compose file (relative to the project folder), written relative to the domain file's
     folder (where pnr reads it from); absolute and `~` paths as they are."""
-    if source.startswith(("/", "~")):
+    if source.startswith(("/", "~", "\\")) or windows_drive(source):
         return source
     absolute = os.path.normpath(ctx.folder / source)
     try:

@@ -66,10 +66,15 @@ class VolumeSpec(NamedTuple):
 _DRIVE_RE = re.compile(r"^[A-Za-z]:(?=[\\/])")  # C:\ or C:/ : a Windows drive, never a SOURCE:TARGET colon
 
 
+def windows_drive(text: str) -> str:
+    """`C:` when `text` starts with a Windows drive path (`C:\\src`, `C:/src`), else ''."""
+    drive = _DRIVE_RE.match(text)
+    return drive.group(0) if drive else ""
+
+
 def split_volume(item: str) -> VolumeSpec:
     """`SOURCE:/target[:ro|rw]`; a SOURCE with a drive letter (`C:\\src`, `C:/src`) keeps its colon."""
-    drive = _DRIVE_RE.match(item)
-    head = drive.group(0) if drive else ""
+    head = windows_drive(item)
     parts = item[len(head) :].split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
         raise ValueError(f"volume {item!r} must look like 'SOURCE:/container/path[:ro|rw]'")
@@ -80,14 +85,14 @@ def split_volume(item: str) -> VolumeSpec:
 
 def is_host_path(source: str) -> bool:
     """A bind source that is a path (relative, absolute, `~`, a Windows drive or UNC path), not a volume name."""
-    return source.startswith((".", "/", "~", "\\")) or bool(_DRIVE_RE.match(source))
+    return source.startswith((".", "/", "~", "\\")) or bool(windows_drive(source))
 
 
 def host_path(source: str, base_dir: Path) -> str:
     """A host path of the config (bind source, build_path) as the engine needs it: `~` expanded, a relative
     path taken from the config's folder, absolute and normalised. A Windows drive path is kept as written on
     other systems (the engine on the Windows side reads it), resolved on Windows."""
-    if os.name != "nt" and (_DRIVE_RE.match(source) or source.startswith("\\")):
+    if os.name != "nt" and (windows_drive(source) or source.startswith("\\")):
         return source
     path = Path(os.path.expanduser(source))
     return str((path if path.is_absolute() else base_dir / path).resolve())

@@ -4,7 +4,6 @@ its own `pnr up`), a chain, `status` and `down`; and the same user brings a chai
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import PODMAN_DIR, ROOT, TEST_IMAGE, free_port, http_chunk, write_config
 
+grp = pytest.importorskip("grp", reason="users and groups of a POSIX system")
 RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"  # found on root's PATH: the user's has no sbin
 
 pytestmark = [
@@ -143,7 +143,7 @@ def _remove_user(name: str, uid: int, state: Path | None) -> None:
                 timeout=120,
             )
     for pid in user.pids():
-        with _gone():
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for _ in range(50):
         if not user.pids():
@@ -152,16 +152,6 @@ def _remove_user(name: str, uid: int, state: Path | None) -> None:
     subprocess.run(["userdel", "-r", name], capture_output=True)
     for left in (f"/tmp/podman-run-{uid}", f"/tmp/containers-user-{uid}"):
         shutil.rmtree(left, ignore_errors=True)
-
-
-class _gone:
-    """Ignore a process that has already exited."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, *_: object) -> bool:
-        return kind is ProcessLookupError
 
 
 def _chain(domain: str, *, image: str = TEST_IMAGE) -> dict[str, Any]:
@@ -248,12 +238,12 @@ def rootless_podman(user: User, podman_host: str, docker_client: Any) -> Iterato
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the process group of `process`, SIGKILL after 10 s."""
-    with _gone():
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        with _gone():
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 

@@ -131,6 +131,8 @@ def test_a_chain_converges_reports_and_goes_down_on_podman(tmp_path, podman, pod
     cfg = write_config(tmp_path / "chain.json", data)
     run = ["--runtime-dir", str(tmp_path / "rt")]
 
+    doctor = pnr_cli("doctor", env=podman_env)  # says which engine it found
+    assert "Podman" in doctor.stdout and podman_env["DOCKER_HOST"] in doctor.stdout, doctor.stdout + doctor.stderr
     up = _ok(pnr_cli("up", str(cfg), *run, env=podman_env))
     assert "5 chunks completed" in up, up
     ids = _ids(podman, domain)
@@ -170,17 +172,23 @@ def test_a_chain_converges_reports_and_goes_down_on_podman(tmp_path, podman, pod
     assert not podman.networks.list(filters={"label": label})
 
 
-def test_a_build_works_and_a_healthcheck_podman_never_runs_fails_clearly(tmp_path, podman, podman_env, podman_domain):
-    """Podman builds from build_path (buildah); it runs HEALTHCHECKs with systemd timers, so without systemd the
-    `docker` probe ends with what to do instead of waiting out its deadline."""
+def test_a_build_and_a_bind_work_and_a_healthcheck_podman_never_runs_fails_clearly(
+    tmp_path, podman, podman_env, podman_domain
+):
+    """Podman builds from build_path (buildah) and binds a relative host path; it runs HEALTHCHECKs with systemd
+    timers, so without systemd the `docker` probe ends with what to do instead of waiting out its deadline."""
     domain = podman_domain
     context = tmp_path / "ctx"
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {TEST_IMAGE}\nRUN echo built > /built\n", encoding="utf-8")
     built = _chunk(
-        domain + "-", "built", "system_ready", "cat /built; exec sleep 600", {"type": "log", "pattern": "^built$"}
+        domain + "-",
+        "built",
+        "system_ready",
+        'test "$(cat /built)" = built && test -f /ctx/Dockerfile && echo built-and-mounted; exec sleep 600',
+        {"type": "log", "pattern": "^built-and-mounted$"},
     )
-    built["container"].update(image=None, build_path="ctx", init=True)
+    built["container"].update(image=None, build_path="ctx", init=True, volumes=["./ctx:/ctx:ro"])
     checked = _chunk(
         domain + "-",
         "checked",

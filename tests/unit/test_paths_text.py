@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, write_config
 
+from pnr.compose import import_compose
 from pnr.engines.engine import Engine
 from pnr.exceptions import ConfigError
 from pnr.model import load_domain
@@ -159,3 +160,15 @@ def test_output_on_a_console_that_is_not_utf8_replaces_what_it_cannot_show(tmp_p
     assert done.returncode == 0 and "UnicodeEncodeError" not in err, out + err
     shown = "caf? ? ok" if encoding == "ascii" else "café ? ok"
     assert f'"GREETING": "{shown}"' in out, out
+
+
+def test_pnr_import_keeps_a_windows_bind_mount_whole(tmp_path: Path) -> None:
+    compose = tmp_path / "compose.yml"
+    compose.write_text(
+        "services:\n  web:\n    image: nginx:1\n    volumes:\n"
+        '      - "C:\\\\src:/src:ro"\n      - "C:/data:/data"\n      - "~/cache:/cache"\n      - ./conf:/conf\n',
+        encoding="utf-8",
+    )
+    domain = import_compose(compose, name="win", environ={}).domain
+    container = domain["cpuxs"]["win"]["design_chunks"][0]["container"]
+    assert container["volumes"] == ["C:\\src:/src:ro", "C:/data:/data", "~/cache:/cache", "./conf:/conf"]
