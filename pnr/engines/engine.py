@@ -224,6 +224,7 @@ class Engine:
     ) -> None:
         self._client = client
         self._slow_client: Any = None
+        self._injected = client is not None
         if endpoint is None and host is not None:
             endpoint = Endpoint(host, f"engines.{name}.host", tried=(f"engines.{name}.host: {host}",))
         self._endpoint = endpoint  # None: resolved from the environment when first needed
@@ -270,10 +271,10 @@ class Engine:
 
     @property
     def slow_client(self) -> Any:
-        """A client with the longer timeout, for removals (the injected client in unit tests)."""
+        """A client with the longer timeout, for removals."""
         if self._slow_client is None:
-            if self._client is not None and not isinstance(self._client, docker.DockerClient):
-                return self.client  # an injected fake
+            if self._injected:
+                return self.client  # the caller's client (a fake in unit tests) serves every call
             with self._errors("connecting to the Docker engine"):
                 self._slow_client = docker_client(self.endpoint, timeout=SLOW_CALL_TIMEOUT, tls=self.tls)
         return self._slow_client

@@ -99,6 +99,8 @@ def _macos_sockets(env: Mapping[str, str]) -> list[str]:
         podman / "podman-machine-default/podman.sock",
         podman / "qemu/podman.sock",
     ]
+    if env.get("TMPDIR"):  # Podman 5's machine API socket
+        paths.append(Path(env["TMPDIR"]) / "podman/podman-machine-default-api.sock")
     return [f"unix://{p}" for p in paths]
 
 

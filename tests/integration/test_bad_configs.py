@@ -100,7 +100,7 @@ TABLE: list[tuple[str, Mutation, str, str]] = [
         "shell_metachar_container_name",
         lambda d: _c0(d)["container"].update(name="x;rm -rf /"),
         f"{C0}.container.name",
-        "not a valid name",
+        "not a valid container name",
     ),
     (
         "duplicate_host_port",

@@ -146,6 +146,8 @@ def test_macos_and_windows_lists() -> None:
         "unix:///Users/me/.rd/docker.sock",
     ]
     assert any("podman/machine" in url for url in mac[6:])
+    podman5 = r.usual_sockets({"HOME": "/Users/me", "TMPDIR": "/var/folders/x/T"}, "darwin")[-1]
+    assert podman5 == "unix:///var/folders/x/T/podman/podman-machine-default-api.sock"
     assert r.usual_sockets({}, "win32") == [
         "npipe:////./pipe/docker_engine",
         "npipe:////./pipe/dockerDesktopLinuxEngine",
