@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from typer._click.exceptions import UsageError
+import typer
 from typer.core import TyperCommand
 
 _PLAIN: dict[Any, type] = {str: str, float: float, Path: Path, list[str]: str, list[Path]: Path}
@@ -23,7 +23,7 @@ def plain_kwargs(command: TyperCommand, args: list[str]) -> dict[str, Any] | Non
     context = command.context_class(command, info_name=command.name)
     try:
         values, extra, order = command.make_parser(context).parse_args(list(args))
-    except UsageError:
+    except typer.TyperException:  # click's usage errors: typer words them
         return None
     params = {param.name: param for param in command.params}
     if extra or any(param.name not in params for param in order):  # --help is no parameter of the function
