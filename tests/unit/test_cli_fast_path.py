@@ -135,3 +135,21 @@ def test_every_option_of_up_is_read_plainly() -> None:
     for param in command.params:
         raw = True if param.type_descriptor.annotation is bool else (["1"] if param.multiple else "1")
         assert _plain_value(param, raw) is not None, param.name
+
+
+@pytest.mark.parametrize(("code", "status", "said"), [(None, 0, ""), (3, 3, ""), ("no such thing", 1, "no such thing")])
+def test_the_fast_exit_runs_the_exit_handlers_first(code: int | str | None, status: int, said: str) -> None:
+    """After a flow ran in the process, `pnr` exits without interpreter teardown, but Prefect's exit handlers (which
+    flush its events and logs) and pending output still come first."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('handler ran', flush=True))\n"
+        "from pnr.cli.app import _exit_now\n"
+        "print('pending', end='')\n"
+        f"_exit_now({code!r})\n"
+        "print('not reached')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == status
+    assert done.stdout == "pendinghandler ran\n"
+    assert said in done.stderr
