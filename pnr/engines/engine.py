@@ -47,10 +47,11 @@ def network_name(domain: str) -> str:
 
 
 DEFAULT_STOP_SECONDS = 5
-# Seconds docker-py waits for the engine's answer to one call. An engine that accepts connections but never
-# answers (a sleeping VM, a network partition, a frozen dockerd) must end a run within seconds, not leave its
-# threads blocked for a minute; removals, which a loaded engine may take longer to finish, get more.
-CALL_TIMEOUT = 10.0
+# Seconds docker-py waits for the engine's answer to one call: docker-py's own default. A busy engine may take
+# over ten seconds to start a container (40 at once on a loaded 2-core machine did); an engine that accepts
+# connections but never answers is found by the pings (`EngineSet.unreachable`, PING_TIMEOUT), which end a run
+# within seconds without waiting for threads blocked in calls.
+CALL_TIMEOUT = 60.0
 SLOW_CALL_TIMEOUT = 60.0
 
 

@@ -97,6 +97,9 @@ def test_terminate_stops_the_process_group_and_kills_what_ignores_sigterm(tmp_pa
     assert len(family) == 2
     assert processes.terminate(spawned.pid, timeout=0.5)
     spawned.process.wait(10)
+    deadline = time.monotonic() + 10  # SIGKILL is delivered, and the orphan reaped by init, asynchronously
+    while any(processes.alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not any(processes.alive(pid) for pid in family), "the group's other member survived"
     assert log.read_text().startswith("--- pnr: starting a stubborn process\n")
     assert daemon.tail(log, 1, spawned.log_offset) == "up"
