@@ -30,18 +30,19 @@ if TYPE_CHECKING:
         LABEL_MANAGED,
         LABEL_RUN,
         LABEL_SPEC,
-        ContainerState,
         Engine,
         LogStream,
+        engine_from_spec,
         image_ref,
         network_name,
     )
-    from pnr.engines.engineset import EngineSet, engine_from_spec, used_engines
+    from pnr.engines.engineset import EngineSet, used_engines
     from pnr.engines.ports import host_port_clashes, host_port_problem
+    from pnr.engines.protocol import ContainerState
     from pnr.engines.resolve import Endpoint, UnknownContext, resolve_endpoint
 
 _WHERE = {
-    "ContainerState": "pnr.engines.engine",
+    "ContainerState": "pnr.engines.protocol",
     "Decision": "pnr.engines.converge",
     "Endpoint": "pnr.engines.resolve",
     "Engine": "pnr.engines.engine",
@@ -59,7 +60,7 @@ _WHERE = {
     "decide": "pnr.engines.converge",
     "describe_changes": "pnr.engines.converge",
     "desired_state": "pnr.engines.converge",
-    "engine_from_spec": "pnr.engines.engineset",
+    "engine_from_spec": "pnr.engines.engine",
     "host_port_clashes": "pnr.engines.ports",
     "host_port_problem": "pnr.engines.ports",
     "image_ref": "pnr.engines.engine",

@@ -11,10 +11,9 @@ import ipaddress
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import docker
@@ -22,10 +21,17 @@ import docker.errors
 import docker.tls
 import requests.exceptions
 
-from pnr.engines.resolve import Endpoint, TlsFiles, resolve_endpoint, unreachable_hint
+from pnr.engines.engineset import EngineSet
+from pnr.engines.protocol import ContainerState, NetworkInfo
+from pnr.engines.resolve import Endpoint, TlsFiles, resolve_context, resolve_endpoint, unreachable_hint
 from pnr.exceptions import EngineError, EngineUnreachable, ImageError, NameInUse
 from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, DesignChunk
 from pnr.model.container import host_path, is_host_path, split_volume
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pnr.model import EngineSpec, Plan
 
 LABEL_MANAGED = "io.pnr.managed"
 LABEL_DOMAIN = "io.pnr.domain"
@@ -165,16 +171,6 @@ def docker_client(endpoint: Endpoint, *, timeout: float = CALL_TIMEOUT, tls: Any
     return docker.DockerClient(base_url=endpoint.host, timeout=timeout, tls=tls or False)
 
 
-@dataclass(frozen=True)
-class ContainerState:
-    id: str
-    name: str
-    status: str  # created | running | exited | dead | ...
-    running: bool
-    exit_code: int | None
-    labels: dict[str, str]
-
-
 class LogStream:
     """The followed log of one container as whole lines (str, without the newline); `close()` ends it from
     another thread. Ends quietly when the container stops or the connection drops."""
@@ -232,6 +228,14 @@ class Engine:
         self._address = address
         self.port_ip = port_ip
         self.tls = tls
+
+    def engine_set(self, plan: Plan, cpuxs: Iterable[str] | None = None) -> EngineSet:
+        """The engines the chunks of `plan` (of `cpuxs`, default all) run on (`EngineSource`): the environment's
+        engine (name `default`) is their default and the config's `engines` join it; a named engine runs every
+        chunk."""
+        if self.name == DEFAULT_ENGINE:
+            return EngineSet.for_plan(plan, cpuxs, default=self, factory=engine_from_spec)
+        return EngineSet.single(self, plan)
 
     def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         return docker_errors(action, self)
@@ -340,10 +344,14 @@ class Engine:
             )
         return name
 
-    def owned_networks(self, domain: str) -> list[dict[str, Any]]:
+    def owned_networks(self, domain: str) -> list[NetworkInfo]:
         with self._errors("listing networks"):
             nets = self.client.api.networks(filters={"label": [f"{LABEL_DOMAIN}={domain}"]})
-        return [n for n in nets if (n.get("Labels") or {}).get(LABEL_DOMAIN) == domain]
+        return [
+            NetworkInfo(Id=n["Id"], Name=n.get("Name", ""))
+            for n in nets
+            if (n.get("Labels") or {}).get(LABEL_DOMAIN) == domain
+        ]
 
     def remove_network(self, net_id: str, settle_seconds: float = 15.0) -> None:
         """Remove a network. Right after its containers were removed the engine may still hold their endpoints
@@ -481,11 +489,8 @@ class Engine:
     ) -> ContainerState:
         """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write);
         `config_file` (the config's absolute path) is remembered in a label."""
-        spec = chunk.container
-        api = self.client.api
-        bindings = spec.port_bindings(self.port_ip)
         labels = {
-            **spec.labels,
+            **chunk.container.labels,
             LABEL_MANAGED: "true",
             LABEL_DOMAIN: domain,
             LABEL_CPUX: cpux,
@@ -495,12 +500,32 @@ class Engine:
             LABEL_SPEC: spec_label,
             **({LABEL_CONFIG: config_file} if config_file else {}),
         }
-        binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
+        binds = [self._bind(v, domain, base_dir) for v in chunk.container.volumes]
         if runtime_dir is not None:
             binds.append(f"{Path(runtime_dir).resolve()}:/runtime:rw")
+        cid = self._create(chunk, image_id, network, env, labels, binds)
+        self._start_new(chunk, cid)
+        state = self.inspect(cid)
+        if state is None:
+            raise EngineError(f"chunk {chunk.name}: container {chunk.container.name} vanished right after it started")
+        return state
+
+    def _create(
+        self,
+        chunk: DesignChunk,
+        image_id: str,
+        network: str,
+        env: dict[str, str],
+        labels: dict[str, str],
+        binds: list[str],
+    ) -> str:
+        """Create (not start) a chunk's container on `network`: its id."""
+        spec = chunk.container
+        api = self.client.api
+        bindings = spec.port_bindings(self.port_ip).values()
         with self._errors(f"chunk {chunk.name}: creating container {spec.name}"), _name_in_use(spec.name):
             host_config = api.create_host_config(
-                port_bindings={f"{b.container_port}/{b.protocol}": (b.host_ip, b.host_port) for b in bindings.values()},
+                port_bindings={f"{b.container_port}/{b.protocol}": (b.host_ip, b.host_port) for b in bindings},
                 binds=binds or None,
                 network_mode=network,
                 init=spec.init or None,
@@ -516,31 +541,32 @@ class Engine:
                 name=spec.name,
                 environment=env,
                 labels=labels,
-                ports=[(b.container_port, b.protocol) for b in bindings.values()],
+                ports=[(b.container_port, b.protocol) for b in bindings],
                 host_config=host_config,
                 networking_config=api.create_networking_config(
                     {network: api.create_endpoint_config(aliases=sorted({chunk.name, spec.name}))}
                 ),
             )
-        cid = created["Id"]
+        return str(created["Id"])
+
+    def _start_new(self, chunk: DesignChunk, cid: str) -> None:
+        """Start a container just created; if it cannot start, remove it (nothing half-created is left) and
+        name a host port in use as such."""
+        spec = chunk.container
         try:
             with self._errors(f"chunk {chunk.name}: starting container {spec.name}"):
-                api.start(cid)
+                self.client.api.start(cid)
         except EngineError as exc:
             if not isinstance(exc, EngineUnreachable):  # a silent engine would hold the removal for a minute
-                self.remove(cid)  # leave nothing half-created
+                self.remove(cid)
             text = str(exc)
             if "port is already allocated" in text or "address already in use" in text:
-                ports = ", ".join(f"{b.host_ip}:{b.host_port}" for b in bindings.values())
+                ports = ", ".join(f"{b.host_ip}:{b.host_port}" for b in spec.port_bindings(self.port_ip).values())
                 raise EngineError(
                     f"chunk {chunk.name}: a host port of container {spec.name} is already in use ({ports}); "
                     f"stop what holds it or change container.ports. Engine said: {text.split(': ', 1)[-1]}"
                 ) from None
             raise
-        state = self.inspect(cid)
-        if state is None:
-            raise EngineError(f"chunk {chunk.name}: container {spec.name} vanished right after it started")
-        return state
 
     def _bind(self, volume: str, domain: str, base_dir: Path) -> str:
         source, target, mode = split_volume(volume)
@@ -679,3 +705,24 @@ class Engine:
         chosen = nets.get(network) if network else next(iter(nets.values()), None)
         ip = (chosen or {}).get("IPAddress")
         return str(ip) if ip else None
+
+
+def engine_from_spec(name: str, spec: EngineSpec, base_dir: Path) -> Engine:
+    """The `Engine` of one `engines` entry (TLS file paths relative to `base_dir`, the config's folder). A
+    `context` is read from the docker CLI's context store now (UnknownContext if it holds no such context)."""
+    if spec.context is not None:
+        endpoint = resolve_context(spec.context, named_by=f"engines.{name}.context")
+        return Engine(name=name, endpoint=endpoint, address=spec.reach_address(), port_ip=spec.port_ip())
+    assert spec.host is not None  # the model holds exactly one of host and context
+    tls = None
+    if spec.tls is not None:
+        files = {k: str((base_dir / Path(v).expanduser()).resolve()) for k, v in spec.tls.files().items()}
+        try:
+            tls = docker.tls.TLSConfig(
+                client_cert=(files["cert"], files["key"]) if "cert" in files else None,
+                ca_cert=files.get("ca"),
+                verify=spec.tls.verify,
+            )
+        except docker.errors.TLSParameterError as exc:
+            raise EngineError(f"engine {name}: tls: {exc}") from None
+    return Engine(host=spec.host, name=name, address=spec.reach_address(), port_ip=spec.port_ip(), tls=tls)

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, Engine, EngineSet
+from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, EngineSet
+from pnr.engines.engineset import EngineSource
+from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import ConfigError, ConfigIssue, RunError
 from pnr.lifecycle.control import RunControl
 from pnr.lifecycle.cpux import CpuxRun, domain_runs
@@ -54,7 +56,7 @@ class RestartResult:
 
 def restart_chunk(
     plan: Plan,
-    engine: Engine | EngineSet,
+    engine: EngineSource,
     runtime_dir: Path,
     chunk: str,
     *,
@@ -67,7 +69,7 @@ def restart_chunk(
     docstring). ConfigError: no such chunk, or a job chunk. RunError: the chunk has no container. EngineError:
     an engine does not answer."""
     spec = _service_chunk(plan, chunk)
-    engines = EngineSet.coerce(engine, plan)
+    engines = engine.engine_set(plan)
     own = engines.of(spec)
     container = _owned_container(plan, own, chunk, config_path)
     started = time.monotonic()
@@ -113,7 +115,7 @@ def restart_chunk(
 
 def _under_live_run(
     plan: Plan,
-    engine: Any,
+    engine: ContainerEngine,
     chunk: str,
     container: str,
     state_file: ChunkStateFile,
@@ -193,7 +195,7 @@ def _service_chunk(plan: Plan, chunk: str) -> Any:
     return spec
 
 
-def _owned_container(plan: Plan, engine: Any, chunk: str, config_path: str) -> str:
+def _owned_container(plan: Plan, engine: ContainerEngine, chunk: str, config_path: str) -> str:
     name = plan.chunks[chunk].container.name
     state = engine.inspect(name)
     if state is None or state.labels.get(LABEL_CHUNK) != chunk or not _ours(state, plan.domain.name):

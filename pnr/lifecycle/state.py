@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import Engine, EngineSet
+from pnr.engines.engineset import EngineSource
 from pnr.exceptions import EngineUnreachable
 from pnr.lifecycle.control import RunControl
 from pnr.model import Plan
@@ -77,7 +77,7 @@ class CpuxState:
         plan: Plan,
         cpux: str,
         store: SignalStore,
-        engine: Engine | EngineSet,
+        engine: EngineSource,
         config_path: str,
         timeout_seconds: float,
         run_timeout: float | None = None,
@@ -90,7 +90,7 @@ class CpuxState:
         self.cpux = cpux
         self.store = store
         # every chunk's engine; a single engine stands for all of them
-        self.engines = EngineSet.coerce(engine, plan)
+        self.engines = engine.engine_set(plan)
         self.engine = self.engines.default
         self.control = control or RunControl()
         self.config_path = config_path

@@ -308,7 +308,7 @@ def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
     config = params.get("config_path", "CONFIG")
     try:
         plan = load_plan(config)
-        engines = EngineSet.for_plan(plan)
+        engines = Engine().engine_set(plan)
         ids = {str(flow_run.id)} | _subflow_run_ids(flow_run.id)
         ours, rest = remove_started_by(plan, engines, ids)  # on every engine that answers
         if not rest:
@@ -375,7 +375,7 @@ def bring_up(
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
     control.flow_run_id = str(flow_run.id) if flow_run.id else None
-    engines = EngineSet.for_plan(plan, names)  # the engines of these cpuxs; pinged before anything starts
+    engines = Engine().engine_set(plan, names)  # the engines of these cpuxs; pinged before anything starts
     deadline = time.monotonic() + timeout_seconds
     run = DomainRun(
         plan,
