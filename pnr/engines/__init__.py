@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         other_configs,
         spec_label,
     )
+    from pnr.engines.dockerapi import LogStream
     from pnr.engines.engine import (
         LABEL_CHUNK,
         LABEL_CONFIG,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
         LABEL_RUN,
         LABEL_SPEC,
         Engine,
-        LogStream,
         engine_from_spec,
         image_ref,
         network_name,
@@ -54,7 +54,7 @@ _WHERE = {
     "LABEL_MANAGED": "pnr.engines.engine",
     "LABEL_RUN": "pnr.engines.engine",
     "LABEL_SPEC": "pnr.engines.engine",
-    "LogStream": "pnr.engines.engine",
+    "LogStream": "pnr.engines.dockerapi",
     "UnknownContext": "pnr.engines.resolve",
     "config_hash": "pnr.engines.converge",
     "decide": "pnr.engines.converge",

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from pnr.cli.render import LogPrinter, _size
-from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, LogStream
+from pnr.engines.dockerapi import LogStream
+from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED
 from pnr.engines.protocol import ContainerState
 from pnr.exceptions import ConfigError
 from pnr.lifecycle import CpuxRun, Phase, RunControl, Watcher
