@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,14 +137,8 @@ def _under_live_run(
     def phases() -> dict[str, str]:
         return {n: str(c.get("phase")) for n, c in state_file.chunks().items() if isinstance(c, dict)}
 
-    def wait(condition: Any, until: float) -> bool:
-        while time.monotonic() < until and not (control is not None and control.interrupted):
-            if condition():
-                return True
-            if not state_file.run_alive():
-                return False
-            time.sleep(0.1)
-        return bool(condition())
+    def wait(condition: Callable[[], bool], until: float) -> bool:
+        return _wait_on_live_run(condition, until, state_file, control)
 
     reacting = [
         n
@@ -159,21 +154,47 @@ def _under_live_run(
     result.ok = wait(lambda: all(phases().get(n) == "ready" for n in ready_before), deadline)
     result.seconds = time.monotonic() - started
     if not result.ok:
-        now = phases()
-        late = {n: now.get(n, "?") for n in ready_before if now.get(n) != "ready"}
-        why = (
-            "the live run ended"
-            if not state_file.run_alive()
-            else "interrupted"
-            if control is not None and control.interrupted
-            else "not ready again in time"
-        )
-        result.message = f"restart of {chunk} under the live run (pid {pid}): {why}; " + ", ".join(
-            f"{n} is {p}" for n, p in late.items()
-        )
-        if not noticed:
-            result.message += f" (it never reported {chunk} lost: is it a `pnr up --watch`?)"
+        result.message = _live_run_late(chunk, pid, phases(), ready_before, state_file, control, noticed)
     return result
+
+
+def _wait_on_live_run(
+    condition: Callable[[], bool], until: float, state_file: ChunkStateFile, control: RunControl | None
+) -> bool:
+    """Poll `condition` until `until`, while the live run lives and no interrupt came: whether it held."""
+    while time.monotonic() < until and not (control is not None and control.interrupted):
+        if condition():
+            return True
+        if not state_file.run_alive():
+            return False
+        time.sleep(0.1)
+    return bool(condition())
+
+
+def _live_run_late(
+    chunk: str,
+    pid: int | None,
+    now: dict[str, str],
+    ready_before: list[str],
+    state_file: ChunkStateFile,
+    control: RunControl | None,
+    noticed: bool,
+) -> str:
+    """Why a restart under a live run did not settle, naming each chunk not ready again."""
+    late = {n: now.get(n, "?") for n in ready_before if now.get(n) != "ready"}
+    why = (
+        "the live run ended"
+        if not state_file.run_alive()
+        else "interrupted"
+        if control is not None and control.interrupted
+        else "not ready again in time"
+    )
+    message = f"restart of {chunk} under the live run (pid {pid}): {why}; " + ", ".join(
+        f"{n} is {p}" for n, p in late.items()
+    )
+    if not noticed:
+        message += f" (it never reported {chunk} lost: is it a `pnr up --watch`?)"
+    return message
 
 
 def _service_chunk(plan: Plan, chunk: str) -> Any:

@@ -49,7 +49,7 @@ from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.processes import detached_popen_options, die_with_parent
 from pnr.runtime import SignalStore
-from pnr.settings import get_settings, resolve_runtime_dir, run_settings
+from pnr.settings import PnrSettings, get_settings, resolve_runtime_dir, run_settings
 
 SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
 
@@ -372,25 +372,8 @@ def bring_up(
     if env_files:  # the domain's own env_files are read under these by each chunk (see domain_environ)
         control.environ = domain_environ(plan.domain, config_path, control.environ, env_files)
     names = plan.cpuxs_to_run(cpux, config_path)
-    store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
-    store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
-    control.flow_run_id = str(flow_run.id) if flow_run.id else None
-    engines = Engine().engine_set(plan, names)  # the engines of these cpuxs; pinged before anything starts
-    deadline = time.monotonic() + timeout_seconds
-    run = DomainRun(
-        plan,
-        store,
-        engines,
-        control,
-        build,
-        deadline,
-        settings.gate_slice_seconds,
-        force_recreate=force_recreate,
-        timeout_seconds=timeout_seconds,
-    )
-    # the first CPUX's engine work (ping, images, network) runs while Prefect creates its subflow run
-    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
-    _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
+    run = _new_run(plan, names, config_path, runtime_dir, control, build, force_recreate, timeout_seconds, settings)
+    store = run.store
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
     events = RunEvents(plan, names, store, control, config_path, settings.chunk_events)
@@ -418,15 +401,57 @@ def bring_up(
             store.refresh()
             artifacts.finish(error, run.runs)
             events.finish(error)
-        watched: dict[str, Any] = {}
-        if watch:  # after the bring-up's own outcome is recorded (artifacts, pnr.domain.up.completed)
-            watched = {"watch": watch_task.with_options(task_run_name=f"{plan.domain.name}.watch")(run, watch_seconds)}
-            store.refresh()
-            if watched["watch"]["ended"] == WATCH_CANCELLED:
-                _conclude_cancelled(flow_run.id)
+        watched = _watch_after(run, watch_seconds) if watch else {}  # after the outcome is recorded
     finally:
         events.close()
     return {**watched, **_result(plan, results, store)}
+
+
+def _new_run(
+    plan: Plan,
+    names: list[str],
+    config_path: str,
+    runtime_dir: str | None,
+    control: RunControl,
+    build: bool,
+    force_recreate: bool,
+    timeout_seconds: float,
+    settings: PnrSettings,
+) -> DomainRun:
+    """The bring-up's state: its signal store started, the engines of `names`, the deadline; the first CPUX's
+    engine work (ping, images, network) already under way while Prefect creates its subflow run."""
+    control.flow_run_id = str(flow_run.id) if flow_run.id else None
+    store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
+    store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
+    engines = Engine().engine_set(plan, names)  # the engines of these cpuxs; pinged before anything starts
+    run = DomainRun(
+        plan,
+        store,
+        engines,
+        control,
+        build,
+        time.monotonic() + timeout_seconds,
+        settings.gate_slice_seconds,
+        force_recreate=force_recreate,
+        timeout_seconds=timeout_seconds,
+    )
+    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
+    return run
+
+
+def _ready_note(plan: Plan, results: dict[str, Any], store: SignalStore) -> RunNote:
+    """The note that tells a waiting caller the bring-up's outcome: every chunk is ready."""
+    return RunNote(plan.domain.name, "up.outcome", "every chunk is ready", {"result": _result(plan, results, store)})
+
+
+def _watch_after(run: DomainRun, watch_seconds: float | None) -> dict[str, Any]:
+    """The watch of a bring-up that is ready (pnr.domain.up.completed already sent): {"watch": its summary}."""
+    watched = watch_task.with_options(task_run_name=f"{run.plan.domain.name}.watch")(run, watch_seconds)
+    run.store.refresh()
+    if watched["ended"] == WATCH_CANCELLED:
+        _conclude_cancelled(flow_run.id)
+    return {"watch": watched}
 
 
 def _run_cpuxs(ref: RunRef, names: list[str], results: dict[str, Any], config_path: str) -> None:
