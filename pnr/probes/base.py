@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Required, TypedDict, Unpack
 
 import httpx
 
@@ -121,16 +121,27 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float) -> tuple[bool, Any]
     return True, box.get("error", box.get("value"))
 
 
-def timing_of(check: CheckBase) -> dict[str, Any]:
+class Timing(TypedDict, total=False):
+    """A probe's timing knobs, as `Probe` takes them (keyword arguments)."""
+
+    interval: Required[float]
+    timeout: Required[float]
+    deadline: Required[float]
+    start_period: float
+    success_threshold: int
+    failure_threshold: int | None
+
+
+def timing_of(check: CheckBase) -> Timing:
     """A check's timing knobs as `Probe` keyword arguments."""
-    return {
-        "interval": check.interval_seconds,
-        "timeout": check.timeout_seconds,
-        "deadline": check.deadline_seconds,
-        "start_period": check.start_period_seconds,
-        "success_threshold": check.success_threshold,
-        "failure_threshold": check.failure_threshold,
-    }
+    return Timing(
+        interval=check.interval_seconds,
+        timeout=check.timeout_seconds,
+        deadline=check.deadline_seconds,
+        start_period=check.start_period_seconds,
+        success_threshold=check.success_threshold,
+        failure_threshold=check.failure_threshold,
+    )
 
 
 class Probe:
@@ -142,7 +153,7 @@ class Probe:
     kind: ClassVar[str | None] = None  # a built-in kind: the `type` of its check model
     check_model: ClassVar[type[PluginCheck] | None] = None  # a third-party kind: its check model
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("kind"):
             BUILTIN_PROBES[str(cls.kind)] = cls
@@ -263,7 +274,7 @@ class ProbeContext:
 class ContainerProbe(Probe):
     """A kind that asks the engine about its chunk's container (exec, log, docker); `check` is its config."""
 
-    def __init__(self, engine: ContainerEngine, container_id: str, check: Any = None, **timing: Any) -> None:
+    def __init__(self, engine: ContainerEngine, container_id: str, check: Any = None, **timing: Unpack[Timing]) -> None:
         super().__init__(**timing)
         self.engine = engine
         self.container_id = container_id
