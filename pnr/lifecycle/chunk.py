@@ -20,7 +20,7 @@ from typing import Any
 from pnr.engines import ContainerState, config_hash, decide, desired_state, network_name, spec_label
 from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import ChunkFailed, EngineError, EngineUnreachable, NameInUse, PnrError
-from pnr.lifecycle.state import CpuxState, Phase
+from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
 from pnr.model import DesignChunk, PnR, SignalCheck, domain_environ, expand_env, iter_checks
 from pnr.probes import Aborted, Attempt, ContainerGone, NeverReady, Probe, ProbeContext, ProbeResult, make_probe
 
@@ -46,7 +46,7 @@ class ChunkDriver:
         self._env: dict[str, str] | None = None
 
     @property
-    def progress(self) -> Any:
+    def progress(self) -> ChunkProgress:
         return self.state.progress[self.name]
 
     # -- the container ---------------------------------------------------------------------------

@@ -18,11 +18,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pnr.engines import LABEL_CHUNK
 from pnr.engines.engineset import EngineSource
-from pnr.engines.protocol import ContainerEngine
+from pnr.engines.protocol import ContainerEngine, LineStream
 from pnr.exceptions import ConfigError, ConfigIssue, EngineError
 from pnr.model import Plan
 
@@ -124,7 +123,7 @@ class LogFollower:
         self.tail = tail
         self.timestamps = timestamps
         self._queue: queue.Queue[LogLine | _End] = queue.Queue()
-        self._streams: list[Any] = []
+        self._streams: list[LineStream] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -25,13 +25,13 @@ from typing import Any
 
 from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, EngineSet
 from pnr.engines.engineset import EngineSource
-from pnr.engines.protocol import ContainerEngine
+from pnr.engines.protocol import ContainerEngine, ContainerState
 from pnr.exceptions import ConfigError, ConfigIssue, RunError
 from pnr.lifecycle.control import RunControl
 from pnr.lifecycle.cpux import CpuxRun, domain_runs
 from pnr.lifecycle.state import Phase
 from pnr.lifecycle.watch import Watcher
-from pnr.model import Plan
+from pnr.model import DesignChunk, Plan
 from pnr.runtime import ChunkStateFile, SignalStore
 
 TIMES = ("created_at", "started_at", "first_probe_at", "ready_at")
@@ -64,7 +64,7 @@ def restart_chunk(
     timeout_seconds: float,
     config_path: str,
     control: RunControl | None = None,
-    log: Any = None,
+    log: Callable[[str], None] | None = None,
 ) -> RestartResult:
     """Restart `chunk`'s container and wait until every ready chunk of the domain is ready again (see the module
     docstring). ConfigError: no such chunk, or a job chunk. RunError: the chunk has no container. EngineError:
@@ -197,7 +197,7 @@ def _live_run_late(
     return message
 
 
-def _service_chunk(plan: Plan, chunk: str) -> Any:
+def _service_chunk(plan: Plan, chunk: str) -> DesignChunk:
     if chunk not in plan.chunks:
         have = ", ".join(plan.chunks)
         raise ConfigError(
@@ -228,7 +228,7 @@ def _owned_container(plan: Plan, engine: ContainerEngine, chunk: str, config_pat
     return name
 
 
-def _ours(state: Any, domain: str) -> bool:
+def _ours(state: ContainerState, domain: str) -> bool:
     return bool(state.labels.get(LABEL_DOMAIN) == domain and state.labels.get(LABEL_MANAGED) == "true")
 
 
