@@ -79,7 +79,7 @@ def read_pid_file(path: Path) -> dict[str, Any] | None:
 def write_pid_file(path: Path, record: Mapping[str, Any]) -> None:
     """Replace the pid file at once (readers see the old record or the new one), readable by its owner only."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(dict(record), indent=1) + "\n")
+    temporary.write_bytes((json.dumps(dict(record), indent=1) + "\n").encode())  # "\n" on every OS
     temporary.chmod(0o600)
     os.replace(temporary, path)
 

@@ -19,6 +19,7 @@ from pnr.compose._yaml import YamlDoc, key_path, load_yaml
 from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.envfile import EnvFileError, parse_env_file
 from pnr.model.fields import NAME_RE
+from pnr.model.loader import read_input
 
 MAX_COMPOSE_BYTES = 5 * 1024 * 1024
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -97,33 +98,13 @@ def read_project(
 
 
 def _read_doc(path: Path, source: str) -> YamlDoc:
-    doc, issues = load_yaml(_read(path, source))
+    doc, issues = load_yaml(read_input(path, source, "a compose file", MAX_COMPOSE_BYTES))
     if doc is None:
         raise ConfigError(source, issues)
     if not isinstance(doc.data, dict):
         kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
         raise ConfigError(source, [ConfigIssue("", f"the top level must be a mapping with 'services', not {kind}")])
     return doc
-
-
-def _read(path: Path, source: str) -> str:
-    try:
-        if path.is_dir():
-            raise ConfigError(source, [ConfigIssue("", "is a directory; give a compose file")])
-        size = path.stat().st_size
-        if size > MAX_COMPOSE_BYTES:
-            raise ConfigError(
-                source, [ConfigIssue("", f"is {size} bytes; files larger than {MAX_COMPOSE_BYTES} are refused")]
-            )
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(source, [ConfigIssue("", "file not found")]) from None
-    except OSError as exc:
-        raise ConfigError(source, [ConfigIssue("", f"cannot read: {exc.strerror}")]) from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [ConfigIssue("", f"not UTF-8 text (byte {exc.start})")]) from None
 
 
 def _dotenv(folder: Path, environ: Mapping[str, str], report: Report) -> dict[str, str] | None:

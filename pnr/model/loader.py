@@ -216,30 +216,34 @@ def _check_rest(data: dict[str, Any], source: str, checks: RestChecks) -> list[C
     return [i for i in checks(part.domain, source, part.unjudged, part.places) if part.keeps(i)]
 
 
-def load_domain(path: str | Path, rest: RestChecks | None = None) -> Domain:
-    """Read, parse and validate a domain config file. Every failure is a ConfigError (never a traceback).
-    `rest`: see `parse_domain`."""
-    path = Path(path)
-    source = str(path)
+def read_input(path: Path, source: str, what: str, limit: int) -> str:
+    """An input file's text (UTF-8, a byte-order mark allowed), or a ConfigError that says why not: a folder, too
+    large (over `limit` bytes), missing, unreadable, not UTF-8. `what` names the file expected ("a compose file")."""
     try:
         if path.is_dir():
-            raise ConfigError(source, [ConfigIssue("", "is a directory; give a JSON config file")])
+            raise ConfigError(source, [ConfigIssue("", f"is a directory; give {what}")])
         size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                source, [ConfigIssue("", f"is {size} bytes; configs larger than {MAX_CONFIG_BYTES} are refused")]
-            )
+        if size > limit:
+            raise ConfigError(source, [ConfigIssue("", f"is {size} bytes; files larger than {limit} are refused")])
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(source, [ConfigIssue("", "file not found")]) from None
     except OSError as exc:
         raise ConfigError(source, [ConfigIssue("", f"cannot read: {exc.strerror}")]) from None
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             source, [ConfigIssue("", f"not UTF-8 text (byte {exc.start}); save the file as UTF-8")]
         ) from None
+
+
+def load_domain(path: str | Path, rest: RestChecks | None = None) -> Domain:
+    """Read, parse and validate a domain config file. Every failure is a ConfigError (never a traceback).
+    `rest`: see `parse_domain`."""
+    path = Path(path)
+    source = str(path)
+    text = read_input(path, source, "a JSON config file", MAX_CONFIG_BYTES)
     dup_keys: dict[int, list[str]] = {}
     try:
         data = json.loads(text, object_pairs_hook=lambda pairs: _no_dup_keys(pairs, dup_keys))

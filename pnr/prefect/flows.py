@@ -362,7 +362,7 @@ def bring_up(
     `${VAR}` in container env comes from the environment, over `env_files` (as `pnr up --env-file`), over the
     domain's own env_files.
 
-    With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.watch`) until
+    With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.lifecycle.watch`) until
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
     the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
     interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""

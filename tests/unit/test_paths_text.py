@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, write_config
 
+from pnr.backend import daemon
 from pnr.compose import import_compose
 from pnr.engines.engine import Engine
 from pnr.exceptions import ConfigError
@@ -172,3 +173,11 @@ def test_pnr_import_keeps_a_windows_bind_mount_whole(tmp_path: Path) -> None:
     domain = import_compose(compose, name="win", environ={}).domain
     container = domain["cpuxs"]["win"]["design_chunks"][0]["container"]
     assert container["volumes"] == ["C:\\src:/src:ro", "C:/data:/data", "~/cache:/cache", "./conf:/conf"]
+
+
+def test_the_backend_pid_file_ends_lines_with_newline(tmp_path: Path) -> None:
+    path = tmp_path / "server.json"
+    daemon.write_pid_file(path, {"pid": 12, "url": "http://127.0.0.1:1"})
+    raw = path.read_bytes()
+    assert raw.endswith(b"}\n") and b"\r" not in raw, raw
+    assert daemon.read_pid_file(path) == {"pid": 12, "url": "http://127.0.0.1:1"}
