@@ -1,4 +1,5 @@
-"""The only module that talks to the container engine (docker-py). Docker errors become EngineError here.
+"""The docker-py adapter `Engine` (with `pnr.engines.dockerapi`, the only code that talks to docker-py): one object
+per Docker engine, the `ContainerEngine` surface. Docker errors become EngineError here.
 
 Ownership: everything pnr creates carries `io.pnr.*` labels; pnr only ever stops or removes objects whose
 labels name the domain it acts for. A name clash with an object pnr did not create is an error, never a removal.
