@@ -100,7 +100,7 @@ def started_at(pid: int, created_at: float | None) -> bool:
 
 
 def runs(pid: int, marker: str, created_at: float | None = None) -> bool:
-    """`pid` is alive, runs a command line that contains `marker` (e.g. "pnr.backend.runner") and, when
+    """`pid` is alive, runs a command line that contains `marker` (e.g. "pnr.backend.runner_process") and, when
     `created_at` is given, is the process that started then."""
     return alive(pid) and started_at(pid, created_at) and any(marker in part for part in cmdline(pid))
 

@@ -6,7 +6,7 @@
    left running for the next command. Its resident runner executes the run, and `pnr up` is a thin client
    (unless `PNR_RUNNER=0`, or the runner serves another Docker engine than the client's environment names).
 
-Standard library and pnr.backend.server only: nothing here imports Prefect.
+Nothing here imports Prefect: the server and the runner are asked through pnr.backend.server and runner.
 """
 
 from __future__ import annotations

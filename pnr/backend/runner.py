@@ -35,7 +35,7 @@ from pnr import processes
 from pnr.backend import channel, daemon
 from pnr.backend.protocol import UpRequest
 from pnr.exceptions import PnrError
-from pnr.runtime.files import file_lock
+from pnr.locks import file_lock
 
 MARKER = "pnr.backend.runner_process"
 START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine

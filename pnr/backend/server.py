@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pnr import processes
 from pnr.backend import daemon
 from pnr.exceptions import PnrError
-from pnr.runtime.files import file_lock
+from pnr.locks import file_lock
 from pnr.settings import get_settings
 
 __all__ = [

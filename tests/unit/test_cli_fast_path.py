@@ -1,4 +1,5 @@
-"""`pnr up CONFIG` (no option) is called without typer's parsing; every other command line goes through typer."""
+"""A plain `pnr up` line is read by `up`'s own click parser and called without typer's value adapters; every other
+command line goes through typer."""
 
 from __future__ import annotations
 
@@ -26,18 +27,18 @@ cli = sys.modules["pnr.cli.app"]
         ["up", "a.json", "b.json"],
         ["up", "--build"],  # no config
         ["up", "c.json", "--build", "--build"],
+        ["up", "c.json", "--cpux", "a", "--cpux", "b"],
         ["up", "c.json", "--timeout"],  # no value
         ["up", "c.json", "--timeout", "0"],  # below its min (0.1)
         ["up", "c.json", "--timeout", "nan"],
         ["up", "c.json", "--timeout", "soon"],
-        ["up", "c.json", "--timeout=3"],
         ["up", "c.json", "--no-such-option"],
         ["up", "c.json", "-vx"],
-        ["up", "--", "c.json"],
+        ["up", "c.json", "--watch-seconds", ""],
     ],
 )
 def test_lines_typer_should_read_go_through_typer(argv: list[str]) -> None:
-    assert cli._fast_path(argv) is None
+    assert cli._plain_up_kwargs(argv) is None
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,9 @@ def test_lines_typer_should_read_go_through_typer(argv: list[str]) -> None:
         ["c.json", "--watch", "--watch-seconds", "2.5", "--ephemeral-server", "--timeline", "t.svg", "--dry-run"],
         ["c.json", "--cpux", "--build"],  # as click reads it: --build is cpux's value
         ["c.json", "--timeout", "1e3"],
+        ["c.json", "--timeout=3"],
+        ["--", "c.json"],
+        ["c.json", "--env-file", "a.env", "--env-file", "b.env"],
     ],
 )
 def test_a_plain_line_gives_up_what_typer_would(args: list[str]) -> None:
@@ -56,7 +60,7 @@ def test_a_plain_line_gives_up_what_typer_would(args: list[str]) -> None:
 
     import typer.main
 
-    fast = cli._parse_up(args)
+    fast = cli._plain_up_kwargs(["up", *args])
     assert fast is not None, args
     command = typer.main.get_command(cli.app).commands["up"]
     multiple = {p.name for p in command.params if getattr(p, "multiple", False)}  # absent: click reads ()
@@ -120,13 +124,32 @@ def test_typer_errors_raised_inside_up_end_as_under_typer(
     assert said in capsys.readouterr().err
 
 
-def test_the_value_types_come_from_ups_annotations() -> None:
-    """Every single-value option of `up` (not a flag, not repeatable: typer reads those) is read by the fast path,
-    with the type its annotation names."""
+def test_every_option_of_up_is_read_plainly() -> None:
+    """Every option of `up` has a type the plain reading converts itself (else each line using it would pay for
+    typer's adapters)."""
     import typer.main
 
-    params = typer.main.get_command(cli.app).commands["up"].params
-    values = {p.name for p in params if p.param_type_name == "option" and not p.is_flag and not p.multiple}
-    types = cli._up_value_types()
-    assert values and values <= set(types), values - set(types)
-    assert types["timeout"] is float and types["cpux"] is str and types["runtime_dir"] is Path
+    from pnr.cli.fast import _plain_value
+
+    command = typer.main.get_command(cli.app).commands["up"]
+    for param in command.params:
+        raw = True if param.type_descriptor.annotation is bool else (["1"] if param.multiple else "1")
+        assert _plain_value(param, raw) is not None, param.name
+
+
+@pytest.mark.parametrize(("code", "status", "said"), [(None, 0, ""), (3, 3, ""), ("no such thing", 1, "no such thing")])
+def test_the_fast_exit_runs_the_exit_handlers_first(code: int | str | None, status: int, said: str) -> None:
+    """After a flow ran in the process, `pnr` exits without interpreter teardown, but Prefect's exit handlers (which
+    flush its events and logs) and pending output still come first."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('handler ran', flush=True))\n"
+        "from pnr.cli.app import _exit_now\n"
+        "print('pending', end='')\n"
+        f"_exit_now({code!r})\n"
+        "print('not reached')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == status
+    assert done.stdout == "pendinghandler ran\n"
+    assert said in done.stderr

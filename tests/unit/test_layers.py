@@ -10,7 +10,7 @@ PNR = Path(__file__).resolve().parents[2] / "pnr"
 
 # top to bottom; a module may import its own layer and any layer below it
 LAYERS = ["cli", "backend", "prefect", "lifecycle", "probes", "engines", "runtime", "compose", "model", "base"]
-BASE = {"exceptions", "processes", "records", "settings", "__init__"}
+BASE = {"exceptions", "locks", "processes", "records", "settings", "__init__"}
 
 
 def _layer(module: str) -> str:

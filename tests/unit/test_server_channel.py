@@ -5,6 +5,7 @@ ping needs none."""
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +74,18 @@ def test_clear_removes_every_address(tmp_path: Path) -> None:
         (tmp_path / name).write_text("")
     channel.clear(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["runner.log"]
+
+
+def test_the_settings_choose_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pnr.exceptions import ConfigError
+
+    for name in ("PNR_RUNNER_START", "PNR_RUNNER_TRANSPORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert channel.transport() == ("unix" if channel.has_unix_sockets() else "tcp")
+    assert runner.start_mode() == ("fork" if sys.platform.startswith("linux") else "spawn")
+    monkeypatch.setenv("PNR_RUNNER_TRANSPORT", "TCP")
+    monkeypatch.setenv("PNR_RUNNER_START", "spawn")
+    assert (channel.transport(), runner.start_mode()) == ("tcp", "spawn")
+    monkeypatch.setenv("PNR_RUNNER_START", "vfork")
+    with pytest.raises(ConfigError, match=r"PNR_RUNNER_START.*fork or spawn"):
+        runner.start_mode()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pnr.runtime.files import file_lock, folder_lock
+from pnr.locks import file_lock
+from pnr.runtime.files import folder_lock
 
-HOLDER = "import sys; from pathlib import Path; from pnr.runtime.files import file_lock\n" + (
+HOLDER = "import sys; from pathlib import Path; from pnr.locks import file_lock\n" + (
     "with file_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    sys.stdin.readline()\n"
 )
 

@@ -1,0 +1,84 @@
+"""What `pnr up` and `pnr restart` both show: progress lines, the chunk table; and their Ctrl-C."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from pnr.cli.common import err, escape, out
+
+if TYPE_CHECKING:
+    from pnr.records import DomainStatus, RunEvent
+
+PHASE_STYLE = {
+    "waiting": "yellow",
+    "starting": "cyan",
+    "probing": "blue",
+    "ready": "green",
+    "failed": "red",
+    "blocked": "red",
+    "lost": "red",
+}
+
+
+class Progress:
+    """Renders chunk phase changes as lines a person can follow."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.last: dict[str, tuple[str, str]] = {}
+
+    def line(self, text: str) -> None:
+        """`text` after the seconds since the start."""
+        out.print(f"  {time.monotonic() - self.t0:7.2f}s  {text}")
+
+    def __call__(self, event: RunEvent) -> None:
+        from pnr.records import RunNote
+
+        if isinstance(event, RunNote):  # watch started / ended (the outcome note is the caller's)
+            if event.what.startswith("watch."):
+                self.line(f"[bold]{escape(event.message)}[/]")
+            return
+        if self.last.get(event.chunk) == (event.phase, event.detail):
+            return
+        self.last[event.chunk] = (event.phase, event.detail)
+        style = PHASE_STYLE.get(event.phase, "white")
+        first = event.detail.splitlines()[0] if event.detail else ""
+        self.line(f"{event.chunk:<22} [{style}]{event.phase:<9}[/] {escape(first)}")
+
+
+def chunk_table(status: DomainStatus, engines: bool) -> None:
+    """The chunk table of `status`; `engines`: the domain names engines, so say which one each chunk runs on."""
+    table = Table(title=f"domain {status.domain}", title_justify="left")
+    for col in ("chunk", "status", *(["engine"] if engines else []), "container", "detail"):
+        table.add_column(col)
+    for name, c in status.chunks.items():
+        style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c.status, "yellow")
+        table.add_row(
+            name,
+            f"[{style}]{c.status}[/]",
+            *([c.engine] if engines else []),
+            c.container or "-",
+            escape(c.detail.splitlines()[0] if c.detail else ""),
+        )
+    out.print(table)
+
+
+def on_ctrl_c(interrupt: Callable[[], Any]) -> list[bool]:
+    """First Ctrl-C: stop the runs cleanly (they end Failed, state recorded). Second: stop at once."""
+    import signal
+
+    flag: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag or not interrupt():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        flag.append(True)
+        err.print("[yellow]Ctrl-C: stopping (press again to stop at once) ...[/]")
+
+    signal.signal(signal.SIGINT, handler)
+    return flag
