@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         other_configs,
         spec_label,
     )
+    from pnr.engines.dockerapi import LogStream
     from pnr.engines.engine import (
         LABEL_CHUNK,
         LABEL_CONFIG,
@@ -30,18 +31,18 @@ if TYPE_CHECKING:
         LABEL_MANAGED,
         LABEL_RUN,
         LABEL_SPEC,
-        ContainerState,
         Engine,
-        LogStream,
+        engine_from_spec,
         image_ref,
         network_name,
     )
-    from pnr.engines.engineset import EngineSet, engine_from_spec, used_engines
+    from pnr.engines.engineset import EngineSet, used_engines
     from pnr.engines.ports import host_port_clashes, host_port_problem
+    from pnr.engines.protocol import ContainerState
     from pnr.engines.resolve import Endpoint, UnknownContext, resolve_endpoint
 
 _WHERE = {
-    "ContainerState": "pnr.engines.engine",
+    "ContainerState": "pnr.engines.protocol",
     "Decision": "pnr.engines.converge",
     "Endpoint": "pnr.engines.resolve",
     "Engine": "pnr.engines.engine",
@@ -53,13 +54,13 @@ _WHERE = {
     "LABEL_MANAGED": "pnr.engines.engine",
     "LABEL_RUN": "pnr.engines.engine",
     "LABEL_SPEC": "pnr.engines.engine",
-    "LogStream": "pnr.engines.engine",
+    "LogStream": "pnr.engines.dockerapi",
     "UnknownContext": "pnr.engines.resolve",
     "config_hash": "pnr.engines.converge",
     "decide": "pnr.engines.converge",
     "describe_changes": "pnr.engines.converge",
     "desired_state": "pnr.engines.converge",
-    "engine_from_spec": "pnr.engines.engineset",
+    "engine_from_spec": "pnr.engines.engine",
     "host_port_clashes": "pnr.engines.ports",
     "host_port_problem": "pnr.engines.ports",
     "image_ref": "pnr.engines.engine",

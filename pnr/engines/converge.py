@@ -15,8 +15,8 @@ from pnr.engines.engine import (
     LABEL_HASH,
     LABEL_MANAGED,
     LABEL_SPEC,
-    ContainerState,
 )
+from pnr.engines.protocol import ContainerState
 from pnr.model import DEFAULT_HOST_IP, ContainerSpec
 
 

@@ -1,4 +1,5 @@
-"""The only module that talks to the container engine (docker-py). Docker errors become EngineError here.
+"""The docker-py adapter `Engine` (with `pnr.engines.dockerapi`, the only code that talks to docker-py): one object
+per Docker engine, the `ContainerEngine` surface. Docker errors become EngineError here.
 
 Ownership: everything pnr creates carries `io.pnr.*` labels; pnr only ever stops or removes objects whose
 labels name the domain it acts for. A name clash with an object pnr did not create is an error, never a removal.
@@ -7,25 +8,36 @@ labels name the domain it acts for. A name clash with an object pnr did not crea
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import docker
 import docker.errors
 import docker.tls
-import requests.exceptions
 
-from pnr.engines.resolve import Endpoint, TlsFiles, resolve_endpoint, unreachable_hint
-from pnr.exceptions import EngineError, EngineUnreachable, ImageError, NameInUse
+from pnr.engines.dockerapi import (
+    SLOW_CALL_TIMEOUT,
+    LogStream,
+    docker_client,
+    docker_errors,
+    health_of,
+    is_loopback,
+    name_in_use,
+    stop_timeout,
+)
+from pnr.engines.engineset import EngineSet
+from pnr.engines.protocol import ContainerState, NetworkInfo
+from pnr.engines.resolve import Endpoint, resolve_context, resolve_endpoint
+from pnr.exceptions import EngineError, EngineUnreachable, ImageError
 from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, DesignChunk
 from pnr.model.container import host_path, is_host_path, split_volume
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pnr.model import EngineSpec, Plan
 
 LABEL_MANAGED = "io.pnr.managed"
 LABEL_DOMAIN = "io.pnr.domain"
@@ -47,160 +59,6 @@ def network_name(domain: str) -> str:
 
 
 DEFAULT_STOP_SECONDS = 5
-# Seconds docker-py waits for the engine's answer to one call: docker-py's own default. A busy engine may take
-# over ten seconds to start a container (40 at once on a loaded 2-core machine did); an engine that accepts
-# connections but never answers is found by the pings (`EngineSet.unreachable`, PING_TIMEOUT), which end a run
-# within seconds without waiting for threads blocked in calls.
-CALL_TIMEOUT = 60.0
-SLOW_CALL_TIMEOUT = 60.0
-
-
-HEALTH_NEVER_RUN = "never-run"  # Engine.health: the engine has had ample time for checks and ran none
-_NS = 1e-9
-
-
-def _checks_missed(info: dict[str, Any], now: float) -> float | None:
-    """Seconds since a running container started, when that is well past the time its first HEALTHCHECK was due
-    (start period + two intervals + the timeout + 10 s); else None."""
-    state = info.get("State") or {}
-    match = re.match(
-        r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,6})?\d*(Z|[+-]\d\d:\d\d)$", state.get("StartedAt") or ""
-    )
-    if not state.get("Running") or not match:
-        return None
-    started = datetime.fromisoformat(match[1] + (match[2] or "") + match[3].replace("Z", "+00:00")).timestamp()
-    check = (info.get("Config") or {}).get("Healthcheck") or {}
-    due = (check.get("StartPeriod") or 0) * _NS + 2 * (check.get("Interval") or 30e9) * _NS
-    due += (check.get("Timeout") or 30e9) * _NS + 10
-    return now - started if now - started > due else None
-
-
-def _stop_timeout(seconds: float | None) -> int | None:
-    """The engine keeps whole seconds; round up so a grace period is never shortened."""
-    return None if seconds is None else int(-(-seconds // 1))
-
-
-@contextlib.contextmanager
-def docker_errors(action: str, engine: Engine | None = None) -> Iterator[None]:
-    """Translate docker-py / requests errors into EngineError with what pnr was doing (EngineUnreachable,
-    naming the engine, when it does not answer)."""
-    try:
-        yield
-    except EngineError:
-        raise
-    except docker.errors.APIError as exc:
-        explanation = exc.explanation or str(exc)
-        if isinstance(explanation, bytes):
-            explanation = explanation.decode(errors="replace")
-        raise EngineError(f"{action}: {explanation}") from None
-    except (docker.errors.DockerException, requests.exceptions.RequestException, ConnectionError) as exc:
-        if engine is not None and engine.name != DEFAULT_ENGINE:
-            fix = f"engines.{engine.name}.context" if engine.endpoint.context else f"engines.{engine.name}.host"
-            raise EngineUnreachable(
-                f"{action}: cannot reach the Docker engine {engine.name!r} ({engine.host}; is dockerd running "
-                f"there? start it, or fix {fix}): {_unreachable_reason(exc)}",
-                engine.name,
-            ) from None
-        endpoint = engine.endpoint if engine is not None else resolve_endpoint()
-        raise EngineUnreachable(
-            f"{action}: cannot reach the Docker engine {endpoint.host} (from {endpoint.source}): "
-            f"{_unreachable_reason(exc)}\n  {unreachable_hint(endpoint)}",
-            DEFAULT_ENGINE,
-        ) from None
-
-
-@contextlib.contextmanager
-def _name_in_use(name: str) -> Iterator[None]:
-    """docker's 409 on create ("Conflict. The container name ... is already in use") as NameInUse."""
-    try:
-        yield
-    except docker.errors.APIError as exc:
-        if exc.status_code == 409:
-            raise NameInUse(f"a container named {name} exists already: {exc.explanation}") from None
-        raise
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def _unreachable_reason(exc: BaseException) -> str:
-    """The socket error under requests' wrapping ("[Errno 111] Connection refused"), else the first line."""
-    found = re.search(r"\[Errno -?\d+\] [^\"')(]+", str(exc))
-    return found.group(0).strip() if found else _short(exc)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _has_paramiko() -> bool:
-    """docker-py speaks ssh:// through paramiko if installed, else through the `ssh` command."""
-    import importlib.util
-
-    return importlib.util.find_spec("paramiko") is not None
-
-
-def _tls_config(tls: TlsFiles) -> Any:
-    """docker-py's TLS settings from an endpoint's files."""
-    cert = (tls.cert, tls.key) if tls.cert and tls.key else None
-    try:
-        return docker.tls.TLSConfig(client_cert=cert, ca_cert=tls.ca, verify=tls.verify)
-    except docker.errors.TLSParameterError as exc:
-        raise EngineError(f"TLS towards the Docker engine: {exc}") from None
-
-
-def docker_client(endpoint: Endpoint, *, timeout: float = CALL_TIMEOUT, tls: Any = None) -> Any:
-    """A docker-py client for `endpoint`, built explicitly (base URL, TLS, timeout): whatever the docker-py
-    version, it talks to that endpoint and no other. `tls` (a docker.tls.TLSConfig) overrides the endpoint's."""
-    if endpoint.host.startswith("ssh://"):
-        return docker.DockerClient(base_url=endpoint.host, timeout=timeout, use_ssh_client=not _has_paramiko())
-    if tls is None and endpoint.tls is not None:
-        tls = _tls_config(endpoint.tls)
-    return docker.DockerClient(base_url=endpoint.host, timeout=timeout, tls=tls or False)
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    id: str
-    name: str
-    status: str  # created | running | exited | dead | ...
-    running: bool
-    exit_code: int | None
-    labels: dict[str, str]
-
-
-class LogStream:
-    """The followed log of one container as whole lines (str, without the newline); `close()` ends it from
-    another thread. Ends quietly when the container stops or the connection drops."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._closed = False
-
-    def __iter__(self) -> Iterator[str]:
-        pending = b""
-        try:
-            for chunk in self._stream:
-                pending += chunk if isinstance(chunk, bytes) else str(chunk).encode()
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", errors="replace").removesuffix("\r")
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, ValueError):
-            pass  # closed, or the engine went away mid-stream: what was read is all there is
-        if pending and not self._closed:
-            yield pending.decode("utf-8", errors="replace")
-
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(Exception):  # already closed, or the connection is gone
-            self._stream.close()
 
 
 class Engine:
@@ -233,6 +91,14 @@ class Engine:
         self._address = address
         self.port_ip = port_ip
         self.tls = tls
+
+    def engine_set(self, plan: Plan, cpuxs: Iterable[str] | None = None) -> EngineSet:
+        """The engines the chunks of `plan` (of `cpuxs`, default all) run on (`EngineSource`): the environment's
+        engine (name `default`) is their default and the config's `engines` join it; a named engine runs every
+        chunk."""
+        if self.name == DEFAULT_ENGINE:
+            return EngineSet.for_plan(plan, cpuxs, default=self, factory=engine_from_spec)
+        return EngineSet.single(self, plan)
 
     def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         return docker_errors(action, self)
@@ -290,7 +156,7 @@ class Engine:
         if not self.host or self.host.startswith(("unix://", "npipe://")):
             return True
         if self.host.startswith(("tcp://", "http://", "https://")):
-            return _is_loopback(urlparse(self.host).hostname or "")
+            return is_loopback(urlparse(self.host).hostname or "")
         return False
 
     @property
@@ -341,10 +207,14 @@ class Engine:
             )
         return name
 
-    def owned_networks(self, domain: str) -> list[dict[str, Any]]:
+    def owned_networks(self, domain: str) -> list[NetworkInfo]:
         with self._errors("listing networks"):
             nets = self.client.api.networks(filters={"label": [f"{LABEL_DOMAIN}={domain}"]})
-        return [n for n in nets if (n.get("Labels") or {}).get(LABEL_DOMAIN) == domain]
+        return [
+            NetworkInfo(Id=n["Id"], Name=n.get("Name", ""))
+            for n in nets
+            if (n.get("Labels") or {}).get(LABEL_DOMAIN) == domain
+        ]
 
     def remove_network(self, net_id: str, settle_seconds: float = 15.0) -> None:
         """Remove a network. Right after its containers were removed the engine may still hold their endpoints
@@ -482,11 +352,8 @@ class Engine:
     ) -> ContainerState:
         """Create and start a chunk's container; `runtime_dir` (if given) is bound at /runtime (read-write);
         `config_file` (the config's absolute path) is remembered in a label."""
-        spec = chunk.container
-        api = self.client.api
-        bindings = spec.port_bindings(self.port_ip)
         labels = {
-            **spec.labels,
+            **chunk.container.labels,
             LABEL_MANAGED: "true",
             LABEL_DOMAIN: domain,
             LABEL_CPUX: cpux,
@@ -496,12 +363,32 @@ class Engine:
             LABEL_SPEC: spec_label,
             **({LABEL_CONFIG: config_file} if config_file else {}),
         }
-        binds = [self._bind(v, domain, base_dir) for v in spec.volumes]
+        binds = [self._bind(v, domain, base_dir) for v in chunk.container.volumes]
         if runtime_dir is not None:
             binds.append(f"{Path(runtime_dir).resolve()}:/runtime:rw")
-        with self._errors(f"chunk {chunk.name}: creating container {spec.name}"), _name_in_use(spec.name):
+        cid = self._create(chunk, image_id, network, env, labels, binds)
+        self._start_new(chunk, cid)
+        state = self.inspect(cid)
+        if state is None:
+            raise EngineError(f"chunk {chunk.name}: container {chunk.container.name} vanished right after it started")
+        return state
+
+    def _create(
+        self,
+        chunk: DesignChunk,
+        image_id: str,
+        network: str,
+        env: dict[str, str],
+        labels: dict[str, str],
+        binds: list[str],
+    ) -> str:
+        """Create (not start) a chunk's container on `network`: its id."""
+        spec = chunk.container
+        api = self.client.api
+        bindings = spec.port_bindings(self.port_ip).values()
+        with self._errors(f"chunk {chunk.name}: creating container {spec.name}"), name_in_use(spec.name):
             host_config = api.create_host_config(
-                port_bindings={f"{b.container_port}/{b.protocol}": (b.host_ip, b.host_port) for b in bindings.values()},
+                port_bindings={f"{b.container_port}/{b.protocol}": (b.host_ip, b.host_port) for b in bindings},
                 binds=binds or None,
                 network_mode=network,
                 init=spec.init or None,
@@ -513,35 +400,36 @@ class Engine:
                 working_dir=spec.working_dir,
                 user=spec.user,
                 stop_signal=spec.stop_signal,
-                stop_timeout=_stop_timeout(spec.stop_grace_period_seconds),
+                stop_timeout=stop_timeout(spec.stop_grace_period_seconds),
                 name=spec.name,
                 environment=env,
                 labels=labels,
-                ports=[(b.container_port, b.protocol) for b in bindings.values()],
+                ports=[(b.container_port, b.protocol) for b in bindings],
                 host_config=host_config,
                 networking_config=api.create_networking_config(
                     {network: api.create_endpoint_config(aliases=sorted({chunk.name, spec.name}))}
                 ),
             )
-        cid = created["Id"]
+        return str(created["Id"])
+
+    def _start_new(self, chunk: DesignChunk, cid: str) -> None:
+        """Start a container just created; if it cannot start, remove it (nothing half-created is left) and
+        name a host port in use as such."""
+        spec = chunk.container
         try:
             with self._errors(f"chunk {chunk.name}: starting container {spec.name}"):
-                api.start(cid)
+                self.client.api.start(cid)
         except EngineError as exc:
             if not isinstance(exc, EngineUnreachable):  # a silent engine would hold the removal for a minute
-                self.remove(cid)  # leave nothing half-created
+                self.remove(cid)
             text = str(exc)
             if "port is already allocated" in text or "address already in use" in text:
-                ports = ", ".join(f"{b.host_ip}:{b.host_port}" for b in bindings.values())
+                ports = ", ".join(f"{b.host_ip}:{b.host_port}" for b in spec.port_bindings(self.port_ip).values())
                 raise EngineError(
                     f"chunk {chunk.name}: a host port of container {spec.name} is already in use ({ports}); "
                     f"stop what holds it or change container.ports. Engine said: {text.split(': ', 1)[-1]}"
                 ) from None
             raise
-        state = self.inspect(cid)
-        if state is None:
-            raise EngineError(f"chunk {chunk.name}: container {spec.name} vanished right after it started")
-        return state
 
     def _bind(self, volume: str, domain: str, base_dir: Path) -> str:
         source, target, mode = split_volume(volume)
@@ -572,7 +460,7 @@ class Engine:
         """Stop: `timeout` seconds of grace after the stop signal if given (rounded up to whole seconds, as the
         engine keeps them), else the container's own stop_grace_period (recorded at creation), else 5 s."""
         with self._errors(f"stopping container {cid[:12]}"), contextlib.suppress(docker.errors.NotFound):
-            grace = _stop_timeout(timeout)
+            grace = stop_timeout(timeout)
             if grace is None:
                 configured = (self.client.api.inspect_container(cid).get("Config") or {}).get("StopTimeout")
                 grace = configured if isinstance(configured, int) else DEFAULT_STOP_SECONDS
@@ -653,24 +541,7 @@ class Engine:
         HEALTH_NEVER_RUN: the engine runs no checks) and the last check's exit code and output."""
         with self._errors(f"inspecting container {cid[:12]}"):
             info = self.client.api.inspect_container(cid)
-        health = (info.get("State") or {}).get("Health")
-        test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
-        log = (health or {}).get("Log") or []
-        if test and test[0] != "NONE" and not log:
-            silent = _checks_missed(info, time.time())
-            if silent is not None:
-                return HEALTH_NEVER_RUN, (
-                    f"the engine has run no HEALTHCHECK in the {silent:.0f}s since the container started (Podman "
-                    "runs them with systemd timers, so a Podman without systemd runs none): use an exec probe "
-                    "with the HEALTHCHECK's command instead"
-                )
-        if not health:
-            return ("starting" if test and test[0] != "NONE" else None), ""
-        last = ""
-        if log:
-            entry = log[-1]
-            last = f"exit {entry.get('ExitCode')}: {str(entry.get('Output') or '').strip()}"
-        return str(health.get("Status") or "starting"), last
+        return health_of(info, time.time())
 
     def container_ip(self, cid: str, network: str | None) -> str | None:
         """The container's IPv4 address on `network` (or its first network), None if it has none."""
@@ -680,3 +551,24 @@ class Engine:
         chosen = nets.get(network) if network else next(iter(nets.values()), None)
         ip = (chosen or {}).get("IPAddress")
         return str(ip) if ip else None
+
+
+def engine_from_spec(name: str, spec: EngineSpec, base_dir: Path) -> Engine:
+    """The `Engine` of one `engines` entry (TLS file paths relative to `base_dir`, the config's folder). A
+    `context` is read from the docker CLI's context store now (UnknownContext if it holds no such context)."""
+    if spec.context is not None:
+        endpoint = resolve_context(spec.context, named_by=f"engines.{name}.context")
+        return Engine(name=name, endpoint=endpoint, address=spec.reach_address(), port_ip=spec.port_ip())
+    assert spec.host is not None  # the model holds exactly one of host and context
+    tls = None
+    if spec.tls is not None:
+        files = {k: str((base_dir / Path(v).expanduser()).resolve()) for k, v in spec.tls.files().items()}
+        try:
+            tls = docker.tls.TLSConfig(
+                client_cert=(files["cert"], files["key"]) if "cert" in files else None,
+                ca_cert=files.get("ca"),
+                verify=spec.tls.verify,
+            )
+        except docker.errors.TLSParameterError as exc:
+            raise EngineError(f"engine {name}: tls: {exc}") from None
+    return Engine(host=spec.host, name=name, address=spec.reach_address(), port_ip=spec.port_ip(), tls=tls)

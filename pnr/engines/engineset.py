@@ -8,64 +8,52 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-import docker.errors
-import docker.tls
-
-from pnr.engines.engine import Engine
-from pnr.engines.resolve import UnknownContext, resolve_context
+from pnr.engines.resolve import UnknownContext
 from pnr.exceptions import ConfigError, ConfigIssue, EngineError, EngineUnreachable
-from pnr.model import DEFAULT_ENGINE, ChunkReference, DesignChunk, EngineSpec, Plan, find_port_key
+from pnr.model import DEFAULT_ENGINE, DEFAULT_HOST_IP, ChunkReference, DesignChunk, EngineSpec, Plan, find_port_key
+
+if TYPE_CHECKING:
+    from pnr.engines.protocol import ContainerEngine
 
 PING_TIMEOUT = 10.0  # seconds an engine may take to answer a ping before it counts as unreachable
 
 
-def engine_from_spec(name: str, spec: EngineSpec, base_dir: Path) -> Engine:
-    """The `Engine` of one `engines` entry (TLS file paths relative to `base_dir`, the config's folder). A
-    `context` is read from the docker CLI's context store now (UnknownContext if it holds no such context)."""
-    if spec.context is not None:
-        endpoint = resolve_context(spec.context, named_by=f"engines.{name}.context")
-        return Engine(name=name, endpoint=endpoint, address=spec.reach_address(), port_ip=spec.port_ip())
-    assert spec.host is not None  # the model holds exactly one of host and context
-    tls = None
-    if spec.tls is not None:
-        files = {k: str((base_dir / Path(v).expanduser()).resolve()) for k, v in spec.tls.files().items()}
-        try:
-            tls = docker.tls.TLSConfig(
-                client_cert=(files["cert"], files["key"]) if "cert" in files else None,
-                ca_cert=files.get("ca"),
-                verify=spec.tls.verify,
-            )
-        except docker.errors.TLSParameterError as exc:
-            raise EngineError(f"engine {name}: tls: {exc}") from None
-    return Engine(host=spec.host, name=name, address=spec.reach_address(), port_ip=spec.port_ip(), tls=tls)
+class EngineSource(Protocol):
+    """One engine or a domain's engines: whatever a run, `pnr status` or `pnr down` is given to act on."""
+
+    def engine_set(self, plan: Plan) -> EngineSet:
+        """The engines `plan`'s chunks run on."""
+        ...
 
 
 class EngineSet:
     """Engines by name. `of(chunk)` is the engine a chunk runs on; `unreachable()` pings them in parallel."""
 
-    def __init__(self, engines: Mapping[str, Any], plan: Plan | None = None, *, fallback: bool = False) -> None:
+    def __init__(
+        self,
+        engines: Mapping[str, ContainerEngine],
+        plan: Plan | None = None,
+        *,
+        fallback: bool = False,
+        environment: ContainerEngine | None = None,
+    ) -> None:
         if not engines:
             raise ValueError("an EngineSet needs at least one engine")
         self._engines = dict(engines)
         self.plan = plan
         self._fallback = fallback  # `single`: every chunk runs on the one engine, whatever it names
+        self._environment = environment  # the environment's engine, whether or not a chunk here runs on it
 
     @classmethod
-    def single(cls, engine: Any, plan: Plan | None = None) -> EngineSet:
+    def single(cls, engine: ContainerEngine, plan: Plan | None = None) -> EngineSet:
         """One engine for every chunk (a caller that passes one engine, and unit tests with a fake)."""
-        return cls({getattr(engine, "name", DEFAULT_ENGINE): engine}, plan, fallback=True)
+        return cls({engine.name: engine}, plan, fallback=True)
 
-    @classmethod
-    def coerce(cls, engine: Any, plan: Plan, cpuxs: Iterable[str] | None = None) -> EngineSet:
-        """What a caller passed as "the engine", as a set: a set as is; the environment's `Engine` (name
-        `default`) becomes the engines of `plan` with it as the default; anything else (a fake) runs every chunk."""
-        if isinstance(engine, EngineSet):
-            return engine
-        if isinstance(engine, Engine) and engine.name == DEFAULT_ENGINE:
-            return cls.for_plan(plan, cpuxs, default=engine)
-        return cls.single(engine, plan)
+    def engine_set(self, plan: Plan) -> EngineSet:
+        """A set is its own set of engines (`EngineSource`)."""
+        return self
 
     @classmethod
     def for_plan(
@@ -73,29 +61,29 @@ class EngineSet:
         plan: Plan,
         cpuxs: Iterable[str] | None = None,
         *,
-        default: Any = None,
-        factory: Callable[[str, EngineSpec, Path], Any] = engine_from_spec,
+        default: ContainerEngine,
+        factory: Callable[[str, EngineSpec, Path], ContainerEngine],
     ) -> EngineSet:
-        """The engines the chunks of `cpuxs` (default: all) run on. `default` is the environment's engine
-        (built from the environment if not given); `factory` builds a named one (unit tests inject fakes)."""
+        """The engines the chunks of `cpuxs` (default: all) run on. `default` is the environment's engine;
+        `factory` builds a named one (`engine_from_spec`; unit tests inject fakes)."""
         names = used_engines(plan, cpuxs)
-        engines: dict[str, Any] = {}
+        engines: dict[str, ContainerEngine] = {}
         for name in names:
             if name == DEFAULT_ENGINE:
-                engines[name] = default if default is not None else Engine()
+                engines[name] = default
             else:
                 try:
                     engines[name] = factory(name, plan.domain.engines[name], plan.base_dir)
                 except UnknownContext as exc:  # the config names it: a config error, before anything starts
                     raise ConfigError(plan.source, [ConfigIssue(f"engines.{name}.context", str(exc))]) from None
-        return cls(engines, plan)
+        return cls(engines, plan, environment=default)
 
     # -- lookup ----------------------------------------------------------------------------------
     @property
     def names(self) -> list[str]:
         return list(self._engines)
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> ContainerEngine:
         return self._engines[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -104,11 +92,11 @@ class EngineSet:
     def __len__(self) -> int:
         return len(self._engines)
 
-    def items(self) -> list[tuple[str, Any]]:
+    def items(self) -> list[tuple[str, ContainerEngine]]:
         return list(self._engines.items())
 
     @property
-    def default(self) -> Any:
+    def default(self) -> ContainerEngine:
         """The environment's engine if the set has it, else its first engine."""
         return self._engines.get(DEFAULT_ENGINE) or next(iter(self._engines.values()))
 
@@ -117,7 +105,7 @@ class EngineSet:
             return next(iter(self._engines))
         return chunk.engine or DEFAULT_ENGINE
 
-    def of(self, chunk: DesignChunk) -> Any:
+    def of(self, chunk: DesignChunk) -> ContainerEngine:
         """The engine `chunk` runs on."""
         name = self.name_of(chunk)
         try:
@@ -126,9 +114,7 @@ class EngineSet:
             raise EngineError(f"chunk {chunk.name}: engine {name!r} is not one of this run's engines") from None
 
     def describe(self, name: str) -> str:
-        engine = self._engines[name]
-        describe = getattr(engine, "describe", None)
-        return str(describe()) if callable(describe) else f"engine {name}"
+        return self._engines[name].describe()
 
     # -- reachability ----------------------------------------------------------------------------
     def unreachable(self, names: Iterable[str] | None = None, timeout: float = PING_TIMEOUT) -> dict[str, str]:
@@ -179,12 +165,14 @@ class EngineSet:
     # -- ${chunk:...} ----------------------------------------------------------------------------
     def address_of(self, name: str) -> str:
         """Where engine `name`'s published ports are reached (no connection needed)."""
-        if name in self._engines and hasattr(self._engines[name], "address"):
-            return str(self._engines[name].address)
+        if name in self._engines:
+            return self._engines[name].address
         spec = self.plan.domain.engines.get(name) if self.plan is not None else None
         if spec is not None:
-            return spec.reach_address()
-        return Engine().address  # the environment's engine, when this set does not hold it
+            return str(spec.reach_address())
+        if self._environment is not None:  # the environment's engine, when no chunk here runs on it
+            return self._environment.address
+        return DEFAULT_HOST_IP
 
     def resolve(self, ref: ChunkReference) -> str:
         """`${chunk:db.host}`: the address of db's engine; `${chunk:db.port:KEY}`: the host port db publishes

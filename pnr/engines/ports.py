@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import socket
 
-from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, Engine
+from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN
+from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import EngineError
 from pnr.model import DesignChunk
 
@@ -25,7 +26,7 @@ def host_port_problem(host_ip: str, port: int, protocol: str = "tcp") -> str | N
     return None
 
 
-def host_port_clashes(engine: Engine, domain: str, chunks: list[DesignChunk]) -> None:
+def host_port_clashes(engine: ContainerEngine, domain: str, chunks: list[DesignChunk]) -> None:
     """EngineError listing every published host port that is taken (a port held by the chunk's own running
     pnr container is fine). Only for a local engine: a remote engine's ports are not ours to test (the
     start-time translation in `Engine.create_and_start` still names the port then)."""

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from pnr.engines import ContainerState, config_hash, decide, desired_state, network_name, spec_label
+from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import ChunkFailed, EngineError, EngineUnreachable, NameInUse, PnrError
-from pnr.lifecycle.state import CpuxState, Phase
+from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
 from pnr.model import DesignChunk, PnR, SignalCheck, domain_environ, expand_env, iter_checks
 from pnr.probes import Aborted, Attempt, ContainerGone, NeverReady, Probe, ProbeContext, ProbeResult, make_probe
 
@@ -41,11 +42,11 @@ class ChunkDriver:
         self.state = state
         self.name = name
         self.spec: DesignChunk = state.plan.chunks[name]
-        self.engine: Any = state.engine_of(name)  # the engine this chunk runs on
+        self.engine: ContainerEngine = state.engine_of(name)  # the engine this chunk runs on
         self._env: dict[str, str] | None = None
 
     @property
-    def progress(self) -> Any:
+    def progress(self) -> ChunkProgress:
         return self.state.progress[self.name]
 
     # -- the container ---------------------------------------------------------------------------
@@ -235,7 +236,7 @@ class ChunkDriver:
     def _inspect_or_abort(self, cid: str) -> ContainerState | None:
         """The container's state; if its engine went away, the whole run stops, naming it (Aborted)."""
         try:
-            return self.engine.inspect(cid)  # type: ignore[no-any-return]
+            return self.engine.inspect(cid)
         except EngineUnreachable as exc:
             raise Aborted(str(self.state.engine_lost(exc.engine, str(exc))).splitlines()[0]) from None
 

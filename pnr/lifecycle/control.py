@@ -13,9 +13,11 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from pnr.records import ProgressEvent, RunNote
+
+_T = TypeVar("_T")
 
 Listener = Callable[[Any], None]
 
@@ -66,7 +68,7 @@ class RunControl:
             stopper(reason)
         return bool(stoppers)
 
-    def _remove(self, items: list[Any], item: Any) -> None:
+    def _remove(self, items: list[_T], item: _T) -> None:
         with self._lock:
             if item in items:
                 items.remove(item)

@@ -413,7 +413,7 @@ class CpuxRun(CpuxState):
         }
 
 
-def domain_runs(plan: Plan, store: SignalStore, engines: Any, config_path: str, **options: Any) -> list[CpuxRun]:
+def domain_runs(plan: Plan, store: SignalStore, engines: EngineSet, config_path: str, **options: Any) -> list[CpuxRun]:
     """One CpuxRun per CPUX of the domain, in start order, over one store and engine set (`options`: the other
     keyword arguments of `CpuxRun`, e.g. timeout_seconds, control, force_recreate)."""
     return [

@@ -18,9 +18,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from pnr.engines import LABEL_CHUNK, Engine, EngineSet
+from pnr.engines import LABEL_CHUNK
+from pnr.engines.engineset import EngineSource
+from pnr.engines.protocol import ContainerEngine, LineStream
 from pnr.exceptions import ConfigError, ConfigIssue, EngineError
 from pnr.model import Plan
 
@@ -33,7 +34,7 @@ class LogSource:
     container: str
     container_id: str
     running: bool
-    engine: Any
+    engine: ContainerEngine
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,7 @@ class LogLine:
     stamp: str = ""
 
 
-def log_sources(
-    plan: Plan, engine: Engine | EngineSet, chunks: Sequence[str] = ()
-) -> tuple[list[LogSource], list[str]]:
+def log_sources(plan: Plan, engine: EngineSource, chunks: Sequence[str] = ()) -> tuple[list[LogSource], list[str]]:
     """The containers of `chunks` (default: every chunk), in plan order, and the chosen chunks that have none.
 
     Only containers labelled for this domain count. ConfigError if a chunk is not in the domain; EngineError
@@ -63,7 +62,7 @@ def log_sources(
         )
     order = [n for cpux in plan.cpux_order for n in plan.chunks_of(cpux)]
     wanted = [n for n in order if not chunks or n in chunks]
-    engines = EngineSet.coerce(engine, plan)
+    engines = engine.engine_set(plan)
     found: dict[str, LogSource] = {}
     for ename, e in engines.items():
         if not any(engines.name_of(plan.chunks[n]) == ename for n in wanted):
@@ -124,7 +123,7 @@ class LogFollower:
         self.tail = tail
         self.timestamps = timestamps
         self._queue: queue.Queue[LogLine | _End] = queue.Queue()
-        self._streams: list[Any] = []
+        self._streams: list[LineStream] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref, other_configs
+from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, EngineSet, decide, image_ref, other_configs
+from pnr.engines.engineset import EngineSource
+from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import EngineUnreachable
 from pnr.lifecycle.cpux import domain_runs, other_config_error
 from pnr.model import Plan
@@ -26,7 +28,7 @@ DOWN_PARALLEL = 4
 
 def tear_down_domain(
     plan: Plan,
-    engine: Engine | EngineSet,
+    engine: EngineSource,
     runtime_dir: Path,
     volumes: bool = False,
     on_removed: Callable[[str, str], None] | None = None,
@@ -42,7 +44,7 @@ def tear_down_domain(
     stop_grace_period_seconds (`docker compose down -t`). The domain's containers must have been made from the
     plan's config file (ConfigError naming the other file, nothing removed) unless `force`."""
     told = on_removed or (lambda kind, name: None)
-    engines = EngineSet.coerce(engine, plan)
+    engines = engine.engine_set(plan)
     lost = engines.unreachable()
     if len(lost) == len(engines):
         engines.raise_unreachable(lost)  # nothing answers: raise as a single engine always did
@@ -85,11 +87,11 @@ def tear_down_domain(
     return report
 
 
-def remove_started_by(plan: Plan, engine: Engine | EngineSet, run_ids: set[str]) -> tuple[list[str], list[str]]:
+def remove_started_by(plan: Plan, engine: EngineSource, run_ids: set[str]) -> tuple[list[str], list[str]]:
     """Remove the domain's containers that the flow runs `run_ids` started (label io.pnr.flow-run-id), dependents
     first, on every engine that answers. Returns (removed, left): the names removed, and what of the domain is
     still there (its containers; an engine that does not answer is named instead)."""
-    engines = EngineSet.coerce(engine, plan)
+    engines = engine.engine_set(plan)
     lost = engines.unreachable()
     reachable = [e for name, e in engines.items() if name not in lost]
     domain = plan.domain.name
@@ -128,7 +130,7 @@ def _reverse_levels(plan: Plan, owned: list[ContainerState]) -> list[list[Contai
 
 
 def _stop_and_remove(
-    engine: Engine, state: ContainerState, told: Callable[[str, str], None], timeout: float | None
+    engine: ContainerEngine, state: ContainerState, told: Callable[[str, str], None], timeout: float | None
 ) -> None:
     if state.running:
         engine.stop(state.id, timeout)
@@ -137,12 +139,12 @@ def _stop_and_remove(
 
 
 def plan_actions(
-    plan: Plan, engine: Engine | EngineSet, config_path: str, runtime_dir: Path, force: bool = False
+    plan: Plan, engine: EngineSource, config_path: str, runtime_dir: Path, force: bool = False
 ) -> list[dict[str, Any]]:
     """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing.
     Every chunk is refused when another config file of the same domain name brought the domain up (unless
     `force`: `pnr up --force-recreate` takes it over)."""
-    engines = EngineSet.coerce(engine, plan)
+    engines = engine.engine_set(plan)
     engines.ping_all()
     store = SignalStore(runtime_dir, plan.domain.name)
     rows: list[dict[str, Any]] = []

@@ -18,17 +18,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, Engine, EngineSet
+from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, EngineSet
+from pnr.engines.engineset import EngineSource
+from pnr.engines.protocol import ContainerEngine, ContainerState
 from pnr.exceptions import ConfigError, ConfigIssue, RunError
 from pnr.lifecycle.control import RunControl
 from pnr.lifecycle.cpux import CpuxRun, domain_runs
 from pnr.lifecycle.state import Phase
 from pnr.lifecycle.watch import Watcher
-from pnr.model import Plan
+from pnr.model import DesignChunk, Plan
 from pnr.runtime import ChunkStateFile, SignalStore
 
 TIMES = ("created_at", "started_at", "first_probe_at", "ready_at")
@@ -54,20 +57,20 @@ class RestartResult:
 
 def restart_chunk(
     plan: Plan,
-    engine: Engine | EngineSet,
+    engine: EngineSource,
     runtime_dir: Path,
     chunk: str,
     *,
     timeout_seconds: float,
     config_path: str,
     control: RunControl | None = None,
-    log: Any = None,
+    log: Callable[[str], None] | None = None,
 ) -> RestartResult:
     """Restart `chunk`'s container and wait until every ready chunk of the domain is ready again (see the module
     docstring). ConfigError: no such chunk, or a job chunk. RunError: the chunk has no container. EngineError:
     an engine does not answer."""
     spec = _service_chunk(plan, chunk)
-    engines = EngineSet.coerce(engine, plan)
+    engines = engine.engine_set(plan)
     own = engines.of(spec)
     container = _owned_container(plan, own, chunk, config_path)
     started = time.monotonic()
@@ -113,7 +116,7 @@ def restart_chunk(
 
 def _under_live_run(
     plan: Plan,
-    engine: Any,
+    engine: ContainerEngine,
     chunk: str,
     container: str,
     state_file: ChunkStateFile,
@@ -134,14 +137,8 @@ def _under_live_run(
     def phases() -> dict[str, str]:
         return {n: str(c.get("phase")) for n, c in state_file.chunks().items() if isinstance(c, dict)}
 
-    def wait(condition: Any, until: float) -> bool:
-        while time.monotonic() < until and not (control is not None and control.interrupted):
-            if condition():
-                return True
-            if not state_file.run_alive():
-                return False
-            time.sleep(0.1)
-        return bool(condition())
+    def wait(condition: Callable[[], bool], until: float) -> bool:
+        return _wait_on_live_run(condition, until, state_file, control)
 
     reacting = [
         n
@@ -157,24 +154,50 @@ def _under_live_run(
     result.ok = wait(lambda: all(phases().get(n) == "ready" for n in ready_before), deadline)
     result.seconds = time.monotonic() - started
     if not result.ok:
-        now = phases()
-        late = {n: now.get(n, "?") for n in ready_before if now.get(n) != "ready"}
-        why = (
-            "the live run ended"
-            if not state_file.run_alive()
-            else "interrupted"
-            if control is not None and control.interrupted
-            else "not ready again in time"
-        )
-        result.message = f"restart of {chunk} under the live run (pid {pid}): {why}; " + ", ".join(
-            f"{n} is {p}" for n, p in late.items()
-        )
-        if not noticed:
-            result.message += f" (it never reported {chunk} lost: is it a `pnr up --watch`?)"
+        result.message = _live_run_late(chunk, pid, phases(), ready_before, state_file, control, noticed)
     return result
 
 
-def _service_chunk(plan: Plan, chunk: str) -> Any:
+def _wait_on_live_run(
+    condition: Callable[[], bool], until: float, state_file: ChunkStateFile, control: RunControl | None
+) -> bool:
+    """Poll `condition` until `until`, while the live run lives and no interrupt came: whether it held."""
+    while time.monotonic() < until and not (control is not None and control.interrupted):
+        if condition():
+            return True
+        if not state_file.run_alive():
+            return False
+        time.sleep(0.1)
+    return bool(condition())
+
+
+def _live_run_late(
+    chunk: str,
+    pid: int | None,
+    now: dict[str, str],
+    ready_before: list[str],
+    state_file: ChunkStateFile,
+    control: RunControl | None,
+    noticed: bool,
+) -> str:
+    """Why a restart under a live run did not settle, naming each chunk not ready again."""
+    late = {n: now.get(n, "?") for n in ready_before if now.get(n) != "ready"}
+    why = (
+        "the live run ended"
+        if not state_file.run_alive()
+        else "interrupted"
+        if control is not None and control.interrupted
+        else "not ready again in time"
+    )
+    message = f"restart of {chunk} under the live run (pid {pid}): {why}; " + ", ".join(
+        f"{n} is {p}" for n, p in late.items()
+    )
+    if not noticed:
+        message += f" (it never reported {chunk} lost: is it a `pnr up --watch`?)"
+    return message
+
+
+def _service_chunk(plan: Plan, chunk: str) -> DesignChunk:
     if chunk not in plan.chunks:
         have = ", ".join(plan.chunks)
         raise ConfigError(
@@ -193,7 +216,7 @@ def _service_chunk(plan: Plan, chunk: str) -> Any:
     return spec
 
 
-def _owned_container(plan: Plan, engine: Any, chunk: str, config_path: str) -> str:
+def _owned_container(plan: Plan, engine: ContainerEngine, chunk: str, config_path: str) -> str:
     name = plan.chunks[chunk].container.name
     state = engine.inspect(name)
     if state is None or state.labels.get(LABEL_CHUNK) != chunk or not _ours(state, plan.domain.name):
@@ -205,7 +228,7 @@ def _owned_container(plan: Plan, engine: Any, chunk: str, config_path: str) -> s
     return name
 
 
-def _ours(state: Any, domain: str) -> bool:
+def _ours(state: ContainerState, domain: str) -> bool:
     return bool(state.labels.get(LABEL_DOMAIN) == domain and state.labels.get(LABEL_MANAGED) == "true")
 
 

@@ -7,15 +7,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pnr.engines import Engine, EngineSet
+from pnr.engines.engineset import EngineSource
+from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import EngineUnreachable
 from pnr.lifecycle.control import RunControl
-from pnr.model import Plan
+from pnr.model import Plan, PnR
 from pnr.records import ProgressEvent
 from pnr.runtime import ChunkStateFile, SignalStore
 
@@ -77,7 +79,7 @@ class CpuxState:
         plan: Plan,
         cpux: str,
         store: SignalStore,
-        engine: Engine | EngineSet,
+        engine: EngineSource,
         config_path: str,
         timeout_seconds: float,
         run_timeout: float | None = None,
@@ -90,7 +92,7 @@ class CpuxState:
         self.cpux = cpux
         self.store = store
         # every chunk's engine; a single engine stands for all of them
-        self.engines = EngineSet.coerce(engine, plan)
+        self.engines = engine.engine_set(plan)
         self.engine = self.engines.default
         self.control = control or RunControl()
         self.config_path = config_path
@@ -128,7 +130,7 @@ class CpuxState:
         self.store.poke()
         self.phase_changed.set()
 
-    def engine_of(self, chunk: str) -> Any:
+    def engine_of(self, chunk: str) -> ContainerEngine:
         """The engine `chunk` runs on."""
         return self.engines.of(self.plan.chunks[chunk])
 
@@ -187,6 +189,6 @@ class CpuxState:
             chunks = {n: p.to_json() for n, p in self.progress.items()}
             self._state_file.write(chunks, self.flow_run_id, pid=self.control.owner_pid)
 
-    def unmet_text(self, expected: Any) -> str:
+    def unmet_text(self, expected: Mapping[str, PnR]) -> str:
         """`a is N (needs Y), b is U (needs Y)`: what a gate or flowout still waits on."""
         return ", ".join(f"{s} is {c} (needs {w})" for s, (c, w) in self.store.unmet(expected).items())

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pnr.engines import LABEL_CHUNK, ContainerState, Engine, EngineSet
+from pnr.engines import LABEL_CHUNK, ContainerState, EngineSet
+from pnr.engines.engineset import EngineSource
 from pnr.model import DesignChunk, Plan, PnR
 from pnr.records import ChunkStatus, ChunkStatusName, DomainStatus, EngineStatus, SignalValue
 from pnr.runtime import ChunkStateFile, read_state
@@ -14,7 +15,7 @@ from pnr.runtime import ChunkStateFile, read_state
 
 def domain_status(
     plan: Plan,
-    engine: Engine | EngineSet | None,
+    engine: EngineSource | None,
     runtime_dir: Path,
     known: Mapping[str | None, ContainerState] | None = None,
 ) -> DomainStatus:
@@ -27,7 +28,7 @@ def domain_status(
     state_file = ChunkStateFile(runtime_dir, domain)
     recorded = state_file.chunks()
     run_alive = state_file.run_alive()
-    engines = EngineSet.coerce(engine, plan) if engine is not None else None
+    engines = engine.engine_set(plan) if engine is not None else None
     if known is not None and engines is not None and known.keys() >= plan.chunks.keys():
         lost: dict[str, str] = {}
         containers: dict[str | None, ContainerState] = dict(known)

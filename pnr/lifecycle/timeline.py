@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
@@ -183,7 +183,7 @@ def _axis(span: float, plot_w: float, height: float) -> list[str]:
     return parts
 
 
-def _row(c: TimelineChunk, i: int, x: Any, t0: float, t_end: float, critical: bool) -> list[str]:
+def _row(c: TimelineChunk, i: int, x: Callable[[float], float], t0: float, t_end: float, critical: bool) -> list[str]:
     y = TOP + i * ROW_H
     bar_y = y + (ROW_H - BAR_H) / 2
     failed = c.phase in FAILED_PHASES
@@ -218,7 +218,9 @@ def _row(c: TimelineChunk, i: int, x: Any, t0: float, t_end: float, critical: bo
     return parts
 
 
-def _critical_links(crit: list[str], chunks: list[TimelineChunk], row_of: dict[str, int], x: Any) -> list[str]:
+def _critical_links(
+    crit: list[str], chunks: list[TimelineChunk], row_of: dict[str, int], x: Callable[[float], float]
+) -> list[str]:
     """A dashed link from each critical producer's ready to its dependent's start."""
     by_name = {c.name: c for c in chunks}
     parts = ['<g class="critical-path" data-path="' + escape(" ".join(crit)) + '">']

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.objects import RunInput, TaskRunResult
+from prefect.client.schemas.objects import FlowRun, RunInput, State, TaskRun, TaskRunResult
 from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectConcurrentFuture, wait
@@ -49,7 +50,7 @@ from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.processes import detached_popen_options, die_with_parent
 from pnr.runtime import SignalStore
-from pnr.settings import get_settings, resolve_runtime_dir, run_settings
+from pnr.settings import PnrSettings, get_settings, resolve_runtime_dir, run_settings
 
 SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
 
@@ -149,7 +150,7 @@ def watch_task(parent: DomainRun, seconds: float | None = None) -> dict[str, Any
     return watcher.run()
 
 
-def _conclude_cancelled(flow_run_id: Any) -> None:
+def _conclude_cancelled(flow_run_id: str | None) -> None:
     """A run started in-process and cancelled while watching: no worker moves it on from Cancelling, and the
     server refuses the engine's final Completed from there, so the run would hang in Cancelling. Record
     Cancelled, after which the engine's Completed is accepted: the bring-up had succeeded and the watch ended
@@ -169,7 +170,7 @@ def _conclude_cancelled(flow_run_id: Any) -> None:
         get_run_logger().warning("could not record the cancellation: %s", exc)
 
 
-def _flow_run_cancelled(flow_run_id: Any) -> Any:
+def _flow_run_cancelled(flow_run_id: str | None) -> Callable[[], bool]:
     """A check whether the flow run was cancelled (UI/CLI), for runs no worker can kill (started in-process)."""
 
     def cancelled() -> bool:
@@ -179,7 +180,7 @@ def _flow_run_cancelled(flow_run_id: Any) -> Any:
 
         try:
             with get_client(sync_client=True) as client:
-                state = client.read_flow_run(flow_run_id).state
+                state = client.read_flow_run(UUID(flow_run_id)).state
         except Exception:  # the API is unreachable for a moment: keep watching
             return False
         return state is not None and (state.is_cancelling() or state.is_cancelled())
@@ -246,9 +247,9 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
             # Prefect joins extra inputs onto an existing parameter's inputs: "chunk" carries the edges
             dependencies={"chunk": upstream} if upstream else None,
         )
-    finished: list[Any] = []  # the tasks that ended, counted as they end: the supervisor's `done` is O(1)
+    finished: list[object] = []  # the tasks that ended, counted as they end: the supervisor's `done` is O(1)
 
-    def ended(future: Any) -> None:
+    def ended(future: object) -> None:
         finished.append(future)
         run.phase_changed.set()
 
@@ -288,14 +289,14 @@ class _ChunkTaskRunner(ThreadPoolTaskRunner):  # type: ignore[type-arg]
         super().cancel_all()
 
 
-def _retry_while_waiting(run: CpuxRun) -> Any:
-    def condition(_task: Any, task_run: Any, _state: Any) -> bool:
+def _retry_while_waiting(run: CpuxRun) -> Callable[[Task[..., Any], TaskRun, State], bool]:
+    def condition(_task: Task[..., Any], task_run: TaskRun, _state: State) -> bool:
         return task_run.name in run.progress and run.should_retry(task_run.name)  # named "{chunk}"
 
     return condition
 
 
-def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
+def _remove_what_this_run_started(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """on_cancellation / on_crashed of `bring_up`: a cancelled or crashed bring-up leaves no half state.
 
     The containers this run started (label io.pnr.flow-run-id = this run or one of its CPUX subflow runs) are
@@ -308,7 +309,7 @@ def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
     config = params.get("config_path", "CONFIG")
     try:
         plan = load_plan(config)
-        engines = EngineSet.for_plan(plan)
+        engines = Engine().engine_set(plan)
         ids = {str(flow_run.id)} | _subflow_run_ids(flow_run.id)
         ours, rest = remove_started_by(plan, engines, ids)  # on every engine that answers
         if not rest:
@@ -328,7 +329,7 @@ def _remove_what_this_run_started(flow: Any, flow_run: Any, state: Any) -> None:
         logger.error("could not remove what this run started (%s); run `pnr down %s`", exc, config)
 
 
-def _subflow_run_ids(parent_id: Any) -> set[str]:
+def _subflow_run_ids(parent_id: UUID) -> set[str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
@@ -372,25 +373,8 @@ def bring_up(
     if env_files:  # the domain's own env_files are read under these by each chunk (see domain_environ)
         control.environ = domain_environ(plan.domain, config_path, control.environ, env_files)
     names = plan.cpuxs_to_run(cpux, config_path)
-    store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
-    store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
-    control.flow_run_id = str(flow_run.id) if flow_run.id else None
-    engines = EngineSet.for_plan(plan, names)  # the engines of these cpuxs; pinged before anything starts
-    deadline = time.monotonic() + timeout_seconds
-    run = DomainRun(
-        plan,
-        store,
-        engines,
-        control,
-        build,
-        deadline,
-        settings.gate_slice_seconds,
-        force_recreate=force_recreate,
-        timeout_seconds=timeout_seconds,
-    )
-    # the first CPUX's engine work (ping, images, network) runs while Prefect creates its subflow run
-    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
-    _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
+    run = _new_run(plan, names, config_path, runtime_dir, control, build, force_recreate, timeout_seconds, settings)
+    store = run.store
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
     events = RunEvents(plan, names, store, control, config_path, settings.chunk_events)
@@ -418,15 +402,57 @@ def bring_up(
             store.refresh()
             artifacts.finish(error, run.runs)
             events.finish(error)
-        watched: dict[str, Any] = {}
-        if watch:  # after the bring-up's own outcome is recorded (artifacts, pnr.domain.up.completed)
-            watched = {"watch": watch_task.with_options(task_run_name=f"{plan.domain.name}.watch")(run, watch_seconds)}
-            store.refresh()
-            if watched["watch"]["ended"] == WATCH_CANCELLED:
-                _conclude_cancelled(flow_run.id)
+        watched = _watch_after(run, watch_seconds) if watch else {}  # after the outcome is recorded
     finally:
         events.close()
     return {**watched, **_result(plan, results, store)}
+
+
+def _new_run(
+    plan: Plan,
+    names: list[str],
+    config_path: str,
+    runtime_dir: str | None,
+    control: RunControl,
+    build: bool,
+    force_recreate: bool,
+    timeout_seconds: float,
+    settings: PnrSettings,
+) -> DomainRun:
+    """The bring-up's state: its signal store started, the engines of `names`, the deadline; the first CPUX's
+    engine work (ping, images, network) already under way while Prefect creates its subflow run."""
+    control.flow_run_id = str(flow_run.id) if flow_run.id else None
+    store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
+    store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
+    engines = Engine().engine_set(plan, names)  # the engines of these cpuxs; pinged before anything starts
+    run = DomainRun(
+        plan,
+        store,
+        engines,
+        control,
+        build,
+        time.monotonic() + timeout_seconds,
+        settings.gate_slice_seconds,
+        force_recreate=force_recreate,
+        timeout_seconds=timeout_seconds,
+    )
+    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
+    return run
+
+
+def _ready_note(plan: Plan, results: dict[str, Any], store: SignalStore) -> RunNote:
+    """The note that tells a waiting caller the bring-up's outcome: every chunk is ready."""
+    return RunNote(plan.domain.name, "up.outcome", "every chunk is ready", {"result": _result(plan, results, store)})
+
+
+def _watch_after(run: DomainRun, watch_seconds: float | None) -> dict[str, Any]:
+    """The watch of a bring-up that is ready (pnr.domain.up.completed already sent): {"watch": its summary}."""
+    watched = watch_task.with_options(task_run_name=f"{run.plan.domain.name}.watch")(run, watch_seconds)
+    run.store.refresh()
+    if watched["ended"] == WATCH_CANCELLED:
+        _conclude_cancelled(flow_run.id)
+    return {"watch": watched}
 
 
 def _run_cpuxs(ref: RunRef, names: list[str], results: dict[str, Any], config_path: str) -> None:
@@ -441,7 +467,7 @@ def _run_cpuxs(ref: RunRef, names: list[str], results: dict[str, Any], config_pa
         results[name] = run.runs[name].results()
 
 
-def run_source(run: Any) -> str:
+def run_source(run: FlowRun) -> str:
     """What started a flow run: `schedule` (a deployment's schedule), `automation`, `deployment` (a deployment
     run by hand, from the UI, `prefect deployment run` or `pnr serve`), or `cli` (`pnr up`/`pnr down`, or a call
     of the flow in Python)."""
@@ -455,7 +481,7 @@ def run_source(run: Any) -> str:
     return "deployment"
 
 
-def run_labels(domain: str, run: Any) -> tuple[str, list[str]]:
+def run_labels(domain: str, run: FlowRun) -> tuple[str, list[str]]:
     """The name and tags pnr gives a bring-up or tear-down flow run: `dev_stack · cli`, and `pnr`,
     `domain:dev_stack` and the source next to the tags it has (a deployment's own, but its `domain:` tag only if
     the run's config is of that domain)."""

@@ -16,10 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Required, TypedDict, Unpack
 
 import httpx
 
+from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import PnrError
 from pnr.model import CheckBase, PluginCheck, PortBinding, PortCheck
 
@@ -120,16 +121,27 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float) -> tuple[bool, Any]
     return True, box.get("error", box.get("value"))
 
 
-def timing_of(check: CheckBase) -> dict[str, Any]:
+class Timing(TypedDict, total=False):
+    """A probe's timing knobs, as `Probe` takes them (keyword arguments)."""
+
+    interval: Required[float]
+    timeout: Required[float]
+    deadline: Required[float]
+    start_period: float
+    success_threshold: int
+    failure_threshold: int | None
+
+
+def timing_of(check: CheckBase) -> Timing:
     """A check's timing knobs as `Probe` keyword arguments."""
-    return {
-        "interval": check.interval_seconds,
-        "timeout": check.timeout_seconds,
-        "deadline": check.deadline_seconds,
-        "start_period": check.start_period_seconds,
-        "success_threshold": check.success_threshold,
-        "failure_threshold": check.failure_threshold,
-    }
+    return Timing(
+        interval=check.interval_seconds,
+        timeout=check.timeout_seconds,
+        deadline=check.deadline_seconds,
+        start_period=check.start_period_seconds,
+        success_threshold=check.success_threshold,
+        failure_threshold=check.failure_threshold,
+    )
 
 
 class Probe:
@@ -141,7 +153,7 @@ class Probe:
     kind: ClassVar[str | None] = None  # a built-in kind: the `type` of its check model
     check_model: ClassVar[type[PluginCheck] | None] = None  # a third-party kind: its check model
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("kind"):
             BUILTIN_PROBES[str(cls.kind)] = cls
@@ -229,13 +241,19 @@ class ProbeContext:
     """What a probe may need from its run: the engine, the container, its ports, the domain network and the
     signal store. Unit tests pass fakes; `target_override` pins the address of a port probe."""
 
-    engine: Any = None
+    engine: ContainerEngine | None = None
     container_id: str = ""
     ports: Mapping[str, PortBinding] = field(default_factory=dict)
     network: str | None = None
     store: Any = None
     transport: httpx.BaseTransport | None = None
     target_override: Target | None = None
+
+    def container_engine(self) -> ContainerEngine:
+        """The engine the container runs on (PnrError if this context has none)."""
+        if self.engine is None:
+            raise PnrError("this probe asks the container engine, and its context has none")
+        return self.engine
 
     def target(self, check: PortCheck) -> Target:
         if self.target_override is not None:
@@ -244,19 +262,19 @@ class ProbeContext:
         binding = self.ports.get(key)
         if check.target == "network":
             port = binding.container_port if binding else int(key.split("/")[0])
-            ip = self.engine.container_ip(self.container_id, self.network)
+            ip = self.container_engine().container_ip(self.container_id, self.network)
             if not ip:
                 raise PnrError(f"container {self.container_id[:12]} has no address on network {self.network}")
             return Target(ip, port)
         if binding is None:
             raise PnrError(f"port_key {key!r} is not a published port of the container")
-        return Target(self.engine.probe_host(binding.host_ip), binding.host_port)
+        return Target(self.container_engine().probe_host(binding.host_ip), binding.host_port)
 
 
 class ContainerProbe(Probe):
     """A kind that asks the engine about its chunk's container (exec, log, docker); `check` is its config."""
 
-    def __init__(self, engine: Any, container_id: str, check: Any = None, **timing: Any) -> None:
+    def __init__(self, engine: ContainerEngine, container_id: str, check: Any = None, **timing: Unpack[Timing]) -> None:
         super().__init__(**timing)
         self.engine = engine
         self.container_id = container_id
@@ -264,4 +282,4 @@ class ContainerProbe(Probe):
 
     @classmethod
     def from_check(cls, check: Any, ctx: ProbeContext) -> Probe:
-        return cls(ctx.engine, ctx.container_id, check, **timing_of(check))
+        return cls(ctx.container_engine(), ctx.container_id, check, **timing_of(check))

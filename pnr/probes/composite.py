@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
-from pnr.probes.base import NeverReady, Probe, ProbeContext, timing_of
+from pnr.probes.base import NeverReady, Probe, ProbeContext, Timing, timing_of
 
 
 class _CompositeProbe(Probe):
@@ -14,7 +14,7 @@ class _CompositeProbe(Probe):
 
         return cls([make_probe(child, ctx) for child in check.checks], **timing_of(check))
 
-    def __init__(self, children: list[Probe], **timing: Any) -> None:
+    def __init__(self, children: list[Probe], **timing: Unpack[Timing]) -> None:
         super().__init__(**timing)
         self.children = children
 
@@ -28,7 +28,7 @@ class AllProbe(_CompositeProbe):
 
     kind = "all"
 
-    def __init__(self, children: list[Probe], **timing: Any) -> None:
+    def __init__(self, children: list[Probe], **timing: Unpack[Timing]) -> None:
         super().__init__(children, **timing)
         self.passed: set[int] = set()
 
@@ -55,7 +55,7 @@ class AnyProbe(_CompositeProbe):
 
     kind = "any"
 
-    def __init__(self, children: list[Probe], **timing: Any) -> None:
+    def __init__(self, children: list[Probe], **timing: Unpack[Timing]) -> None:
         super().__init__(children, **timing)
         self.dropped: dict[int, str] = {}
 

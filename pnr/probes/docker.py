@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pnr.engines.engine import HEALTH_NEVER_RUN
+from pnr.engines.dockerapi import HEALTH_NEVER_RUN
 from pnr.probes.base import ContainerProbe, NeverReady, call_with_timeout, snippet
 
 

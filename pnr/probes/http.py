@@ -6,12 +6,12 @@ import functools
 import json
 import re
 import ssl
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from pnr.model import HttpCheck, parse_json_path
-from pnr.probes.base import Probe, ProbeContext, Target, snippet, timing_of
+from pnr.probes.base import Probe, ProbeContext, Target, Timing, snippet, timing_of
 
 _MISSING = object()
 
@@ -47,7 +47,7 @@ class HttpProbe(Probe):
         return cls(ctx.target(check), check, transport=ctx.transport, **timing_of(check))
 
     def __init__(
-        self, target: Target, check: HttpCheck, transport: httpx.BaseTransport | None = None, **timing: Any
+        self, target: Target, check: HttpCheck, transport: httpx.BaseTransport | None = None, **timing: Unpack[Timing]
     ) -> None:
         super().__init__(**timing)
         host = f"[{target.host}]" if ":" in target.host else target.host

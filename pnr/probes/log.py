@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Unpack
 
+from pnr.engines.protocol import ContainerEngine
 from pnr.model import LogCheck
-from pnr.probes.base import ContainerProbe, call_with_timeout, snippet
+from pnr.probes.base import ContainerProbe, Timing, call_with_timeout, snippet
 
 
 class LogProbe(ContainerProbe):
@@ -14,7 +15,7 @@ class LogProbe(ContainerProbe):
 
     kind = "log"
 
-    def __init__(self, engine: Any, container_id: str, check: LogCheck, **timing: Any) -> None:
+    def __init__(self, engine: ContainerEngine, container_id: str, check: LogCheck, **timing: Unpack[Timing]) -> None:
         super().__init__(engine, container_id, check, **timing)
         self._regex = re.compile(check.pattern, re.MULTILINE)
 

@@ -8,8 +8,10 @@ import pkgutil
 from functools import cache
 from typing import Any
 
+import httpx
+
 from pnr.exceptions import PnrError
-from pnr.model import PLUGINS
+from pnr.model import PLUGINS, CheckBase
 from pnr.probes.base import BUILTIN_PROBES, Probe, ProbeContext, Target
 
 _NOT_KINDS = {"base", "registry"}
@@ -25,7 +27,7 @@ def probe_kinds() -> dict[str, type[Probe]]:
     return dict(BUILTIN_PROBES)
 
 
-def make_probe(check: Any, ctx: ProbeContext | Target, transport: Any = None) -> Probe:
+def make_probe(check: CheckBase, ctx: ProbeContext | Target, transport: httpx.BaseTransport | None = None) -> Probe:
     """The probe for a validated check. `ctx` may be a bare Target for port kinds (as in unit tests)."""
     if isinstance(ctx, Target):
         ctx = ProbeContext(target_override=ctx, transport=transport)

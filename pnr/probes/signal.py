@@ -3,10 +3,10 @@ container itself into the mounted runtime folder)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from pnr.model import SignalCheck
-from pnr.probes.base import NeverReady, Probe, ProbeContext, timing_of
+from pnr.probes.base import NeverReady, Probe, ProbeContext, Timing, timing_of
 
 
 class SignalProbe(Probe):
@@ -19,7 +19,7 @@ class SignalProbe(Probe):
         assert isinstance(check, SignalCheck)
         return cls(ctx.store, check, **timing_of(check))
 
-    def __init__(self, store: Any, check: SignalCheck, **timing: Any) -> None:
+    def __init__(self, store: Any, check: SignalCheck, **timing: Unpack[Timing]) -> None:
         super().__init__(**timing)
         self.store = store
         self.check = check

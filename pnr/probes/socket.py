@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 import socket
 import time
-from typing import Any
+from typing import Any, Unpack
 
 from pnr.model import SocketCheck
-from pnr.probes.base import Probe, ProbeContext, Target, snippet, timing_of
+from pnr.probes.base import Probe, ProbeContext, Target, Timing, snippet, timing_of
 
 
 class SocketProbe(Probe):
@@ -24,7 +24,7 @@ class SocketProbe(Probe):
         assert isinstance(check, SocketCheck)
         return cls(ctx.target(check), check, **timing_of(check))
 
-    def __init__(self, target: Target, check: SocketCheck, **timing: Any) -> None:
+    def __init__(self, target: Target, check: SocketCheck, **timing: Unpack[Timing]) -> None:
         super().__init__(**timing)
         self.target = target
         self.check = check

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, Unpack
 
 from pnr.model import TcpCheck
-from pnr.probes.base import Probe, ProbeContext, Target, timing_of
+from pnr.probes.base import Probe, ProbeContext, Target, Timing, timing_of
 
 
 class TcpProbe(Probe):
@@ -19,7 +19,7 @@ class TcpProbe(Probe):
     kind = "tcp"
     EOF_WINDOW = 0.05
 
-    def __init__(self, target: Target, **timing: Any) -> None:
+    def __init__(self, target: Target, **timing: Unpack[Timing]) -> None:
         super().__init__(**timing)
         self.target = target
 

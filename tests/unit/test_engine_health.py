@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from pnr.engines.engine import HEALTH_NEVER_RUN, Engine
+from pnr.engines.dockerapi import HEALTH_NEVER_RUN
+from pnr.engines.engine import Engine
 from pnr.model import parse_domain
 from pnr.probes import NeverReady, ProbeContext, make_probe
 from pnr.probes.docker import DockerProbe

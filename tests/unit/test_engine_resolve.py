@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pnr.engines import Engine
 from pnr.engines import resolve as r
 from pnr.exceptions import ConfigError, EngineError
 
@@ -246,24 +247,22 @@ def test_an_engine_entry_names_a_host_or_a_context(tmp_path: Path, spec: dict[st
 
 
 def test_engines_context_is_read_from_the_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pnr.engines import EngineSet
 
     config = tmp_path / "cfg"
     _context(config, "two", "tcp://127.0.0.2:2375")
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
     plan = _load(tmp_path, {"two": {"context": "two"}})
-    engine = EngineSet.for_plan(plan)["two"]
+    engine = Engine().engine_set(plan)["two"]
     assert (engine.host, engine.endpoint.context, engine.address) == ("tcp://127.0.0.2:2375", "two", "127.0.0.1")
     assert engine.describe() == "engine two (tcp://127.0.0.2:2375)"
 
 
 def test_an_unknown_engines_context_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pnr.engines import EngineSet
 
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "cfg"))
     plan = _load(tmp_path, {"two": {"context": "nowhere"}})
     with pytest.raises(ConfigError) as caught:
-        EngineSet.for_plan(plan)
+        Engine().engine_set(plan)
     text = str(caught.value)
     assert text.startswith(f"{tmp_path / 'd.json'}: engines.two.context: ")
     assert "no Docker context named 'nowhere'" in text and str(tmp_path / "cfg" / "contexts") in text

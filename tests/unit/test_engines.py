@@ -19,6 +19,7 @@ from pnr.lifecycle import CpuxRun, DomainStatus, Phase, domain_status, tear_down
 from pnr.model import ChunkReference, PnR, expand_env, load_domain, parse_chunk_reference, parse_domain
 from pnr.model.plan import Plan, load_plan, make_plan
 from pnr.runtime import SignalStore
+from tests.unit.fakes import FakeEngineBase
 
 SECOND = {"host": "tcp://127.0.0.2:2375"}
 
@@ -249,7 +250,7 @@ def test_an_engine_that_does_not_answer_is_named() -> None:
 # -- EngineSet with fake engines ---------------------------------------------------------------------------
 
 
-class FakeEngine:
+class FakeEngine(FakeEngineBase):
     """The surface of `Engine` that runs, status and down use."""
 
     def __init__(self, name: str, address: str = "127.0.0.1", *, port_ip: str = "127.0.0.1") -> None:
@@ -362,11 +363,11 @@ def test_engine_set_holds_the_engines_the_chunks_use() -> None:
     assert made["second"].port_ip == "127.0.0.2"
     # the environment's Engine given where one engine was expected: the config's engines join it
     real_default = Engine(client=object())
-    coerced = EngineSet.coerce(real_default, plan)
+    coerced = real_default.engine_set(plan)
     assert coerced.names == ["second", "default"] and coerced["default"] is real_default
     assert coerced["second"].host == "tcp://127.0.0.2:2375" and coerced["second"].address == "127.0.0.2"
     # anything else (a fake) stands for every engine
-    single = EngineSet.coerce(default, plan)
+    single = default.engine_set(plan)
     assert single.of(plan.chunks["db"]) is default
 
 

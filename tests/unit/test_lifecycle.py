@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC, ContainerState
+from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_HASH, LABEL_MANAGED, LABEL_SPEC
+from pnr.engines.protocol import ContainerState
 from pnr.exceptions import ChunkFailed, ConfigError, EngineError
 from pnr.lifecycle import CpuxRun, Phase, ProgressEvent, RunControl, gate_attempts
 from pnr.lifecycle.cpux import GATE_SLICE_MAX, gate_slice
@@ -15,9 +16,10 @@ from pnr.lifecycle.state import PERSIST_EVERY, persist_interval
 from pnr.model import PnR, expand_env, parse_domain
 from pnr.model.plan import make_plan
 from pnr.runtime.store import SignalStore
+from tests.unit.fakes import FakeEngineBase
 
 
-class FakeEngine:
+class FakeEngine(FakeEngineBase):
     def __init__(self) -> None:
         self.containers: dict[str, ContainerState] = {}
         self.removed: list[str] = []

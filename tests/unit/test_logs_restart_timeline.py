@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from pnr.cli.render import LogPrinter, _size
-from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, ContainerState, LogStream
+from pnr.engines.dockerapi import LogStream
+from pnr.engines.engine import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED
+from pnr.engines.protocol import ContainerState
 from pnr.exceptions import ConfigError
 from pnr.lifecycle import CpuxRun, Phase, RunControl, Watcher
 from pnr.lifecycle.logs import FollowEnded, LogFollower, LogLine, log_sources, parse_stamp, read_logs
@@ -20,6 +22,7 @@ from pnr.lifecycle.timeline import critical_path, svg_data_uri, timeline_chunks,
 from pnr.model import PnR, parse_domain
 from pnr.model.plan import make_plan
 from pnr.runtime.store import SignalStore
+from tests.unit.fakes import FakeEngineBase
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -124,7 +127,7 @@ def test_a_chunk_names_markup_is_escaped():
 # -- logs --------------------------------------------------------------------------------------------------
 
 
-class LogEngine:
+class LogEngine(FakeEngineBase):
     """Containers with logs; `streams` are what logs_stream hands out (to see that they get closed)."""
 
     def __init__(self, domain: str, logs: dict[str, list[str]], foreign: bool = False) -> None:
@@ -245,7 +248,7 @@ def test_log_printer_aligns_names_and_colours_each_chunk_the_same_way():
 # -- restart through the watch ----------------------------------------------------------------------------
 
 
-class RestartEngine:
+class RestartEngine(FakeEngineBase):
     """Containers that stop and start; records every call in order."""
 
     def __init__(self, names: list[str]) -> None:

@@ -36,6 +36,7 @@ from pnr.probes.http import HttpProbe
 from pnr.probes.log import LogProbe
 from pnr.probes.signal import SignalProbe
 from pnr.runtime.store import SignalStore, update_signal_file
+from tests.unit.fakes import FakeEngineBase
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -358,7 +359,7 @@ def test_https_without_verification_accepts_it(tls_server: int) -> None:
 
 
 # -- engine-backed kinds, with a fake engine ---------------------------------------------------------
-class FakeEngine:
+class FakeEngine(FakeEngineBase):
     def __init__(self) -> None:
         self.exec_results: list[Any] = []
         self.logs = ""
