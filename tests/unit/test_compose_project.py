@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import pnr
-from pnr.compose import ImportResult, import_compose
+from pnr.compose import import_compose
 from pnr.exceptions import ConfigError
 from tests.conftest import pnr_cli
+from tests.unit.test_compose_import import chunks, issues, notes
 
 
 def write(folder: Path, files: dict[str, str]) -> Path:
@@ -22,19 +22,6 @@ def write(folder: Path, files: dict[str, str]) -> Path:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(textwrap.dedent(text))
     return folder
-
-
-def chunks(result: ImportResult) -> dict[str, dict[str, Any]]:
-    (cpux,) = result.domain["cpuxs"].values()
-    return {c["name"]: c for c in cpux["design_chunks"]}
-
-
-def notes(result: ImportResult, path: str) -> list[str]:
-    return [n.message for n in result.notes if n.path == path]
-
-
-def issues(exc: pytest.ExceptionInfo[ConfigError]) -> dict[str, str]:
-    return {i.path: i.message for i in exc.value.issues}
 
 
 DOTENV_PROJECT = {
