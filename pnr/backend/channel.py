@@ -18,12 +18,26 @@ import secrets
 import socket
 import socketserver
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict
+
+from pnr.records import JsonValue
 
 LOOPBACK = "127.0.0.1"
 TRANSPORTS = ("unix", "tcp")
+
+
+class Request(TypedDict, total=False):
+    """A client's line to a member (pnr.backend.runner has the protocol): `op` says what is asked, and every
+    request but an interrupt carries the pool's `token`."""
+
+    op: Literal["ping", "up", "interrupt"]
+    token: str
+    args: dict[str, JsonValue]  # up: the bring-up's parameters (`UpRequest.flow_parameters`)
+    env: dict[str, str]  # up: the environment `${VAR}`s are taken from
+    pid: int  # up: the client's process
+    shown_as: str | None  # up: the config's path as the user wrote it
+    reason: str  # interrupt: why
 
 
 def has_unix_sockets() -> bool:
@@ -96,14 +110,14 @@ def connect(state_dir: Path, index: int, timeout: float) -> socket.socket:
     return conn
 
 
-def send(conn: socket.socket, message: Mapping[str, Any]) -> None:
+def send(conn: socket.socket, message: Request) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
 
 # -- the member side ------------------------------------------------------------------------------------------
 
 
-def authentic(request: Mapping[str, Any], token: str) -> bool:
+def authentic(request: Request, token: str) -> bool:
     """The request carries the pool's token (compared in constant time)."""
     return bool(token) and hmac.compare_digest(str(request.get("token") or ""), token)
 

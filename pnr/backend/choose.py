@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
 from pnr.backend import runner, server
 from pnr.settings import get_settings
@@ -33,7 +33,7 @@ class Backend:
         return f"{self.ui_url}/runs/flow-run/{flow_run_id}" if self.ui_url and flow_run_id else None
 
 
-def _same_env(pong: dict[str, Any]) -> bool:
+def _same_env(pong: runner.Pong) -> bool:
     """The runner serves the engine this client's environment names (resolved now, on both sides: a
     `docker context use` since the last run moves the next one) from the same docker CLI config."""
     return bool(pong.get("engine")) and pong.get("engine") == runner.engine_env()

@@ -76,7 +76,7 @@ def read_pid_file(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {}
 
 
-def write_pid_file(path: Path, record: Mapping[str, Any]) -> None:
+def write_pid_file(path: Path, record: Mapping[str, object]) -> None:
     """Replace the pid file at once (readers see the old record or the new one), readable by its owner only."""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_bytes((json.dumps(dict(record), indent=1) + "\n").encode())  # "\n" on every OS

@@ -91,8 +91,8 @@ class UpOutcome:
         """Ctrl-C in the client before the run's outcome arrived."""
         return cls(False, 130, message, True)
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = asdict(self)
         data["summary"] = self.summary.to_json() if self.summary is not None else None
         return data
 
@@ -114,10 +114,10 @@ class UpOutcome:
 Message = Accepted | RunEvent | UpOutcome
 
 
-def encode(message: Message | Mapping[str, Any]) -> bytes:
+def encode(message: Message | Mapping[str, object]) -> bytes:
     """One line of the runner's protocol. Mappings are the requests and the ping's answer."""
     if isinstance(message, UpOutcome):
-        data: dict[str, Any] = {"type": "done", **message.to_json()}
+        data: dict[str, object] = {"type": "done", **message.to_json()}
     elif isinstance(message, Accepted):
         data = {"type": "accepted", **asdict(message)}
     elif isinstance(message, ProgressEvent | RunNote):

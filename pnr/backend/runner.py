@@ -29,25 +29,50 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict
 
 from pnr import processes
 from pnr.backend import channel, daemon
 from pnr.backend.protocol import UpRequest
 from pnr.exceptions import PnrError
 from pnr.locks import file_lock
+from pnr.records import JsonValue
 
 MARKER = "pnr.backend.runner_process"
 START_TIMEOUT = 90.0  # importing Prefect on a busy 2-core machine
 
 
-def engine_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+class EngineEnv(TypedDict):
+    """The Docker engine an environment names (`Endpoint.identity`, or why none) and the docker CLI config."""
+
+    endpoint: dict[str, object]
+    docker_config: str
+
+
+class Pong(TypedDict):
+    """A member's answer to a ping."""
+
+    type: Literal["pong"]
+    pid: int
+    fingerprint: str  # the code it runs (`code_fingerprint`)
+    api_url: str
+    active: int  # runs it executes now
+    index: int  # its place in the pool (0: the leader)
+    pool: int
+    members: list[int]  # the leader's: the other members' pids
+    stopping: list[str]  # keys of interrupted runs still ending
+    engine: EngineEnv
+    start: str
+    transport: str
+
+
+def engine_env(environ: Mapping[str, str] | None = None) -> EngineEnv:
     """The Docker engine an environment names, resolved as the docker CLI resolves it, and the docker CLI
     config its contexts come from: a client's must agree with the runner's, or the client runs in-process."""
     from pnr.engines.resolve import config_dir, resolve_endpoint
 
     try:
-        endpoint: Any = resolve_endpoint(environ).identity()
+        endpoint = resolve_endpoint(environ).identity()
     except PnrError as exc:
         endpoint = {"error": str(exc)}
     return {"endpoint": endpoint, "docker_config": str(config_dir(environ))}
@@ -110,7 +135,7 @@ def start_mode() -> str:
 # -- the client side ------------------------------------------------------------------------------------------
 
 
-def ping(paths: RunnerPaths, timeout: float = 2.0) -> dict[str, Any] | None:
+def ping(paths: RunnerPaths, timeout: float = 2.0) -> Pong | None:
     """The member's pong, or None when nothing answers at its address."""
     try:
         with channel.connect(paths.state_dir, paths.index, timeout) as conn:
@@ -119,7 +144,7 @@ def ping(paths: RunnerPaths, timeout: float = 2.0) -> dict[str, Any] | None:
     except OSError:
         return None
     try:
-        answer = json.loads(line)
+        answer: Pong = json.loads(line)  # a pong if it says so
     except ValueError:
         return None
     return answer if isinstance(answer, dict) and answer.get("type") == "pong" else None
@@ -132,7 +157,7 @@ def pool_size() -> int:
     return get_settings().runners or max(1, min(os.cpu_count() or 1, 4))
 
 
-def ensure_runner(state_dir: Path, api_url: str, timeout: float = START_TIMEOUT) -> dict[str, Any] | None:
+def ensure_runner(state_dir: Path, api_url: str, timeout: float = START_TIMEOUT) -> Pong | None:
     """A runner pool for `api_url` running this very code: the one that answers, else a new one (also when a
     member died and nothing runs). None when the one that answers runs other code but is busy (the caller then
     runs in-process rather than wait). The pong of member 0."""
@@ -157,7 +182,7 @@ def ensure_runner(state_dir: Path, api_url: str, timeout: float = START_TIMEOUT)
         return _spawn(paths, api_url, fingerprint, timeout)
 
 
-def ready_pool(state_dir: Path, api_url: str) -> dict[str, Any] | None:
+def ready_pool(state_dir: Path, api_url: str) -> Pong | None:
     """The pong of member 0 when a pool of this very code for `api_url` answers with every member alive (what
     `ensure_runner` would return without starting or replacing anything), else None."""
     pong = ping(RunnerPaths(state_dir))
@@ -166,13 +191,13 @@ def ready_pool(state_dir: Path, api_url: str) -> dict[str, Any] | None:
     return pong if all(processes.alive(int(pid)) for pid in pong.get("members") or []) else None
 
 
-def _serves(pong: Mapping[str, Any], fingerprint: str, api_url: str) -> bool:
+def _serves(pong: Pong, fingerprint: str, api_url: str) -> bool:
     """The pool runs this code for this API, started and reached as the settings ask now."""
     same_mode = pong.get("start") == start_mode() and pong.get("transport") == channel.transport()
     return same_mode and pong.get("fingerprint") == fingerprint and pong.get("api_url") == api_url
 
 
-def pool_status(state_dir: Path, leader: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def pool_status(state_dir: Path, leader: Pong | None = None) -> list[Pong]:
     """The pongs of the pool's members that answer (member 0 first); [] when no runner runs."""
     paths = RunnerPaths(state_dir)
     leader = leader or ping(paths)
@@ -215,11 +240,11 @@ def stop_runner(state_dir: Path, timeout: float = 30.0) -> int | None:
     return _stop_recorded(paths, timeout)
 
 
-def runner_status(state_dir: Path) -> dict[str, Any] | None:
+def runner_status(state_dir: Path) -> Pong | None:
     return ping(RunnerPaths(state_dir))
 
 
-def _spawn(paths: RunnerPaths, api_url: str, fingerprint: str, timeout: float) -> dict[str, Any]:
+def _spawn(paths: RunnerPaths, api_url: str, fingerprint: str, timeout: float) -> Pong:
     channel.clear(paths.state_dir)
     channel.new_token(paths.state_dir)
     env = dict(os.environ)
@@ -249,8 +274,9 @@ def _stop_recorded(paths: RunnerPaths, timeout: float = 30.0) -> int | None:
 
 
 class RemoteRun:
-    """One bring-up executed by the runner, seen from the client: `events()` yields the run's events (dicts)
-    until the outcome, which `outcome` then holds; `interrupt()` asks the runner to stop the run."""
+    """One bring-up executed by the runner, seen from the client: `events()` yields the runner's lines (decoded
+    JSON, `pnr.backend.protocol.from_message` reads them) until the outcome, which `outcome` then holds;
+    `interrupt()` asks the runner to stop the run."""
 
     def __init__(
         self, state_dir: Path, request: UpRequest, env: Mapping[str, str], shown_as: str | None = None
@@ -260,14 +286,20 @@ class RemoteRun:
         self._conn = channel.connect(state_dir, member.index, timeout=10.0)
         self._conn.settimeout(None)
         self._send_lock = threading.Lock()
-        self.outcome: dict[str, Any] | None = None
+        self.outcome: dict[str, JsonValue] | None = None
         args = request.flow_parameters()
-        message = {"op": "up", "args": args, "env": dict(env), "pid": os.getpid(), "shown_as": shown_as}
+        message: channel.Request = {
+            "op": "up",
+            "args": args,
+            "env": dict(env),
+            "pid": os.getpid(),
+            "shown_as": shown_as,
+        }
         self._send({**message, "token": channel.read_token(state_dir)})
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def events(self) -> Iterator[dict[str, JsonValue]]:
         for line in self._conn.makefile("rb"):
-            message = json.loads(line)
+            message: dict[str, JsonValue] = json.loads(line)
             if message.get("type") == "done":
                 self.outcome = message
                 return
@@ -284,6 +316,6 @@ class RemoteRun:
         with contextlib.suppress(OSError):
             self._conn.close()
 
-    def _send(self, message: Mapping[str, Any]) -> None:
+    def _send(self, message: channel.Request) -> None:
         with self._send_lock:
             channel.send(self._conn, message)

@@ -17,17 +17,27 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from types import FrameType
+from typing import TYPE_CHECKING, ClassVar
 
 from pnr import processes
 from pnr.backend import channel
 from pnr.backend.protocol import Accepted, Message, UpOutcome, UpRequest, encode
-from pnr.backend.runner import MARKER, START_MODES, START_TIMEOUT, code_fingerprint, engine_env
-from pnr.records import RunEvent, RunNote
+from pnr.backend.runner import MARKER, START_MODES, START_TIMEOUT, Pong, code_fingerprint, engine_env
+from pnr.records import JsonValue, RunEvent, RunNote
 from pnr.settings import quiet_prefect_env
+
+if TYPE_CHECKING:
+    from prefect.context import SyncClientContext
+
+    from pnr.engines import ContainerState
+    from pnr.lifecycle import RunControl
+    from pnr.model import Plan
+
+Stop = Callable[[int, FrameType | None], None]  # a signal handler
 
 
 @dataclass(frozen=True)
@@ -48,12 +58,12 @@ class _Handler(socketserver.StreamRequestHandler):
     def setup(self) -> None:
         super().setup()
         self._write_lock = threading.Lock()  # events come from the run's task threads
-        self._plan: Any = None  # the run's plan, as checked before the run
+        self._plan: Plan | None = None  # the run's plan, as checked before the run
 
     def handle(self) -> None:
         line = self.rfile.readline()
         try:
-            request = json.loads(line)
+            request: channel.Request = json.loads(line)
         except ValueError:
             return
         if not isinstance(request, dict):
@@ -61,27 +71,26 @@ class _Handler(socketserver.StreamRequestHandler):
         if not channel.authentic(request, self.member.token):
             return
         if request.get("op") == "ping":
-            self._write(
-                {
-                    "type": "pong",
-                    "pid": os.getpid(),
-                    "fingerprint": self.member.fingerprint,
-                    "api_url": self.member.api_url,
-                    "active": self.member.active,
-                    "index": self.member.index,
-                    "pool": self.member.pool,
-                    "members": self.member.member_pids,
-                    "stopping": self.member.stopping(),
-                    "engine": engine_env(),
-                    "start": self.member.start,
-                    "transport": self.member.transport,
-                }
-            )
+            pong: Pong = {
+                "type": "pong",
+                "pid": os.getpid(),
+                "fingerprint": self.member.fingerprint,
+                "api_url": self.member.api_url,
+                "active": self.member.active,
+                "index": self.member.index,
+                "pool": self.member.pool,
+                "members": self.member.member_pids,
+                "stopping": self.member.stopping(),
+                "engine": engine_env(),
+                "start": self.member.start,
+                "transport": self.member.transport,
+            }
+            self._write(pong)
         elif request.get("op") == "up":
             up = UpRequest.from_json(request.get("args") or {})
             self._bring_up(up, request.get("env") or {}, request.get("pid"), request.get("shown_as"))
 
-    def _write(self, message: Message | Mapping[str, Any]) -> None:
+    def _write(self, message: Message | Pong) -> None:
         with self._write_lock:
             self.wfile.write(encode(message))
             self.wfile.flush()
@@ -123,14 +132,14 @@ class _Handler(socketserver.StreamRequestHandler):
         with contextlib.suppress(OSError):
             self._write(outcome)
 
-    def _event(self, event: RunEvent, control: Any, request: UpRequest) -> None:
+    def _event(self, event: RunEvent, control: RunControl, request: UpRequest) -> None:
         if isinstance(event, RunNote) and event.what == "up.outcome":  # every chunk is ready: tell the client now
             self._done_early(event.payload["result"], control, request)
             return
         with contextlib.suppress(OSError):  # the client went away: its watcher interrupts the run
             self._write(event)
 
-    def _done_early(self, result: dict[str, Any], control: Any, request: UpRequest) -> None:
+    def _done_early(self, result: dict[str, JsonValue], control: RunControl, request: UpRequest) -> None:
         """The outcome is known: send it, with the status table, while the flow run finishes its bookkeeping
         (artifacts, events, final state) here — nothing the user waits for, and none of it lost."""
         summary = None
@@ -138,32 +147,38 @@ class _Handler(socketserver.StreamRequestHandler):
             from pnr.engines import Engine
             from pnr.lifecycle import domain_status
 
+            assert self._plan is not None  # checked before the run
             summary = domain_status(self._plan, Engine(), Path(request.runtime_dir or "."), _ready(result))
         self._detached = True
         with contextlib.suppress(OSError):
             self._write(UpOutcome.done(result, control.flow_run_id, summary))
 
-    def _watch_client(self, control: Any) -> None:
+    def _watch_client(self, control: RunControl) -> None:
         """Interrupt requests from the client; a closed connection interrupts too (unless it has its outcome)."""
         for line in self.rfile:
             with contextlib.suppress(ValueError):
-                message = json.loads(line)
+                message: channel.Request = json.loads(line)
                 if message.get("op") == "interrupt":
                     control.interrupt(str(message.get("reason") or "interrupted (Ctrl-C)"))
         if not self._detached:
             control.interrupt("the pnr up client went away")
 
 
-def _ready(result: dict[str, Any]) -> dict[str | None, Any]:
+def _ready(result: Mapping[str, JsonValue]) -> dict[str | None, ContainerState]:
     """The containers of a bring-up's result (every chunk ready, so running), by chunk: its status table
     needs no engine listing."""
     from pnr.engines import ContainerState
 
+    cpuxs = result.get("cpuxs")
+    tables = [t for t in cpuxs.values() if isinstance(t, dict)] if isinstance(cpuxs, dict) else []
     return {
-        chunk: ContainerState(row["container_id"], row["container"], "running", True, None, {})
-        for chunks in result.get("cpuxs", {}).values()
-        for chunk, row in chunks.items()
-        if row.get("phase") == "ready" and row.get("container_id")
+        chunk: ContainerState(cid, str(row["container"]), "running", True, None, {})
+        for table in tables
+        for chunk, row in table.items()
+        if isinstance(row, dict)
+        and row.get("phase") == "ready"
+        and isinstance(cid := row.get("container_id"), str)
+        and cid
     }
 
 
@@ -177,9 +192,10 @@ class Member:
         self.fingerprint = fingerprint
         self.index, self.pool = index, mode.pool
         self.member_pids: list[int] = []  # the leader's: its members' pids
-        self._runs: list[tuple[Any, str, threading.Event]] = []  # (control, domain key, done)
+        self._runs: list[tuple[RunControl, str, threading.Event]] = []  # (control, domain key, done)
         self._guard = threading.Lock()
-        self.client_context: Any = None  # one Prefect client (connection pool, TLS context) for every run
+        # one Prefect client (connection pool, TLS context) for every run
+        self.client_context: SyncClientContext | None = None
 
     @contextlib.contextmanager
     def shared_client(self) -> Iterator[None]:
@@ -203,7 +219,7 @@ class Member:
         with self._guard:
             return sorted({k for c, k, _done in self._runs if c.interrupted})
 
-    def started(self, control: Any, key: str, wait: float = 60.0) -> None:
+    def started(self, control: RunControl, key: str, wait: float = 60.0) -> None:
         """Count the run; first let an interrupted run of the same domain end (it is stopping already: two runs
         of one domain must not overlap after a client died). A live one is not waited for, as in-process."""
         with self._guard:
@@ -214,7 +230,7 @@ class Member:
         with self._guard:
             self._runs.append((control, key, threading.Event()))
 
-    def finished(self, control: Any) -> None:
+    def finished(self, control: RunControl) -> None:
         with self._guard:
             for entry in [e for e in self._runs if e[0] is control]:
                 entry[2].set()
@@ -253,7 +269,7 @@ def serve(state_dir: Path, api_url: str, mode: Mode, index: int = 0, leader: int
 
     server = member_server(member, state_dir)
 
-    def stop(_signum: int, _frame: Any) -> None:
+    def stop(_signum: int, _frame: FrameType | None) -> None:
         member.interrupt_all("the pnr runner is stopping")
         threading.Thread(target=server.shutdown, daemon=True).start()
 
@@ -304,7 +320,7 @@ def _spawn_members(state_dir: Path, api_url: str, mode: Mode) -> list[subprocess
     return members
 
 
-def _watch_leader(leader: int, stop: Any) -> None:
+def _watch_leader(leader: int, stop: Stop) -> None:
     """A spawned member ends with its leader (where the system does not end it by itself)."""
     while processes.alive(leader):
         time.sleep(1.0)
@@ -349,7 +365,7 @@ def _reap(children: list[int], deadline: float) -> None:
     psutil.wait_procs(left, timeout=5)
 
 
-def _open_client_context() -> Any:
+def _open_client_context() -> SyncClientContext | None:
     from prefect.context import SyncClientContext
 
     try:

@@ -19,11 +19,28 @@ import asyncio
 import contextlib
 import datetime
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from prefect.server.database.configurations import AioSqliteConfiguration
+    from prefect.server.utilities.database import Timestamp
+    from sqlalchemy.engine import Dialect, Result
+    from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
+    from sqlalchemy.sql import Executable, TableClause
+    from sqlalchemy.sql.dml import Insert
+
+    # the methods wrapped here, as the wrappers call them
+    BeginTransaction = Callable[..., AbstractAsyncContextManager[AsyncSessionTransaction]]
+    BindParam = Callable[[Timestamp, datetime.datetime | None, Dialect], datetime.datetime | None]
+    Execute = Callable[..., Awaitable[Result[tuple[object, ...]]]]
+
+T = TypeVar("T")
 
 
-def create_app() -> Any:
+def create_app() -> FastAPI:
     immediate_sqlite_transactions()
     plain_timestamp_binds()
     executemany_inserts()
@@ -41,9 +58,11 @@ def immediate_sqlite_transactions() -> bool:
         print(f"pnr: SQLite transactions stay DEFERRED: {exc}", file=sys.stderr)
         return False
 
-    def immediate(original: Any) -> Any:
+    def immediate(original: BeginTransaction) -> BeginTransaction:
         @contextlib.asynccontextmanager
-        async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> AsyncIterator[Any]:
+        async def begin_transaction(
+            self: AioSqliteConfiguration, session: AsyncSession, with_for_update: bool = False
+        ) -> AsyncIterator[AsyncSessionTransaction]:
             async with original(self, session, with_for_update=True) as transaction:  # IMMEDIATE
                 yield transaction
 
@@ -62,8 +81,10 @@ def plain_timestamp_binds() -> bool:
         print(f"pnr: timestamps stay bound as Prefect's datetimes: {exc}", file=sys.stderr)
         return False
 
-    def plain(original: Any) -> Any:
-        def process_bind_param(self: Any, value: Any, dialect: Any) -> Any:
+    def plain(original: BindParam) -> BindParam:
+        def process_bind_param(
+            self: Timestamp, value: datetime.datetime | None, dialect: Dialect
+        ) -> datetime.datetime | None:
             # SQLite's binding formats the value by its fields, no arithmetic: converting would only cost (~1 us)
             return original(self, value if dialect.name == "sqlite" else plain_datetime(value), dialect)
 
@@ -82,8 +103,10 @@ def executemany_inserts() -> bool:
         print(f"pnr: multi-row inserts stay as Prefect writes them: {exc}", file=sys.stderr)
         return False
 
-    def many(original: Any) -> Any:
-        async def execute(self: Any, statement: Any, params: Any = None, **kw: Any) -> Any:
+    def many(original: Execute) -> Execute:
+        async def execute(
+            self: AsyncSession, statement: Executable, params: object = None, **kw: object
+        ) -> Result[tuple[object, ...]]:
             if params is None:
                 try:
                     split = as_executemany(statement)
@@ -126,7 +149,7 @@ def quiet_docket() -> bool:
     class QuietWorker(worker):  # type: ignore[misc]
         _pnr_quiet = True
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: object, **kwargs: object) -> None:
             kwargs.setdefault("minimum_check_interval", poll)
             kwargs.setdefault("scheduling_resolution", poll)
             super().__init__(*args, **kwargs)
@@ -143,7 +166,7 @@ def quiet_docket() -> bool:
             await stopping.wait()
 
     class QuietDocket(docket):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: object, **kwargs: object) -> None:
             kwargs.setdefault("heartbeat_interval", timedelta(seconds=DOCKET_HEARTBEAT_SECONDS))
             super().__init__(*args, **kwargs)
 
@@ -152,7 +175,7 @@ def quiet_docket() -> bool:
     return True
 
 
-def as_executemany(statement: Any) -> tuple[Any, list[dict[str, Any]]] | None:
+def as_executemany(statement: object) -> tuple[Insert, list[dict[str, object]]] | None:
     """`INSERT ... VALUES (row), (row), ...` as (the INSERT without its rows, the rows keyed by column), to be
     executed once per row; None unless it is plain: an INSERT with one list of rows that all name the same
     columns of its table, values that are not SQL expressions, and no RETURNING."""
@@ -170,7 +193,7 @@ def as_executemany(statement: Any) -> tuple[Any, list[dict[str, Any]]] | None:
     keys = [k for k in (_column_key(statement.table, c) for c in columns) if k is not None]
     if not columns or len(keys) != len(columns):
         return None
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, object]] = []
     for row in given:
         if len(row) != len(columns) or any(c not in row for c in columns):
             return None
@@ -185,7 +208,7 @@ def as_executemany(statement: Any) -> tuple[Any, list[dict[str, Any]]] | None:
     return bare.execution_options(dml_strategy="raw"), rows
 
 
-def _column_key(table: Any, key: Any) -> str | None:
+def _column_key(table: TableClause, key: object) -> str | None:
     """The key of `table`'s column that `key` (a Column of it, or a column key) names; None if it names none."""
     name = key if isinstance(key, str) else getattr(key, "key", None)
     if not isinstance(name, str) or name not in table.c:
@@ -195,22 +218,22 @@ def _column_key(table: Any, key: Any) -> str | None:
     return name
 
 
-def _plain(element: Any) -> Any:
+def _plain(element: object) -> object:
     return element._deannotate() if hasattr(element, "_deannotate") else element
 
 
-def _wrap_once(owner: Any, name: str, wrap: Any) -> None:
+def _wrap_once(owner: type, name: str, wrap: Callable[[T], T]) -> None:
     """Replace `owner.name` by `wrap(original)`, marked, unless it is pnr's already (create_app may run twice)."""
     original = getattr(owner, name)
     if getattr(original, "_pnr_wrapped", False):
         return
     wrapped = wrap(original)
-    wrapped._pnr_wrapped = True
-    wrapped._pnr_original = original  # what the tests compare against
+    # the original is what the tests compare against
+    wrapped.__dict__.update(_pnr_wrapped=True, _pnr_original=original)
     setattr(owner, name, wrapped)
 
 
-def plain_datetime(value: Any) -> Any:
+def plain_datetime(value: T) -> T | datetime.datetime:
     """The same instant as a plain `datetime` in UTC, for an aware datetime of a subclass (Pendulum's);
     anything else as it is (a naive one too: Prefect's own check refuses it)."""
     if type(value) is datetime.datetime or not isinstance(value, datetime.datetime) or value.tzinfo is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from pnr.exceptions import PnrError, exit_status_of
+
+if TYPE_CHECKING:
+    from pnr.backend.runner import Pong
 
 server_app = typer.Typer(
     no_args_is_help=True,
@@ -111,7 +114,7 @@ def logs(
     print(server.logs(lines))
 
 
-def _pool_text(pool: list[dict[str, Any]]) -> str:
+def _pool_text(pool: list[Pong]) -> str:
     """ "pid 12" or "pids 12, 13 (2 processes; 1 of 3 missing)"."""
     pids = ", ".join(str(p["pid"]) for p in pool)
     size = int(pool[0].get("pool") or 1) if pool else 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from pnr.engines.engine import (
     LABEL_CHUNK,
@@ -22,7 +22,7 @@ from pnr.model import DEFAULT_HOST_IP, ContainerSpec
 
 def desired_state(
     spec: ContainerSpec, image_id: str, env: dict[str, str], port_ip: str = DEFAULT_HOST_IP
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The comparable description of a container (`port_ip`: its engine's address for ports written without
     one). Env values are digested: secrets never reach labels."""
     return {
@@ -37,7 +37,7 @@ def desired_state(
     }
 
 
-def _process_settings(spec: ContainerSpec) -> dict[str, Any]:
+def _process_settings(spec: ContainerSpec) -> dict[str, object]:
     return {
         "entrypoint": spec.entrypoint_args(),
         "working_dir": spec.working_dir,
@@ -48,15 +48,15 @@ def _process_settings(spec: ContainerSpec) -> dict[str, Any]:
     }
 
 
-def spec_label(desired: dict[str, Any]) -> str:
+def spec_label(desired: Mapping[str, object]) -> str:
     return json.dumps(desired, sort_keys=True, separators=(",", ":"))
 
 
-def config_hash(desired: dict[str, Any]) -> str:
+def config_hash(desired: Mapping[str, object]) -> str:
     return hashlib.sha256(spec_label(desired).encode()).hexdigest()[:16]
 
 
-def describe_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+def describe_changes(old: Mapping[str, object] | None, new: Mapping[str, object]) -> list[str]:
     """Field-level reasons, e.g. "ports.8080 changed 127.0.0.1:18080 -> 127.0.0.1:18081", "env.DB_URL changed"."""
     if old is None:
         return ["created by an older pnr (no recorded spec)"]
@@ -121,7 +121,7 @@ def other_configs(labels: list[dict[str, str]], domain: str, config_file: str) -
 
 def decide(
     existing: ContainerState | None,
-    desired: dict[str, Any],
+    desired: Mapping[str, object],
     *,
     domain: str,
     chunk: str,
@@ -141,7 +141,7 @@ def decide(
             return Decision("reuse")
         return Decision("recreate", [f"container is {existing.status}"])
     try:
-        old = json.loads(labels.get(LABEL_SPEC, "null"))
+        old: Mapping[str, object] | None = json.loads(labels.get(LABEL_SPEC, "null"))
     except ValueError:
         old = None
     return Decision("recreate", describe_changes(old, desired) or ["configuration changed"])

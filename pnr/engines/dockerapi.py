@@ -8,7 +8,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol, TypedDict
 
 import docker
 import docker.errors
@@ -33,6 +33,65 @@ class Reached(Protocol):
     def host(self) -> str: ...
 
 
+class DockerClient(Protocol):
+    """What pnr uses of a `docker.DockerClient` (docker-py has no type hints): the low-level API for every call,
+    the image collection for builds, and the ping."""
+
+    api: docker.APIClient
+    images: docker.models.images.ImageCollection
+
+    def ping(self) -> bool: ...
+
+
+class LogSource(Protocol):
+    """docker-py's followed log (`APIClient.logs(stream=True)`): chunks of output until it ends or is closed."""
+
+    def __iter__(self) -> Iterator[bytes | str]: ...
+
+    def close(self) -> None: ...
+
+
+# What pnr reads of a container's inspect record (docker's API, keys as the engine writes them)
+class HealthLogEntry(TypedDict, total=False):
+    ExitCode: int
+    Output: str
+
+
+class HealthState(TypedDict, total=False):
+    Status: str
+    Log: list[HealthLogEntry] | None
+
+
+class StateRecord(TypedDict, total=False):
+    Status: str
+    Running: bool
+    ExitCode: int
+    StartedAt: str
+    Health: HealthState | None
+
+
+class HealthcheckConfig(TypedDict, total=False):
+    Test: list[str] | None
+    StartPeriod: int
+    Interval: int
+    Timeout: int
+
+
+class ConfigRecord(TypedDict, total=False):
+    Labels: dict[str, str] | None
+    StopTimeout: int
+    Healthcheck: HealthcheckConfig | None
+
+
+class ContainerInfo(TypedDict, total=False):
+    """`APIClient.inspect_container`, the keys pnr reads."""
+
+    Id: str
+    Name: str
+    State: StateRecord | None
+    Config: ConfigRecord | None
+
+
 # Seconds docker-py waits for the engine's answer to one call: docker-py's own default. A busy engine may take
 # over ten seconds to start a container (40 at once on a loaded 2-core machine did); an engine that accepts
 # connections but never answers is found by the pings (`EngineSet.unreachable`, PING_TIMEOUT), which end a run
@@ -45,17 +104,17 @@ HEALTH_NEVER_RUN = "never-run"  # Engine.health: the engine has had ample time f
 _NS = 1e-9
 
 
-def _checks_missed(info: dict[str, Any], now: float) -> float | None:
+def _checks_missed(info: ContainerInfo, now: float) -> float | None:
     """Seconds since a running container started, when that is well past the time its first HEALTHCHECK was due
     (start period + two intervals + the timeout + 10 s); else None."""
-    state = info.get("State") or {}
+    state: StateRecord = info.get("State") or {}
     match = re.match(
         r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,6})?\d*(Z|[+-]\d\d:\d\d)$", state.get("StartedAt") or ""
     )
     if not state.get("Running") or not match:
         return None
     started = datetime.fromisoformat(match[1] + (match[2] or "") + match[3].replace("Z", "+00:00")).timestamp()
-    check = (info.get("Config") or {}).get("Healthcheck") or {}
+    check = _healthcheck(info)
     due = (check.get("StartPeriod") or 0) * _NS + 2 * (check.get("Interval") or 30e9) * _NS
     due += (check.get("Timeout") or 30e9) * _NS + 10
     return now - started if now - started > due else None
@@ -133,7 +192,7 @@ def _has_paramiko() -> bool:
     return importlib.util.find_spec("paramiko") is not None
 
 
-def _tls_config(tls: TlsFiles) -> Any:
+def _tls_config(tls: TlsFiles) -> docker.tls.TLSConfig:
     """docker-py's TLS settings from an endpoint's files."""
     cert = (tls.cert, tls.key) if tls.cert and tls.key else None
     try:
@@ -142,21 +201,26 @@ def _tls_config(tls: TlsFiles) -> Any:
         raise EngineError(f"TLS towards the Docker engine: {exc}") from None
 
 
-def docker_client(endpoint: Endpoint, *, timeout: float = CALL_TIMEOUT, tls: Any = None) -> Any:
+def docker_client(
+    endpoint: Endpoint, *, timeout: float = CALL_TIMEOUT, tls: docker.tls.TLSConfig | None = None
+) -> DockerClient:
     """A docker-py client for `endpoint`, built explicitly (base URL, TLS, timeout): whatever the docker-py
     version, it talks to that endpoint and no other. `tls` (a docker.tls.TLSConfig) overrides the endpoint's."""
+    client: DockerClient
     if endpoint.host.startswith("ssh://"):
-        return docker.DockerClient(base_url=endpoint.host, timeout=timeout, use_ssh_client=not _has_paramiko())
+        client = docker.DockerClient(base_url=endpoint.host, timeout=timeout, use_ssh_client=not _has_paramiko())
+        return client
     if tls is None and endpoint.tls is not None:
         tls = _tls_config(endpoint.tls)
-    return docker.DockerClient(base_url=endpoint.host, timeout=timeout, tls=tls or False)
+    client = docker.DockerClient(base_url=endpoint.host, timeout=timeout, tls=tls or False)
+    return client
 
 
 class LogStream:
     """The followed log of one container as whole lines (str, without the newline); `close()` ends it from
     another thread. Ends quietly when the container stops or the connection drops."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: LogSource) -> None:
         self._stream = stream
         self._closed = False
 
@@ -179,12 +243,18 @@ class LogStream:
             self._stream.close()
 
 
-def health_of(info: dict[str, Any], now: float) -> tuple[str | None, str]:
+def _healthcheck(info: ContainerInfo) -> HealthcheckConfig:
+    config: ConfigRecord = info.get("Config") or {}
+    return config.get("Healthcheck") or {}
+
+
+def health_of(info: ContainerInfo, now: float) -> tuple[str | None, str]:
     """A container's HEALTHCHECK status from its inspect record (starting | healthy | unhealthy; None: the image
     has none; HEALTH_NEVER_RUN: the engine runs no checks) and the last check's exit code and output."""
-    health = (info.get("State") or {}).get("Health")
-    test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
-    log = (health or {}).get("Log") or []
+    state: StateRecord = info.get("State") or {}
+    health = state.get("Health")
+    test = _healthcheck(info).get("Test") or []
+    log = (health.get("Log") or []) if health else []
     if test and test[0] != "NONE" and not log:
         silent = _checks_missed(info, now)
         if silent is not None:

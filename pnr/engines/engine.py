@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import docker
@@ -19,7 +19,11 @@ import docker.tls
 
 from pnr.engines.dockerapi import (
     SLOW_CALL_TIMEOUT,
+    ConfigRecord,
+    ContainerInfo,
+    DockerClient,
     LogStream,
+    StateRecord,
     docker_client,
     docker_errors,
     health_of,
@@ -72,17 +76,17 @@ class Engine:
 
     def __init__(
         self,
-        client: Any = None,
+        client: DockerClient | None = None,
         host: str | None = None,
         *,
         name: str = DEFAULT_ENGINE,
         address: str | None = None,
         port_ip: str = DEFAULT_HOST_IP,
-        tls: Any = None,
+        tls: docker.tls.TLSConfig | None = None,
         endpoint: Endpoint | None = None,
     ) -> None:
         self._client = client
-        self._slow_client: Any = None
+        self._slow_client: DockerClient | None = None
         self._injected = client is not None
         if endpoint is None and host is not None:
             endpoint = Endpoint(host, f"engines.{name}.host", tried=(f"engines.{name}.host: {host}",))
@@ -125,7 +129,7 @@ class Engine:
         return f"engine {self.name} ({host})"
 
     @property
-    def client(self) -> Any:
+    def client(self) -> DockerClient:
         if self._client is None:
             endpoint = self.endpoint
             with self._errors("connecting to the Docker engine"):
@@ -137,7 +141,7 @@ class Engine:
         return self._client
 
     @property
-    def slow_client(self) -> Any:
+    def slow_client(self) -> DockerClient:
         """A client with the longer timeout, for removals."""
         if self._slow_client is None:
             if self._injected:
@@ -290,17 +294,18 @@ class Engine:
     def inspect(self, name_or_id: str) -> ContainerState | None:
         with self._errors(f"inspecting container {name_or_id}"):
             try:
-                info = self.client.api.inspect_container(name_or_id)
+                info: ContainerInfo = self.client.api.inspect_container(name_or_id)
             except docker.errors.NotFound:
                 return None
-        state = info.get("State") or {}
+        state: StateRecord = info.get("State") or {}
+        config: ConfigRecord = info.get("Config") or {}
         return ContainerState(
             id=info["Id"],
             name=info["Name"].lstrip("/"),
             status=state.get("Status", "unknown"),
             running=bool(state.get("Running")),
             exit_code=state.get("ExitCode"),
-            labels=(info.get("Config") or {}).get("Labels") or {},
+            labels=config.get("Labels") or {},
         )
 
     def container_names(self) -> dict[str, tuple[str, dict[str, str]]]:

@@ -23,14 +23,15 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 from uuid import UUID
 
 from pnr.lifecycle import ChunkProgress, CpuxRun, Phase, ProgressEvent, RunControl, timeline
-from pnr.model import Plan
+from pnr.model import Plan, PnR
 from pnr.prefect.observer import RunObserver
+from pnr.records import RunEvent
 from pnr.runtime import SignalStore
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ _KEY_RE = re.compile(r"[^a-z0-9-]+")
 PROGRESS_EVERY = 0.5  # seconds between updates of the progress artifact while chunks become ready ...
 PROGRESS_CHUNKS_PER_SECOND = 100  # ... or chunks/100 seconds in a bigger domain
 PROGRESS_EVERY_MAX = 5.0
+T = TypeVar("T")
 
 
 def progress_interval(chunks: int) -> float:
@@ -59,7 +61,7 @@ def in_flow_run() -> bool:
     return ctx is not None and ctx.flow_run is not None
 
 
-def _quietly(what: str, fn: Callable[[], Any]) -> Any:
+def _quietly(what: str, fn: Callable[[], T]) -> T | None:
     try:
         return fn()
     except Exception as exc:  # artifacts are a view: never let them break a run
@@ -88,7 +90,7 @@ def plan_markdown(plan: Plan, cpuxs: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def signals_table(state: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+def signals_table(state: Mapping[str, PnR], plan: Plan) -> list[dict[str, str]]:
     names = sorted(set(state) | set(plan.producers) | set(plan.consumers))
     rows = []
     for name in names:
@@ -175,7 +177,7 @@ class _Background:
 
     def __init__(self) -> None:
         self._context = contextvars.copy_context()  # settings/client of the flow run (threads do not inherit them)
-        self._jobs: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self._jobs: queue.Queue[Callable[[], object] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="pnr-artifacts", daemon=True)
         self._thread.start()
 
@@ -183,7 +185,7 @@ class _Background:
         while (job := self._jobs.get()) is not None:
             self._context.run(job)
 
-    def submit(self, job: Callable[[], Any]) -> None:
+    def submit(self, job: Callable[[], object]) -> None:
         self._jobs.put(job)
 
     def close(self, timeout: float = 15.0) -> None:
@@ -232,12 +234,13 @@ class RunArtifacts(RunObserver):
                     description=f"signal graph of {self.domain}",
                 ),
             )
-            self._progress.artifact_id = _quietly(
+            created = _quietly(
                 "progress",
                 lambda: create_progress_artifact(
                     0.0, key=self.key("progress"), description=f"{self.domain}: 0/{self._progress.total} chunks ready"
                 ),
             )
+            self._progress.artifact_id = created if isinstance(created, UUID) else None  # called in sync: a UUID
 
         # in the flow's thread, before any chunk runs: a concurrent write here made the ephemeral (SQLite)
         # server stall the CPUX subflow's creation for ~2 s, intermittently
@@ -245,7 +248,7 @@ class RunArtifacts(RunObserver):
         self._background = _Background()
         self._unsubscribe = self.control.listen(self._on_phase)
 
-    def _on_phase(self, event: Any) -> None:
+    def _on_phase(self, event: RunEvent) -> None:
         if not isinstance(event, ProgressEvent) or event.phase != Phase.READY.value or event.what is not None:
             return
         with self._lock:

@@ -30,12 +30,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pnr.lifecycle import ProgressEvent, RunControl, RunNote
 from pnr.model import Plan, PnR
 from pnr.prefect.observer import RunObserver
+from pnr.records import RunEvent
 from pnr.runtime import SignalStore
+
+if TYPE_CHECKING:
+    from prefect.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +74,9 @@ def _related_domain(domain: str) -> list[dict[str, str]]:
 def emit(
     event: str,
     resource: dict[str, str],
-    payload: dict[str, Any] | None = None,
+    payload: dict[str, object] | None = None,
     related: list[dict[str, str]] | None = None,
-) -> Any:
+) -> Event | None:
     """emit_event that never raises (events are observations, not control flow). Outside a run with no
     PREFECT_API_URL nothing is sent: Prefect would otherwise start a temporary server just for the event."""
     if not _may_emit():
@@ -93,7 +97,7 @@ def _may_emit() -> bool:
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None or bool(PREFECT_API_URL.value())
 
 
-def emit_domain(domain: str, what: str, payload: dict[str, Any] | None = None) -> Any:
+def emit_domain(domain: str, what: str, payload: dict[str, object] | None = None) -> Event | None:
     return emit(f"pnr.domain.{what}", domain_resource(domain), payload)
 
 
@@ -135,7 +139,7 @@ class RunEvents(RunObserver):
         if self._bringing_up and not self._chunk_events:
             return
         resource = {**signal_resource(self.domain, name), "pnr.tv": new.tv}
-        payload: dict[str, Any] = {
+        payload: dict[str, object] = {
             "old": old.model_dump(),
             "new": new.model_dump(),
             "consumers": self.plan.consumers.get(name, []),
@@ -144,7 +148,7 @@ class RunEvents(RunObserver):
             payload["watch"] = True
         emit("pnr.signal.changed", resource, payload, _related_domain(self.domain))
 
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: RunEvent) -> None:
         if isinstance(event, RunNote) and event.what.startswith("watch."):
             emit(f"pnr.domain.{event.what}", domain_resource(self.domain), event.payload)
         elif isinstance(event, ProgressEvent) and event.what is not None:  # a watch transition

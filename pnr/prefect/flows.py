@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from prefect import Flow, Task, flow, get_run_logger, task
@@ -49,10 +49,30 @@ from pnr.model import SYSTEM_READY, Plan, PnR, domain_environ, load_plan
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.processes import detached_popen_options, die_with_parent
+from pnr.records import JsonValue
 from pnr.runtime import SignalStore
 from pnr.settings import PnrSettings, get_settings, resolve_runtime_dir, run_settings
 
 SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
+
+# A task's or flow's result as JSON: Prefect records it, and the runner sends a bring-up's to its client
+FlowResult = dict[str, JsonValue]
+
+
+class ProbeSummary(TypedDict):
+    """The result of a chunk's `probe` sub-task."""
+
+    ok: bool
+    attempts: int
+    seconds: float
+    last: str
+
+
+class CpuxSummary(TypedDict):
+    """The result of a `pnr-cpux` subflow run (the chunks' table is the bring-up's)."""
+
+    cpux: str
+    chunks_ready: int
 
 
 @dataclass
@@ -104,15 +124,15 @@ def prepare_task(run: CpuxRun, build: bool = False, early: Future[Prepared] | No
 # The run names are templates of the parameters: one Task object serves every chunk (`with_options` builds a
 # new Task, which reads the function's source again: ~1 ms a chunk, serial in the flow's thread at 500 chunks).
 @task(name="probe", task_run_name="{chunk}.probe[{kind}]", cache_policy=NO_CACHE, persist_result=False)
-def probe_task(run: CpuxRun, chunk: str, kind: str) -> dict[str, Any]:
+def probe_task(run: CpuxRun, chunk: str, kind: str) -> ProbeSummary:
     """One chunk's health check (a sub-task of the chunk's task); `kind` names it in the UI."""
     logger = get_run_logger()
     result = run.drivers[chunk].probe(log=logger.info, debug=logger.debug)
-    return {"ok": result.ok, "attempts": result.attempts, "seconds": round(result.elapsed, 3), "last": result.last}
+    return ProbeSummary(ok=result.ok, attempts=result.attempts, seconds=round(result.elapsed, 3), last=result.last)
 
 
 @task(name="chunk", task_run_name="{chunk}", cache_policy=NO_CACHE, persist_result=False)
-def chunk_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
+def chunk_task(run: CpuxRun, chunk: str) -> FlowResult:
     """Wait for the gate (GateClosed → Prefect retry), then start, probe, and await the flowout."""
     logger = get_run_logger()
     gate = run.plan.chunks[chunk].gatekeeper
@@ -122,7 +142,7 @@ def chunk_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
     logger.info("gate open: %s", ", ".join(f"{k}={v.tv}" for k, v in gate.items()) or "(no gate)")
     check = run.plan.chunks[chunk].health_check
 
-    def run_probe(name: str) -> Any:
+    def run_probe(name: str) -> ProbeSummary:
         return probe_task(run, name, check.type if check else run.plan.chunks[name].kind)
 
     try:
@@ -137,7 +157,7 @@ def chunk_task(run: CpuxRun, chunk: str) -> dict[str, Any]:
 
 
 @task(name="watch", cache_policy=NO_CACHE, persist_result=False)
-def watch_task(parent: DomainRun, seconds: float | None = None) -> dict[str, Any]:
+def watch_task(parent: DomainRun, seconds: float | None = None) -> FlowResult:
     """Watch mode: keep probing the ready chunks; regressions flip signals, dependents follow their policy."""
     logger = get_run_logger()
     watcher = Watcher(
@@ -189,7 +209,7 @@ def _flow_run_cancelled(flow_run_id: str | None) -> Callable[[], bool]:
 
 
 @flow(name="pnr-cpux", persist_result=False, validate_parameters=False)
-def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
+def cpux_flow(config_path: str, cpux: str, run: RunRef) -> CpuxSummary:
     """One CPUX: every chunk submitted at once (dependencies first); gates decide who starts when."""
     parent = run.live
     plan = parent.plan
@@ -221,20 +241,22 @@ def cpux_flow(config_path: str, cpux: str, run: RunRef) -> dict[str, Any]:
         raise error
     # a count, not the chunks' table: Prefect walks a flow's return value (looking for futures) before the run
     # ends — ~1 s at 500 chunks, before the bring-up may report. `bring_up` reads the table from `parent.runs`.
-    return {"cpux": cpux, "chunks_ready": len(cpux_run.progress)}
+    return CpuxSummary(cpux=cpux, chunks_ready=len(cpux_run.progress))
 
 
 def _run_chunks(run: CpuxRun, remaining: float) -> None:
     """Submit every chunk's task (dependency order: producers get worker threads first) and supervise."""
     plan = run.plan
-    futures: dict[str, PrefectConcurrentFuture[Any]] = {}
+    futures: dict[str, PrefectConcurrentFuture[FlowResult]] = {}
     # one Task for every chunk of the CPUX (the retry condition knows its chunk by the task run's name)
     chunk = chunk_task.with_options(
         retries=gate_attempts(run.gate_slice, remaining),  # attempts - 1 retries cover it; one spare
         retry_delay_seconds=0,
         retry_condition_fn=_retry_while_waiting(run),
     )
-    runner: Any = FlowRunContext.get().task_runner  # type: ignore[union-attr]
+    context = FlowRunContext.get()
+    assert context is not None  # a pnr-cpux flow run
+    runner = context.task_runner
     for name in run.names:
         # the producers of its gate signals, recorded as the task run's `wait_for` inputs so the UI draws the
         # edges, but not awaited by Prefect: the gate itself decides, the moment the signal is written
@@ -265,8 +287,8 @@ def _run_chunks(run: CpuxRun, remaining: float) -> None:
         raise
     finally:
         lost = isinstance(run.abort_error, EngineUnreachable)
-        if lost:  # a task may be blocked in a call to the silent engine until its timeout: do not wait for it
-            runner.abandon = True
+        if lost and isinstance(runner, _ChunkTaskRunner):  # a task may be blocked in a call to the silent engine
+            runner.abandon = True  # until its timeout: do not wait for it
         wait(list(futures.values()), timeout=1 if lost else 30)
         for name, future in futures.items():  # a task that died before it could report (a bug): say so
             exc = future.wrapped_future.exception() if future.wrapped_future.done() else None
@@ -289,14 +311,14 @@ class _ChunkTaskRunner(ThreadPoolTaskRunner):  # type: ignore[type-arg]
         super().cancel_all()
 
 
-def _retry_while_waiting(run: CpuxRun) -> Callable[[Task[..., Any], TaskRun, State], bool]:
-    def condition(_task: Task[..., Any], task_run: TaskRun, _state: State) -> bool:
+def _retry_while_waiting(run: CpuxRun) -> Callable[[Task[..., object], TaskRun, State], bool]:
+    def condition(_task: Task[..., object], task_run: TaskRun, _state: State) -> bool:
         return task_run.name in run.progress and run.should_retry(task_run.name)  # named "{chunk}"
 
     return condition
 
 
-def _remove_what_this_run_started(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
+def _remove_what_this_run_started(flow: Flow[..., FlowResult], flow_run: FlowRun, state: State) -> None:
     """on_cancellation / on_crashed of `bring_up`: a cancelled or crashed bring-up leaves no half state.
 
     The containers this run started (label io.pnr.flow-run-id = this run or one of its CPUX subflow runs) are
@@ -356,7 +378,7 @@ def bring_up(
     watch: bool = False,
     watch_seconds: float | None = None,
     env_files: list[str] | None = None,
-) -> dict[str, Any]:
+) -> FlowResult:
     """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
 
     `${VAR}` in container env comes from the environment, over `env_files` (as `pnr up --env-file`), over the
@@ -378,7 +400,7 @@ def bring_up(
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
     events = RunEvents(plan, names, store, control, config_path, settings.chunk_events)
-    results: dict[str, Any] = {}
+    results: FlowResult = {}
     error: BaseException | None = None
     artifacts.start()
     events.start()
@@ -441,12 +463,12 @@ def _new_run(
     return run
 
 
-def _ready_note(plan: Plan, results: dict[str, Any], store: SignalStore) -> RunNote:
+def _ready_note(plan: Plan, results: FlowResult, store: SignalStore) -> RunNote:
     """The note that tells a waiting caller the bring-up's outcome: every chunk is ready."""
     return RunNote(plan.domain.name, "up.outcome", "every chunk is ready", {"result": _result(plan, results, store)})
 
 
-def _watch_after(run: DomainRun, watch_seconds: float | None) -> dict[str, Any]:
+def _watch_after(run: DomainRun, watch_seconds: float | None) -> FlowResult:
     """The watch of a bring-up that is ready (pnr.domain.up.completed already sent): {"watch": its summary}."""
     watched = watch_task.with_options(task_run_name=f"{run.plan.domain.name}.watch")(run, watch_seconds)
     run.store.refresh()
@@ -455,7 +477,7 @@ def _watch_after(run: DomainRun, watch_seconds: float | None) -> dict[str, Any]:
     return {"watch": watched}
 
 
-def _run_cpuxs(ref: RunRef, names: list[str], results: dict[str, Any], config_path: str) -> None:
+def _run_cpuxs(ref: RunRef, names: list[str], results: FlowResult, config_path: str) -> None:
     """Each CPUX of the bring-up `ref` carries as a subflow run, in order; `results` gets each one's chunk table."""
     run = ref.live
     for name in names:
@@ -494,12 +516,11 @@ def _label_flow_run(domain: str) -> None:
     """Name and tag this flow run after its domain and source (one API call), so the runs page of the UI reads
     `pnr-up > dev_stack · cli` and filters by `domain:dev_stack`. A failure only costs the label."""
     ctx = FlowRunContext.get()
-    run = ctx.flow_run if ctx is not None else None
-    if run is None:
+    if ctx is None or ctx.flow_run is None:
         return
+    run, client = ctx.flow_run, ctx.client
     name, tags = run_labels(domain, run)
     try:
-        client: Any = ctx.client  # type: ignore[union-attr]
         if isinstance(client, SyncPrefectClient):
             client.update_flow_run(run.id, name=name, tags=tags)
         else:
@@ -510,7 +531,7 @@ def _label_flow_run(domain: str) -> None:
         get_run_logger().warning("could not name the flow run %r: %s", name, exc)
 
 
-def _result(plan: Plan, results: dict[str, Any], store: SignalStore) -> dict[str, Any]:
+def _result(plan: Plan, results: FlowResult, store: SignalStore) -> FlowResult:
     return {
         "domain": plan.domain.name,
         "cpuxs": results,
@@ -525,7 +546,7 @@ def tear_down(
     volumes: bool = False,
     stop_timeout_seconds: float | None = None,
     force: bool = False,
-) -> dict[str, Any]:
+) -> FlowResult:
     """Remove exactly what pnr created for the domain (by labels), in reverse dependency order.
     `stop_timeout_seconds`: each container's grace after its stop signal, instead of its stop_grace_period_seconds.
     `force`: remove the domain even when another config file (of the same domain name) brought it up."""

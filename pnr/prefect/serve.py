@@ -10,11 +10,16 @@ attached inactive unless asked for, as in prefect.yaml: nothing starts by surpri
 from __future__ import annotations
 
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pnr.model.plan import load_plan
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Schedule
 
 DEFAULT_UP_CRON = "0 7 * * 1-5"
 DEFAULT_DOWN_CRON = "0 20 * * 1-5"
@@ -34,13 +39,13 @@ class ServeOptions:
     schedules_active: bool = False
 
 
-def build_deployments(configs: list[str | Path], options: ServeOptions = ServeOptions()) -> list[Any]:
+def build_deployments(configs: list[str | Path], options: ServeOptions = ServeOptions()) -> list[RunnerDeployment]:
     """Two RunnerDeployments per config (bring-up, tear-down). Every config is validated first (ConfigError)."""
     from prefect.schedules import Cron
 
     from pnr.prefect.flows import bring_up, tear_down
 
-    out: list[Any] = []
+    out: list[RunnerDeployment] = []
     names: dict[str, str] = {}
     for config in configs:
         plan = load_plan(str(config))
@@ -52,33 +57,45 @@ def build_deployments(configs: list[str | Path], options: ServeOptions = ServeOp
         domain = plan.domain.name
         runtime = str(Path(options.runtime_dir).resolve()) if options.runtime_dir else None
 
-        def schedules(cron: str | None) -> list[Any]:
+        def schedules(cron: str | None) -> list[Schedule]:
             return [Cron(cron, timezone=options.timezone, active=options.schedules_active)] if cron else []
 
         out.append(
-            bring_up.to_deployment(
-                name=name,
-                description=f"Bring up {domain} ({config}) in order of readiness.",
-                tags=["pnr", f"domain:{domain}", *(f"cpux:{c}" for c in plan.cpux_order), "bring-up"],
-                parameters={
-                    "config_path": path,
-                    "cpux": None,
-                    "timeout_seconds": options.timeout_seconds,
-                    "runtime_dir": runtime,
-                },
-                schedules=schedules(options.up_cron),
+            _made(
+                bring_up.to_deployment(
+                    name=name,
+                    description=f"Bring up {domain} ({config}) in order of readiness.",
+                    tags=["pnr", f"domain:{domain}", *(f"cpux:{c}" for c in plan.cpux_order), "bring-up"],
+                    parameters={
+                        "config_path": path,
+                        "cpux": None,
+                        "timeout_seconds": options.timeout_seconds,
+                        "runtime_dir": runtime,
+                    },
+                    schedules=schedules(options.up_cron),
+                )
             )
         )
         out.append(
-            tear_down.to_deployment(
-                name=name,
-                description=f"Tear down {domain} ({config}): only what pnr created, by labels.",
-                tags=["pnr", f"domain:{domain}", "tear-down"],
-                parameters={"config_path": path, "runtime_dir": runtime, "volumes": False},
-                schedules=schedules(options.down_cron),
+            _made(
+                tear_down.to_deployment(
+                    name=name,
+                    description=f"Tear down {domain} ({config}): only what pnr created, by labels.",
+                    tags=["pnr", f"domain:{domain}", "tear-down"],
+                    parameters={"config_path": path, "runtime_dir": runtime, "volumes": False},
+                    schedules=schedules(options.down_cron),
+                )
             )
         )
     return out
+
+
+def _made(deployment: RunnerDeployment | Coroutine[object, object, RunnerDeployment]) -> RunnerDeployment:
+    """What `to_deployment` made: called outside an event loop, the deployment itself (not a coroutine)."""
+    from prefect.deployments.runner import RunnerDeployment
+
+    assert isinstance(deployment, RunnerDeployment)
+    return deployment
 
 
 def serve_configs(configs: list[str | Path], options: ServeOptions = ServeOptions(), limit: int | None = None) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Required, TypedDict, Unpack
+from typing import TYPE_CHECKING, ClassVar, Required, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -24,7 +24,11 @@ from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import PnrError
 from pnr.model import CheckBase, PluginCheck, PortBinding, PortCheck
 
+if TYPE_CHECKING:
+    from pnr.runtime import SignalStore
+
 BUILTIN_PROBES: dict[str, type[Probe]] = {}  # kind -> class; filled as the kind modules are imported
+T = TypeVar("T")
 
 
 class ContainerGone(Exception):
@@ -37,6 +41,10 @@ class Aborted(Exception):
 
 class NeverReady(Exception):
     """Raised by `attempt()` when waiting cannot help (e.g. no HEALTHCHECK in the image): fail at once."""
+
+
+class CallTimedOut(Exception):
+    """Raised by `call_with_timeout` when the call did not return in time."""
 
 
 @dataclass
@@ -103,22 +111,26 @@ def snippet(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def call_with_timeout(fn: Callable[[], Any], timeout: float) -> tuple[bool, Any]:
-    """(finished, result-or-exception). An engine call that hangs is left behind in a daemon thread."""
-    box: dict[str, Any] = {}
+def call_with_timeout(fn: Callable[[], T], timeout: float) -> T:
+    """What `fn()` returns, or raises; CallTimedOut when it has not returned within `timeout` (an engine call that
+    hangs is left behind in a daemon thread)."""
+    values: list[T] = []
+    errors: list[Exception] = []
 
     def work() -> None:
         try:
-            box["value"] = fn()
-        except Exception as exc:  # handed back to the caller as an observation
-            box["error"] = exc
+            values.append(fn())
+        except Exception as exc:  # raised in the caller's thread, for it to turn into an observation
+            errors.append(exc)
 
     thread = threading.Thread(target=work, daemon=True, name="pnr-probe-call")
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        return False, None
-    return True, box.get("error", box.get("value"))
+        raise CallTimedOut(f"no answer within {timeout:g}s")
+    if errors:
+        raise errors[0]
+    return values[0]
 
 
 class Timing(TypedDict, total=False):
@@ -176,7 +188,7 @@ class Probe:
         self.failure_threshold = failure_threshold
 
     @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> Probe:
+    def from_check(cls, check: CheckBase, ctx: ProbeContext) -> Probe:
         """Build the probe for a validated check (third-party kinds implement this)."""
         raise NotImplementedError
 
@@ -245,7 +257,7 @@ class ProbeContext:
     container_id: str = ""
     ports: Mapping[str, PortBinding] = field(default_factory=dict)
     network: str | None = None
-    store: Any = None
+    store: SignalStore | None = None
     transport: httpx.BaseTransport | None = None
     target_override: Target | None = None
 
@@ -274,12 +286,14 @@ class ProbeContext:
 class ContainerProbe(Probe):
     """A kind that asks the engine about its chunk's container (exec, log, docker); `check` is its config."""
 
-    def __init__(self, engine: ContainerEngine, container_id: str, check: Any = None, **timing: Unpack[Timing]) -> None:
+    def __init__(
+        self, engine: ContainerEngine, container_id: str, check: CheckBase | None = None, **timing: Unpack[Timing]
+    ) -> None:
         super().__init__(**timing)
         self.engine = engine
         self.container_id = container_id
         self.check = check
 
     @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> Probe:
+    def from_check(cls, check: CheckBase, ctx: ProbeContext) -> Probe:
         return cls(ctx.container_engine(), ctx.container_id, check, **timing_of(check))

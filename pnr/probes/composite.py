@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from typing import Unpack
 
+from pnr.model import AllCheck, AnyCheck, CheckBase
 from pnr.probes.base import NeverReady, Probe, ProbeContext, Timing, timing_of
 
 
 class _CompositeProbe(Probe):
     @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> Probe:
+    def from_check(cls, check: CheckBase, ctx: ProbeContext) -> Probe:
         from pnr.probes.registry import make_probe  # the children may be of any kind
 
+        assert isinstance(check, AllCheck | AnyCheck)
         return cls([make_probe(child, ctx) for child in check.checks], **timing_of(check))
 
     def __init__(self, children: list[Probe], **timing: Unpack[Timing]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pnr.engines.dockerapi import HEALTH_NEVER_RUN
-from pnr.probes.base import ContainerProbe, NeverReady, call_with_timeout, snippet
+from pnr.probes.base import CallTimedOut, ContainerProbe, NeverReady, call_with_timeout, snippet
 
 
 class DockerProbe(ContainerProbe):
@@ -16,12 +16,12 @@ class DockerProbe(ContainerProbe):
         return f"docker HEALTHCHECK of {self.container_id[:12]}"
 
     def attempt(self) -> tuple[bool, str]:
-        finished, result = call_with_timeout(lambda: self.engine.health(self.container_id), self.timeout)
-        if not finished:
+        try:
+            status, last = call_with_timeout(lambda: self.engine.health(self.container_id), self.timeout)
+        except CallTimedOut:
             return False, f"the engine did not answer within {self.timeout:g}s"
-        if isinstance(result, Exception):
-            return False, f"cannot inspect the container: {snippet(str(result))}"
-        status, last = result
+        except Exception as exc:
+            return False, f"cannot inspect the container: {snippet(str(exc))}"
         if status is None:
             raise NeverReady("the image defines no HEALTHCHECK: add one to the image, or use another probe type")
         if status == HEALTH_NEVER_RUN:

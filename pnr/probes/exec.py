@@ -7,13 +7,14 @@ from typing import Unpack
 
 from pnr.engines.protocol import ContainerEngine
 from pnr.model import ExecCheck
-from pnr.probes.base import ContainerProbe, Timing, call_with_timeout, snippet
+from pnr.probes.base import CallTimedOut, ContainerProbe, Timing, call_with_timeout, snippet
 
 
 class ExecProbe(ContainerProbe):
     """Ready when a command run inside the container exits 0 (and its output matches, if asked)."""
 
     kind = "exec"
+    check: ExecCheck
 
     def __init__(self, engine: ContainerEngine, container_id: str, check: ExecCheck, **timing: Unpack[Timing]) -> None:
         super().__init__(engine, container_id, check, **timing)
@@ -25,12 +26,12 @@ class ExecProbe(ContainerProbe):
 
     def attempt(self) -> tuple[bool, str]:
         cmd = " ".join(self.args)
-        finished, result = call_with_timeout(lambda: self.engine.exec_run(self.container_id, self.args), self.timeout)
-        if not finished:
+        try:
+            code, output = call_with_timeout(lambda: self.engine.exec_run(self.container_id, self.args), self.timeout)
+        except CallTimedOut:
             return False, f"`{cmd}` did not exit within {self.timeout:g}s"
-        if isinstance(result, Exception):
-            return False, f"`{cmd}` could not run: {snippet(str(result))}"
-        code, output = result
+        except Exception as exc:
+            return False, f"`{cmd}` could not run: {snippet(str(exc))}"
         shown = snippet(output)
         if code != 0:
             return False, f"`{cmd}` exited {code}; output: {shown!r}"

@@ -6,14 +6,13 @@ import functools
 import json
 import re
 import ssl
-from typing import Any, Unpack
+from typing import Unpack
 
 import httpx
 
-from pnr.model import HttpCheck, parse_json_path
+from pnr.model import CheckBase, HttpCheck, parse_json_path
 from pnr.probes.base import Probe, ProbeContext, Target, Timing, snippet, timing_of
-
-_MISSING = object()
+from pnr.records import JsonValue
 
 
 @functools.cache
@@ -23,8 +22,8 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def json_lookup(data: Any, steps: list[str | int]) -> Any:
-    """The value at `steps` in parsed JSON, or `_MISSING`."""
+def json_lookup(data: JsonValue, steps: list[str | int]) -> tuple[bool, JsonValue]:
+    """(found, the value at `steps`) in parsed JSON; (False, None) when there is none."""
     for step in steps:
         # two branches, not one `or`: each narrows `data` for the type checker
         if isinstance(step, int) and isinstance(data, list) and -len(data) <= step < len(data):  # noqa: SIM114
@@ -32,8 +31,8 @@ def json_lookup(data: Any, steps: list[str | int]) -> Any:
         elif isinstance(step, str) and isinstance(data, dict) and step in data:
             data = data[step]
         else:
-            return _MISSING
-    return data
+            return False, None
+    return True, data
 
 
 class HttpProbe(Probe):
@@ -42,7 +41,7 @@ class HttpProbe(Probe):
     kind = "http"
 
     @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> HttpProbe:
+    def from_check(cls, check: CheckBase, ctx: ProbeContext) -> HttpProbe:
         assert isinstance(check, HttpCheck)
         return cls(ctx.target(check), check, transport=ctx.transport, **timing_of(check))
 
@@ -89,11 +88,11 @@ class HttpProbe(Probe):
             return False, f"{seen} but body does not match /{check.body_regex}/; body: {snippet(body)!r}"
         if self._json_steps is not None:
             try:
-                data = json.loads(body)
+                data: JsonValue = json.loads(body)
             except ValueError:
                 return False, f"{seen} but the body is not JSON; body: {snippet(body)!r}"
-            value = json_lookup(data, self._json_steps)
-            if value is _MISSING:
+            found, value = json_lookup(data, self._json_steps)
+            if not found:
                 return False, f"{seen} but the body has no {check.json_path}; body: {snippet(body)!r}"
             if check.compares_json_value and value != check.json_value:
                 return (

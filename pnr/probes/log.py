@@ -7,13 +7,14 @@ from typing import Unpack
 
 from pnr.engines.protocol import ContainerEngine
 from pnr.model import LogCheck
-from pnr.probes.base import ContainerProbe, Timing, call_with_timeout, snippet
+from pnr.probes.base import CallTimedOut, ContainerProbe, Timing, call_with_timeout, snippet
 
 
 class LogProbe(ContainerProbe):
     """Ready when a regex (per line) has matched `count` times in the container's logs since it started."""
 
     kind = "log"
+    check: LogCheck
 
     def __init__(self, engine: ContainerEngine, container_id: str, check: LogCheck, **timing: Unpack[Timing]) -> None:
         super().__init__(engine, container_id, check, **timing)
@@ -25,15 +26,15 @@ class LogProbe(ContainerProbe):
 
     def attempt(self) -> tuple[bool, str]:
         stream = self.check.stream
-        finished, result = call_with_timeout(
-            lambda: self.engine.logs_text(self.container_id, stdout=stream != "stderr", stderr=stream != "stdout"),
-            self.timeout,
-        )
-        if not finished:
+        try:
+            text = call_with_timeout(
+                lambda: self.engine.logs_text(self.container_id, stdout=stream != "stderr", stderr=stream != "stdout"),
+                self.timeout,
+            )
+        except CallTimedOut:
             return False, f"reading logs took longer than {self.timeout:g}s"
-        if isinstance(result, Exception):
-            return False, f"cannot read logs: {snippet(str(result))}"
-        text: str = result
+        except Exception as exc:
+            return False, f"cannot read logs: {snippet(str(exc))}"
         seen = sum(1 for _ in self._regex.finditer(text))
         if seen >= self.check.count:
             return True, f"/{self.check.pattern}/ seen {seen} time(s)"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import cache
-from typing import Any
 
 import httpx
 
@@ -48,7 +47,7 @@ def register_probe(probe_cls: type[Probe], kind: str | None = None) -> str:
     return PLUGINS.register(probe_cls, kind)
 
 
-def load_plugins(reload: bool = False) -> dict[str, Any]:
+def load_plugins(reload: bool = False) -> dict[str, type[Probe]]:
     """Load third-party probe kinds from the entry points `pnr.probes` (once per process)."""
     PLUGINS.load(reload)
     return {kind: PLUGINS.implementation(kind) for kind in PLUGINS.models()}

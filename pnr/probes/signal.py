@@ -3,10 +3,13 @@ container itself into the mounted runtime folder)."""
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Unpack
 
-from pnr.model import SignalCheck
+from pnr.model import CheckBase, SignalCheck
 from pnr.probes.base import NeverReady, Probe, ProbeContext, Timing, timing_of
+
+if TYPE_CHECKING:
+    from pnr.runtime import SignalStore
 
 
 class SignalProbe(Probe):
@@ -15,11 +18,11 @@ class SignalProbe(Probe):
     kind = "signal"
 
     @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> SignalProbe:
+    def from_check(cls, check: CheckBase, ctx: ProbeContext) -> SignalProbe:
         assert isinstance(check, SignalCheck)
         return cls(ctx.store, check, **timing_of(check))
 
-    def __init__(self, store: Any, check: SignalCheck, **timing: Unpack[Timing]) -> None:
+    def __init__(self, store: SignalStore | None, check: SignalCheck, **timing: Unpack[Timing]) -> None:
         super().__init__(**timing)
         self.store = store
         self.check = check

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 import socket
 import time
-from typing import Any, Unpack
+from typing import Unpack
 
-from pnr.model import SocketCheck
+from pnr.model import CheckBase, SocketCheck
 from pnr.probes.base import Probe, ProbeContext, Target, Timing, snippet, timing_of
 
 
@@ -20,7 +20,7 @@ class SocketProbe(Probe):
     kind = "socket"
 
     @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> SocketProbe:
+    def from_check(cls, check: CheckBase, ctx: ProbeContext) -> SocketProbe:
         assert isinstance(check, SocketCheck)
         return cls(ctx.target(check), check, **timing_of(check))
 

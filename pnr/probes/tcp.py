@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import socket
-from typing import Any, Unpack
+from typing import Unpack
 
-from pnr.model import TcpCheck
+from pnr.model import CheckBase, TcpCheck
 from pnr.probes.base import Probe, ProbeContext, Target, Timing, timing_of
 
 
@@ -24,7 +24,7 @@ class TcpProbe(Probe):
         self.target = target
 
     @classmethod
-    def from_check(cls, check: Any, ctx: ProbeContext) -> TcpProbe:
+    def from_check(cls, check: CheckBase, ctx: ProbeContext) -> TcpProbe:
         assert isinstance(check, TcpCheck)
         return cls(ctx.target(check), **timing_of(check))
 

@@ -671,3 +671,29 @@ def test_socket_check_needs_expect_and_a_port_key() -> None:
     with pytest.raises(ConfigError) as info:
         make_plan(parse_domain(_domain({"type": "socket", "expect": "x"})))
     assert "port_key" in str(info.value)
+
+
+def test_a_call_with_timeout_returns_raises_or_gives_up() -> None:
+    from pnr.probes.base import CallTimedOut, call_with_timeout
+
+    def refuse() -> str:
+        raise RuntimeError("engine said no")
+
+    assert call_with_timeout(lambda: ("healthy", "exit 0: ok"), 5) == ("healthy", "exit 0: ok")
+    with pytest.raises(RuntimeError, match="engine said no"):
+        call_with_timeout(refuse, 5)
+    gate = threading.Event()
+    with pytest.raises(CallTimedOut, match=r"within 0\.05s"):
+        call_with_timeout(lambda: gate.wait(5), 0.05)
+    gate.set()
+
+
+def test_json_lookup_tells_a_missing_field_from_a_null_one() -> None:
+    from pnr.probes.http import json_lookup
+
+    data = json.loads('{"status": {"checks": [{"ok": true}, {"ok": null}]}}')
+    assert json_lookup(data, ["status", "checks", 0, "ok"]) == (True, True)
+    assert json_lookup(data, ["status", "checks", -1, "ok"]) == (True, None)
+    assert json_lookup(data, ["status", "checks", 2]) == (False, None)
+    assert json_lookup(data, ["status", "missing"]) == (False, None)
+    assert json_lookup(data, ["status", 0]) == (False, None)
