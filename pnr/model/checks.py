@@ -16,7 +16,6 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
-    JsonValue,
     ModelWrapValidatorHandler,
     Tag,
     WithJsonSchema,
@@ -105,7 +104,7 @@ class HttpCheck(PortCheck):
     body_contains: str | None = None
     body_regex: Regex | None = None
     json_path: str | None = None
-    json_value: JsonValue = Field(default=None, description="with json_path: the value the field must equal")
+    json_value: object = Field(default=None, description="with json_path: the value the field must equal")
 
     @field_validator("path")
     @classmethod

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from pydantic import (
     ConfigDict,
     Field,
-    JsonValue,
     model_validator,
 )
 
@@ -49,7 +48,7 @@ class DesignChunk(Model):
         "gate holds again). Default: the domain's on_dependency_lost",
     )
     # Keys of earlier PnR configs: accepted so they load, and ignored.
-    flowin: dict[str, JsonValue] | None = Field(default=None, description="legacy, ignored")
+    flowin: dict[str, object] | None = Field(default=None, description="legacy, ignored")
     status: str | None = Field(default=None, description="legacy, ignored")
 
 
