@@ -433,17 +433,31 @@ def _open_client_context() -> Any:
     return context
 
 
+_RUN_IMPORTS = (
+    "prefect.artifacts",
+    "prefect.events",
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "pnr.engines",
+    "pnr.lifecycle",
+    "pnr.model",
+    "pnr.prefect.flows",
+    # what a process's first run imported besides (~2.5 MB): the probes, graphviz (each flow call), httpx's netrc
+    *(f"pnr.probes.{kind}" for kind in ("composite", "docker", "exec", "http", "log", "signal", "socket", "tcp")),
+    "prefect.utilities.visualization",
+    "psutil",
+    "pydantic.color",
+    "anyio._backends._asyncio",
+    "netrc",
+)
+
+
 def _import_for_runs() -> None:
     """Pay once, before the pool forks, what a process pays on its first flow run: the imports."""
-    import prefect.artifacts
-    import prefect.events
-    import prefect.flow_engine
-    import prefect.task_engine  # noqa: F401 - imported for their import cost
+    import importlib
 
-    import pnr.engines
-    import pnr.lifecycle
-    import pnr.model
-    import pnr.prefect.flows  # noqa: F401
+    for name in _RUN_IMPORTS:
+        importlib.import_module(name)
 
 
 def _warm_up() -> None:
