@@ -8,7 +8,7 @@ so on stderr) where Prefect's internals are not what it expects:
 - A plain multi-row INSERT runs as one cached statement executed per row (`executemany`) instead of a statement
   compiled anew for every batch. Anything else runs as Prefect wrote it.
 - The docket worker that runs Prefect's periodic services polls every 2 s, without a cancellation listener
-  (`quiet_docket`: every 2 s); the automations service sweeps its housekeeping every 30 s instead of 5 (`quiet_triggers`);
+  (`quiet_docket`); the automations service sweeps its housekeeping every 30 s instead of 5 (`quiet_triggers`);
   uvicorn's main loop ticks once a second instead of ten times (`quiet_uvicorn`): what an idle server spends
   most of its CPU on (docs/server.md). Memory freed after the start-up and after bursts goes back to the system
   (`trim_memory_later`).
