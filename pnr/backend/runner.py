@@ -200,9 +200,12 @@ def pick(state_dir: Path, key: str) -> RunnerPaths:
     forking = "workers" in pool[0]
     candidates = pool[1:] if forking else pool
     least = min((int(p.get("active") or 0) for p in candidates), default=0)
-    if forking and (not candidates or (least > 0 and len(candidates) < int(pool[0].get("workers_max") or 1))):
+    room = forking and len(candidates) < int(pool[0].get("workers_max") or 1)
+    if forking and (not candidates or (least > 0 and room)):
         return RunnerPaths(state_dir)
     idle = [p for p in candidates if int(p.get("active") or 0) == least]
+    if room and least == 0:
+        idle.append(pool[0])  # a new worker too: clients that ask at once do not all land on one idle worker
     # clients that ask at the same moment all see the same counts: take turns among the least busy
     chosen = idle[_next_turn(RunnerPaths(state_dir).turn_file) % len(idle)]
     return RunnerPaths(state_dir, int(chosen.get("index") or 0))

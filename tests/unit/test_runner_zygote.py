@@ -158,6 +158,14 @@ def test_a_run_goes_to_an_idle_worker_else_to_the_leader_while_the_pool_has_room
     assert runner.pick(tmp_path, "k").index == expected
 
 
+def test_clients_at_once_take_turns_between_an_idle_worker_and_a_new_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    leader = _pong(0, 0, workers=[1], workers_max=2)
+    monkeypatch.setattr(runner, "pool_status", lambda _state_dir: [leader, _pong(1, 0)])
+    assert [runner.pick(tmp_path, "k").index for _ in range(4)] == [1, 0, 1, 0]
+
+
 def test_a_member_is_idle_only_with_no_connection_and_no_run() -> None:
     member = Member("http://127.0.0.1:1/api", "f", "t", Mode(1, "fork", "unix"), index=1)
     member.opened()
