@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from pnr import processes
 from pnr.backend import channel
 from pnr.backend.protocol import Accepted, Message, UpOutcome, UpRequest, encode
+from pnr.backend.run import finish
 from pnr.backend.runner import MARKER, START_MODES, START_TIMEOUT, code_fingerprint, engine_env
 from pnr.records import RunEvent, RunNote
 from pnr.settings import quiet_prefect_env
@@ -103,23 +104,24 @@ class _Handler(socketserver.StreamRequestHandler):
         with contextlib.suppress(OSError):  # the client prints its header from this (it never loads the config)
             self._write(accepted)
         self._plan = plan
-        control = RunControl(environ=env, owner_pid=pid)
+        control = RunControl(environ=env, owner_pid=pid, checked=plan)
         self._detached = False
         control.listen(lambda event: self._event(event, control, request))
         watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
         watcher.start()
         # an interrupted run of the same domain (its client died or pressed Ctrl-C) finishes first
         self.member.started(control, key=request.key)
+        result, error = None, None
         try:
             with quiet_prefect_run(), use_control(control), self.member.shared_client():
                 result = bring_up(**request.flow_parameters())
-            outcome = UpOutcome.done(result, control.flow_run_id)
         except BaseException as exc:
-            outcome = UpOutcome.failed(exc, control.flow_run_id, interrupted=bool(control.interrupted))
+            error = exc
         finally:
             self.member.finished(control)
         if self._detached:  # the client has its outcome already (see _event): the rest was bookkeeping
             return
+        outcome = finish(plan, request, control.flow_run_id, result, error, interrupted=bool(control.interrupted))
         with contextlib.suppress(OSError):
             self._write(outcome)
 
@@ -133,15 +135,9 @@ class _Handler(socketserver.StreamRequestHandler):
     def _done_early(self, result: dict[str, Any], control: Any, request: UpRequest) -> None:
         """The outcome is known: send it, with the status table, while the flow run finishes its bookkeeping
         (artifacts, events, final state) here — nothing the user waits for, and none of it lost."""
-        summary = None
-        with contextlib.suppress(Exception):  # the client computes the table itself without it
-            from pnr.engines import Engine
-            from pnr.lifecycle import domain_status
-
-            summary = domain_status(self._plan, Engine(), Path(request.runtime_dir or "."), _ready(result))
         self._detached = True
         with contextlib.suppress(OSError):
-            self._write(UpOutcome.done(result, control.flow_run_id, summary))
+            self._write(finish(self._plan, request, control.flow_run_id, result))
 
     def _watch_client(self, control: Any) -> None:
         """Interrupt requests from the client; a closed connection interrupts too (unless it has its outcome)."""
@@ -152,19 +148,6 @@ class _Handler(socketserver.StreamRequestHandler):
                     control.interrupt(str(message.get("reason") or "interrupted (Ctrl-C)"))
         if not self._detached:
             control.interrupt("the pnr up client went away")
-
-
-def _ready(result: dict[str, Any]) -> dict[str | None, Any]:
-    """The containers of a bring-up's result (every chunk ready, so running), by chunk: its status table
-    needs no engine listing."""
-    from pnr.engines import ContainerState
-
-    return {
-        chunk: ContainerState(row["container_id"], row["container"], "running", True, None, {})
-        for chunks in result.get("cpuxs", {}).values()
-        for chunk, row in chunks.items()
-        if row.get("phase") == "ready" and row.get("container_id")
-    }
 
 
 class Member:

@@ -366,8 +366,8 @@ def bring_up(
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
     the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
     interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
-    plan = load_plan(config_path)
     control = current_control()
+    plan = control.plan_of(config_path) or load_plan(config_path)  # planned once: by the caller that checked it
     settings = run_settings(control.environ)
     timeout_seconds = timeout_seconds or settings.timeout_seconds
     if env_files:  # the domain's own env_files are read under these by each chunk (see domain_environ)
