@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pnr.exceptions import ConfigError, ConfigIssue
+from pnr.exceptions import ConfigError, ConfigIssue, path_join
 from pnr.model.checks import AllCheck, AnyCheck, PortCheck, SignalCheck, iter_checks
 from pnr.model.domain import DesignChunk, Domain
 from pnr.model.engines import DEFAULT_ENGINE
@@ -413,6 +413,7 @@ def _graph_issues(
         for sig in chunk.gatekeeper
         if producers.get(sig) == [name]
     ]
+    issues.extend(_unwritten_flowout_issues(chunks, refs, producers))
     cycle = _find_cycle(depends_on)
     if cycle:
         steps = " -> ".join(cycle)
@@ -422,6 +423,34 @@ def _graph_issues(
                 f"the signal graph has a cycle: {steps}; no chunk in it can ever start",
             )
         )
+    return issues
+
+
+def _unwritten_flowout_issues(
+    chunks: dict[str, DesignChunk], refs: dict[str, ChunkRef], producers: dict[str, list[str]]
+) -> list[ConfigIssue]:
+    """A chunk whose health check has a success mapping is complete when its flowout holds, but only that
+    mapping, on_start, its signal checks or another chunk write those signals (without a success mapping the
+    passed probe writes the flowout): a flowout signal none of them writes would keep the run waiting until its
+    deadline although the probe passed."""
+    issues = []
+    for name, chunk in chunks.items():
+        check = chunk.health_check
+        if check is None or check.status_mapping.success is None or chunk.kind == "job":
+            continue  # these write their flowout themselves
+        success = check.status_mapping.success
+        own = {success.key, *chunk.on_start} | {c.signal for c in iter_checks(check) if isinstance(c, SignalCheck)}
+        for sig in chunk.flowout:
+            if sig in own or any(p != name for p in producers.get(sig, [])):
+                continue
+            issues.append(
+                ConfigIssue(
+                    path_join(f"{refs[name].path}.flowout", sig),
+                    f"chunk {name!r} promises {sig!r}, but nothing writes it (its status_mapping.success writes "
+                    f"{success.key!r}); the run would wait for it until its deadline. Fix: set the success mapping's "
+                    f'"key" to "{sig}", or remove "{sig}" from flowout',
+                )
+            )
     return issues
 
 

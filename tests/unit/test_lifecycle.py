@@ -477,3 +477,26 @@ def test_a_probing_chunk_asks_the_engine_about_its_container_at_most_every_quart
     engine, message, took, _ = probed(deadline=5.0, exit_after=0.3)
     assert "exited with code 3 before it was ready" in message
     assert took < 0.3 + chunk_mod.ALIVE_EVERY_SECONDS + 0.2
+
+
+def test_a_passed_probe_without_a_success_mapping_writes_the_flowout_at_once(tmp_path, monkeypatch):
+    """The chunk is ready when its probe passes; with nothing mapped, its flowout is what says so."""
+    from pnr.lifecycle import chunk as chunk_mod
+    from pnr.probes import Probe
+
+    class Answers(Probe):
+        def describe(self) -> str:
+            return "tcp 127.0.0.1:18080"
+
+        def attempt(self) -> tuple[bool, str]:
+            return True, "open"
+
+    monkeypatch.setattr(chunk_mod, "make_probe", lambda check, ctx: Answers(interval=0.02, timeout=1, deadline=5))
+    spec = chunk("a", {"system_ready": "Y"}, "a_ok")
+    spec["container"]["ports"] = {"80": "127.0.0.1:18080"}
+    spec["health_check"] = {"type": "tcp", "port_key": "80"}
+    run = make_run(tmp_path, [spec], timeout=3)  # an unwritten flowout fails the chunk when this runs out
+    driver = run.drivers["a"]
+    driver.bring_up(lambda _name: driver.probe())
+    assert run.store.get("a_ok").tv == "Y"
+    assert run.progress["a"].phase == Phase.READY
