@@ -137,12 +137,14 @@ class RunTimeline:
         return {"domain": self.domain, "chunks": chunks, "depends_on": self.depends_on, "end": self.end}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunTimeline:
+    def from_json(cls, data: Mapping[str, object]) -> RunTimeline:
+        """The inverse of `to_json` (a timeline that crossed a process boundary as JSON)."""
+        chunks, depends_on, end = data.get("chunks"), data.get("depends_on"), data.get("end")
         return cls(
             domain=str(data["domain"]),
-            chunks=[TimelineChunk(**c) for c in data.get("chunks", [])],
-            depends_on={name: list(deps) for name, deps in data.get("depends_on", {}).items()},
-            end=data.get("end"),
+            chunks=[TimelineChunk(**c) for c in chunks if isinstance(c, dict)] if isinstance(chunks, list) else [],
+            depends_on={str(n): list(d) for n, d in depends_on.items()} if isinstance(depends_on, dict) else {},
+            end=float(end) if isinstance(end, int | float) else None,
         )
 
 
