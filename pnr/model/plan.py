@@ -8,11 +8,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from pnr.exceptions import ConfigError, ConfigIssue, path_join
-from pnr.model.checks import AllCheck, AnyCheck, PortCheck, SignalCheck, iter_checks
-from pnr.model.domain import DesignChunk, Domain
+from pnr.model.checks import AllCheck, AnyCheck, CheckBase, PortCheck, SignalCheck, iter_checks
+from pnr.model.container import PortBinding
+from pnr.model.domain import Cpux, DesignChunk, Domain
 from pnr.model.engines import DEFAULT_ENGINE
 from pnr.model.env import ChunkReference, chunk_references, domain_environ, expand_env, find_port_key
 
@@ -29,6 +30,30 @@ class ChunkRef:
     @property
     def path(self) -> str:
         return f"cpuxs.{self.cpux}.design_chunks[{self.index}]"
+
+
+class SignalJson(TypedDict):
+    producers: list[str]
+    consumers: list[str]
+    external: bool
+
+
+class ChunkJson(TypedDict):
+    cpux: str
+    container: str
+    waits_on: dict[str, str]
+    depends_on: list[str]
+    produces: list[str]
+
+
+class PlanJson(TypedDict):
+    """The plan as `pnr plan --json` prints it."""
+
+    domain: str
+    cpux_order: list[str]
+    levels: dict[str, list[list[str]]]
+    signals: dict[str, SignalJson]
+    chunks: dict[str, ChunkJson]
 
 
 @dataclass
@@ -78,7 +103,7 @@ class Plan:
         names = {n for c in cpuxs for n in self.chunks_of(c)}
         return {sig for sig, prods in self.producers.items() if any(p in names for p in prods)}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PlanJson:
         return {
             "domain": self.domain.name,
             "cpux_order": self.cpux_order,
@@ -166,7 +191,7 @@ def produced_by(chunk: DesignChunk) -> set[str]:
 _CONTAINER_PORT_RE = re.compile(r"^\d{1,5}(/tcp)?$")
 
 
-def _port_key_issues(check: Any, path: str, bindings: dict[str, Any]) -> list[ConfigIssue]:
+def _port_key_issues(check: CheckBase, path: str, bindings: Mapping[str, PortBinding]) -> list[ConfigIssue]:
     """Only kinds that dial a port need port_key: a key of container.ports, or (target "network") any
     container port."""
     if isinstance(check, (AllCheck, AnyCheck)):
@@ -251,7 +276,7 @@ class _ChunkChecks:
         if SYSTEM_READY in produced_by(chunk):
             self._issue(ref.path, f"'{SYSTEM_READY}' is set by pnr itself when a run starts; a chunk cannot produce it")
 
-    def _host_port_clashes(self, ref: ChunkRef, chunk: DesignChunk, bindings: dict[str, Any]) -> None:
+    def _host_port_clashes(self, ref: ChunkRef, chunk: DesignChunk, bindings: Mapping[str, PortBinding]) -> None:
         engine = self.domain.engine_of(chunk)
         for key, b in bindings.items():
             by_ip = self._host_ports.setdefault((engine, b.host_port, b.protocol), {})
@@ -465,7 +490,7 @@ def _cpux_deps(domain: Domain, refs: dict[str, ChunkRef], depends_on: dict[str, 
     return cpux_deps
 
 
-def _levels(cpux: Any, depends_on: dict[str, list[str]]) -> list[list[str]]:
+def _levels(cpux: Cpux, depends_on: dict[str, list[str]]) -> list[list[str]]:
     """Start levels of one cpux: level n waits only on chunks of levels below n."""
     names = [c.name for c in cpux.design_chunks]
     level_of: dict[str, int] = {}
