@@ -4,6 +4,7 @@ without importing pnr's engine or models."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Required, TypeAlias, TypedDict
 
