@@ -1,6 +1,6 @@
 """One call for a bring-up below the CLI: `run_up(request, on_event)` checks the config (unless pnr's resident
 runner does), chooses where the run executes (that runner, or this process), runs it there and returns its
-`UpOutcome`: how it ended, the domain's status table and the run's timeline, built by `finish` wherever the run
+`UpOutcome`: how it ended, the domain's status table and the run's timeline, built by `conclude` wherever the run
 executed. The caller hears the header facts (`Accepted`), the hand-over (`BackendChosen`) and the run's events,
 and says how Ctrl-C reaches the run (`on_ctrl_c`); it never reads the config itself."""
 
@@ -75,7 +75,7 @@ def _accepted(plan: Plan, runtime_dir: Path) -> Accepted:
     return Accepted(plan.domain.name, len(plan.chunks), plan.cpux_order, bool(plan.domain.engines), str(runtime_dir))
 
 
-def finish(
+def conclude(
     plan: Plan,
     request: UpRequest,
     flow_run_id: str | None,
@@ -126,8 +126,8 @@ def _here(
                 _drain_to_api()
     except (PnrError, KeyboardInterrupt) as exc:
         stopped = bool(pressed) or isinstance(exc, KeyboardInterrupt)
-        return finish(plan, request, control.flow_run_id, error=exc, interrupted=stopped)
-    return finish(plan, request, control.flow_run_id, result)
+        return conclude(plan, request, control.flow_run_id, error=exc, interrupted=stopped)
+    return conclude(plan, request, control.flow_run_id, result)
 
 
 def _drain_to_api(timeout: float = 10.0) -> None:
