@@ -1,8 +1,10 @@
-"""Plain records that cross layers and processes: a run's events and a domain's status. Standard library only,
-so the thin `pnr up` client and the runner's protocol can use them without importing pnr's engine or models."""
+"""Plain records that cross layers and processes: a run's events, a domain's status, a run's timeline and what a
+dry run would do. Standard library only, so the thin `pnr up` client and the runner's protocol can use them
+without importing pnr's engine or models."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Required, TypeAlias, TypedDict
 
@@ -162,3 +164,64 @@ class DomainStatus:
             problems=dict(data.get("problems", {})),
             engines={name: EngineStatus(**e) for name, e in data.get("engines", {}).items()},
         )
+
+
+@dataclass(frozen=True)
+class TimelineChunk:
+    """One chunk's times in a run (epoch seconds; None: never reached) and its last phase."""
+
+    name: str
+    phase: str
+    created_at: float | None
+    started_at: float | None
+    first_probe_at: float | None
+    ready_at: float | None
+    cpux: str = ""
+
+
+@dataclass(frozen=True)
+class RunTimeline:
+    """What the readiness timeline of a run is drawn from (`pnr.lifecycle.timeline.timeline_svg`): each chunk's
+    times, which chunk waits on which, and the end of the time axis (None: the last moment known)."""
+
+    domain: str
+    chunks: list[TimelineChunk]
+    depends_on: dict[str, list[str]]
+    end: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        chunks = [dict(vars(c)) for c in self.chunks]  # flat records: no deep copy (`asdict`)
+        return {"domain": self.domain, "chunks": chunks, "depends_on": self.depends_on, "end": self.end}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> RunTimeline:
+        """The inverse of `to_json` (a timeline that crossed a process boundary as JSON)."""
+        chunks, depends_on, end = data.get("chunks"), data.get("depends_on"), data.get("end")
+        return cls(
+            domain=str(data["domain"]),
+            chunks=[TimelineChunk(**c) for c in chunks if isinstance(c, dict)] if isinstance(chunks, list) else [],
+            depends_on={str(n): list(d) for n, d in depends_on.items()} if isinstance(depends_on, dict) else {},
+            end=float(end) if isinstance(end, int | float) else None,
+        )
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """What `pnr up` would do to one chunk's container, and why (`pnr up --dry-run`)."""
+
+    chunk: str
+    container: str
+    action: str  # create | reuse | recreate | refuse
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What `pnr up` would do to a domain: one action per chunk, in start order; nothing was touched."""
+
+    domain: str
+    actions: list[PlannedAction]
+
+    @property
+    def refused(self) -> bool:
+        return any(a.action == "refuse" for a in self.actions)

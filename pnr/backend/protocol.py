@@ -1,8 +1,9 @@
-"""A bring-up as types: what is asked (`UpRequest`), what is heard while it runs (`Accepted`, the run's
-`ProgressEvent` / `RunNote`), and how it ended (`UpOutcome`). The same types cross the resident runner's
-connection, one JSON object a line, encoded and decoded only here; an in-process run builds the same outcome.
+"""A bring-up as types: what is asked (`UpRequest`), what is heard while it runs (`Accepted`, `BackendChosen`,
+the run's `ProgressEvent` / `RunNote`), and how it ended (`UpOutcome`: the exit status and message, the domain's
+status table, the run's timeline). The same types cross the resident runner's connection, one JSON object a
+line, encoded and decoded only here; an in-process run builds the same outcome.
 
-    client → runner   {"op": "up", "request": UpRequest, "env": {...}, "pid": N, "shown_as": "..."}
+    client → runner   {"op": "up", "args": UpRequest, "env": {...}, "pid": N, "shown_as": "..."}
                       {"op": "interrupt", "reason": "..."}          {"op": "ping"}
     runner → client   {"type": "accepted", ...Accepted}
                       {"type": "event", "kind": "ProgressEvent" | "RunNote", ...}
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from pnr.exceptions import PnrError
-from pnr.records import DomainStatus, ProgressEvent, RunEvent, RunNote
+from pnr.exceptions import PnrError, exit_status_of
+from pnr.records import DomainStatus, ProgressEvent, RunEvent, RunNote, RunTimeline
 
 
 @dataclass(frozen=True)
@@ -51,19 +52,33 @@ class UpRequest:
 
 @dataclass(frozen=True)
 class Accepted:
-    """The runner checked the config and the run starts: the facts of the client's header line."""
+    """The config was checked and the run starts: the facts of the client's header line. `runtime_dir` as the
+    client names it (the runner is sent an absolute path)."""
 
     domain: str
     chunks: int
     cpuxs: list[str]
     engines: bool = False
+    runtime_dir: str = ""
+
+
+@dataclass(frozen=True)
+class BackendChosen:
+    """The run is handed to its Prefect backend now (client side only); `started_now`: pnr's server was not
+    running and was started in the background for it (its UI at `ui_url`)."""
+
+    ui_url: str | None
+    started_now: bool
+
+
+UpEvent = Accepted | BackendChosen | RunEvent  # what the caller of `pnr.backend.run.run_up` hears
 
 
 @dataclass(frozen=True)
 class UpOutcome:
     """How a bring-up ended: `exit_status` is the CLI's (0 ok, 1 failed, 2 bad config, 130 interrupted by
-    Ctrl-C in the client); `result` is the flow's result when ok; `summary` the domain's status when the
-    runner could read it while the flow finished its bookkeeping."""
+    Ctrl-C in the client); `result` is the flow's result when ok. `status` (the domain's chunk table) and
+    `timeline` are there once the run started; `flow_run_url` where the run can be seen in Prefect's UI."""
 
     ok: bool
     exit_status: int = 0
@@ -71,14 +86,14 @@ class UpOutcome:
     interrupted: bool = False
     flow_run_id: str | None = None
     result: dict[str, Any] | None = None
-    summary: DomainStatus | None = None
+    status: DomainStatus | None = None
     error: str | None = None  # the kind of error that ended the run (`EngineUnreachable`, `ConfigError`, ...)
+    timeline: RunTimeline | None = None
+    flow_run_url: str | None = None
 
     @classmethod
-    def done(
-        cls, result: dict[str, Any], flow_run_id: str | None = None, summary: DomainStatus | None = None
-    ) -> UpOutcome:
-        return cls(True, 0, "", False, flow_run_id, result, summary)
+    def done(cls, result: dict[str, Any], flow_run_id: str | None = None) -> UpOutcome:
+        return cls(True, 0, "", False, flow_run_id, result)
 
     @classmethod
     def failed(cls, exc: BaseException, flow_run_id: str | None = None, interrupted: bool = False) -> UpOutcome:
@@ -89,16 +104,33 @@ class UpOutcome:
     @classmethod
     def stopped(cls, message: str = "interrupted") -> UpOutcome:
         """Ctrl-C in the client before the run's outcome arrived."""
-        return cls(False, 130, message, True)
+        return cls(False, exit_status_of(KeyboardInterrupt()), message, True)
 
-    def to_json(self) -> dict[str, object]:
-        data: dict[str, object] = asdict(self)
-        data["summary"] = self.summary.to_json() if self.summary is not None else None
+    def with_report(self, status: DomainStatus | None, timeline: RunTimeline | None) -> UpOutcome:
+        """This outcome with the run's status table and timeline."""
+        return replace(self, status=status, timeline=timeline)
+
+    @property
+    def chunk_count(self) -> int:
+        """The chunks the run brought up (its result's)."""
+        cpuxs = (self.result or {}).get("cpuxs") or {}
+        return sum(len(chunks) for chunks in cpuxs.values())
+
+    @property
+    def watch_ended(self) -> str:
+        """Why the watch after the bring-up ended (`--watch`)."""
+        watch = (self.result or {}).get("watch") or {}
+        return str(watch.get("ended", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # `asdict` would copy the result deeply
+        data["status"] = self.status.to_json() if self.status is not None else None
+        data["timeline"] = self.timeline.to_json() if self.timeline is not None else None
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> UpOutcome:
-        summary = data.get("summary")
+        status, timeline = data.get("status"), data.get("timeline")
         return cls(
             ok=bool(data.get("ok")),
             exit_status=int(data.get("exit_status") or 0),
@@ -106,12 +138,14 @@ class UpOutcome:
             interrupted=bool(data.get("interrupted")),
             flow_run_id=data.get("flow_run_id"),
             result=data.get("result"),
-            summary=DomainStatus.from_json(summary) if summary else None,
+            status=DomainStatus.from_json(status) if status else None,
             error=data.get("error"),
+            timeline=RunTimeline.from_json(timeline) if timeline else None,
+            flow_run_url=data.get("flow_run_url"),
         )
 
 
-Message = Accepted | RunEvent | UpOutcome
+Message = Accepted | RunEvent | UpOutcome  # what the runner sends a client
 
 
 def encode(message: Message | Mapping[str, object]) -> bytes:
@@ -139,7 +173,8 @@ def from_message(message: Mapping[str, Any]) -> Message:
     if kind == "done":
         return UpOutcome.from_json(data)
     if kind == "accepted":
-        return Accepted(str(data["domain"]), int(data["chunks"]), list(data["cpuxs"]), bool(data.get("engines")))
+        known = {f.name for f in fields(Accepted)}
+        return Accepted(**{k: v for k, v in data.items() if k in known})
     if kind == "event" and data.pop("kind", None) == "ProgressEvent":
         return ProgressEvent(**data)
     if kind == "event":

@@ -1,50 +1,112 @@
-"""One call for a bring-up below the CLI: `run_up(request, backend, ...)` runs it on pnr's resident runner or in
-this process, whichever the backend chose, and returns its `UpOutcome`. The caller hears the run's events and,
-from the runner, the header facts (`Accepted`); it hands over how Ctrl-C reaches the run (`on_ctrl_c`)."""
+"""One call for a bring-up below the CLI: `run_up(request, on_event)` checks the config (unless pnr's resident
+runner does), chooses where the run executes (that runner, or this process), runs it there and returns its
+`UpOutcome`: how it ended, the domain's status table and the run's timeline, built by `conclude` wherever the run
+executed. The caller hears the header facts (`Accepted`), the hand-over (`BackendChosen`) and the run's events,
+and says how Ctrl-C reaches the run (`on_ctrl_c`); it never reads the config itself."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pnr.backend.protocol import Accepted, UpOutcome, UpRequest, from_message
-from pnr.exceptions import EngineError, PnrError
-from pnr.records import RunEvent
+from pnr.backend.choose import Backend, choose_backend
+from pnr.backend.protocol import Accepted, BackendChosen, UpEvent, UpOutcome, UpRequest, from_message
+from pnr.exceptions import EngineError, EngineUnreachable, PnrError
+from pnr.settings import resolve_runtime_dir
 
 if TYPE_CHECKING:
-    from pnr.backend.choose import Backend
+    from pnr.model import Plan
 
 # installs `stop` as what Ctrl-C does during the run; the list it returns is non-empty once Ctrl-C was pressed
 CtrlC = Callable[[Callable[[], object]], Sequence[bool]]
 
 
+def _ctrl_c_as_is(stop: Callable[[], object]) -> Sequence[bool]:
+    """Ctrl-C left as Python has it: KeyboardInterrupt."""
+    return ()
+
+
 def run_up(
     request: UpRequest,
-    backend: Backend,
-    on_event: Callable[[RunEvent], None],
-    on_accepted: Callable[[Accepted], None],
-    on_ctrl_c: CtrlC,
+    on_event: Callable[[UpEvent], None],
     *,
+    ephemeral: bool = False,
+    on_ctrl_c: CtrlC = _ctrl_c_as_is,
     env: Mapping[str, str] | None = None,
-    shown_as: str | None = None,
 ) -> UpOutcome:
-    """Bring `request` up where `backend` says. `env`: the environment `${VAR}`s are taken from (default:
-    this process's); `shown_as`: the config's path as the user wrote it (messages name it so)."""
+    """Bring `request` up. Its config, runtime folder and env files as the user wrote them (messages name them
+    so); `ephemeral`: on a throw-away Prefect server; `env`: the environment `${VAR}`s are taken from (default:
+    this process's). A bad config or runtime folder is an outcome with exit status 2, and nothing started."""
+    try:
+        rdir = resolve_runtime_dir(request.runtime_dir)
+        backend = choose_backend(ephemeral, start=False)
+        plan = None
+        if backend is None or not backend.use_runner:  # else pnr's runner checks it (exit 2 before any flow run)
+            plan = _checked(request, env)  # here first: a bad config starts no server
+            on_event(_accepted(plan, rdir))
+        backend = backend or choose_backend(ephemeral)
+    except PnrError as exc:
+        return UpOutcome.failed(exc)
+    on_event(BackendChosen(backend.ui_url, backend.started_now))
+    files = [str(Path(f).resolve()) for f in request.env_files] if request.env_files else None
+    request = replace(request, runtime_dir=str(rdir), env_files=files)
     if backend.use_runner and backend.state_dir is not None:
-        return _on_runner(backend, request, on_event, on_accepted, on_ctrl_c, env or os.environ, shown_as)
-    return _here(backend, request, on_event, on_ctrl_c)
+        outcome = _on_runner(backend.state_dir, request, rdir, plan is None, on_event, on_ctrl_c, env)
+    else:
+        assert plan is not None  # checked above: a backend without the runner was chosen with start=True
+        outcome = _here(backend, request, plan, on_event, on_ctrl_c)
+    return replace(outcome, flow_run_url=backend.flow_run_url(outcome.flow_run_id))
 
 
-def _here(backend: Backend, request: UpRequest, on_event: Callable[[RunEvent], None], on_ctrl_c: CtrlC) -> UpOutcome:
-    """The flow in this process (PREFECT_API_URL, a throw-away server, or no runner)."""
+def _checked(request: UpRequest, env: Mapping[str, str] | None) -> Plan:
+    """The config's plan, every `${VAR}` it uses resolved and its cpux there (ConfigError otherwise)."""
+    from pnr.model import check_config
+
+    plan = check_config(request.config_path, env, env_files=request.env_files or ())
+    plan.cpuxs_to_run(request.cpux, request.config_path)
+    return plan
+
+
+def _accepted(plan: Plan, runtime_dir: Path) -> Accepted:
+    return Accepted(plan.domain.name, len(plan.chunks), plan.cpux_order, bool(plan.domain.engines), str(runtime_dir))
+
+
+def conclude(
+    plan: Plan,
+    request: UpRequest,
+    flow_run_id: str | None,
+    result: dict[str, object] | None = None,
+    error: BaseException | None = None,
+    interrupted: bool = False,
+) -> UpOutcome:
+    """The outcome of a bring-up of `plan` (the flow's `result`, or the `error` it raised), with the domain's
+    status table and the run's timeline: the one place that builds it, in this process or in the runner."""
+    from pnr.lifecycle.report import ChunkRows, run_report
+
+    rdir = resolve_runtime_dir(request.runtime_dir)
+    if error is not None or result is None:
+        failed = UpOutcome.failed(error or RuntimeError("the run ended without a result"), flow_run_id, interrupted)
+        lost = isinstance(error, EngineUnreachable)
+        return failed.with_report(*run_report(plan, rdir, None, engine_lost=lost))
+    cpuxs = result.get("cpuxs")
+    rows: Mapping[str, ChunkRows] = cpuxs if isinstance(cpuxs, Mapping) else {}
+    return UpOutcome.done(result, flow_run_id).with_report(*run_report(plan, rdir, rows, watched=request.watch))
+
+
+def _here(
+    backend: Backend, request: UpRequest, plan: Plan, on_event: Callable[[UpEvent], None], on_ctrl_c: CtrlC
+) -> UpOutcome:
+    """The flow in this process (PREFECT_API_URL, a throw-away server, or no runner), on the plan checked."""
     if backend.api_url:
         os.environ["PREFECT_API_URL"] = backend.api_url
     from pnr.lifecycle import RunControl, use_control
     from pnr.prefect.flows import bring_up, quiet_prefect_run, start_detached_ephemeral_server
 
-    control = RunControl()
+    control = RunControl(checked=plan)
     control.listen(on_event)
     pressed = on_ctrl_c(lambda: control.interrupt("interrupted (Ctrl-C)"))
     try:
@@ -64,8 +126,8 @@ def _here(backend: Backend, request: UpRequest, on_event: Callable[[RunEvent], N
                 _drain_to_api()
     except (PnrError, KeyboardInterrupt) as exc:
         stopped = bool(pressed) or isinstance(exc, KeyboardInterrupt)
-        return UpOutcome.failed(exc, control.flow_run_id, interrupted=stopped)
-    return UpOutcome.done(result, control.flow_run_id)
+        return conclude(plan, request, control.flow_run_id, error=exc, interrupted=stopped)
+    return conclude(plan, request, control.flow_run_id, result)
 
 
 def _drain_to_api(timeout: float = 10.0) -> None:
@@ -80,29 +142,35 @@ def _drain_to_api(timeout: float = 10.0) -> None:
 
 
 def _on_runner(
-    backend: Backend,
+    state_dir: Path,
     request: UpRequest,
-    on_event: Callable[[RunEvent], None],
-    on_accepted: Callable[[Accepted], None],
+    rdir: Path,
+    header: bool,
+    on_event: Callable[[UpEvent], None],
     on_ctrl_c: CtrlC,
-    env: Mapping[str, str],
-    shown_as: str | None,
+    env: Mapping[str, str] | None,
 ) -> UpOutcome:
-    """Let the resident runner execute the run; follow it live. Ctrl-C interrupts it there."""
+    """Let the resident runner execute the run (it checks the config, and sends the header facts when `header`);
+    follow it live. Ctrl-C interrupts it there."""
     from pnr.backend.runner import RemoteRun
 
-    assert backend.state_dir is not None
-    remote = RemoteRun(backend.state_dir, request, env, shown_as=shown_as)
+    remote_request = replace(
+        request, config_path=str(Path(request.config_path).resolve()), runtime_dir=str(rdir.resolve())
+    )
+    remote = RemoteRun(state_dir, remote_request, env or os.environ, shown_as=request.config_path)
     pressed = on_ctrl_c(lambda: remote.interrupt("interrupted (Ctrl-C)"))
+    header_seen = not header
     try:
         for raw in remote.events():
             message = from_message(raw)
             if isinstance(message, Accepted):
-                on_accepted(message)
+                if not header_seen:  # as this client names the runtime folder
+                    on_event(replace(message, runtime_dir=str(rdir)))
+                header_seen = True
             elif not isinstance(message, UpOutcome):
                 on_event(message)
-    except KeyboardInterrupt:
-        return UpOutcome.stopped()
+    except KeyboardInterrupt:  # pressed twice: the runner's outcome is not awaited
+        return _with_report_here(UpOutcome.stopped(), request) if header_seen else UpOutcome.stopped()
     except PnrError as exc:
         return UpOutcome.failed(exc)
     finally:
@@ -111,5 +179,17 @@ def _on_runner(
     if not isinstance(outcome, UpOutcome):
         return UpOutcome(False, 1, "pnr's runner sent no outcome (see `pnr server logs`)")
     if not outcome.ok and pressed and not outcome.interrupted:
-        return UpOutcome(False, outcome.exit_status, outcome.message, True, outcome.flow_run_id, error=outcome.error)
+        return replace(outcome, interrupted=True)
     return outcome
+
+
+def _with_report_here(outcome: UpOutcome, request: UpRequest) -> UpOutcome:
+    """`outcome` with the status table and timeline read in this process (the runner's never came)."""
+    from pnr.lifecycle.report import run_report
+    from pnr.model import load_plan
+
+    try:
+        plan = load_plan(request.config_path)
+        return outcome.with_report(*run_report(plan, resolve_runtime_dir(request.runtime_dir), None))
+    except PnrError:
+        return outcome

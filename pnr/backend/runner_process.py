@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pnr import processes
 from pnr.backend import channel
 from pnr.backend.protocol import Accepted, Message, UpOutcome, UpRequest, encode
+from pnr.backend.run import conclude
 from pnr.backend.runner import MARKER, START_MODES, START_TIMEOUT, Pong, code_fingerprint, engine_env
-from pnr.records import JsonValue, RunEvent, RunNote
+from pnr.records import RunEvent, RunNote
 from pnr.settings import quiet_prefect_env
 
 if TYPE_CHECKING:
     from prefect.context import SyncClientContext
 
-    from pnr.engines import ContainerState
     from pnr.lifecycle import RunControl
     from pnr.model import Plan
 
@@ -105,23 +105,24 @@ class _Handler(socketserver.StreamRequestHandler):
         with contextlib.suppress(OSError):  # the client prints its header from this (it never loads the config)
             self._write(accepted)
         self._plan = plan
-        control = RunControl(environ=env, owner_pid=pid)
+        control = RunControl(environ=env, owner_pid=pid, checked=plan)
         self._detached = False
         control.listen(lambda event: self._event(event, control, request))
         watcher = threading.Thread(target=self._watch_client, args=(control,), daemon=True)
         watcher.start()
         # an interrupted run of the same domain (its client died or pressed Ctrl-C) finishes first
         self.member.started(control, key=request.key)
+        result, error = None, None
         try:
             with quiet_prefect_run(), use_control(control), self.member.shared_client():
                 result = bring_up(**request.flow_parameters())
-            outcome = UpOutcome.done(result, control.flow_run_id)
         except BaseException as exc:
-            outcome = UpOutcome.failed(exc, control.flow_run_id, interrupted=bool(control.interrupted))
+            error = exc
         finally:
             self.member.finished(control)
         if self._detached:  # the client has its outcome already (see _event): the rest was bookkeeping
             return
+        outcome = conclude(plan, request, control.flow_run_id, result, error, interrupted=bool(control.interrupted))
         with contextlib.suppress(OSError):
             self._write(outcome)
 
@@ -132,19 +133,13 @@ class _Handler(socketserver.StreamRequestHandler):
         with contextlib.suppress(OSError):  # the client went away: its watcher interrupts the run
             self._write(event)
 
-    def _done_early(self, result: dict[str, JsonValue], control: RunControl, request: UpRequest) -> None:
+    def _done_early(self, result: dict[str, object], control: RunControl, request: UpRequest) -> None:
         """The outcome is known: send it, with the status table, while the flow run finishes its bookkeeping
         (artifacts, events, final state) here — nothing the user waits for, and none of it lost."""
-        summary = None
-        with contextlib.suppress(Exception):  # the client computes the table itself without it
-            from pnr.engines import Engine
-            from pnr.lifecycle import domain_status
-
-            assert self._plan is not None  # checked before the run
-            summary = domain_status(self._plan, Engine(), Path(request.runtime_dir or "."), _ready(result))
         self._detached = True
+        assert self._plan is not None  # checked before the run
         with contextlib.suppress(OSError):
-            self._write(UpOutcome.done(result, control.flow_run_id, summary))
+            self._write(conclude(self._plan, request, control.flow_run_id, result))
 
     def _watch_client(self, control: RunControl) -> None:
         """Interrupt requests from the client; a closed connection interrupts too (unless it has its outcome)."""
@@ -155,24 +150,6 @@ class _Handler(socketserver.StreamRequestHandler):
                     control.interrupt(str(message.get("reason") or "interrupted (Ctrl-C)"))
         if not self._detached:
             control.interrupt("the pnr up client went away")
-
-
-def _ready(result: Mapping[str, JsonValue]) -> dict[str | None, ContainerState]:
-    """The containers of a bring-up's result (every chunk ready, so running), by chunk: its status table
-    needs no engine listing."""
-    from pnr.engines import ContainerState
-
-    cpuxs = result.get("cpuxs")
-    tables = [t for t in cpuxs.values() if isinstance(t, dict)] if isinstance(cpuxs, dict) else []
-    return {
-        chunk: ContainerState(cid, str(row["container"]), "running", True, None, {})
-        for table in tables
-        for chunk, row in table.items()
-        if isinstance(row, dict)
-        and row.get("phase") == "ready"
-        and isinstance(cid := row.get("container_id"), str)
-        and cid
-    }
 
 
 def pong(member: Member) -> Pong:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pnr.cli.common import err, escape, fail, fail_with, out
 from pnr.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from pnr.compose.importer import ComposePaths
 
 ComposeArg = Annotated[
     Path | None,
@@ -62,7 +65,7 @@ def import_(
 
     if compose_file is not None and file:
         raise fail_with(2, "give the compose file either as an argument or with -f, not both")
-    source: Any = list(file) if file else (compose_file or Path.cwd())
+    source: ComposePaths = list(file) if file else (compose_file or Path.cwd())
     output = Path(output_arg) if output_arg else None
     into_folder = output is not None and (output.is_dir() or str(output_arg).endswith(("/", os.sep)))
     try:

@@ -8,10 +8,11 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -28,11 +29,15 @@ class Problem:
     fix: str
 
 
+Fact = str | bool | list[str]  # a line of the report (a list: one line each)
+Section = dict[str, Fact]
+
+
 @dataclass
 class Report:
     """Sections of facts (name -> value) and the problems found."""
 
-    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sections: dict[str, Section] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def problem(self, what: str, fix: str) -> None:
@@ -56,28 +61,32 @@ def check_platform(report: Report) -> None:
     }
 
 
-def engine_facts(version: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+def engine_facts(version: Mapping[str, object], info: Mapping[str, object]) -> Section:
     """Server version, OS/arch, product and rootless from the engine's /version and /info answers (Docker's
     and Podman's Docker-compatible API alike)."""
-    components = [str(c.get("Name", "")) for c in version.get("Components") or [] if isinstance(c, dict)]
+    components = [str(c.get("Name", "")) for c in _items(version.get("Components")) if isinstance(c, dict)]
     product = next((c for c in components if "podman" in c.lower()), None) or "Docker Engine"
-    security = [str(s) for s in info.get("SecurityOptions") or []]
-    rootless = any("name=rootless" in s for s in security)
+    rootless = any("name=rootless" in str(s) for s in _items(info.get("SecurityOptions")))
     return {
         "product": product,
-        "server version": version.get("Version", "?"),
-        "api version": version.get("ApiVersion", "?"),
+        "server version": str(version.get("Version", "?")),
+        "api version": str(version.get("ApiVersion", "?")),
         "os/arch": f"{version.get('Os', '?')}/{version.get('Arch', '?')}",
         "rootless": rootless,
-        "name": info.get("Name", "?"),
+        "name": str(info.get("Name", "?")),
     }
+
+
+def _items(value: object) -> list[object]:
+    """A JSON list of an engine's answer; anything else (absent, null) as no items."""
+    return list(value) if isinstance(value, list) else []
 
 
 def check_engine(report: Report) -> None:
     from pnr.engines.engine import Engine
     from pnr.engines.resolve import unreachable_hint
 
-    section: dict[str, Any] = {}
+    section: Section = {}
     report.sections["engine"] = section
     engine = Engine()
     try:
@@ -103,7 +112,7 @@ def check_backend(report: Report) -> None:
     from pnr.backend import runner, server
     from pnr.settings import get_settings
 
-    section: dict[str, Any] = {}
+    section: Section = {}
     report.sections["backend"] = section
     settings = get_settings()
     api_url = os.environ.get("PREFECT_API_URL")

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
-_PLAIN: dict[Any, type] = {str: str, float: float, Path: Path, list[str]: str, list[Path]: Path}
+_PLAIN: dict[object, type] = {str: str, float: float, Path: Path, list[str]: str, list[Path]: Path}
 
 
 def plain_kwargs(command: TyperCommand, args: list[str]) -> dict[str, Any] | None:
@@ -28,7 +28,7 @@ def plain_kwargs(command: TyperCommand, args: list[str]) -> dict[str, Any] | Non
     params = {param.name: param for param in command.params}
     if extra or any(param.name not in params for param in order):  # --help is no parameter of the function
         return None
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}  # the function's own parameters, each of its own type
     for name, raw in values.items():
         param = params[name]
         if order.count(param) > 1 and not param.multiple:
@@ -40,23 +40,26 @@ def plain_kwargs(command: TyperCommand, args: list[str]) -> dict[str, Any] | Non
     return kwargs if all(p.name in kwargs for p in command.params if p.required) else None
 
 
-def _plain_value(param: Any, raw: Any) -> Any:
+def _plain_value(param: object, raw: object) -> object:
     """`raw` (a string, a flag's True, a list of strings) as the parameter's annotation has it; None when typer
-    should convert it (another type, an empty string, a number out of range or not a number)."""
+    should convert it (another type, an empty string, a number out of range or not a number). `param`: one of the
+    command's parameters (typer's own kinds have the annotation)."""
+    if not isinstance(param, TyperArgument | TyperOption):
+        return None
     annotation = param.type_descriptor.annotation
     if annotation is bool:
         return raw if raw is True else None
     convert = _PLAIN.get(annotation)
     if convert is None:
         return None
-    items = [_convert(convert, item, param) for item in (raw if param.multiple else [raw])]
+    items = [_convert(convert, item, param) for item in (raw if param.multiple and isinstance(raw, list) else [raw])]
     if any(item is None for item in items):
         return None
     return items if param.multiple else items[0]
 
 
-def _convert(convert: type, text: str, param: Any) -> Any:
-    if not text:
+def _convert(convert: type, text: object, param: TyperArgument | TyperOption) -> object:
+    if not isinstance(text, str) or not text:
         return None
     if convert is not float:
         return convert(text)

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from pnr.cli.common import RuntimeOpt, err, escape, out, quiet_prefect, read_plan
-from pnr.cli.up import started_backend
+from pnr.cli.common import RuntimeOpt, err, escape, fail, out, quiet_prefect, read_plan
+from pnr.cli.view import server_started
+from pnr.exceptions import PnrError
 
 
 def serve(
@@ -36,7 +37,14 @@ def serve(
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "INFO")  # a server's log: show runs
     quiet_prefect(False)
     if not os.environ.get("PREFECT_API_URL"):
-        backend = started_backend(ephemeral=False)
+        from pnr.backend.choose import choose_backend
+
+        try:
+            backend = choose_backend()
+        except PnrError as exc:
+            raise fail(exc) from None
+        if backend.started_now:
+            server_started(backend.ui_url)
         if backend.api_url:  # pnr's managed server always has one
             os.environ["PREFECT_API_URL"] = backend.api_url
         out.print(f"serving to pnr's Prefect server: UI {backend.ui_url}")

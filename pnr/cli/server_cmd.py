@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Mapping, Sequence
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from pnr.exceptions import PnrError, exit_status_of
-
-if TYPE_CHECKING:
-    from pnr.backend.runner import Pong
 
 server_app = typer.Typer(
     no_args_is_help=True,
@@ -114,9 +112,10 @@ def logs(
     print(server.logs(lines))
 
 
-def _pool_text(pool: list[Pong]) -> str:
-    """ "pid 12" or "pids 12, 13 (2 processes; 1 of 3 missing)"."""
+def _pool_text(pool: Sequence[Mapping[str, object]]) -> str:
+    """ "pid 12" or "pids 12, 13 (2 processes; 1 of 3 missing)" (from the members' pongs)."""
     pids = ", ".join(str(p["pid"]) for p in pool)
-    size = int(pool[0].get("pool") or 1) if pool else 0
+    told = pool[0].get("pool") if pool else None
+    size = told if isinstance(told, int) and told else (1 if pool else 0)
     text = f"pid {pids}" if len(pool) == 1 else f"pids {pids} ({len(pool)} processes)"
     return text + (f"; {size - len(pool)} of {size} not answering" if len(pool) < size else "")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from pnr.cli.common import err, escape, out
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from pnr.records import DomainStatus, RunEvent
 
 PHASE_STYLE = {
@@ -30,6 +32,10 @@ class Progress:
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.last: dict[str, tuple[str, str]] = {}
+
+    def restart(self) -> None:
+        """Count the seconds from now."""
+        self.t0 = time.monotonic()
 
     def line(self, text: str) -> None:
         """`text` after the seconds since the start."""
@@ -67,13 +73,21 @@ def chunk_table(status: DomainStatus, engines: bool) -> None:
     out.print(table)
 
 
-def on_ctrl_c(interrupt: Callable[[], Any]) -> list[bool]:
+def server_started(ui_url: str | None) -> None:
+    """The line that says pnr's server was started for this command and stays up."""
+    out.print(
+        f"started pnr's Prefect server in the background: UI {ui_url} "
+        "(it stays up for the next commands; `pnr server stop` stops it)"
+    )
+
+
+def on_ctrl_c(interrupt: Callable[[], object]) -> list[bool]:
     """First Ctrl-C: stop the runs cleanly (they end Failed, state recorded). Second: stop at once."""
     import signal
 
     flag: list[bool] = []
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if flag or not interrupt():
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt

@@ -5,7 +5,8 @@ state.py     Phase, ChunkProgress, CpuxState: what a CPUX run knows while it run
 chunk.py     ChunkDriver: one chunk's converge → start → probe → signals, and its failure messages
 cpux.py      CpuxRun: the scheduler (gates, supervision, stall and timeout)
 watch.py     Watcher: the watch-mode state machine, driving the same chunk drivers
-ops.py       tear-down, status, dry-run: operations outside a bring-up
+ops.py       tear-down, dry-run: operations outside a bring-up; status.py: a domain's status
+report.py    what a finished bring-up shows: the status table and the timeline (wherever it ran)
 logs.py      the containers' output (`pnr logs`): sources, merged lines, following
 restart.py   one chunk restarted through a Watcher (`pnr restart`)
 timeline.py  the readiness timeline as an SVG Gantt chart (pure), the critical path

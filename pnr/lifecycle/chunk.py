@@ -21,7 +21,7 @@ from pnr.engines import ContainerState, config_hash, decide, desired_state, netw
 from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import ChunkFailed, EngineError, EngineUnreachable, NameInUse, PnrError
 from pnr.lifecycle.state import ChunkProgress, CpuxState, Phase
-from pnr.model import DesignChunk, PnR, SignalCheck, domain_environ, expand_env, iter_checks
+from pnr.model import CheckBase, DesignChunk, PnR, SignalCheck, domain_environ, expand_env, iter_checks
 from pnr.probes import Aborted, Attempt, ContainerGone, NeverReady, Probe, ProbeContext, ProbeResult, make_probe
 
 LOG_TAIL_LINES = 15
@@ -115,7 +115,7 @@ class ChunkDriver:
         return state, "created" if existing is None else "recreated (" + "; ".join(decision.reasons) + ")"
 
     # -- a bring-up ------------------------------------------------------------------------------
-    def bring_up(self, run_probe: Callable[[str], Any]) -> dict[str, Any]:
+    def bring_up(self, run_probe: Callable[[str], object]) -> dict[str, str]:
         """After the gate opened: start (or reuse) the container, probe it (`run_probe(name)` runs `probe`
         where the caller wants it, e.g. as a Prefect sub-task), then wait for the flowout."""
         st, spec = self.state, self.spec
@@ -370,7 +370,7 @@ class ChunkDriver:
         return (self.spec.flowout.get(signal) or PnR()).prompt
 
 
-def _timing_extras(check: Any) -> str:
+def _timing_extras(check: CheckBase) -> str:
     extras = [
         ("start period", check.start_period_seconds),
         ("success threshold", check.success_threshold),

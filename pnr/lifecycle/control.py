@@ -13,29 +13,40 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from pnr.records import ProgressEvent, RunNote
+from pnr.records import RunEvent
+
+if TYPE_CHECKING:
+    from pnr.model import Plan
 
 _T = TypeVar("_T")
 
-Listener = Callable[[Any], None]
+Listener = Callable[[RunEvent], object]
 
 
 class RunControl:
     """Listeners and stoppers of one run; thread-safe. `environ` is the environment `${VAR}` in container env is
     taken from (default: this process's), for a run executed on behalf of another process (the resident runner).
     `owner_pid` is that other process (`pnr status` tells a live run from a dead one by it). `flow_run_id` is set
-    by the flow once its run exists, so the caller can point at it in the UI."""
+    by the flow once its run exists, so the caller can point at it in the UI. `checked`: the plan of the config
+    as the caller checked it before the run (the flow then plans it no second time)."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None, owner_pid: int | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, owner_pid: int | None = None, checked: Plan | None = None
+    ) -> None:
         self.environ: dict[str, str] | None = dict(environ) if environ is not None else None
         self.owner_pid = owner_pid  # the process the run is for (a runner's client), if not this one
+        self.checked = checked
         self.flow_run_id: str | None = None
         self._listeners: list[Listener] = []
         self._stoppers: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
         self.interrupted: str | None = None
+
+    def plan_of(self, config_path: str) -> Plan | None:
+        """The plan the caller checked, if it is the plan of `config_path`."""
+        return self.checked if self.checked is not None and self.checked.source == config_path else None
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Receive every ProgressEvent / RunNote of this run. Returns the unsubscribe."""
@@ -43,7 +54,7 @@ class RunControl:
             self._listeners.append(listener)
         return lambda: self._remove(self._listeners, listener)
 
-    def publish(self, event: ProgressEvent | RunNote) -> None:
+    def publish(self, event: RunEvent) -> None:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:

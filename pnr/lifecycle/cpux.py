@@ -33,7 +33,7 @@ from pnr.exceptions import (
     StallError,
 )
 from pnr.lifecycle.chunk import ChunkDriver
-from pnr.lifecycle.state import CpuxState, Phase
+from pnr.lifecycle.state import ChunkResult, CpuxState, Phase
 from pnr.model import PNR_ITSELF, Plan
 from pnr.runtime import SignalStore
 
@@ -397,7 +397,7 @@ class CpuxRun(CpuxState):
             )
         return None
 
-    def results(self) -> dict[str, Any]:
+    def results(self) -> dict[str, ChunkResult]:
         return {
             n: {
                 "phase": p.phase.value,

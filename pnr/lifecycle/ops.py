@@ -1,4 +1,5 @@
-"""Operations outside a bring-up: tear-down and status. They read the plan, the engines and the store.
+"""Operations outside a bring-up: tear-down, what a bring-up would do (dry run). They read the plan, the engines
+and the store.
 
 Each takes "the engine" as a bring-up does: an `EngineSet`, or the environment's `Engine` (the plan's own
 `engines` are added to it). An engine that does not answer is reported by name; what the others hold is still
@@ -10,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, EngineSet, decide, image_ref, other_configs
+from pnr.engines import LABEL_CHUNK, LABEL_RUN, ContainerState, Engine, EngineSet, decide, image_ref, other_configs
 from pnr.engines.engineset import EngineSource
 from pnr.engines.protocol import ContainerEngine
 from pnr.exceptions import EngineUnreachable
 from pnr.lifecycle.cpux import domain_runs, other_config_error
-from pnr.model import Plan
+from pnr.model import Plan, load_plan
+from pnr.records import DryRun, PlannedAction
 from pnr.runtime import SignalStore, remove_domain_files
+from pnr.settings import resolve_runtime_dir
 
 # Containers stopped and removed at once by `pnr down`. Docker 20.10 loses count of a network's endpoints when
 # many of its containers go at once: the network then refuses removal ("has active endpoints", with none left)
@@ -34,7 +36,7 @@ def tear_down_domain(
     on_removed: Callable[[str, str], None] | None = None,
     stop_timeout: float | None = None,
     force: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, str | list[str]]:
     """Stop and remove the domain's containers (reverse dependency order, across its engines), its network on
     each engine and its own runtime values. Only objects labelled with this domain are touched. Safe to run from
     any state, twice too. An engine that does not answer: the others are cleaned, then EngineUnreachable says
@@ -80,7 +82,12 @@ def tear_down_domain(
                 e.remove_volume(vol)
                 vols.append(vol + on)
                 told("volume", vols[-1])
-    report = {"domain": domain, "containers": removed, "networks": networks, "volumes": vols}
+    report: dict[str, str | list[str]] = {
+        "domain": domain,
+        "containers": removed,
+        "networks": networks,
+        "volumes": vols,
+    }
     if lost:
         raise EngineUnreachable(_partial_down_message(engines, report, lost), next(iter(lost)))
     remove_domain_files(runtime_dir, domain)
@@ -105,7 +112,7 @@ def remove_started_by(plan: Plan, engine: EngineSource, run_ids: set[str]) -> tu
     return [c.name for _e, c in ours], left
 
 
-def _partial_down_message(engines: EngineSet, report: dict[str, Any], lost: dict[str, str]) -> str:
+def _partial_down_message(engines: EngineSet, report: dict[str, str | list[str]], lost: dict[str, str]) -> str:
     done = (
         f"removed {len(report['containers'])} container(s) ({', '.join(report['containers']) or '-'}) and "
         f"{len(report['networks'])} network(s) on the engines that answer"
@@ -138,16 +145,23 @@ def _stop_and_remove(
     told("container", state.name)
 
 
+def dry_run(config_path: str, runtime_dir: Path | None, force: bool = False) -> DryRun:
+    """What `pnr up CONFIG --dry-run` shows: the config planned (ConfigError when bad), then `plan_actions` on
+    the environment's engine and the runtime folder (`runtime_dir`, else the setting's)."""
+    plan = load_plan(config_path)
+    actions = plan_actions(plan, Engine(), config_path, resolve_runtime_dir(runtime_dir), force=force)
+    return DryRun(plan.domain.name, actions)
+
+
 def plan_actions(
     plan: Plan, engine: EngineSource, config_path: str, runtime_dir: Path, force: bool = False
-) -> list[dict[str, Any]]:
+) -> list[PlannedAction]:
     """What `pnr up` would do to each chunk's container (create / reuse / recreate, with reasons), touching nothing.
     Every chunk is refused when another config file of the same domain name brought the domain up (unless
     `force`: `pnr up --force-recreate` takes it over)."""
     engines = engine.engine_set(plan)
     engines.ping_all()
     store = SignalStore(runtime_dir, plan.domain.name)
-    rows: list[dict[str, Any]] = []
     this = str(Path(config_path).resolve())
     labels = [c.labels for _name, e in engines.items() for c in e.owned_containers(plan.domain.name)]
     others = {} if force else other_configs(labels, plan.domain.name, this)
@@ -155,10 +169,11 @@ def plan_actions(
         files = ", ".join(sorted(others))
         why = f"domain {plan.domain.name} was brought up from {files} (--force-recreate takes it over)"
         return [
-            {"chunk": n, "container": plan.chunks[n].container.name, "action": "refuse", "reasons": [why]}
+            PlannedAction(n, plan.chunks[n].container.name, "refuse", [why])
             for c in plan.cpux_order
             for n in plan.chunks_of(c)
         ]
+    rows: list[PlannedAction] = []
     for run in domain_runs(plan, store, engines, config_path, timeout_seconds=1, force_recreate=force):
         for name in run.names:
             chunk = plan.chunks[name]
@@ -170,14 +185,7 @@ def plan_actions(
             if image is None:
                 how = "built from " + chunk.container.build_path if chunk.container.build_path else "pulled"
                 action = "create" if existing is None else "recreate"
-                rows.append(
-                    {
-                        "chunk": name,
-                        "container": container,
-                        "action": action,
-                        "reasons": [f"image {ref} would be {how}"],
-                    }
-                )
+                rows.append(PlannedAction(name, container, action, [f"image {ref} would be {how}"]))
                 continue
             run.images[name] = image
             decision = decide(
@@ -188,5 +196,5 @@ def plan_actions(
                 container=container,
                 force=force,
             )
-            rows.append({"chunk": name, "container": container, "action": decision.action, "reasons": decision.reasons})
+            rows.append(PlannedAction(name, container, decision.action, list(decision.reasons)))
     return rows

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pnr.engines import LABEL_CHUNK, LABEL_DOMAIN, LABEL_MANAGED, EngineSet
 from pnr.engines.engineset import EngineSource
@@ -52,7 +51,7 @@ class RestartResult:
     live_pid: int | None = None
     watched: list[str] = field(default_factory=list)
     not_watched: list[str] = field(default_factory=list)  # not ready before the restart: left as they were
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, object]] = field(default_factory=list)  # the watch's (`Watcher.run`)
 
 
 def restart_chunk(
@@ -81,7 +80,7 @@ def restart_chunk(
     runs = _runs(plan, engines, runtime_dir, chunk, timeout_seconds, config_path, control, state_file)
     watched_names = {n for r in runs for n, p in r.progress.items() if p.phase == Phase.READY}
     watcher = Watcher(runs, log=log or (lambda _m: None))
-    outcome: dict[str, Any] = {}
+    outcome: dict[str, object] = {}
     thread = threading.Thread(target=lambda: outcome.update(watcher.run()), name="pnr-restart-watch", daemon=True)
     thread.start()
     watcher.request_restart(chunk)
@@ -105,13 +104,18 @@ def restart_chunk(
         elapsed,
         watched=[n for n in order if n in watched_names],
         not_watched=[n for n in order if n not in watched_names],
-        events=list(outcome.get("events", [])),
+        events=_events(outcome.get("events")),
     )
     if not settled:
         why = "interrupted" if control.interrupted else f"not ready again within {timeout_seconds:g}s"
         lines = [f"restart of {chunk}: {why}:"] + [f"  {n}: {text}" for n, text in unsettled.items()]
         result.message = "\n".join(lines)
     return result
+
+
+def _events(value: object) -> list[dict[str, object]]:
+    """The events of a watch's summary."""
+    return [event for event in value if isinstance(event, dict)] if isinstance(value, list) else []
 
 
 def _under_live_run(
@@ -248,7 +252,7 @@ def _runs(
     store.refresh()
     recorded = state_file.chunks()
     flow_run_id = str(state_file.read().get("flow_run_id") or "local")
-    containers: dict[str, Any] = {}
+    containers: dict[str, ContainerState] = {}
     for _name, e in engines.items():
         with contextlib.suppress(Exception):  # an engine that does not answer: its chunks are not ready
             for c in e.owned_containers(plan.domain.name):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from pnr.engines.engineset import EngineSource
 from pnr.engines.protocol import ContainerEngine
@@ -64,10 +64,23 @@ class ChunkProgress:
     ready_at: float | None = None
     gate_checks: int = 0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         data = dict(self.__dict__)  # every field is a plain value: no deep copy (`asdict`: ~20x slower)
         data["phase"] = self.phase.value
         return data
+
+
+class ChunkResult(TypedDict):
+    """A chunk in a bring-up's result (`CpuxRun.results`): its last phase, its container and its times."""
+
+    phase: str
+    container: str | None
+    container_id: str | None
+    action: str | None
+    created_at: float
+    started_at: float | None
+    first_probe_at: float | None
+    ready_at: float | None
 
 
 class CpuxState:
@@ -162,7 +175,9 @@ class CpuxState:
     def any_active(self) -> bool:
         return any(self._by_phase[p] for p in Phase if p.active)
 
-    def set_phase(self, chunk: str, phase: Phase, detail: str = "", what: str | None = None, **fields: Any) -> None:
+    def set_phase(
+        self, chunk: str, phase: Phase, detail: str = "", what: str | None = None, **fields: str | float | None
+    ) -> None:
         """Record a chunk's phase and tell the run's observers (`what` names a watch transition)."""
         prog = self.progress[chunk]
         with self._lock:

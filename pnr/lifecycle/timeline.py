@@ -6,10 +6,9 @@
                            bars outlined, and a dashed link from each producer's ready to the next one's start
     the time axis          seconds from the run's start (the earliest `created_at`)
 
-Pure functions of ChunkProgress-like data (objects or dicts with `name`, `phase`, `created_at`, `started_at`,
-`first_probe_at`, `ready_at`) and the plan's `depends_on`; the CLI writes the SVG (`pnr up --timeline`), the
-Prefect artifacts embed it. Rows and bars carry classes and `data-*` attributes, so tests and scripts can read
-the picture back.
+Pure functions of `TimelineChunk`s (made from ChunkProgress objects or their JSON by `timeline_chunks`) and the
+plan's `depends_on`; the CLI writes the SVG of a run's `RunTimeline` (`pnr up --timeline`), the Prefect artifacts
+embed it. Rows and bars carry classes and `data-*` attributes, so tests and scripts can read the picture back.
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ import base64
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 from xml.sax.saxutils import escape
+
+from pnr.lifecycle.state import ChunkProgress
+from pnr.records import RunTimeline, TimelineChunk
 
 STAGES = ("waiting", "starting", "probing", "ready")
 COLOURS = {
@@ -43,43 +43,30 @@ BOTTOM = 92  # axis caption, legend, critical path
 FONT = "DejaVu Sans, Verdana, Arial, sans-serif"
 
 
-@dataclass(frozen=True)
-class TimelineChunk:
-    """One chunk's times (epoch seconds; None: never reached) and its last phase."""
-
-    name: str
-    phase: str
-    created_at: float | None
-    started_at: float | None
-    first_probe_at: float | None
-    ready_at: float | None
-    cpux: str = ""
+ChunkTimes = Mapping[str, object] | ChunkProgress  # a chunk's progress, or its JSON (state file, run result)
 
 
-def timeline_chunks(data: Mapping[str, Any]) -> list[TimelineChunk]:
-    """Chunks from name → ChunkProgress (or its JSON: the chunk-state file, a run's result)."""
-
-    def get(value: Any, key: str) -> Any:
-        return value.get(key) if isinstance(value, Mapping) else getattr(value, key, None)
-
-    def num(value: Any) -> float | None:
-        return float(value) if isinstance(value, int | float) else None
-
+def timeline_chunks(data: Mapping[str, ChunkTimes]) -> list[TimelineChunk]:
+    """Chunks from name → ChunkProgress, or its JSON (the chunk-state file, a run's result)."""
     out = []
     for name, value in data.items():
-        phase = get(value, "phase")
+        row = value.to_json() if isinstance(value, ChunkProgress) else value
         out.append(
             TimelineChunk(
                 name=str(name),
-                phase=str(getattr(phase, "value", phase) or ""),
-                created_at=num(get(value, "created_at")),
-                started_at=num(get(value, "started_at")),
-                first_probe_at=num(get(value, "first_probe_at")),
-                ready_at=num(get(value, "ready_at")),
-                cpux=str(get(value, "cpux") or ""),
+                phase=str(row.get("phase") or ""),
+                created_at=_num(row.get("created_at")),
+                started_at=_num(row.get("started_at")),
+                first_probe_at=_num(row.get("first_probe_at")),
+                ready_at=_num(row.get("ready_at")),
+                cpux=str(row.get("cpux") or ""),
             )
         )
     return out
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def critical_path(depends_on: Mapping[str, Sequence[str]], ready: Mapping[str, float]) -> list[str]:
@@ -122,8 +109,14 @@ def _segments(c: TimelineChunk, end: float) -> list[tuple[str, float, float]]:
     return out
 
 
+def run_timeline_svg(timeline: RunTimeline) -> str:
+    """The picture of a run's timeline, titled after its domain."""
+    title = f"readiness timeline of {timeline.domain}"
+    return timeline_svg(timeline.chunks, timeline.depends_on, title=title, end=timeline.end)
+
+
 def timeline_svg(
-    data: Mapping[str, Any] | Sequence[TimelineChunk],
+    data: Mapping[str, ChunkTimes] | Sequence[TimelineChunk],
     depends_on: Mapping[str, Sequence[str]],
     *,
     title: str = "readiness timeline",

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
 
 from pnr.exceptions import PnrError
 from pnr.lifecycle.chunk import ChunkDriver
@@ -158,7 +157,7 @@ class Watcher:
         self._stopped.set()
         self.store.poke()
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> dict[str, object]:
         """Watch until stopped, `seconds` passed, or `cancelled()`; returns what happened."""
         started = time.monotonic()
         unregister = self.control.on_interrupt(self.stop)
@@ -407,7 +406,9 @@ class Watcher:
         self.store.set(values)
         return ", ".join(f"{k}={v.tv}" for k, v in values.items())
 
-    def _transition(self, w: _Watched, what: str, phase: Phase | None, detail: str, **fields: Any) -> None:
+    def _transition(
+        self, w: _Watched, what: str, phase: Phase | None, detail: str, **fields: str | float | None
+    ) -> None:
         with self._lock:
             self.events.append(WatchEvent(time.time(), w.name, what, detail))
             del self.events[:-MAX_EVENTS]

@@ -49,14 +49,13 @@ from pnr.model import SYSTEM_READY, Plan, PnR, domain_environ, load_plan
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.processes import detached_popen_options, die_with_parent
-from pnr.records import JsonValue
 from pnr.runtime import SignalStore
 from pnr.settings import PnrSettings, get_settings, resolve_runtime_dir, run_settings
 
 SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
 
-# A task's or flow's result as JSON: Prefect records it, and the runner sends a bring-up's to its client
-FlowResult = dict[str, JsonValue]
+# A task's or flow's result (JSON values): Prefect records it, and the runner sends a bring-up's to its client
+FlowResult = dict[str, object]
 
 
 class ProbeSummary(TypedDict):
@@ -132,7 +131,7 @@ def probe_task(run: CpuxRun, chunk: str, kind: str) -> ProbeSummary:
 
 
 @task(name="chunk", task_run_name="{chunk}", cache_policy=NO_CACHE, persist_result=False)
-def chunk_task(run: CpuxRun, chunk: str) -> FlowResult:
+def chunk_task(run: CpuxRun, chunk: str) -> dict[str, str]:
     """Wait for the gate (GateClosed → Prefect retry), then start, probe, and await the flowout."""
     logger = get_run_logger()
     gate = run.plan.chunks[chunk].gatekeeper
@@ -247,7 +246,7 @@ def cpux_flow(config_path: str, cpux: str, run: RunRef) -> CpuxSummary:
 def _run_chunks(run: CpuxRun, remaining: float) -> None:
     """Submit every chunk's task (dependency order: producers get worker threads first) and supervise."""
     plan = run.plan
-    futures: dict[str, PrefectConcurrentFuture[FlowResult]] = {}
+    futures: dict[str, PrefectConcurrentFuture[dict[str, str]]] = {}
     # one Task for every chunk of the CPUX (the retry condition knows its chunk by the task run's name)
     chunk = chunk_task.with_options(
         retries=gate_attempts(run.gate_slice, remaining),  # attempts - 1 retries cover it; one spare
@@ -388,8 +387,8 @@ def bring_up(
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
     the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
     interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
-    plan = load_plan(config_path)
     control = current_control()
+    plan = control.plan_of(config_path) or load_plan(config_path)  # planned once: by the caller that checked it
     settings = run_settings(control.environ)
     timeout_seconds = timeout_seconds or settings.timeout_seconds
     if env_files:  # the domain's own env_files are read under these by each chunk (see domain_environ)
@@ -546,7 +545,7 @@ def tear_down(
     volumes: bool = False,
     stop_timeout_seconds: float | None = None,
     force: bool = False,
-) -> FlowResult:
+) -> dict[str, str | list[str]]:
     """Remove exactly what pnr created for the domain (by labels), in reverse dependency order.
     `stop_timeout_seconds`: each container's grace after its stop signal, instead of its stop_grace_period_seconds.
     `force`: remove the domain even when another config file (of the same domain name) brought it up."""

@@ -9,7 +9,16 @@ import pytest
 
 from pnr.backend.protocol import Accepted, UpOutcome, UpRequest, decode, encode, from_message
 from pnr.exceptions import ConfigError, EngineError
-from pnr.records import ChunkStatus, DomainStatus, EngineStatus, ProgressEvent, RunNote, SignalValue
+from pnr.records import (
+    ChunkStatus,
+    DomainStatus,
+    EngineStatus,
+    ProgressEvent,
+    RunNote,
+    RunTimeline,
+    SignalValue,
+    TimelineChunk,
+)
 
 
 def _status() -> DomainStatus:
@@ -30,7 +39,11 @@ def _status() -> DomainStatus:
         Accepted("d", 3, ["startup", "app"], True),
         ProgressEvent("d", "startup", "db", "probing", "tcp 5432", 1.5, None),
         RunNote("d", "watch.started", "watching db", {"chunks": ["db"]}),
-        UpOutcome.done({"cpuxs": {"startup": {}}}, "run-1", _status()),
+        Accepted("d", 1, ["startup"], False, "/rt"),
+        UpOutcome.done({"cpuxs": {"startup": {}}}, "run-1").with_report(_status(), None),
+        UpOutcome.failed(EngineError("db failed"), "run-2").with_report(
+            _status(), RunTimeline("d", [TimelineChunk("db", "failed", 1.0, 1.5, None, None)], {"db": []}, 2.0)
+        ),
         UpOutcome.failed(ConfigError("f.json", []), None),
         UpOutcome.stopped(),
     ],
