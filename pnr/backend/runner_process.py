@@ -362,16 +362,26 @@ def _open_client_context() -> Any:
 
 
 def _import_for_runs() -> None:
-    """Pay once, before the pool forks, what a process pays on its first flow run: the imports."""
+    """Pay once, before the pool forks, what a process pays on its first flow run: the imports, including those
+    Prefect and pnr make lazily during a run (fastapi and graphviz from Prefect's flow engine, filelock, every
+    probe kind, netrc from requests): ~0.4 s of a member's first run otherwise, on the first call's path."""
+    import netrc  # noqa: F401 - imported for its import cost
+
+    import fastapi  # noqa: F401
     import prefect.artifacts
     import prefect.events
     import prefect.flow_engine
-    import prefect.task_engine  # noqa: F401 - imported for their import cost
+    import prefect.task_engine
+    import prefect.utilities.visualization  # noqa: F401 - imported for their import cost
 
     import pnr.engines
     import pnr.lifecycle
+    import pnr.locks
     import pnr.model
     import pnr.prefect.flows  # noqa: F401
+    from pnr.probes.registry import probe_kinds
+
+    probe_kinds()
 
 
 def _warm_up() -> None:
