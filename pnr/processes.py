@@ -17,7 +17,10 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    import psutil
 
 POLL_SECONDS = 0.1
 
@@ -47,7 +50,7 @@ def alive(pid: int) -> bool:
     return False
 
 
-def _threads_exiting(process: Any) -> bool:
+def _threads_exiting(process: psutil.Process) -> bool:
     """Whether a zombie's other threads are still on their way out (Linux shows them; elsewhere: no)."""
     import psutil
 
@@ -86,7 +89,7 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
-def _cmdline(process: Any) -> list[str]:
+def _cmdline(process: psutil.Process) -> list[str]:
     try:
         return [str(part) for part in process.cmdline()]
     except Exception:  # psutil.Error, or a zombie's unreadable command line (OSError on some systems)
@@ -133,7 +136,14 @@ def listener_of(port: int) -> str | None:
 # -- starting and stopping: the platform differences ------------------------------------------------------------
 
 
-def detached_popen_options() -> dict[str, Any]:
+class DetachedOptions(TypedDict, total=False):
+    """The `subprocess.Popen` keywords of a detached process (one of them, by platform)."""
+
+    creationflags: int
+    start_new_session: bool
+
+
+def detached_popen_options() -> DetachedOptions:
     """`subprocess.Popen` options for a process that outlives its starter and is spared the terminal's Ctrl-C:
     a session of its own on POSIX (it leads a process group: `terminate` stops the group), a new process group
     without a console on Windows."""
@@ -162,7 +172,7 @@ def terminate(pid: int, timeout: float) -> bool:
     return False
 
 
-def _signal(process: Any, kill: bool) -> None:
+def _signal(process: psutil.Process, kill: bool) -> None:
     import psutil
 
     if sys.platform != "win32":

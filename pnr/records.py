@@ -3,9 +3,12 @@ so the thin `pnr up` client and the runner's protocol can use them without impor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Required, TypeAlias, TypedDict
+
+JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
+"""A value as `json.loads` gives it (and a YAML document whose keys are strings)."""
+JsonObject: TypeAlias = dict[str, JsonValue]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,42 @@ RunEvent = ProgressEvent | RunNote
 ChunkStatusName = Literal["ready", "waiting", "executing", "completed", "failed", "stopped", "unknown"]
 
 
+class SignalValueJson(TypedDict):
+    prompt: str
+    response: list[str]
+    tv: str
+
+
+class ChunkStatusJson(TypedDict):
+    status: ChunkStatusName
+    engine: str
+    container: str | None
+    container_id: str | None
+    cpux: str
+    phase: str | None
+    detail: str | None
+
+
+class EngineStatusJson(TypedDict):
+    host: str | None
+    address: str | None
+    reachable: bool
+    error: str | None
+
+
+class DomainStatusJson(TypedDict, total=False):
+    """A domain's status as `pnr status --json` prints it (and as it crosses a process boundary)."""
+
+    domain: Required[str]
+    signals: dict[str, SignalValueJson]
+    stale: dict[str, str]
+    chunks: dict[str, ChunkStatusJson]
+    runtime_dir: str
+    problems: dict[str, str]
+    engine: bool  # every engine answered
+    engines: dict[str, EngineStatusJson]
+
+
 @dataclass(frozen=True)
 class SignalValue:
     """A signal's value as read from the runtime files: the PnR triple."""
@@ -43,6 +82,9 @@ class SignalValue:
     prompt: str
     response: list[str]
     tv: str
+
+    def to_json(self) -> SignalValueJson:
+        return {"prompt": self.prompt, "response": list(self.response), "tv": self.tv}
 
 
 @dataclass(frozen=True)
@@ -58,6 +100,17 @@ class ChunkStatus:
     phase: str | None
     detail: str | None
 
+    def to_json(self) -> ChunkStatusJson:
+        return {
+            "status": self.status,
+            "engine": self.engine,
+            "container": self.container,
+            "container_id": self.container_id,
+            "cpux": self.cpux,
+            "phase": self.phase,
+            "detail": self.detail,
+        }
+
 
 @dataclass(frozen=True)
 class EngineStatus:
@@ -65,6 +118,9 @@ class EngineStatus:
     address: str | None
     reachable: bool
     error: str | None
+
+    def to_json(self) -> EngineStatusJson:
+        return {"host": self.host, "address": self.address, "reachable": self.reachable, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -81,21 +137,21 @@ class DomainStatus:
     def every_engine_answered(self) -> bool:
         return bool(self.engines) and all(e.reachable for e in self.engines.values())
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> DomainStatusJson:
         """The shape `pnr status --json` prints."""
         return {
             "domain": self.domain,
-            "signals": {name: asdict(value) for name, value in sorted(self.signals.items())},
+            "signals": {name: value.to_json() for name, value in sorted(self.signals.items())},
             "stale": dict(self.stale),
-            "chunks": {name: asdict(c) for name, c in self.chunks.items()},
+            "chunks": {name: c.to_json() for name, c in self.chunks.items()},
             "runtime_dir": self.runtime_dir,
             "problems": dict(self.problems),
             "engine": self.every_engine_answered,
-            "engines": {name: asdict(e) for name, e in self.engines.items()},
+            "engines": {name: e.to_json() for name, e in self.engines.items()},
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DomainStatus:
+    def from_json(cls, data: DomainStatusJson) -> DomainStatus:
         """The inverse of `to_json` (a status that crossed a process boundary as JSON)."""
         return cls(
             domain=str(data["domain"]),

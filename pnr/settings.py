@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pnr.exceptions import ConfigError, ConfigIssue
 
@@ -14,20 +14,22 @@ from pnr.exceptions import ConfigError, ConfigIssue
 # asyncio) cost a fresh process ~0.15 s of imports before `pnr up` could hand its run to the resident runner.
 
 
-def _setting(default: Any, doc: str, parse: Callable[[str], Any] | None = None) -> Any:
+T = TypeVar("T")
+N = TypeVar("N", int, float)
+
+
+def _setting(default: T, doc: str, parse: Callable[[str], T] | None = None) -> T:
     return field(default=default, metadata={"doc": doc, "parse": parse})
 
 
-def _number(
-    kind: type[float] | type[int], low: float, high: float | None = None, low_ok: bool = False
-) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
+def _number(kind: type[N], low: float, high: float | None = None, low_ok: bool = False) -> Callable[[str], N]:
+    def parse(text: str) -> N:
+        value: N | None
         try:
             value = kind(text)
         except ValueError:
             value = None
-        in_range = value is not None and (value >= low if low_ok else value > low) and (high is None or value < high)
-        if not in_range:
+        if value is None or not ((value >= low if low_ok else value > low) and (high is None or value < high)):
             what = "a whole number" if kind is int else "a number"
             bounds = f"{'at least' if low_ok else 'greater than'} {low:g}" + (f" and below {high:g}" if high else "")
             raise ValueError(f"must be {what} {bounds}, not {text!r}")

@@ -3,12 +3,13 @@ labels; every key pnr does not apply reported from the key table (pnr.compose.ke
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 from pnr.compose._mounts import container_volumes, file_mounts, host_path
 from pnr.compose._ports import container_ports
 from pnr.compose._project import REMOTE_CONTEXT
 from pnr.compose._report import Context
+from pnr.compose._spec import BuildSpec, ComposeSpec, ContainerDoc, ListOrDict, Scalar, ServiceSpec
 from pnr.compose._values import as_bool, as_seconds, container_env, container_labels
 from pnr.compose._yaml import key_path
 from pnr.compose.keys import DEFAULT_VALUES, SERVICE_KEYS
@@ -22,8 +23,8 @@ _REFUSED_BUILD_KEYS = {
 
 
 def container(
-    ctx: Context, name: str, svc: dict[str, Any], data: dict[str, Any], volume_names: dict[str, str]
-) -> dict[str, Any]:
+    ctx: Context, name: str, svc: ServiceSpec, data: ComposeSpec, volume_names: dict[str, str]
+) -> ContainerDoc:
     """A service as pnr's `container` (every key reported that pnr treats differently)."""
     base = key_path("services", name)
     cname = svc.get("container_name") or f"{ctx.project}-{name}-1"  # compose's name, valid by construction
@@ -31,24 +32,32 @@ def container(
         check_container_name(cname)
     except ValueError as exc:
         ctx.fail(key_path(base, "container_name"), str(exc))
-    out: dict[str, Any] = {"name": cname, **_image(ctx, base, svc), **_commands(ctx, base, svc)}
+    out: ContainerDoc = {"name": cname, **_image(ctx, base, svc), **_commands(ctx, base, svc)}
     volumes = container_volumes(ctx, name, base, svc.get("volumes") or [], volume_names)
-    for kind in ("secrets", "configs"):
-        volumes += file_mounts(ctx, key_path(base, kind), kind, svc.get(kind) or [], data.get(kind) or {})
-    parts = {
-        "env": container_env(ctx, base, svc),
-        "ports": container_ports(ctx, key_path(base, "ports"), svc.get("ports") or []),
-        "volumes": volumes,
-        "labels": container_labels(ctx, base, svc),
-    }
-    out.update({key: value for key, value in parts.items() if value})
+    volumes += file_mounts(
+        ctx, key_path(base, "secrets"), "secrets", svc.get("secrets") or [], data.get("secrets") or {}
+    )
+    volumes += file_mounts(
+        ctx, key_path(base, "configs"), "configs", svc.get("configs") or [], data.get("configs") or {}
+    )
+    env = container_env(ctx, base, svc)
+    ports = container_ports(ctx, key_path(base, "ports"), svc.get("ports") or [])
+    labels = container_labels(ctx, base, svc)
+    if env:
+        out["env"] = env
+    if ports:
+        out["ports"] = ports
+    if volumes:
+        out["volumes"] = volumes
+    if labels:
+        out["labels"] = labels
     out.update(_process(ctx, base, svc))
     return out
 
 
-def _image(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, Any]:
+def _image(ctx: Context, base: str, svc: ServiceSpec) -> ContainerDoc:
     """`image` and `build`: one of them pnr can run, or one error saying why not."""
-    out: dict[str, Any] = {}
+    out: ContainerDoc = {}
     if svc.get("image"):
         out["image"] = svc["image"]
     build = svc.get("build")
@@ -62,27 +71,36 @@ def _image(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _commands(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, Any]:
+def _commands(ctx: Context, base: str, svc: ServiceSpec) -> ContainerDoc:
     """`command` and `entrypoint`; an empty one (compose's reset) is reported."""
-    out: dict[str, Any] = {}
-    for key in ("command", "entrypoint"):
-        value = svc.get(key)
-        if value is None:
-            continue
-        if not value:  # compose: [] / "" reset the image's; pnr refuses empty (a model change would allow it)
-            ctx.note(
-                key_path(base, key),
-                f"empty: pnr cannot clear the image's {'CMD' if key == 'command' else 'ENTRYPOINT'}, so the "
-                "image's own is used",
-            )
-            continue
-        out[key] = value
+    out: ContainerDoc = {}
+    command, entrypoint = svc.get("command"), svc.get("entrypoint")
+    if command is not None and _kept(ctx, base, "command", command):
+        out["command"] = command
+    if entrypoint is not None and _kept(ctx, base, "entrypoint", entrypoint):
+        out["entrypoint"] = entrypoint
     return out
 
 
-def _process(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, Any]:
+def _kept(ctx: Context, base: str, key: str, value: str | list[str]) -> bool:
+    """An empty command (compose's reset of the image's) is reported: pnr refuses an empty one (a model change
+    would allow it)."""
+    if not value:
+        ctx.note(
+            key_path(base, key),
+            f"empty: pnr cannot clear the image's {'CMD' if key == 'command' else 'ENTRYPOINT'}, so the "
+            "image's own is used",
+        )
+    return bool(value)
+
+
+def _process(ctx: Context, base: str, svc: ServiceSpec) -> ContainerDoc:
     """How the container's process runs and stops."""
-    out: dict[str, Any] = {key: svc[key] for key in ("working_dir", "user") if svc.get(key)}
+    out: ContainerDoc = {}
+    if svc.get("working_dir"):
+        out["working_dir"] = svc["working_dir"]
+    if svc.get("user"):
+        out["user"] = svc["user"]
     signal = str(svc.get("stop_signal") or "").strip().upper()
     if signal:
         out["stop_signal"] = signal if signal.startswith("SIG") or signal.isdigit() else f"SIG{signal}"
@@ -98,10 +116,10 @@ def _process(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _build_args(ctx: Context, path: str, args: Any) -> dict[str, str]:
+def _build_args(ctx: Context, path: str, args: ListOrDict) -> dict[str, str]:
     """Build arguments as compose passes them: resolved when loading (already interpolated, like every key
     pnr does not expand itself); an argument without a value comes from the environment, or is left out."""
-    items = args.items() if isinstance(args, dict) else [(*a.split("=", 1), None)[:2] for a in args]
+    items: Iterable[tuple[str, Scalar]] = args.items() if isinstance(args, dict) else [_split_arg(a) for a in args]
     out: dict[str, str] = {}
     for key, value in items:
         if value is None:
@@ -117,11 +135,17 @@ def _build_args(ctx: Context, path: str, args: Any) -> dict[str, str]:
     return out
 
 
-def _build(ctx: Context, base: str, build: Any, has_image: bool) -> dict[str, Any]:
+def _split_arg(arg: str) -> tuple[str, str | None]:
+    """`KEY=VALUE` as (KEY, VALUE); `KEY` as (KEY, None)."""
+    key, found, value = arg.partition("=")
+    return key, value if found else None
+
+
+def _build(ctx: Context, base: str, build: str | BuildSpec, has_image: bool) -> ContainerDoc:
     """`build` as `container.build_path`, `dockerfile` and `build_args`; what pnr cannot build is refused."""
     path = key_path(base, "build")
-    spec: dict[str, Any] = {"context": build} if isinstance(build, str) else dict(build)
-    out: dict[str, Any] = {}
+    spec: BuildSpec = {"context": build} if isinstance(build, str) else build
+    out: ContainerDoc = {}
     context = str(spec.get("context") or ".")
     if REMOTE_CONTEXT.match(context):
         message = f"remote build context {context!r}: pnr builds only from a local folder"
@@ -153,7 +177,7 @@ def _build(ctx: Context, base: str, build: Any, has_image: bool) -> dict[str, An
     return out
 
 
-def report_unsupported(ctx: Context, name: str, svc: dict[str, Any]) -> None:
+def report_unsupported(ctx: Context, name: str, svc: ServiceSpec) -> None:
     """A note for every key pnr does not apply (the key table), an error for `provider`."""
     base = key_path("services", name)
     for key, value in svc.items():

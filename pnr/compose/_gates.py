@@ -10,11 +10,11 @@ A service nothing depends on gates on `system_ready`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pnr.compose._container import container, report_unsupported
 from pnr.compose._graph import COMPLETED, HEALTHY, STARTED, Dep
 from pnr.compose._report import Context
+from pnr.compose._spec import ChunkDoc, ComposeSpec, PnrDoc, ProbeDoc, ServiceSpec
 from pnr.compose._values import as_bool, as_int, as_seconds
 from pnr.compose._yaml import key_path
 from pnr.model.fields import MAX_SECONDS
@@ -31,7 +31,7 @@ class Role:
     """What a chunk promises its dependents."""
 
     kind: str  # "plain" (ready when running), "probe" (ready when its healthcheck passes), "job"
-    check: dict[str, Any] | None = None
+    check: ProbeDoc | None = None
     on_start: bool = False  # with started_signals: writes <svc>_started when its container runs
 
     def final(self, service: str) -> str:
@@ -40,7 +40,7 @@ class Role:
 
 
 def roles(
-    ctx: Context, services: dict[str, dict[str, Any]], active: dict[str, dict[str, Dep]], started_signals: bool
+    ctx: Context, services: dict[str, ServiceSpec], active: dict[str, dict[str, Dep]], started_signals: bool
 ) -> dict[str, Role]:
     """What each chunk promises: a plain service (ready when running), a probed one, or a job."""
     waits: dict[str, dict[str, list[str]]] = {name: {} for name in active}
@@ -85,7 +85,7 @@ def roles(
     return roles
 
 
-def _probe(ctx: Context, name: str, svc: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+def _probe(ctx: Context, name: str, svc: ServiceSpec) -> tuple[ProbeDoc | None, bool]:
     """The probe for a healthcheck (None, True when it is disabled). Without `healthcheck` at all: a
     `docker` probe of the image's own HEALTHCHECK, which compose's service_healthy waits on too."""
     path = key_path(key_path("services", name), "healthcheck")
@@ -104,7 +104,7 @@ def _probe(ctx: Context, name: str, svc: dict[str, Any]) -> tuple[dict[str, Any]
     test = hc.get("test")
     if isinstance(test, str):
         test = ["CMD-SHELL", test]
-    check: dict[str, Any]
+    check: ProbeDoc
     if not test:
         check = {"type": "docker", "interval_seconds": 0.5}
         ctx.note(
@@ -142,14 +142,14 @@ def _probe(ctx: Context, name: str, svc: dict[str, Any]) -> tuple[dict[str, Any]
 def chunk(
     ctx: Context,
     name: str,
-    svc: dict[str, Any],
+    svc: ServiceSpec,
     deps: dict[str, Dep],
     roles: dict[str, Role],
-    data: dict[str, Any],
+    data: ComposeSpec,
     volume_names: dict[str, str],
-) -> dict[str, Any]:
+) -> ChunkDoc:
     role = roles[name]
-    gate: dict[str, Any] = {}
+    gate: dict[str, PnrDoc] = {}
     for dep, spec in deps.items():
         if dep not in roles:  # a dependency pnr cannot gate on was reported
             continue
@@ -158,7 +158,7 @@ def chunk(
     if not gate:
         gate[SYSTEM_READY] = _pnr("is system ready?")
     final = role.final(name)
-    chunk: dict[str, Any] = {"name": name}
+    chunk: ChunkDoc = {"name": name}
     if role.kind == "job":
         chunk["kind"] = "job"
     chunk["gatekeeper"] = gate
@@ -218,16 +218,16 @@ def _gate_signal(ctx: Context, name: str, dep: str, spec: Dep, role: Role) -> st
 
 
 def _timing(
-    check: dict[str, Any],
+    check: ProbeDoc,
     interval: float,
     timeout: float,
     retries: int,
     start_period: float,
     threshold: bool,
-) -> dict[str, Any]:
+) -> ProbeDoc:
     """A probe's timing from a healthcheck's. The deadline covers the start period and every retry twice over:
     docker's own check would have declared the service unhealthy well before."""
-    out = dict(check)
+    out = check.copy()
     out.setdefault("interval_seconds", interval)
     out["timeout_seconds"] = min(timeout, MAX_SECONDS)
     deadline = round(min(MAX_SECONDS, max(60.0, 2 * (start_period + retries * (interval + timeout)))), 3)
@@ -239,7 +239,7 @@ def _timing(
     return out
 
 
-def _pnr(prompt: str) -> dict[str, Any]:
+def _pnr(prompt: str) -> PnrDoc:
     return {"prompt": prompt, "response": ["yes"], "tv": "Y"}
 
 

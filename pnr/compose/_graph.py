@@ -4,10 +4,10 @@ profiles, in start order."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pnr.compose._project import did_you_mean
 from pnr.compose._report import Context
+from pnr.compose._spec import ServiceSpec
 from pnr.compose._values import as_bool
 from pnr.compose._yaml import key_path
 
@@ -25,7 +25,7 @@ class Dep:
     implicit: str | None = None  # the key that implies the dependency (links, volumes_from, network_mode, ...)
 
 
-def deps_of(ctx: Context, name: str, svc: dict[str, Any]) -> dict[str, Dep]:
+def deps_of(ctx: Context, name: str, svc: ServiceSpec) -> dict[str, Dep]:
     """What a service waits for: `depends_on`, and the dependencies `links`, `volumes_from` and `service:` imply."""
     base = key_path("services", name)
     out: dict[str, Dep] = {}
@@ -56,7 +56,7 @@ def deps_of(ctx: Context, name: str, svc: dict[str, Any]) -> dict[str, Dep]:
     return out
 
 
-def check_graph(ctx: Context, services: dict[str, Any], deps: dict[str, dict[str, Dep]]) -> None:
+def check_graph(ctx: Context, services: dict[str, ServiceSpec], deps: dict[str, dict[str, Dep]]) -> None:
     """Every dependency defined, no cycle (each reported once)."""
     for name, mine in deps.items():
         for dep, spec in mine.items():
@@ -91,7 +91,7 @@ def check_graph(ctx: Context, services: dict[str, Any], deps: dict[str, dict[str
 
 
 def select(
-    ctx: Context, services: dict[str, dict[str, Any]], deps: dict[str, dict[str, Dep]], profiles: tuple[str, ...]
+    ctx: Context, services: dict[str, ServiceSpec], deps: dict[str, dict[str, Dep]], profiles: tuple[str, ...]
 ) -> dict[str, dict[str, Dep]]:
     """The services of the enabled profiles, each with the dependencies pnr gates it on."""
     wanted = set(profiles)

@@ -4,19 +4,28 @@ relative to the domain file."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import dataclass, field
 
 from pnr.compose._report import Context
+from pnr.compose._spec import ComposeSpec, FileGrant, FileObjectSpec, MountSpec, VolumeSpec
 from pnr.compose._values import as_bool, is_true
 from pnr.compose._yaml import key_path
 from pnr.model.container import is_host_path, windows_drive
 
 
-def volume_names(ctx: Context, data: dict[str, Any]) -> dict[str, str]:
+@dataclass
+class _Mount:
+    """A mount in the long syntax, and the options of the short syntax that pnr does not apply."""
+
+    spec: MountSpec
+    options: list[str] = field(default_factory=list)
+
+
+def volume_names(ctx: Context, data: ComposeSpec) -> dict[str, str]:
     """Top-level volume key → the engine's volume name, as compose names it."""
     out: dict[str, str] = {}
-    for key, spec in (data.get("volumes") or {}).items():
-        spec = spec or {}
+    for key, given in (data.get("volumes") or {}).items():
+        spec: VolumeSpec = given or {}
         external = spec.get("external")
         ext_name = external.get("name") if isinstance(external, dict) else None
         is_external = bool(external) and (not isinstance(external, str) or is_true(external))
@@ -24,16 +33,21 @@ def volume_names(ctx: Context, data: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def container_volumes(ctx: Context, name: str, base: str, items: list[Any], volume_names: dict[str, str]) -> list[str]:
+def container_volumes(
+    ctx: Context, name: str, base: str, items: list[str | MountSpec], volume_names: dict[str, str]
+) -> list[str]:
     """`volumes` as `container.volumes` (SOURCE:TARGET[:ro]); options pnr does not apply are reported."""
     out: list[str] = []
     for i, item in enumerate(items):
         path = key_path(key_path(base, "volumes"), i)
-        spec = _short_volume(ctx, path, item) if isinstance(item, str) else dict(item)
-        mount = _volume(ctx, name, i, path, spec, volume_names) if spec is not None else None
+        parsed = _short_volume(ctx, path, item) if isinstance(item, str) else _Mount(item)
+        if parsed is None:
+            continue
+        spec = parsed.spec
+        mount = _volume(ctx, name, i, path, spec, volume_names)
         if mount is None:
             continue
-        volume_options = spec.get("volume") if spec else None
+        volume_options = spec.get("volume")
         if isinstance(volume_options, dict) and volume_options.get("subpath"):
             ctx.fail(
                 key_path(key_path(path, "volume"), "subpath"),
@@ -42,18 +56,18 @@ def container_volumes(ctx: Context, name: str, base: str, items: list[Any], volu
             )
             continue
         for key in ("consistency", "bind", "volume", "tmpfs", "image"):
-            value = spec.get(key) if spec else None
+            value = spec.get(key)
             if value in (None, {}) or (key == "bind" and value in ({"create_host_path": True},)):
                 continue
             ctx.note(key_path(path, key), f"{key} options are not applied by pnr")
         out.append(mount)
-        for option in (spec or {}).get("_options", []):
+        for option in parsed.options:
             ctx.note(path, f"mount option {option!r} is not applied by pnr (only ro/rw)")
     return out
 
 
 def _volume(
-    ctx: Context, name: str, index: int, path: str, spec: dict[str, Any], volume_names: dict[str, str]
+    ctx: Context, name: str, index: int, path: str, spec: MountSpec, volume_names: dict[str, str]
 ) -> str | None:
     """One mount as pnr's SOURCE:TARGET[:ro], or None (reported) when pnr cannot mount it."""
     kind = spec.get("type")
@@ -86,28 +100,25 @@ def _volume(
     return f"{host}:{target}:ro" if read_only else f"{host}:{target}"
 
 
-def _short_volume(ctx: Context, path: str, text: str) -> dict[str, Any] | None:
+def _short_volume(ctx: Context, path: str, text: str) -> _Mount | None:
     drive = windows_drive(text)  # C:\src:/src : the drive's colon is not a separator
     parts = text[len(drive) :].split(":")
     parts[0] = drive + parts[0]
     if len(parts) == 1:
-        return {"type": "volume", "target": parts[0]}
+        return _Mount({"type": "volume", "target": parts[0]})
     if len(parts) > 3 or not all(parts):
         ctx.fail(path, f"volume {text!r} must look like [SOURCE:]TARGET[:MODE]")
         return None
     source, target = parts[0], parts[1]
     options = parts[2].split(",") if len(parts) == 3 else []
     kind = "bind" if is_host_path(source) else "volume"
-    return {
-        "type": kind,
-        "source": source,
-        "target": target,
-        "read_only": "ro" in options,
-        "_options": [o for o in options if o not in ("ro", "rw")],
-    }
+    spec: MountSpec = {"type": kind, "source": source, "target": target, "read_only": "ro" in options}
+    return _Mount(spec, [o for o in options if o not in ("ro", "rw")])
 
 
-def file_mounts(ctx: Context, path: str, kind: str, items: list[Any], declared: dict[str, Any]) -> list[str]:
+def file_mounts(
+    ctx: Context, path: str, kind: str, items: list[str | FileGrant], declared: dict[str, FileObjectSpec]
+) -> list[str]:
     """File-based secrets/configs as read-only bind mounts, where compose mounts them."""
     out: list[str] = []
     singular = kind[:-1]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pnr.compose._report import Context
+from pnr.compose._spec import PortSpec
 from pnr.compose._yaml import key_path
 
 # a port item: container ports, host ports (None: a random one), host address, protocol
 _PortSpec = tuple[list[int] | None, list[int] | None, str | None, str]
 
 
-def container_ports(ctx: Context, path: str, items: list[Any]) -> dict[str, str]:
+def container_ports(ctx: Context, path: str, items: list[int | float | str | PortSpec]) -> dict[str, str]:
     """`ports` as `container.ports` (container port → [address:]host port); what pnr cannot publish is reported."""
     out: dict[str, str] = {}
     for i, item in enumerate(items):
@@ -55,7 +55,9 @@ def container_ports(ctx: Context, path: str, items: list[Any]) -> dict[str, str]
     return out
 
 
-def _port_entries(ctx: Context, path: str, item: Any) -> list[tuple[int, str, str | None, int | None]]:
+def _port_entries(
+    ctx: Context, path: str, item: int | float | str | PortSpec
+) -> list[tuple[int, str, str | None, int | None]]:
     """(container port, protocol, host address, host port) for every port an item publishes."""
     parsed = _long_port(ctx, path, item) if isinstance(item, dict) else _short_port(ctx, path, str(item))
     if parsed is None:
@@ -77,7 +79,7 @@ def _port_entries(ctx: Context, path: str, item: Any) -> list[tuple[int, str, st
     return []
 
 
-def _long_port(ctx: Context, path: str, item: dict[str, Any]) -> _PortSpec | None:
+def _long_port(ctx: Context, path: str, item: PortSpec) -> _PortSpec | None:
     for key in ("mode", "name", "app_protocol"):
         if key in item:
             ctx.note(key_path(path, key), "not applied by pnr")

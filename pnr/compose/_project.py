@@ -9,17 +9,19 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from pnr.compose import _template as tpl
-from pnr.compose._merge import merge
+from pnr.compose._merge import merge_mappings
 from pnr.compose._report import Report
 from pnr.compose._schema import validate
+from pnr.compose._spec import ComposeSpec, ServiceSpec
 from pnr.compose._yaml import YamlDoc, key_path, load_yaml
 from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.envfile import EnvFileError, parse_env_file
 from pnr.model.fields import NAME_RE
 from pnr.model.loader import read_input
+from pnr.records import JsonObject, JsonValue
 
 MAX_COMPOSE_BYTES = 5 * 1024 * 1024
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -34,7 +36,7 @@ class Project:
 
     folder: Path  # the project folder: the first file's
     files: list[Path]
-    data: dict[str, Any] = field(default_factory=dict)
+    data: ComposeSpec = field(default_factory=lambda: ComposeSpec())
     env: dict[str, str] = field(default_factory=dict)  # for interpolation: the .env, under the shell
     dotenv: Path | None = None  # the project's .env, when it exists
     dotenv_keys: frozenset[str] = frozenset()
@@ -77,12 +79,11 @@ def read_project(
     project.dotenv = project.folder / ".env" if dotenv is not None else None
     project.dotenv_keys = frozenset((dotenv or {}).keys() - environ.keys())
     project.env = {**(dotenv or {}), **environ}  # the shell wins over .env, as in compose
-    data: dict[str, Any] = {}
+    data: JsonObject = {}
     for i, path in enumerate(files):
-        doc = _read_doc(path, report.source if i == 0 else str(path))
-        part = _interpolate(doc.data, (), project.env, report)
-        part = _with_includes(part, path.absolute().parent, project, report)
-        data = merge(data, part) if i else part
+        doc, top = _read_doc(path, report.source if i == 0 else str(path))
+        part = _with_includes(_interpolate_doc(top, project.env, report), path.absolute().parent, project, report)
+        data = merge_mappings(data, part) if i else part
         if i == 0:
             report.doc = YamlDoc(data, dict(doc.lines))
         else:
@@ -90,21 +91,22 @@ def read_project(
     report.doc.data = data
     report.issues.extend(validate(report.doc))
     report.check()
-    project.data = data
-    project.name = _project_name(name, data, project, report)
+    project.data = cast(ComposeSpec, data)  # the schema check above holds it to these shapes
+    project.name = _project_name(name, project.data, project, report)
     wanted = tuple(profiles) or tuple(p for p in project.env.get("COMPOSE_PROFILES", "").split(",") if p)
     project.profiles = wanted
     return project
 
 
-def _read_doc(path: Path, source: str) -> YamlDoc:
+def _read_doc(path: Path, source: str) -> tuple[YamlDoc, JsonObject]:
+    """The document and its top-level mapping."""
     doc, issues = load_yaml(read_input(path, source, "a compose file", MAX_COMPOSE_BYTES))
     if doc is None:
         raise ConfigError(source, issues)
     if not isinstance(doc.data, dict):
         kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
         raise ConfigError(source, [ConfigIssue("", f"the top level must be a mapping with 'services', not {kind}")])
-    return doc
+    return doc, doc.data
 
 
 def _dotenv(folder: Path, environ: Mapping[str, str], report: Report) -> dict[str, str] | None:
@@ -131,7 +133,14 @@ def _dotenv(folder: Path, environ: Mapping[str, str], report: Report) -> dict[st
     return out
 
 
-def _interpolate(node: Any, loc: tuple[str | int, ...], env: Mapping[str, str], report: Report) -> Any:
+def _interpolate_doc(top: JsonObject, env: Mapping[str, str], report: Report) -> JsonObject:
+    """A document's top-level mapping, interpolated."""
+    return {
+        key: value if key.startswith("x-") else _interpolate(value, (key,), env, report) for key, value in top.items()
+    }
+
+
+def _interpolate(node: JsonValue, loc: tuple[str | int, ...], env: Mapping[str, str], report: Report) -> JsonValue:
     """Compose's substitution everywhere except container env (kept for pnr to expand at start)."""
     if isinstance(node, dict):
         return {
@@ -183,7 +192,7 @@ def _path(loc: tuple[str | int, ...]) -> str:
 _INCLUDED = ("services", "volumes", "networks", "secrets", "configs")
 
 
-def _with_includes(data: dict[str, Any], here: Path, project: Project, report: Report) -> dict[str, Any]:
+def _with_includes(data: JsonObject, here: Path, project: Project, report: Report) -> JsonObject:
     """`include:`: the services (volumes, networks, secrets, configs) of the included files added to this one's,
     their relative paths rebased onto the project folder. A name defined twice is an error, as in compose."""
     items = data.get("include")
@@ -192,34 +201,52 @@ def _with_includes(data: dict[str, Any], here: Path, project: Project, report: R
     out = dict(data)
     for i, item in enumerate(items if isinstance(items, list) else []):
         where = key_path("include", i)
-        spec = {"path": item} if isinstance(item, str) else dict(item)
+        if not isinstance(item, str | dict):
+            report.fail(where, "must be a file path or a mapping with a path")
+            continue
+        spec: JsonObject = {"path": item} if isinstance(item, str) else item
         for key in ("project_directory", "env_file"):
             if key in spec:
                 report.note(key_path(where, key), "not applied: the included file is read with this project's .env")
         paths = spec.get("path")
-        for sub in [paths] if isinstance(paths, str) else list(paths or []):
+        for sub in [paths] if isinstance(paths, str) else paths if isinstance(paths, list) else []:
             included = (here / str(sub)).resolve()
             try:
-                doc = _read_doc(included, str(included))
+                _doc, top = _read_doc(included, str(included))
             except ConfigError as exc:
                 report.fail(where, "; ".join(issue.render(str(sub)) for issue in exc.issues))
                 continue
-            part = _interpolate(doc.data, (), project.env, report)
-            part = _with_includes(part, included.parent, project, report)
+            part = _with_includes(_interpolate_doc(top, project.env, report), included.parent, project, report)
             _rebase(part, included.parent, project.folder)
-            for key in _INCLUDED:
-                for name, value in (part.get(key) or {}).items():
-                    out[key] = mine = dict(out.get(key) or {})
-                    if name in mine:
-                        report.fail(where, f"{key[:-1]} {name!r} of {str(sub)!r} is also defined here")
-                        continue
-                    mine[name] = value
+            _add_included(out, part, where, str(sub), report)
             report.note(where, f"{sub}: its services are imported with this file's")
     out.pop("include", None)
     return out
 
 
-def _rebase(data: dict[str, Any], folder: Path, project_folder: Path) -> None:
+def _add_included(out: JsonObject, part: JsonObject, where: str, sub: str, report: Report) -> None:
+    """The services (volumes, networks, secrets, configs) of an included file added to `out`'s."""
+    for key in _INCLUDED:
+        section, current = part.get(key), out.get(key)
+        if not isinstance(section, dict | None) or not isinstance(current, dict | None):
+            report.fail(where, f"{key} must be a mapping, here and in {sub!r}")
+            continue
+        mine = dict(current or {})
+        for name, value in (section or {}).items():
+            if name in mine:
+                report.fail(where, f"{key[:-1]} {name!r} of {sub!r} is also defined here")
+                continue
+            mine[name] = value
+        if section:
+            out[key] = mine
+
+
+def _mapping(value: JsonValue) -> JsonObject:
+    """A mapping of the document, or {} for a key that is absent (or not a mapping: the schema check says so)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _rebase(data: JsonObject, folder: Path, project_folder: Path) -> None:
     """Relative host paths of an included file (build contexts, bind mounts, env files, file secrets/configs)
     made relative to the project folder, where the rest of the import reads them from."""
 
@@ -229,16 +256,16 @@ def _rebase(data: dict[str, Any], folder: Path, project_folder: Path) -> None:
         moved = os.path.relpath(folder / text, project_folder)
         return moved if moved.startswith(".") else f"./{moved}"
 
-    for svc in (data.get("services") or {}).values():
+    for svc in _mapping(data.get("services")).values():
         if isinstance(svc, dict):
             _rebase_service(svc, move)
     for key in ("secrets", "configs"):
-        for spec in (data.get(key) or {}).values():
+        for spec in _mapping(data.get(key)).values():
             if isinstance(spec, dict) and spec.get("file"):
                 spec["file"] = move(str(spec["file"]))
 
 
-def _rebase_service(svc: dict[str, Any], move: Callable[[str], str]) -> None:
+def _rebase_service(svc: JsonObject, move: Callable[[str], str]) -> None:
     build = svc.get("build")
     if isinstance(build, str):
         svc["build"] = move(build)
@@ -249,12 +276,19 @@ def _rebase_service(svc: dict[str, Any], move: Callable[[str], str]) -> None:
         if isinstance(value, str):
             svc[key] = move(value)
         elif isinstance(value, list):
-            svc[key] = [move(v) if isinstance(v, str) else {**v, "path": move(str(v["path"]))} for v in value]
-    if svc.get("volumes"):
-        svc["volumes"] = [_rebase_volume(v, move) for v in svc["volumes"]]
+            svc[key] = [_rebase_file(v, move) for v in value]
+    volumes = svc.get("volumes")
+    if volumes and isinstance(volumes, list):
+        svc["volumes"] = [_rebase_volume(v, move) for v in volumes]
 
 
-def _rebase_volume(item: Any, move: Callable[[str], str]) -> Any:
+def _rebase_file(item: JsonValue, move: Callable[[str], str]) -> JsonValue:
+    if isinstance(item, str):
+        return move(item)
+    return {**item, "path": move(str(item["path"]))} if isinstance(item, dict) else item
+
+
+def _rebase_volume(item: JsonValue, move: Callable[[str], str]) -> JsonValue:
     if isinstance(item, str):
         source, sep, rest = item.partition(":")
         return f"{move(source)}{sep}{rest}" if sep and source.startswith(".") else item
@@ -269,7 +303,7 @@ def normalize_project(name: str) -> str:
     return "".join(_PROJECT_CHARS.findall(name.lower())).lstrip("_-")
 
 
-def _project_name(name: str | None, data: dict[str, Any], project: Project, report: Report) -> str:
+def _project_name(name: str | None, data: ComposeSpec, project: Project, report: Report) -> str:
     """As compose: --name (pnr's -p), else COMPOSE_PROJECT_NAME (the shell, then .env), else `name:`, else the
     project folder's name; normalized as compose does; at most 63 characters (pnr's names)."""
     where = ""
@@ -299,23 +333,24 @@ def _project_name(name: str | None, data: dict[str, Any], project: Project, repo
 
 
 # -- extends ----------------------------------------------------------------------------------------------------
-def resolve_extends(services: dict[str, Any], report: Report) -> dict[str, dict[str, Any]]:
+def resolve_extends(services: dict[str, JsonValue], report: Report) -> dict[str, ServiceSpec]:
     """Every service with its `extends` base merged in (the compose merge rules)."""
-    resolved: dict[str, dict[str, Any]] = {}
+    resolved: dict[str, JsonObject] = {}
     for name in services:
         _extended(name, (), services, resolved, report)
-    return resolved
+    # each service passed the schema check, and the merge of two valid services is one
+    return {name: cast(ServiceSpec, svc) for name, svc in resolved.items()}
 
 
 def _extended(
-    name: str, chain: tuple[str, ...], services: dict[str, Any], resolved: dict[str, dict[str, Any]], report: Report
-) -> dict[str, Any]:
+    name: str, chain: tuple[str, ...], services: dict[str, JsonValue], resolved: dict[str, JsonObject], report: Report
+) -> JsonObject:
     if name in resolved:
         return resolved[name]
-    svc = dict(services[name] or {})
+    svc = dict(_mapping(services[name]))
     ext = svc.pop("extends", None)
     path = key_path(key_path("services", name), "extends")
-    base_name = None if ext is None else ext if isinstance(ext, str) else str(ext.get("service"))
+    base_name = None if ext is None else str(ext.get("service")) if isinstance(ext, dict) else str(ext)
     if base_name is None:
         pass
     elif isinstance(ext, dict) and "file" in ext:
@@ -332,7 +367,7 @@ def _extended(
         dropped = [k for k in _DEP_KEYS if k in base]
         if dropped:
             report.note(path, f"{', '.join(dropped)} of {base_name!r} not inherited (not allowed in a base)")
-        svc = merge({k: v for k, v in base.items() if k not in _DEP_KEYS}, svc)
+        svc = merge_mappings({k: v for k, v in base.items() if k not in _DEP_KEYS}, svc)
         report.note(path, f"merged with service {base_name!r} when importing")
     resolved[name] = svc
     return svc

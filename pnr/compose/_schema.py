@@ -6,16 +6,13 @@ import difflib
 import functools
 import json
 import re
+from collections.abc import Iterator, Sequence
 from importlib import import_module, resources
-from typing import Any
+from typing import Protocol, TypedDict
 
 from pnr.compose._yaml import YamlDoc, key_path
 from pnr.exceptions import ConfigIssue
-
-# imported by name: the checks below must hold whether or not jsonschema's type stubs are installed
-jsonschema: Any = import_module("jsonschema")
-_exceptions: Any = import_module("jsonschema.exceptions")
-ValidationError = Any  # jsonschema.exceptions.ValidationError
+from pnr.records import JsonObject, JsonValue
 
 SCHEMA_FILE = "compose-spec.json"
 # Where the bundled schema comes from (docs/compose.md says the same).
@@ -25,11 +22,36 @@ SCHEMA_ORIGIN = (
 )
 
 
+class _Definition(TypedDict, total=False):
+    properties: JsonObject
+
+
+ComposeSchema = TypedDict("ComposeSchema", {"$defs": dict[str, _Definition]})
+
+
+class ValidationError(Protocol):
+    """What the messages read of a `jsonschema.exceptions.ValidationError` (jsonschema is imported by name: the
+    checks below must hold whether or not its type stubs are installed)."""
+
+    message: str
+    validator: str
+    validator_value: JsonValue
+    instance: JsonValue
+    schema: JsonValue
+    absolute_path: Sequence[str | int]
+    relative_path: Sequence[str | int]
+    context: list[ValidationError]
+
+
+class _Validator(Protocol):
+    def iter_errors(self, instance: JsonValue) -> Iterator[ValidationError]: ...
+
+
 @functools.cache
-def compose_schema() -> dict[str, Any]:
+def compose_schema() -> ComposeSchema:
     """The bundled compose-spec JSON schema."""
     text = resources.files("pnr.compose").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema: ComposeSchema = json.loads(text)
     return schema
 
 
@@ -39,10 +61,11 @@ def service_keys() -> list[str]:
 
 
 @functools.cache
-def _validator() -> Any:
+def _validator() -> _Validator:
     schema = compose_schema()
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
+    validators = import_module("jsonschema.validators")
+    validator: _Validator = validators.validator_for(schema)(schema)
+    return validator
 
 
 def validate(doc: YamlDoc) -> list[ConfigIssue]:
@@ -81,8 +104,8 @@ def _explain(error: ValidationError) -> list[tuple[str, str]]:
     path = _path_of(error)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         schema = error.schema if isinstance(error.schema, dict) else {}
-        allowed = sorted(schema.get("properties", {}))
-        patterns = list(schema.get("patternProperties", {}))
+        allowed = sorted(_keys(schema.get("properties")))
+        patterns = _keys(schema.get("patternProperties"))
         out = []
         for key in error.instance:
             if key in allowed or any(_matches(p, key) for p in patterns):
@@ -96,19 +119,25 @@ def _explain(error: ValidationError) -> list[tuple[str, str]]:
         return [(path, f"{error.message.split(' is a required property')[0]} is required here")]
     if error.validator == "type":
         expected = error.validator_value
-        names = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        names = " or ".join(map(str, expected)) if isinstance(expected, list) else str(expected)
         return [(path, f"{_short(error.instance)} is not a valid {names}")]
     if error.validator == "enum":
-        return [(path, f"{_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}")]
+        options = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return [(path, f"{_short(error.instance)} is not one of {', '.join(map(repr, options))}")]
     if error.validator == "uniqueItems":
         return [(path, "the list has the same item twice")]
     return [(path, error.message)]
 
 
-def _matches(pattern: str, key: Any) -> bool:
-    return isinstance(key, str) and re.search(pattern, key) is not None
+def _keys(value: JsonValue) -> list[str]:
+    """The keys of a schema's `properties` / `patternProperties` ([] when it has none)."""
+    return list(value) if isinstance(value, dict) else []
 
 
-def _short(value: Any) -> str:
+def _matches(pattern: str, key: str) -> bool:
+    return re.search(pattern, key) is not None
+
+
+def _short(value: JsonValue) -> str:
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

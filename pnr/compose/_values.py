@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from pnr.compose import _template as tpl
 from pnr.compose._report import Context
+from pnr.compose._spec import EnvFileSpec, ListOrDict, Scalar, ServiceSpec
 from pnr.compose._yaml import key_path
 from pnr.model.envfile import EnvFileError, EnvLine, parse_env_file
 from pnr.model.fields import MAX_SECONDS
@@ -23,7 +24,7 @@ def is_true(text: str) -> bool:
     return text in _TRUE
 
 
-def as_bool(ctx: Context, value: Any, path: str) -> bool:
+def as_bool(ctx: Context, value: object, path: str) -> bool:
     """A compose boolean (`true`, `"1"`, `"False"`, ...)."""
     if isinstance(value, bool):
         return value
@@ -33,7 +34,7 @@ def as_bool(ctx: Context, value: Any, path: str) -> bool:
     return False
 
 
-def as_int(ctx: Context, value: Any, path: str) -> int | None:
+def as_int(ctx: Context, value: str | float, path: str) -> int | None:
     """A whole number, not negative."""
     try:
         number = int(value)
@@ -46,7 +47,7 @@ def as_int(ctx: Context, value: Any, path: str) -> int | None:
     return number
 
 
-def as_seconds(ctx: Context, value: Any, path: str) -> float | None:
+def as_seconds(ctx: Context, value: object, path: str) -> float | None:
     """A compose duration ("1m30s", "500ms", "2.5s") in seconds, within pnr's bound; None when absent or invalid."""
     if value is None:
         return None
@@ -74,7 +75,7 @@ def _parse_duration(text: str) -> float | None:
 
 
 # -- env ---------------------------------------------------------------------------------------------------
-def container_env(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, str]:
+def container_env(ctx: Context, base: str, svc: ServiceSpec) -> dict[str, str]:
     """`env_file` and `environment` as `container.env`: `${VAR}` kept for pnr to expand when a run starts."""
     env: dict[str, str] = {}
     files = svc.get("env_file")
@@ -95,7 +96,9 @@ def container_env(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, str
     return env
 
 
-def _file_items(base: str, key: str, files: Any) -> list[tuple[str, Any]]:
+def _file_items(
+    base: str, key: str, files: str | Sequence[str | EnvFileSpec] | None
+) -> list[tuple[str, str | EnvFileSpec]]:
     if isinstance(files, str):
         return [(key_path(base, key), files)]
     return [(key_path(key_path(base, key), i), item) for i, item in enumerate(files or [])]
@@ -113,10 +116,10 @@ def _env_line(ctx: Context, where: str, line: EnvLine) -> str:
     return env_value(ctx, where, line.value)
 
 
-def read_env_file(ctx: Context, path: str, item: Any, what: str) -> list[EnvLine] | None:
+def read_env_file(ctx: Context, path: str, item: str | EnvFileSpec, what: str) -> list[EnvLine] | None:
     """The lines of an `env_file` / `label_file` entry (relative to the project folder); None (reported) when
     it cannot be read. `what` names the file in messages ("env file", "label file")."""
-    spec: dict[str, Any] = {"path": item} if isinstance(item, str) else dict(item)
+    spec: EnvFileSpec = {"path": item} if isinstance(item, str) else item
     required = as_bool(ctx, spec.get("required", True), key_path(path, "required"))
     name = str(spec["path"])
     if spec.get("format") not in (None, "raw"):
@@ -143,10 +146,10 @@ def read_env_file(ctx: Context, path: str, item: Any, what: str) -> list[EnvLine
     return entries
 
 
-def env_values(ctx: Context, path: str, values: Any) -> dict[str, str]:
+def env_values(ctx: Context, path: str, values: ListOrDict) -> dict[str, str]:
     """A list_or_dict of variables in pnr's form: values as strings, `${VAR}` kept for pnr to expand."""
     out: dict[str, str] = {}
-    items: list[tuple[str, Any]]
+    items: list[tuple[str, Scalar]]
     if isinstance(values, dict):
         items = list(values.items())
     else:
@@ -199,14 +202,14 @@ def inherited(ctx: Context, path: str, key: str) -> str:
 
 
 # -- labels -------------------------------------------------------------------------------------------------
-def container_labels(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, str]:
+def container_labels(ctx: Context, base: str, svc: ServiceSpec) -> dict[str, str]:
     """`label_file` and `labels`; pnr's own `io.pnr.` labels dropped."""
     labels: dict[str, str] = {}
     for path, item in _file_items(base, "label_file", svc.get("label_file")):
         for line in read_env_file(ctx, path, item, "label file") or []:
             labels[line.key] = line.value or ""
     values = svc.get("labels") or {}
-    items = values.items() if isinstance(values, dict) else [[*s.split("=", 1), ""][:2] for s in values]
+    items: Iterable[tuple[str, Scalar]] = values.items() if isinstance(values, dict) else [_label(s) for s in values]
     for key, value in items:
         if isinstance(value, bool):
             labels[key] = "true" if value else "false"
@@ -216,3 +219,9 @@ def container_labels(ctx: Context, base: str, svc: dict[str, Any]) -> dict[str, 
         del labels[key]
         ctx.note(key_path(key_path(base, "labels"), key), "dropped: labels starting with io.pnr. are pnr's own")
     return labels
+
+
+def _label(item: str) -> tuple[str, str]:
+    """`KEY=VALUE` as (KEY, VALUE); `KEY` as (KEY, "")."""
+    key, _, value = item.partition("=")
+    return key, value

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import yaml
 
 from pnr.exceptions import ConfigIssue, path_join
+from pnr.records import JsonValue
 
 MAX_NODES = 200_000  # after alias expansion: a "billion laughs" file is refused, not walked
 MAX_DEPTH = 64
@@ -27,7 +27,7 @@ def key_path(parent: str, key: str | int) -> str:
 class YamlDoc:
     """The parsed document and the 1-based line where each path starts (for messages)."""
 
-    data: Any
+    data: JsonValue
     lines: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # paths whose line is in another file: that file
 

@@ -17,12 +17,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pnr.compose import _gates, _graph
 from pnr.compose._mounts import volume_names
 from pnr.compose._project import Project, compose_files, read_project, resolve_extends
 from pnr.compose._report import Context, Note, Report
+from pnr.compose._spec import ComposeSpec, DomainDoc, ServiceSpec
 from pnr.compose._yaml import key_path
 from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.fields import check_name
@@ -36,7 +36,7 @@ ComposePaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 class ImportResult:
     """A pnr domain config (a JSON-able dict that `pnr.parse_domain` accepts) and the notes of the import."""
 
-    domain: dict[str, Any]
+    domain: DomainDoc
     notes: list[Note] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # the compose files read, in merge order
 
@@ -86,7 +86,7 @@ def import_compose(
     return ImportResult(domain, report.sorted_notes(), files)
 
 
-def _domain(ctx: Context, project: Project, started_signals: bool) -> dict[str, Any]:
+def _domain(ctx: Context, project: Project, started_signals: bool) -> DomainDoc:
     """The domain config of the project; problems are collected in `ctx.report`, not raised."""
     data = project.data
     services = resolve_extends(data.get("services") or {}, ctx.report)
@@ -102,7 +102,7 @@ def _domain(ctx: Context, project: Project, started_signals: bool) -> dict[str, 
         if name in roles
     ]
     _top_level_notes(ctx, data)
-    domain: dict[str, Any] = {"name": project.name}
+    domain: DomainDoc = {"name": project.name}
     if project.dotenv is not None:
         domain["env_files"] = [_relative(project.dotenv, ctx.out_dir)]
         ctx.note(
@@ -113,7 +113,7 @@ def _domain(ctx: Context, project: Project, started_signals: bool) -> dict[str, 
     return domain
 
 
-def _check_service_names(ctx: Context, services: dict[str, Any]) -> None:
+def _check_service_names(ctx: Context, services: dict[str, ServiceSpec]) -> None:
     for name in services:
         try:
             check_name(name)
@@ -133,7 +133,7 @@ def _relative(path: Path, folder: Path) -> str:
 _CHUNK_PATH = re.compile(r"^cpuxs\.[^.]+\.design_chunks\[(\d+)\]\.?")
 
 
-def _check_with_model(report: Report, domain: dict[str, Any]) -> None:
+def _check_with_model(report: Report, domain: DomainDoc) -> None:
     """Load and plan the generated domain as `pnr validate` would: an import never writes a config pnr refuses.
     A problem is reported at the service it comes from."""
     from pnr.model import make_plan, parse_domain
@@ -151,7 +151,7 @@ def _check_with_model(report: Report, domain: dict[str, Any]) -> None:
         raise ConfigError(report.source, issues) from None
 
 
-def _top_level_notes(ctx: Context, data: dict[str, Any]) -> None:
+def _top_level_notes(ctx: Context, data: ComposeSpec) -> None:
     """Notes for the top-level keys pnr treats differently."""
     if "version" in data:
         ctx.note("version", "obsolete: ignored, as compose v2 ignores it")
@@ -177,7 +177,7 @@ def _top_level_notes(ctx: Context, data: dict[str, Any]) -> None:
             )
 
 
-def _dumps(value: Any, indent: int, used: int, width: int = 110) -> str:
+def _dumps(value: object, indent: int, used: int, width: int = 110) -> str:
     flat = json.dumps(value, ensure_ascii=False)
     if not isinstance(value, (dict, list)) or not value or indent + used + len(flat) <= width:
         return flat

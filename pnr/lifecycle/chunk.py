@@ -141,6 +141,8 @@ class ChunkDriver:
         )
         if spec.health_check is not None or spec.kind == "job":
             run_probe(self.name)  # writes the status mapping (a job: its flowout); raises ChunkFailed on failure
+            if spec.health_check is not None and spec.health_check.status_mapping.success is None and spec.flowout:
+                st.store.set(self._not_self_reported(dict(spec.flowout)))  # no mapping: ready writes the flowout
         else:
             self.check_alive(container)
             self.progress.ready_at = time.time()

@@ -129,8 +129,8 @@ def _under_live_run(
     watch's probes; then this waits, reading the chunk-state file the watch keeps, until every chunk that was
     ready is ready again."""
     started = time.monotonic()
-    record = state_file.read()
-    pid = record.get("pid") if isinstance(record.get("pid"), int) else None
+    recorded_pid = state_file.read().get("pid")
+    pid = recorded_pid if isinstance(recorded_pid, int) else None
     ready_before = [n for n, c in state_file.chunks().items() if isinstance(c, dict) and c.get("phase") == "ready"]
     result = RestartResult(chunk, container, "live-run", False, 0.0, live_pid=pid, watched=ready_before)
 

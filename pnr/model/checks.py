@@ -7,6 +7,7 @@ import importlib.metadata
 import shlex
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
@@ -15,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     Tag,
     WithJsonSchema,
     field_validator,
@@ -81,7 +83,7 @@ class TcpCheck(PortCheck):
     type: Literal["tcp"]
 
 
-def _upper(value: Any) -> Any:
+def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
@@ -102,7 +104,7 @@ class HttpCheck(PortCheck):
     body_contains: str | None = None
     body_regex: Regex | None = None
     json_path: str | None = None
-    json_value: Any = Field(default=None, description="with json_path: the value the field must equal")
+    json_value: object = Field(default=None, description="with json_path: the value the field must equal")
 
     @field_validator("path")
     @classmethod
@@ -196,7 +198,7 @@ class _CompositeCheck(CheckBase):
 
     @field_validator("checks")
     @classmethod
-    def _children_keep_no_timing(cls, value: list[Any]) -> list[Any]:
+    def _children_keep_no_timing(cls, value: list[HealthCheck]) -> list[HealthCheck]:
         for i, child in enumerate(value):
             clash = sorted(set(child.model_fields_set) & set(_CHILD_FORBIDDEN))
             if clash:
@@ -243,7 +245,7 @@ class PluginCheck(CheckBase):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _dispatch(cls, data: Any, handler: Any) -> Any:
+    def _dispatch(cls, data: object, handler: ModelWrapValidatorHandler[PluginCheck]) -> PluginCheck:
         if cls is PluginCheck and isinstance(data, dict):
             model = PLUGINS.models().get(str(data.get("type")))
             if model is not None:
@@ -258,11 +260,11 @@ class PluginKinds:
 
     def __init__(self) -> None:
         self._models: dict[str, type[PluginCheck]] = {}
-        self._impls: dict[str, Any] = {}
+        self._impls: dict[str, Any] = {}  # the probe classes (pnr.probes, a layer this one cannot name)
         self._loaded = False
         self._lock = threading.RLock()
 
-    def register(self, implementation: Any, kind: str | None = None) -> str:
+    def register(self, implementation: object, kind: str | None = None) -> str:
         """Register `implementation` (whose `check_model` validates the config); returns the kind."""
         model = getattr(implementation, "check_model", None)
         name = getattr(implementation, "__name__", repr(implementation))
@@ -313,7 +315,7 @@ def check_kinds() -> list[str]:
     return [*BUILTIN_CHECKS, *sorted(k for k in PLUGINS.models() if k not in BUILTIN_CHECKS)]
 
 
-def _check_tag(value: Any) -> str | None:
+def _check_tag(value: object) -> str | None:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     if not isinstance(kind, str):
         return None
@@ -333,7 +335,7 @@ AllCheck.model_rebuild()
 AnyCheck.model_rebuild()
 
 
-def iter_checks(check: Any) -> Any:
+def iter_checks(check: CheckBase) -> Iterator[CheckBase]:
     """The check and every check nested in it (all/any), depth first."""
     yield check
     for child in getattr(check, "checks", None) or ():

@@ -7,7 +7,7 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import (
     Field,
@@ -19,6 +19,8 @@ from pydantic import (
 )
 
 from pnr.model.fields import ContainerName, Model
+
+EnvValues = list[str] | dict[str, str | int | float | bool]  # ["KEY=VALUE", ...] or {"KEY": value}
 
 
 class PortBinding(Model):
@@ -115,7 +117,7 @@ class ContainerSpec(Model):
     name: ContainerName
     image: str | None = None
     ports: dict[str, StrictStr | StrictInt] = Field(default_factory=dict)
-    env: list[str] | dict[str, str | int | float | bool] = Field(default_factory=dict)
+    env: EnvValues = Field(default_factory=dict)
     command: str | list[str] | None = None
     volumes: list[str] = Field(default_factory=list)
     build_path: str | None = None
@@ -148,7 +150,7 @@ class ContainerSpec(Model):
 
     @field_validator("env")
     @classmethod
-    def _env_shape(cls, value: list[str] | dict[str, Any]) -> list[str] | dict[str, Any]:
+    def _env_shape(cls, value: EnvValues) -> EnvValues:
         keys = [item.split("=", 1)[0] for item in value] if isinstance(value, list) else list(value)
         if isinstance(value, list):
             bad = [item for item in value if "=" not in item]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     ConfigDict,
@@ -48,7 +48,7 @@ class DesignChunk(Model):
         "gate holds again). Default: the domain's on_dependency_lost",
     )
     # Keys of earlier PnR configs: accepted so they load, and ignored.
-    flowin: dict[str, Any] | None = Field(default=None, description="legacy, ignored")
+    flowin: dict[str, object] | None = Field(default=None, description="legacy, ignored")
     status: str | None = Field(default=None, description="legacy, ignored")
 
 

@@ -4,7 +4,7 @@ values, seconds, PnR signal values, status mappings, JSON paths and HTTP status 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -54,7 +54,7 @@ def check_signal_name(value: str) -> str:
     return value
 
 
-def _upper_tv(value: Any) -> Any:
+def _upper_tv(value: object) -> object:
     return value.upper() if isinstance(value, str) and len(value) == 1 else value  # "yes" is reported as written
 
 

@@ -7,9 +7,9 @@ import difflib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from pnr.exceptions import ConfigError, ConfigIssue
 from pnr.model.checks import BUILTIN_CHECKS, check_kinds
@@ -19,6 +19,7 @@ from pnr.model.engines import EngineSpec, EngineTls
 from pnr.model.fields import MappedSignal, PnR, StatusMapping
 from pnr.model.partial import partial_domain
 from pnr.model.paths import json_path
+from pnr.records import JsonObject, JsonValue
 
 MAX_CONFIG_BYTES = 5 * 1024 * 1024
 MAX_JSON_DEPTH = 64
@@ -44,7 +45,7 @@ def _merge_union_issues(issues: list[ConfigIssue]) -> list[ConfigIssue]:
 
 
 # field name -> model of its value (or of its map values), to suggest the key meant by a typo
-_FIELD_MODELS: dict[str, Any] = {
+_FIELD_MODELS: dict[str, type[BaseModel]] = {
     "cpuxs": Cpux,
     "container": ContainerSpec,
     "status_mapping": StatusMapping,
@@ -64,10 +65,13 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
         return list(Domain.model_fields)
     last = parent[-1]
     before = parent[-2] if len(parent) > 1 else None
-    if last in BUILTIN_CHECKS and (
-        before == "health_check" or (isinstance(before, int) and len(parent) > 2 and parent[-3] == "checks")
+    model: type[BaseModel] | None
+    if (
+        isinstance(last, str)
+        and last in BUILTIN_CHECKS
+        and (before == "health_check" or (isinstance(before, int) and len(parent) > 2 and parent[-3] == "checks"))
     ):
-        model: Any = BUILTIN_CHECKS[last]
+        model = BUILTIN_CHECKS[last]
     elif isinstance(last, int) and before == "design_chunks":
         model = DesignChunk
     elif isinstance(before, str) and before in ("cpuxs", "gatekeeper", "flowout", "engines"):
@@ -77,7 +81,7 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def _issue_from_error(err: Any, data: Any) -> ConfigIssue:
+def _issue_from_error(err: ErrorDetails) -> ConfigIssue:
     loc = tuple(err["loc"])
     path = json_path(loc)
     kind = err["type"]
@@ -110,7 +114,7 @@ def _issue_from_error(err: Any, data: Any) -> ConfigIssue:
     return ConfigIssue(path, msg)
 
 
-def _depth(obj: Any, limit: int) -> int:
+def _depth(obj: JsonValue, limit: int) -> int:
     stack = [(obj, 1)]
     deepest = 0
     while stack:
@@ -130,7 +134,10 @@ RestChecks = Callable[[Domain, str, set[str], dict[str, list[int]]], list[Config
 
 
 def parse_domain(
-    data: Any, source: str = "<config>", dup_keys: dict[int, list[str]] | None = None, rest: RestChecks | None = None
+    data: JsonValue,
+    source: str = "<config>",
+    dup_keys: dict[int, list[str]] | None = None,
+    rest: RestChecks | None = None,
 ) -> Domain:
     """Validate already-parsed JSON; raise ConfigError naming `source` and each JSON path. `rest`: more checks
     (the plan's) run on the design chunks that did validate when others did not, so one run reports them all."""
@@ -144,29 +151,29 @@ def parse_domain(
     try:
         return Domain.model_validate(data)
     except ValidationError as exc:
-        issues = schema_issues(exc, data)
+        issues = schema_issues(exc)
     more = _check_rest(data, source, rest) if rest is not None else []
     raise ConfigError(source, _capped([*issues, *more]))
 
 
-def schema_issues(exc: ValidationError, data: Any) -> list[ConfigIssue]:
+def schema_issues(exc: ValidationError) -> list[ConfigIssue]:
     """pydantic's errors as issues: one per JSON path, each saying what was given and what would fit."""
-    given: dict[str, Any] = {}
+    given: dict[str, object] = {}
     issues = []
     for err in exc.errors(include_url=False):
-        issue = _issue_from_error(err, data)
+        issue = _issue_from_error(err)
         if issue.message.startswith("Input should be ") and "input" in err:
             given.setdefault(issue.path, err["input"])
         issues.append(issue)
     return [_with_given(issue, given) for issue in _merge_union_issues(issues)]
 
 
-def _shown(value: Any, limit: int = 60) -> str:
+def _shown(value: object, limit: int = 60) -> str:
     text = json.dumps(value, ensure_ascii=True, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _with_given(issue: ConfigIssue, given: dict[str, Any]) -> ConfigIssue:
+def _with_given(issue: ConfigIssue, given: dict[str, object]) -> ConfigIssue:
     """`Input should be a valid number` → `... number, not "5" (a quoted string); write 5 without quotes`."""
     if issue.path not in given:
         return issue
@@ -194,7 +201,7 @@ def _with_given(issue: ConfigIssue, given: dict[str, Any]) -> ConfigIssue:
     return ConfigIssue(issue.path, f"{said}, not {shown} ({_json_type(value)}){hint}")
 
 
-def _json_type(value: Any) -> str:
+def _json_type(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
@@ -208,7 +215,7 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _check_rest(data: dict[str, Any], source: str, checks: RestChecks) -> list[ConfigIssue]:
+def _check_rest(data: JsonObject, source: str, checks: RestChecks) -> list[ConfigIssue]:
     """`checks` on the valid part of the file (see `pnr.model.partial`), less what the repair could cause."""
     part = partial_domain(data)
     if part is None:
@@ -262,9 +269,9 @@ def load_domain(path: str | Path, rest: RestChecks | None = None) -> Domain:
     return parse_domain(data, source, dup_keys, rest)
 
 
-def _no_dup_keys(pairs: list[tuple[str, Any]], dups: dict[int, list[str]]) -> dict[str, Any]:
+def _no_dup_keys(pairs: list[tuple[str, JsonValue]], dups: dict[int, list[str]]) -> JsonObject:
     """json object hook: a repeated key would silently drop a value, so remember it (reported with its path)."""
-    out: dict[str, Any] = {}
+    out: JsonObject = {}
     for key, value in pairs:
         if key in out:
             dups.setdefault(id(out), []).append(key)
@@ -280,10 +287,10 @@ def _bad_text(text: str) -> str | None:
     return None
 
 
-def _scan_text(data: Any, dups: dict[int, list[str]]) -> list[ConfigIssue]:
+def _scan_text(data: JsonValue, dups: dict[int, list[str]]) -> list[ConfigIssue]:
     """Duplicate keys, NUL characters and lone surrogates anywhere in the document, with their JSON paths."""
     issues: list[ConfigIssue] = []
-    stack: list[tuple[Any, tuple[int | str, ...]]] = [(data, ())]
+    stack: list[tuple[JsonValue, tuple[int | str, ...]]] = [(data, ())]
     while stack:
         node, loc = stack.pop()
         if isinstance(node, dict):
@@ -311,6 +318,6 @@ def _capped(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return [*issues[:MAX_ISSUES], ConfigIssue("", f"... and {len(issues) - MAX_ISSUES} more problems")]
 
 
-def domain_json_schema() -> dict[str, Any]:
+def domain_json_schema() -> JsonObject:
     """The JSON Schema of a domain config, for editors (committed as pnr/model/schema.json)."""
     return Domain.model_json_schema()

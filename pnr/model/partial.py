@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import ValidationError
 
 from pnr.exceptions import ConfigIssue
 from pnr.model.domain import DesignChunk, Domain
 from pnr.model.paths import json_path
+from pnr.records import JsonObject, JsonValue
 
 MAX_ROUNDS = 5  # of removals per chunk (a removal may reveal a problem the first validation did not reach)
 
@@ -38,20 +38,21 @@ class Partial:
         return not any(issue.path == p or issue.path.startswith((p + ".", p + "[")) for p in under)
 
 
-def partial_domain(data: dict[str, Any]) -> Partial | None:
+def partial_domain(data: JsonObject) -> Partial | None:
     """The valid part of `data` (a parsed config whose validation failed), or None when even that is invalid
     (a bad top-level key)."""
     cpuxs = data.get("cpuxs")
     if not isinstance(cpuxs, dict):
         return None
-    kept: dict[str, Any] = {}
+    kept: dict[str, JsonObject] = {}  # cpux -> the cpux with the chunks kept (in kept_chunks)
+    kept_chunks: dict[str, list[JsonValue]] = {}
     places: dict[str, list[int]] = {}
     unjudged: set[str] = set()
     removed: list[str] = []
     shaky: list[str] = []
     for cpux_name, cpux in cpuxs.items():
         chunks = cpux.get("design_chunks") if isinstance(cpux, dict) else None
-        if not isinstance(chunks, list):
+        if not isinstance(cpux, dict) or not isinstance(chunks, list):
             continue
         for index, chunk in enumerate(chunks):
             fixed, locs = _valid_part(chunk)
@@ -61,11 +62,14 @@ def partial_domain(data: dict[str, Any]) -> Partial | None:
                 if isinstance(name, str):
                     unjudged.add(name)
                 continue
-            kept.setdefault(cpux_name, {**cpux, "design_chunks": []})["design_chunks"].append(fixed)
+            if cpux_name not in kept:
+                kept_chunks[cpux_name] = []
+                kept[cpux_name] = {**cpux, "design_chunks": kept_chunks[cpux_name]}
+            kept_chunks[cpux_name].append(fixed)
             places.setdefault(cpux_name, []).append(index)
             removed += [_under(where, json_path(loc)) for loc in locs]
             if any(loc[0] == "container" and loc[1:2] in ((), ("ports",)) for loc in locs):
-                unjudged.add(fixed["name"])
+                unjudged.add(str(fixed["name"]))
                 shaky.append(f"{where}.health_check")
             if any(loc[0] == "health_check" for loc in locs):
                 shaky.append(f"{where}.health_check")
@@ -80,7 +84,7 @@ def _under(parent: str, path: str) -> str:
     return parent + path if path.startswith("[") else f"{parent}.{path}"
 
 
-def _valid_part(chunk: Any) -> tuple[dict[str, Any] | None, list[tuple[str, ...]]]:
+def _valid_part(chunk: JsonValue) -> tuple[JsonObject | None, list[tuple[str, ...]]]:
     """The chunk without the keys that make it invalid, and the paths of those keys; None if that fails."""
     if not isinstance(chunk, dict):
         return None, []
@@ -99,12 +103,12 @@ def _valid_part(chunk: Any) -> tuple[dict[str, Any] | None, list[tuple[str, ...]
     return None, locs
 
 
-def _remove(doc: dict[str, Any], loc: tuple[int | str, ...]) -> tuple[str, ...] | None:
+def _remove(doc: JsonObject, loc: tuple[int | str, ...]) -> tuple[str, ...] | None:
     """Delete the deepest object key on `loc` that exists in `doc` (skipping the tags pydantic puts in a
     location for a union member); its path, or None when there is none (or it is a key no chunk can lose)."""
-    node: Any = doc
+    node: JsonValue = doc
     walked: list[int | str] = []
-    deepest: tuple[dict[str, Any], str, tuple[str, ...]] | None = None
+    deepest: tuple[JsonObject, str, tuple[str, ...]] | None = None
     for part in loc:
         if isinstance(node, dict) and isinstance(part, str) and part in node:
             walked.append(part)

@@ -8,11 +8,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
-from pnr.exceptions import ConfigError, ConfigIssue
-from pnr.model.checks import AllCheck, AnyCheck, PortCheck, SignalCheck, iter_checks
-from pnr.model.domain import DesignChunk, Domain
+from pnr.exceptions import ConfigError, ConfigIssue, path_join
+from pnr.model.checks import AllCheck, AnyCheck, CheckBase, PortCheck, SignalCheck, iter_checks
+from pnr.model.container import PortBinding
+from pnr.model.domain import Cpux, DesignChunk, Domain
 from pnr.model.engines import DEFAULT_ENGINE
 from pnr.model.env import ChunkReference, chunk_references, domain_environ, expand_env, find_port_key
 
@@ -29,6 +30,30 @@ class ChunkRef:
     @property
     def path(self) -> str:
         return f"cpuxs.{self.cpux}.design_chunks[{self.index}]"
+
+
+class SignalJson(TypedDict):
+    producers: list[str]
+    consumers: list[str]
+    external: bool
+
+
+class ChunkJson(TypedDict):
+    cpux: str
+    container: str
+    waits_on: dict[str, str]
+    depends_on: list[str]
+    produces: list[str]
+
+
+class PlanJson(TypedDict):
+    """The plan as `pnr plan --json` prints it."""
+
+    domain: str
+    cpux_order: list[str]
+    levels: dict[str, list[list[str]]]
+    signals: dict[str, SignalJson]
+    chunks: dict[str, ChunkJson]
 
 
 @dataclass
@@ -78,7 +103,7 @@ class Plan:
         names = {n for c in cpuxs for n in self.chunks_of(c)}
         return {sig for sig, prods in self.producers.items() if any(p in names for p in prods)}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PlanJson:
         return {
             "domain": self.domain.name,
             "cpux_order": self.cpux_order,
@@ -166,7 +191,7 @@ def produced_by(chunk: DesignChunk) -> set[str]:
 _CONTAINER_PORT_RE = re.compile(r"^\d{1,5}(/tcp)?$")
 
 
-def _port_key_issues(check: Any, path: str, bindings: dict[str, Any]) -> list[ConfigIssue]:
+def _port_key_issues(check: CheckBase, path: str, bindings: Mapping[str, PortBinding]) -> list[ConfigIssue]:
     """Only kinds that dial a port need port_key: a key of container.ports, or (target "network") any
     container port."""
     if isinstance(check, (AllCheck, AnyCheck)):
@@ -251,7 +276,7 @@ class _ChunkChecks:
         if SYSTEM_READY in produced_by(chunk):
             self._issue(ref.path, f"'{SYSTEM_READY}' is set by pnr itself when a run starts; a chunk cannot produce it")
 
-    def _host_port_clashes(self, ref: ChunkRef, chunk: DesignChunk, bindings: dict[str, Any]) -> None:
+    def _host_port_clashes(self, ref: ChunkRef, chunk: DesignChunk, bindings: Mapping[str, PortBinding]) -> None:
         engine = self.domain.engine_of(chunk)
         for key, b in bindings.items():
             by_ip = self._host_ports.setdefault((engine, b.host_port, b.protocol), {})
@@ -413,6 +438,7 @@ def _graph_issues(
         for sig in chunk.gatekeeper
         if producers.get(sig) == [name]
     ]
+    issues.extend(_unwritten_flowout_issues(chunks, refs, producers))
     cycle = _find_cycle(depends_on)
     if cycle:
         steps = " -> ".join(cycle)
@@ -422,6 +448,34 @@ def _graph_issues(
                 f"the signal graph has a cycle: {steps}; no chunk in it can ever start",
             )
         )
+    return issues
+
+
+def _unwritten_flowout_issues(
+    chunks: dict[str, DesignChunk], refs: dict[str, ChunkRef], producers: dict[str, list[str]]
+) -> list[ConfigIssue]:
+    """A chunk whose health check has a success mapping is complete when its flowout holds, but only that
+    mapping, on_start, its signal checks or another chunk write those signals (without a success mapping the
+    passed probe writes the flowout): a flowout signal none of them writes would keep the run waiting until its
+    deadline although the probe passed."""
+    issues = []
+    for name, chunk in chunks.items():
+        check = chunk.health_check
+        if check is None or check.status_mapping.success is None or chunk.kind == "job":
+            continue  # these write their flowout themselves
+        success = check.status_mapping.success
+        own = {success.key, *chunk.on_start} | {c.signal for c in iter_checks(check) if isinstance(c, SignalCheck)}
+        for sig in chunk.flowout:
+            if sig in own or any(p != name for p in producers.get(sig, [])):
+                continue
+            issues.append(
+                ConfigIssue(
+                    path_join(f"{refs[name].path}.flowout", sig),
+                    f"chunk {name!r} promises {sig!r}, but nothing writes it (its status_mapping.success writes "
+                    f"{success.key!r}); the run would wait for it until its deadline. Fix: set the success mapping's "
+                    f'"key" to "{sig}", or remove "{sig}" from flowout',
+                )
+            )
     return issues
 
 
@@ -436,7 +490,7 @@ def _cpux_deps(domain: Domain, refs: dict[str, ChunkRef], depends_on: dict[str, 
     return cpux_deps
 
 
-def _levels(cpux: Any, depends_on: dict[str, list[str]]) -> list[list[str]]:
+def _levels(cpux: Cpux, depends_on: dict[str, list[str]]) -> list[list[str]]:
     """Start levels of one cpux: level n waits only on chunks of levels below n."""
     names = [c.name for c in cpux.design_chunks]
     level_of: dict[str, int] = {}

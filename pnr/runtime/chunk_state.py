@@ -7,10 +7,12 @@ import contextlib
 import json
 import operator
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pnr.processes import alive
+from pnr.records import JsonObject
 from pnr.runtime.files import FileStamp, RenderedLines, atomic_write_text, chunk_state_path, file_stamp
 
 
@@ -22,12 +24,12 @@ class ChunkStateFile:
         self.path = chunk_state_path(runtime_dir, domain)
         # the file's stamp as this object last wrote it, each chunk's state in it, and each state's JSON text
         self._written: FileStamp | None = None
-        self._states: dict[str, Any] = {}
-        self._lines: RenderedLines[Any] = RenderedLines(
+        self._states: dict[str, Mapping[str, object]] = {}
+        self._lines: RenderedLines[Mapping[str, object]] = RenderedLines(
             lambda name, state: f"{json.dumps(name)}: {json.dumps(state, sort_keys=True)}", operator.eq
         )
 
-    def read(self) -> dict[str, Any]:
+    def read(self) -> JsonObject:
         """The file's content ({} when missing or unreadable)."""
         with contextlib.suppress(OSError, ValueError):
             data = json.loads(self.path.read_text())
@@ -36,10 +38,11 @@ class ChunkStateFile:
         return {}
 
     def chunks(self) -> dict[str, Any]:
+        """Each chunk's state as the run wrote it (`ChunkProgress.to_json`), trusted as pnr's own file."""
         chunks = self.read().get("chunks", {})
         return chunks if isinstance(chunks, dict) else {}
 
-    def write(self, chunks: dict[str, Any], flow_run_id: str, pid: int | None = None) -> None:
+    def write(self, chunks: Mapping[str, Mapping[str, object]], flow_run_id: str, pid: int | None = None) -> None:
         """Merge `chunks` (name → state) into the file: chunks of other CPUXs of the domain stay. `pid`: the
         process the run belongs to (the `pnr up` client of a run the resident runner executes), default this one.
         While the file is as this object last wrote it, it is not read again, and only the chunks whose state

@@ -17,9 +17,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pnr.locks import file_lock
+from pnr.records import JsonValue
 
 V = TypeVar("V")
 
@@ -48,18 +49,18 @@ def chunk_state_path(runtime_dir: Path, domain: str) -> Path:
     return runtime_dir / META_DIR / f"{domain}.chunks.json"
 
 
-def atomic_write_json(path: Path, data: Any, durable: bool = True) -> None:
+def atomic_write_json(path: Path, data: JsonValue, durable: bool = True) -> None:
     """Write JSON so a reader sees the old file or the new one, never half of one (see atomic_write_text)."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", durable)
 
 
-def signal_file_text(values: Mapping[str, Any]) -> str:
+def signal_file_text(values: Mapping[str, Mapping[str, object]]) -> str:
     """A signal file as people read it, one signal per line (`{"prompt": ..., "response": [...], "tv": "Y"}`),
     each line by the C encoder: a domain of 500 signals rewrites its file in a fraction of a millisecond."""
     return signal_file_from_lines([signal_file_line(name, value) for name, value in sorted(values.items())])
 
 
-def signal_file_line(name: str, value: Any) -> str:
+def signal_file_line(name: str, value: Mapping[str, object]) -> str:
     """One line of a signal file: the name and its value (a PnR as a dict)."""
     return f"  {json.dumps(name)}: {json.dumps(value, sort_keys=True)}"
 

@@ -211,6 +211,20 @@ def test_include_brings_services_a_dependency_can_name(tmp_path: Path) -> None:
     assert "service 'a' of 'other.yaml' is also defined here" in issues(exc)["include[0]"]
 
 
+def test_an_include_of_the_wrong_shape_is_bad_input(tmp_path: Path) -> None:
+    number = write(tmp_path / "number", {"compose.yaml": "include: [5]\nservices:\n  a: {image: x}\n"})
+    with pytest.raises(ConfigError) as exc:
+        import_compose(number, environ={})
+    assert "must be a file path or a mapping with a path" in issues(exc)["include[0]"]
+    listed = write(
+        tmp_path / "listed",
+        {"compose.yaml": "include: [other.yaml]\nservices:\n  a: {image: x}\n", "other.yaml": "services: [b]\n"},
+    )
+    with pytest.raises(ConfigError) as exc:
+        import_compose(listed, environ={})
+    assert "services must be a mapping, here and in 'other.yaml'" in issues(exc)["include[0]"]
+
+
 # -- YAML merge keys -------------------------------------------------------------------------------------------
 def test_the_earlier_mapping_of_a_merge_key_wins(tmp_path: Path) -> None:
     folder = write(

@@ -62,6 +62,39 @@ def test_flowout_and_on_start_keep_their_default_tv() -> None:
     assert parse_domain(doc).cpuxs["stack_startup"].design_chunks[0].on_start["mongodb_started"].tv == "U"
 
 
+# -- a flowout signal that nothing writes --------------------------------------------------------------------
+
+
+def _plan_issues(doc: dict[str, Any]) -> dict[str, str]:
+    return {i.path: i.message for i in plan_issues(parse_domain(doc), "f.json")}
+
+
+def test_without_a_success_mapping_the_passed_probe_writes_the_flowout_so_the_config_is_valid() -> None:
+    doc = _seed()
+    del _chunk(doc)["health_check"]["status_mapping"]
+    assert _plan_issues(doc) == {}
+
+
+def test_a_flowout_signal_under_another_key_of_the_mapping_is_an_error() -> None:
+    doc = _seed()
+    _chunk(doc)["health_check"]["status_mapping"]["success"]["key"] = "mongo_up"
+    message = _plan_issues(doc)[f"{C0}.flowout.mongodb_ready"]
+    assert "nothing writes it (its status_mapping.success writes 'mongo_up')" in message
+    assert 'set the success mapping\'s "key" to "mongodb_ready"' in message
+
+
+def test_a_flowout_signal_written_by_another_chunk_stays_valid() -> None:
+    doc = _seed()
+    chunks = doc["cpuxs"]["stack_startup"]["design_chunks"]
+    chunks[0]["health_check"]["status_mapping"]["success"]["key"] = "mongo_up"
+    helper = copy.deepcopy(chunks[0])
+    helper.update(name="announcer", gatekeeper={}, flowout={"mongodb_ready": {"tv": "y"}})
+    helper.pop("health_check")
+    helper["container"].update(name="announcer", ports={})
+    chunks.append(helper)
+    assert _plan_issues(doc) == {}
+
+
 # -- type errors say what was given and what to write ------------------------------------------------------
 
 

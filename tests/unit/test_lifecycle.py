@@ -525,3 +525,26 @@ def test_the_start_inspect_counts_as_the_probes_first_look_at_its_container(tmp_
     driver._running_at = None  # e.g. probed again by the watch: it looks first
     driver.probe()
     assert looks[-1] == after_start[0] + 1
+
+
+def test_a_passed_probe_without_a_success_mapping_writes_the_flowout_at_once(tmp_path, monkeypatch):
+    """The chunk is ready when its probe passes; with nothing mapped, its flowout is what says so."""
+    from pnr.lifecycle import chunk as chunk_mod
+    from pnr.probes import Probe
+
+    class Answers(Probe):
+        def describe(self) -> str:
+            return "tcp 127.0.0.1:18080"
+
+        def attempt(self) -> tuple[bool, str]:
+            return True, "open"
+
+    monkeypatch.setattr(chunk_mod, "make_probe", lambda check, ctx: Answers(interval=0.02, timeout=1, deadline=5))
+    spec = chunk("a", {"system_ready": "Y"}, "a_ok")
+    spec["container"]["ports"] = {"80": "127.0.0.1:18080"}
+    spec["health_check"] = {"type": "tcp", "port_key": "80"}
+    run = make_run(tmp_path, [spec], timeout=3)  # an unwritten flowout fails the chunk when this runs out
+    driver = run.drivers["a"]
+    driver.bring_up(lambda _name: driver.probe())
+    assert run.store.get("a_ok").tv == "Y"
+    assert run.progress["a"].phase == Phase.READY
