@@ -64,7 +64,7 @@ def links(stack: Stack, prefix: str, starts: dict[str, float]) -> list[float]:
 
 def chunk_times(runtime: Path) -> dict[str, dict[str, Any]]:
     """The chunk-state file's rows (started_at: gate open, first_probe_at, ready_at), by chunk."""
-    for path in runtime.glob("*"):
+    for path in runtime.rglob("*.json"):
         with contextlib.suppress(OSError, ValueError):
             data = json.loads(path.read_text())
             if isinstance(data, dict) and isinstance(data.get("chunks"), dict):
@@ -208,12 +208,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for call in range(args.calls):
             rec = bench.pnr(PNR_UP_STACKS[args.stack]())
+            if rec["rc"] != 0:
+                raise SystemExit(
+                    f"pnr up failed ({rec['rc']}):\n" + "\n".join(line for _s, line in rec["output"][-15:])
+                )
             lb = bench.lower_bound(PNR_UP_STACKS[args.stack]())
             calls.append({"call": call + 1, "pnr": rec, "lower_bound": lb})
             steps = {k: round(median(v), 3) for k, v in rec["steps"].items()}
+            first, last = (
+                f"{rec[k]:.2f}s" if rec[k] is not None else "?" for k in ("to_first_start", "last_ready_to_exit")
+            )
             print(
-                f"call {call + 1}: pnr {rec['wall']:.2f}s (rc {rec['rc']}, first start {rec['to_first_start']:.2f}s, "
-                f"last ready→exit {rec['last_ready_to_exit']:.2f}s), lower bound {lb['wall']:.2f}s, "
+                f"call {call + 1}: pnr {rec['wall']:.2f}s (rc {rec['rc']}, first start {first}, "
+                f"last ready→exit {last}), lower bound {lb['wall']:.2f}s, "
                 f"ratio {rec['wall'] / lb['wall']:.3f}; link median pnr {median(rec['links']):.3f}s "
                 f"lb {median(lb['links']):.3f}s; pnr steps {steps}",
                 flush=True,
