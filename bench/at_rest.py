@@ -3,15 +3,17 @@ OS's own counters.
 
     .venv/bin/python bench/at_rest.py --state-dir DIR [--minutes 5] [--threads]
 
-Memory: /proc/PID/smaps_rollup (what psutil's memory_full_info reads): RSS, PSS (shared pages divided among the
-processes that map them, so PSS adds up across forked members) and USS (private pages). CPU: utime + stime of
-/proc/PID/stat before and after the idle window, as % of one core. `--threads`: the same per thread of the
-server (/proc/PID/task/TID/stat), to see which loop spends it.
+Memory: /proc/PID/smaps_rollup (what psutil's memory_full_info reads) at the end of the idle window (and at its
+start, under "start"): RSS, PSS (shared pages divided among the processes that map them, so PSS adds up across
+forked members) and USS (private pages). CPU: utime + stime of /proc/PID/stat over the window, as % of one core;
+a runner worker that ends during the window (PNR_RUNNER_IDLE_SECONDS) counts its CPU until then and no memory.
+`--threads`: the same per thread of the server (/proc/PID/task/TID/stat), to see which loop spends it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -77,36 +79,54 @@ def _children(pid: int) -> list[str]:
     return kids
 
 
-def measure(procs: dict[str, int], seconds: float, threads: bool = False) -> dict[str, Any]:
-    """Memory at the start, CPU over `seconds` of idle, per process and in total (CPU: % of one core)."""
+def measure(procs: dict[str, int], seconds: float, threads: bool = False, step: float = 5.0) -> dict[str, Any]:
+    """CPU over `seconds` of idle and memory at its end, per process and in total (CPU: % of one core). A process
+    that ends during the window (a runner worker idle long enough) counts its CPU until last seen and no memory;
+    `start` has the memory of every process at the window's start."""
     before = {name: cpu_ticks(f"/proc/{pid}/stat") for name, pid in procs.items()}
+    last = dict(before)
     per_thread = {name: thread_ticks(pid) for name, pid in procs.items()} if threads else {}
-    memory = {name: memory_mb(pid) for name, pid in procs.items()}
+    start = {name: memory_mb(pid) for name, pid in procs.items()}
     load0 = os.getloadavg()
     t0 = time.monotonic()
-    time.sleep(seconds)
+    while (left := seconds - (time.monotonic() - t0)) > 0:
+        time.sleep(min(step, left))
+        for name, pid in procs.items():
+            with contextlib.suppress(OSError, ValueError):
+                last[name] = cpu_ticks(f"/proc/{pid}/stat")
     elapsed = time.monotonic() - t0
     rows: dict[str, Any] = {}
     for name, pid in procs.items():
-        ticks = cpu_ticks(f"/proc/{pid}/stat") - before[name]
-        rows[name] = {"pid": pid, **memory[name], "cpu_ticks": ticks, "cpu_pct": 100 * ticks / CLK_TCK / elapsed}
-        if threads:
+        try:
+            memory, ended = memory_mb(pid), False
+        except (OSError, ValueError):
+            memory, ended = {"rss_mb": 0.0, "pss_mb": 0.0, "uss_mb": 0.0}, True
+        ticks = last[name] - before[name]
+        rows[name] = {"pid": pid, **memory, "cpu_ticks": ticks, "cpu_pct": 100 * ticks / CLK_TCK / elapsed}
+        if ended:
+            rows[name]["ended"] = True
+        if threads and not ended:
             after = thread_ticks(pid)
             busy = {t: after[t] - n for t, n in per_thread[name].items() if t in after and after[t] > n}
             rows[name]["threads"] = dict(sorted(busy.items(), key=lambda kv: -kv[1]))
     total = {k: sum(r[k] for r in rows.values()) for k in ("rss_mb", "pss_mb", "uss_mb", "cpu_ticks", "cpu_pct")}
+    start_total = {k: sum(m[k] for m in start.values()) for k in ("rss_mb", "pss_mb", "uss_mb")}
     return {"seconds": elapsed, "clk_tck": CLK_TCK, "load_before": load0, "load_after": os.getloadavg(),
-            "processes": rows, "total": total}  # fmt: skip
+            "processes": rows, "total": total, "start": {"processes": start, "total": start_total}}  # fmt: skip
 
 
 def table(result: dict[str, Any]) -> str:
     lines = ["| process | RSS MB | PSS MB | USS MB | CPU ticks | % of a core |", "|---|---|---|---|---|---|"]
     rows = {**result["processes"], "**total**": result["total"]}
     for name, r in rows.items():
+        shown = f"{name} (ended)" if r.get("ended") else name
         lines.append(
-            f"| {name} | {r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {r['uss_mb']:.0f} | {r['cpu_ticks']} "
+            f"| {shown} | {r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {r['uss_mb']:.0f} | {r['cpu_ticks']} "
             f"| {r['cpu_pct']:.2f} |"
         )
+    if start := result.get("start"):
+        mb = start["total"]
+        lines.append(f"| at the start | {mb['rss_mb']:.0f} | {mb['pss_mb']:.0f} | {mb['uss_mb']:.0f} | | |")
     return "\n".join(lines)
 
 

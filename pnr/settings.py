@@ -87,6 +87,12 @@ class PnrSettings:
         "how the runner starts its other processes: fork or spawn [default: fork on Linux, else spawn]",
         _choice("fork", "spawn"),
     )
+    runner_idle_seconds: float = _setting(
+        60.0,
+        "a forked runner worker ends after this long without a connection; the next run forks a fresh one"
+        " (0: workers never end)",
+        _number(float, 0, low_ok=True),
+    )
     runner_transport: str | None = _setting(
         None,
         "how `pnr up` reaches the runner: unix (socket file) or tcp (loopback, with a secret token) "

@@ -4,11 +4,13 @@ execute `pnr up`'s bring-up for it, so the command is a thin client. A run there
 starts the pool; pnr.backend.runner_process is the pool's side; pnr.backend.channel carries the requests.
 
 Each member serves one request per connection, newline-delimited JSON, each with the pool's token;
-`pnr up` picks the least busy member:
+`pnr up` picks the least busy member. Where members are forked (Linux), the leader runs nothing itself: it forks
+a worker for a run that finds no idle one, and a worker ends once idle (pnr.backend.runner_zygote):
 
     {"op": "ping"}                                  → {"type": "pong", "pid", "fingerprint", "api_url", "active",
                                                        "index", "pool", "members", "stopping", "engine", "start",
-                                                       "transport"}
+                                                       "transport"}; a forking leader adds "workers" (their
+                                                       indices) and "workers_max" (PNR_RUNNERS)
     {"op": "up", "args", "env", "pid", "shown_as"}  → {"type": "accepted", ...}, {"type": "event", ...}*,
                                                        {"type": "done", "ok", ...} (a bad config: only "done", exit 2)
     {"op": "interrupt", "reason"}                   on an "up" connection; closing the connection interrupts too
@@ -178,21 +180,32 @@ def pool_status(state_dir: Path, leader: dict[str, Any] | None = None) -> list[d
     leader = leader or ping(paths)
     if leader is None:
         return []
-    members = [ping(paths.member(i), timeout=1.0) for i in range(1, int(leader.get("pool") or 1))]
+    # a forking leader names its live workers; a spawning one has members 1..pool-1
+    indices = leader["workers"] if "workers" in leader else range(1, int(leader.get("pool") or 1))
+    members = [ping(paths.member(int(i)), timeout=1.0) for i in indices]
     return [leader, *(p for p in members if p is not None)]
 
 
 def pick(state_dir: Path, key: str) -> RunnerPaths:
     """The member a run of `key` (its config and runtime folder) goes to: the one still stopping an interrupted
-    run of the same domain (it lets that end first), else the least busy one."""
+    run of the same domain (it lets that end first), else the least busy one. A forking leader (`workers` in
+    its pong) runs nothing itself: it gets the run, and forks a worker for it, when no worker is idle and the
+    pool has room for another (PNR_RUNNERS), or when no worker runs at all."""
     pool = pool_status(state_dir)
     if not pool:
         return RunnerPaths(state_dir)
     same = [p for p in pool if key in (p.get("stopping") or [])]
     if same:
         return RunnerPaths(state_dir, int(same[0].get("index") or 0))
-    least = min(int(p.get("active") or 0) for p in pool)
-    idle = [p for p in pool if int(p.get("active") or 0) == least]
+    forking = "workers" in pool[0]
+    candidates = pool[1:] if forking else pool
+    least = min((int(p.get("active") or 0) for p in candidates), default=0)
+    room = forking and len(candidates) < int(pool[0].get("workers_max") or 1)
+    if forking and (not candidates or (least > 0 and room)):
+        return RunnerPaths(state_dir)
+    idle = [p for p in candidates if int(p.get("active") or 0) == least]
+    if room and least == 0:
+        idle.append(pool[0])  # a new worker too: clients that ask at once do not all land on one idle worker
     # clients that ask at the same moment all see the same counts: take turns among the least busy
     chosen = idle[_next_turn(RunnerPaths(state_dir).turn_file) % len(idle)]
     return RunnerPaths(state_dir, int(chosen.get("index") or 0))
@@ -256,22 +269,46 @@ class RemoteRun:
         self, state_dir: Path, request: UpRequest, env: Mapping[str, str], shown_as: str | None = None
     ) -> None:
         """`shown_as`: how the user wrote the config's path (`request` has it absolute); config errors name it so."""
-        member = pick(state_dir, request.key)
-        self._conn = channel.connect(state_dir, member.index, timeout=10.0)
-        self._conn.settimeout(None)
+        self._state_dir = state_dir
         self._send_lock = threading.Lock()
         self.outcome: dict[str, Any] | None = None
         args = request.flow_parameters()
-        message = {"op": "up", "args": args, "env": dict(env), "pid": os.getpid(), "shown_as": shown_as}
-        self._send({**message, "token": channel.read_token(state_dir)})
+        self._request = {"op": "up", "args": args, "env": dict(env), "pid": os.getpid(), "shown_as": shown_as}
+        self._open(pick(state_dir, request.key).index)
+
+    def _open(self, index: int) -> None:
+        """Connect to member `index` and send the request; a worker that has just ended (idle) is replaced by
+        the leader, which forks a fresh one."""
+        try:
+            self._connect(index)
+        except OSError:
+            if index == 0:
+                raise
+            self.close()
+            self._connect(0)
+
+    def _connect(self, index: int) -> None:
+        self._index = index
+        self._conn = channel.connect(self._state_dir, index, timeout=10.0)
+        self._conn.settimeout(None)
+        self._send({**self._request, "token": channel.read_token(self._state_dir)})
 
     def events(self) -> Iterator[dict[str, Any]]:
-        for line in self._conn.makefile("rb"):
-            message = json.loads(line)
-            if message.get("type") == "done":
-                self.outcome = message
-                return
-            yield message
+        heard = False
+        while True:
+            with contextlib.suppress(ConnectionResetError):
+                for line in self._conn.makefile("rb"):
+                    heard = True
+                    message = json.loads(line)
+                    if message.get("type") == "done":
+                        self.outcome = message
+                        return
+                    yield message
+            if heard or self._index == 0:
+                break
+            # closed before a word: a worker that ended (idle) as this client connected; it started nothing
+            self.close()
+            self._open(0)
         raise RunnerError("pnr's runner went away during the run (see `pnr server logs`)")
 
     def interrupt(self, reason: str) -> bool:
@@ -281,7 +318,7 @@ class RemoteRun:
         return False
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: never connected
             self._conn.close()
 
     def _send(self, message: Mapping[str, Any]) -> None:

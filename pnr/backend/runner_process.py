@@ -47,6 +47,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.member.opened()
         self._write_lock = threading.Lock()  # events come from the run's task threads
         self._plan: Any = None  # the run's plan, as checked before the run
 
@@ -61,25 +62,16 @@ class _Handler(socketserver.StreamRequestHandler):
         if not channel.authentic(request, self.member.token):
             return
         if request.get("op") == "ping":
-            self._write(
-                {
-                    "type": "pong",
-                    "pid": os.getpid(),
-                    "fingerprint": self.member.fingerprint,
-                    "api_url": self.member.api_url,
-                    "active": self.member.active,
-                    "index": self.member.index,
-                    "pool": self.member.pool,
-                    "members": self.member.member_pids,
-                    "stopping": self.member.stopping(),
-                    "engine": engine_env(),
-                    "start": self.member.start,
-                    "transport": self.member.transport,
-                }
-            )
+            self._write(pong(self.member))
         elif request.get("op") == "up":
             up = UpRequest.from_json(request.get("args") or {})
             self._bring_up(up, request.get("env") or {}, request.get("pid"), request.get("shown_as"))
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.member.closed()
 
     def _write(self, message: Message | Mapping[str, Any]) -> None:
         with self._write_lock:
@@ -167,6 +159,27 @@ def _ready(result: dict[str, Any]) -> dict[str | None, Any]:
     }
 
 
+def pong(member: Member) -> dict[str, Any]:
+    """What a member answers a ping with (a forking leader adds its workers)."""
+    answer: dict[str, Any] = {
+        "type": "pong",
+        "pid": os.getpid(),
+        "fingerprint": member.fingerprint,
+        "api_url": member.api_url,
+        "active": member.active,
+        "index": member.index,
+        "pool": member.pool,
+        "members": member.member_pids,
+        "stopping": member.stopping(),
+        "engine": engine_env(),
+        "start": member.start,
+        "transport": member.transport,
+    }
+    if member.workers is not None:
+        answer.update(pool=1 + len(member.workers), workers=member.workers, workers_max=member.workers_max)
+    return answer
+
+
 class Member:
     """One process of the pool: what it answers a ping with, and the runs it executes now."""
 
@@ -177,8 +190,12 @@ class Member:
         self.fingerprint = fingerprint
         self.index, self.pool = index, mode.pool
         self.member_pids: list[int] = []  # the leader's: its members' pids
+        self.workers: list[int] | None = None  # a forking leader's: the indices of its live workers
+        self.workers_max = mode.pool
         self._runs: list[tuple[Any, str, threading.Event]] = []  # (control, domain key, done)
         self._guard = threading.Lock()
+        self._connections = 0
+        self._last_seen = time.monotonic()
         self.client_context: Any = None  # one Prefect client (connection pool, TLS context) for every run
 
     @contextlib.contextmanager
@@ -197,6 +214,23 @@ class Member:
     @property
     def active(self) -> int:
         return len(self._runs)
+
+    def opened(self) -> None:
+        with self._guard:
+            self._connections += 1
+            self._last_seen = time.monotonic()
+
+    def closed(self) -> None:
+        with self._guard:
+            self._connections -= 1
+            self._last_seen = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last connection closed with no run left; 0 while any is open or running."""
+        with self._guard:
+            if self._connections > 0 or self._runs:
+                return 0.0
+            return time.monotonic() - self._last_seen
 
     def stopping(self) -> list[str]:
         """Keys of runs that were interrupted and are still ending."""
@@ -232,7 +266,8 @@ class Member:
 
 def serve(state_dir: Path, api_url: str, mode: Mode, index: int = 0, leader: int | None = None) -> None:
     """A member's main loop: import Prefect (the leader: and start the other members), then serve bring-ups
-    until SIGTERM (or, for a spawned member, until its leader is gone)."""
+    until SIGTERM (or, for a spawned member, until its leader is gone). A forking leader serves no run itself:
+    it forks a worker when a run needs one (pnr.backend.runner_zygote)."""
     os.environ["PREFECT_API_URL"] = api_url
     for key, value in quiet_prefect_env().items():
         os.environ.setdefault(key, value)
@@ -240,17 +275,58 @@ def serve(state_dir: Path, api_url: str, mode: Mode, index: int = 0, leader: int
     if index == 0 and mode.start == "spawn":  # they import while this process does
         spawned = _spawn_members(state_dir, api_url, mode)
     _import_for_runs()
-    children = [p.pid for p in spawned]
-    if index == 0 and mode.start == "fork":
-        index, children = _fork_members(mode.pool)
     _warm_up()
 
     token = channel.read_token(state_dir)
     fingerprint = os.environ.get("PNR_RUNNER_FINGERPRINT") or code_fingerprint()
     member = Member(api_url, fingerprint, token, mode, index)
-    member.member_pids = children
-    member.client_context = _open_client_context()
+    member.member_pids = [p.pid for p in spawned]
+    member.client_context = _open_client_context()  # opened, not connected: a fork inherits no connection
+    if index == 0 and mode.start == "fork":
+        if threading.active_count() == 1:
+            from pnr.backend.runner_zygote import Zygote
 
+            _settle_memory()
+
+            Zygote(member, state_dir, lambda i, first: _serve_worker(member, i, state_dir, first), pong).serve()
+            return
+        print("threads run after the imports: this process serves every run itself (no workers)", flush=True)
+    _serve_member(member, state_dir, leader)
+
+
+def _settle_memory() -> None:
+    """Before the leader forks: collect garbage, keep what is left out of later collections (a worker's collector
+    would otherwise write to every shared object's page, copying it) and give freed memory back to the system."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
+def _serve_worker(leader: Member, index: int, state_dir: Path, first: tuple[Any, Any]) -> None:
+    """A forked worker: the leader's member, renumbered, serving `first` (the connection it was forked for) and
+    its own address until SIGTERM or until idle for PNR_RUNNER_IDLE_SECONDS."""
+    from pnr.settings import get_settings
+
+    mode = Mode(leader.pool, leader.start, leader.transport)
+    worker = Member(leader.api_url, leader.fingerprint, leader.token, mode, index)
+    worker.client_context = leader.client_context
+    _serve_member(worker, state_dir, None, get_settings().runner_idle_seconds, first)
+
+
+def _serve_member(
+    member: Member,
+    state_dir: Path,
+    leader: int | None = None,
+    idle: float = 0.0,
+    first: tuple[Any, Any] | None = None,
+) -> None:
+    """Serve the member's address (and `first`, a connection accepted already) until SIGTERM, the leader's end
+    (`leader`: a spawned member's) or `idle` seconds without a connection (0: never)."""
     server = member_server(member, state_dir)
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -261,8 +337,13 @@ def serve(state_dir: Path, api_url: str, mode: Mode, index: int = 0, leader: int
     signal.signal(signal.SIGINT, stop)
     if leader is not None:
         threading.Thread(target=_watch_leader, args=(leader, stop), daemon=True).start()
+    if idle > 0:
+        threading.Thread(target=_end_when_idle, args=(member, server, state_dir, idle), daemon=True).start()
+    if first is not None:
+        server.process_request(*first)  # ThreadingMixIn: in a thread of its own
     print(
-        f"pnr runner {os.getpid()} ({index + 1}/{mode.pool}, {mode.start}, {mode.transport}) for {api_url}", flush=True
+        f"pnr runner {os.getpid()} (member {member.index}, {member.start}, {member.transport}) for {member.api_url}",
+        flush=True,
     )
     try:
         server.serve_forever(poll_interval=0.5)
@@ -271,8 +352,20 @@ def serve(state_dir: Path, api_url: str, mode: Mode, index: int = 0, leader: int
         while member.active and time.monotonic() < deadline:  # let interrupted runs record how they ended
             time.sleep(0.1)
         server.server_close()
-        channel.unpublish(mode.transport, state_dir, index)
-        _reap(children, deadline)
+        channel.unpublish(member.transport, state_dir, member.index)
+        _reap(member.member_pids, deadline)
+
+
+def _end_when_idle(member: Member, server: socketserver.BaseServer, state_dir: Path, idle: float) -> None:
+    """Stop serving once no connection or run has been seen for `idle` seconds: first withdraw the address (new
+    clients go to the leader, which forks a fresh worker), then end when the last connection closed."""
+    while (quiet := member.idle_seconds()) < idle:
+        time.sleep(max(0.5, idle - quiet))
+    channel.unpublish(member.transport, state_dir, member.index)
+    while member.idle_seconds() == 0.0:  # a client that connected just before: served first
+        time.sleep(0.5)
+    print(f"pnr runner {os.getpid()} ends: idle for {idle:g}s", flush=True)
+    server.shutdown()
 
 
 def member_server(member: Member, state_dir: Path) -> socketserver.BaseServer:
@@ -311,27 +404,6 @@ def _watch_leader(leader: int, stop: Any) -> None:
     stop(0, None)
 
 
-def _fork_members(pool: int) -> tuple[int, list[int]]:
-    """Fork members 1..pool-1; (this process's index, the children's pids). Only while this process has a single
-    thread (a fork copies one thread: locks another one held would stay held forever)."""
-    if pool <= 1 or threading.active_count() > 1:
-        if pool > 1:
-            print(f"runner pool of 1, not {pool}: threads are running before the fork", flush=True)
-        return 0, []
-    if sys.platform == "win32":
-        raise OSError("no fork on Windows: PNR_RUNNER_START=spawn")
-    die_with_leader = processes.die_with_parent(exit_code=0)  # no orphaned members if the leader is SIGKILLed
-    children = []
-    for index in range(1, pool):
-        pid = os.fork()
-        if pid == 0:
-            if die_with_leader is not None:
-                die_with_leader()
-            return index, []
-        children.append(pid)
-    return 0, children
-
-
 def _reap(children: list[int], deadline: float) -> None:
     """The leader ends after its members (on POSIX they had the same SIGTERM through the process group)."""
     import psutil
@@ -361,27 +433,33 @@ def _open_client_context() -> Any:
     return context
 
 
+_RUN_IMPORTS = (
+    "prefect.artifacts",
+    "prefect.events",
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "pnr.engines",
+    "pnr.lifecycle",
+    "pnr.model",
+    "pnr.prefect.flows",
+    # what a process's first run imported besides (~2.5 MB): the probes, graphviz (each flow call), httpx's netrc
+    *(f"pnr.probes.{kind}" for kind in ("composite", "docker", "exec", "http", "log", "signal", "socket", "tcp")),
+    "prefect.utilities.visualization",
+    "psutil",
+    "pydantic.color",
+    "anyio._backends._asyncio",
+    "netrc",
+    "fastapi",  # Prefect's flow engine imports it lazily on a flow call
+    "pnr.locks",  # filelock
+)
+
+
 def _import_for_runs() -> None:
-    """Pay once, before the pool forks, what a process pays on its first flow run: the imports, including those
-    Prefect and pnr make lazily during a run (fastapi and graphviz from Prefect's flow engine, filelock, every
-    probe kind, netrc from requests): ~0.4 s of a member's first run otherwise, on the first call's path."""
-    import netrc  # noqa: F401 - imported for its import cost
+    """Pay once, before the pool forks, what a process pays on its first flow run: the imports."""
+    import importlib
 
-    import fastapi  # noqa: F401
-    import prefect.artifacts
-    import prefect.events
-    import prefect.flow_engine
-    import prefect.task_engine
-    import prefect.utilities.visualization  # noqa: F401 - imported for their import cost
-
-    import pnr.engines
-    import pnr.lifecycle
-    import pnr.locks
-    import pnr.model
-    import pnr.prefect.flows  # noqa: F401
-    from pnr.probes.registry import probe_kinds
-
-    probe_kinds()
+    for name in _RUN_IMPORTS:
+        importlib.import_module(name)
 
 
 def _warm_up() -> None:

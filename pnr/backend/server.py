@@ -83,6 +83,8 @@ SERVER_TUNING: dict[str, str] = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "10",
     # whole seconds: Prefect int()s this value, and 0 would make the flush loop spin
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    # glibc's per-thread heaps: the server's threads (one per SQLite connection, anyio's pool) each kept one
+    "MALLOC_ARENA_MAX": "2",
     **SERVICE_LOOPS,
 }
 

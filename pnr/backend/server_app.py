@@ -7,8 +7,11 @@ so on stderr) where Prefect's internals are not what it expects:
   arithmetic in asyncpg's encoder is slow.
 - A plain multi-row INSERT runs as one cached statement executed per row (`executemany`) instead of a statement
   compiled anew for every batch. Anything else runs as Prefect wrote it.
-- The docket worker that runs Prefect's periodic services polls every second, without a cancellation listener
-  (`quiet_docket`): what an idle server spends most of its CPU on (docs/server.md).
+- The docket worker that runs Prefect's periodic services polls every 2 s, without a cancellation listener
+  (`quiet_docket`); the automations service sweeps its housekeeping every 30 s instead of 5 (`quiet_triggers`);
+  uvicorn's main loop ticks once a second instead of ten times (`quiet_uvicorn`): what an idle server spends
+  most of its CPU on (docs/server.md). Memory freed after the start-up and after bursts goes back to the system
+  (`trim_memory_later`).
 
 Run as `python -m uvicorn --factory pnr.backend.server_app:create_app` (pnr.backend.server builds that command).
 """
@@ -28,6 +31,9 @@ def create_app() -> Any:
     plain_timestamp_binds()
     executemany_inserts()
     quiet_docket()
+    quiet_triggers()
+    quiet_uvicorn()
+    trim_memory_later()
     from prefect.server.api.server import create_app as prefect_app
 
     return prefect_app()
@@ -99,7 +105,7 @@ def executemany_inserts() -> bool:
     return True
 
 
-DOCKET_POLL_SECONDS = 1.0  # docket's worker: 0.25 s; how often it checks for due and new background tasks
+DOCKET_POLL_SECONDS = 2.0  # docket's worker: 0.25 s; how often it checks for due and new background tasks
 DOCKET_HEARTBEAT_SECONDS = 10.0  # docket's: 2 s; its worker registry, which Prefect does not read
 
 
@@ -149,6 +155,103 @@ def quiet_docket() -> bool:
 
     background_workers.Worker = QuietWorker  # type: ignore[attr-defined]
     prefect_server.Docket = QuietDocket  # type: ignore[attr-defined]
+    return True
+
+
+TRIGGER_SWEEP_SECONDS = 30.0  # Prefect's: 5 s
+
+
+def quiet_triggers() -> bool:
+    """Make the automations service's periodic housekeeping run every TRIGGER_SWEEP_SECONDS instead of every 5 s:
+    four database transactions (expired held events and buckets, reloading the automations when another
+    server changed them, events whose predecessor never came). Reactive triggers still act on each event as it
+    arrives, and proactive ones keep their own 5 s loop (a docket service). False if it cannot."""
+    try:
+        from prefect.server.events import triggers
+    except ImportError as exc:
+        print(f"pnr: automations keep Prefect's housekeeping pace: {exc}", file=sys.stderr)
+        return False
+    import inspect
+    from datetime import timedelta
+
+    original = triggers.consumer
+    if getattr(original, "_pnr_wrapped", False):
+        return True
+    if "periodic_granularity" not in inspect.signature(original).parameters:
+        print("pnr: automations keep Prefect's housekeeping pace (consumer changed)", file=sys.stderr)
+        return False
+    every = timedelta(seconds=TRIGGER_SWEEP_SECONDS)
+
+    def consumer(periodic_granularity: timedelta = every) -> Any:
+        return original(periodic_granularity=periodic_granularity)
+
+    consumer._pnr_wrapped = True  # type: ignore[attr-defined]
+    consumer._pnr_original = original  # type: ignore[attr-defined]
+    triggers.consumer = consumer
+    return True
+
+
+UVICORN_TICK_SECONDS = 1.0  # uvicorn's: 0.1 s
+
+
+def quiet_uvicorn() -> bool:
+    """Make uvicorn's main loop wake once a second instead of ten times: it only refreshes the Date header
+    (once a second either way) and checks whether to exit (a SIGTERM now ends the server up to a second later).
+    False if uvicorn's loop is not the one expected."""
+    try:
+        from uvicorn.server import Server
+    except ImportError as exc:
+        print(f"pnr: uvicorn ticks at its own pace: {exc}", file=sys.stderr)
+        return False
+    if getattr(Server.main_loop, "_pnr_wrapped", False):
+        return True
+    if not callable(getattr(Server, "on_tick", None)):
+        print("pnr: uvicorn ticks at its own pace (no on_tick)", file=sys.stderr)
+        return False
+    ticks = round(UVICORN_TICK_SECONDS * 10)  # on_tick counts tenths of a second
+
+    async def main_loop(self: Any) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + ticks) % 864000
+            await asyncio.sleep(UVICORN_TICK_SECONDS)
+            should_exit = await self.on_tick(counter)
+
+    original = Server.main_loop
+    main_loop._pnr_wrapped = True  # type: ignore[attr-defined]
+    main_loop._pnr_original = original  # type: ignore[attr-defined]
+    Server.main_loop = main_loop  # type: ignore[method-assign]
+    return True
+
+
+TRIM_FIRST_SECONDS = 30.0  # after the start-up's migrations check and block registration
+TRIM_EVERY_SECONDS = 300.0
+
+
+def trim_memory_later() -> bool:
+    """Give the memory the C allocator keeps after frees back to the system (glibc's `malloc_trim`): once
+    TRIM_FIRST_SECONDS after the start (with a garbage collection first) and every TRIM_EVERY_SECONDS after that
+    (milliseconds each). False where there is no glibc or no running event loop to schedule it on."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        loop = asyncio.get_running_loop()
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        malloc_trim = libc.malloc_trim
+    except (RuntimeError, OSError, AttributeError):
+        return False
+
+    def trim(collect: bool) -> None:
+        if collect:
+            import gc
+
+            gc.collect()
+        malloc_trim(0)
+        loop.call_later(TRIM_EVERY_SECONDS, trim, False)
+
+    loop.call_later(TRIM_FIRST_SECONDS, trim, True)
     return True
 
 

@@ -225,13 +225,19 @@ def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup,
 
 
 def test_two_bring_ups_at_once_run_on_two_members_of_the_runner_pool(tmp_path, docker_client, cleanup, runner_mode):
-    """The runner is a pool (PNR_RUNNERS=2 in this session): two runs at once go to different processes."""
+    """The runner is a pool (PNR_RUNNERS=2 in this session): two runs at once go to different processes. A
+    forking pool is its leader alone at rest and forks a worker for each run that finds no idle one."""
     info, _ = server.ensure_running()
+    runner.stop_runner(info.state_dir)  # a new pool: no worker of an earlier test idles in it
     assert runner.ensure_runner(info.state_dir, info.api_url) is not None
-    deadline = time.monotonic() + 90  # a spawned member imports Prefect itself: it answers a moment later
-    while len(pool := runner.pool_status(info.state_dir)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(pool) == 2 and len({p["pid"] for p in pool}) == 2, pool
+    if runner_mode[0] == "spawn":
+        deadline = time.monotonic() + 90  # a spawned member imports Prefect itself: it answers a moment later
+        while len(pool := runner.pool_status(info.state_dir)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(pool) == 2 and len({p["pid"] for p in pool}) == 2, pool
+    else:
+        pool = runner.pool_status(info.state_dir)
+        assert len(pool) == 1 and pool[0]["workers"] == [], pool
     _assert_mode(info.state_dir, runner_mode)
     domains = [f"c{os.getpid() % 1000}a{i}{time.monotonic_ns() % 10000}" for i in range(2)]
     cleanup.extend(domains)
@@ -256,6 +262,46 @@ def test_two_bring_ups_at_once_run_on_two_members_of_the_runner_pool(tmp_path, d
         assert "2 chunks completed" in results[i].stdout
         own = {c.name for c in docker_client.containers.list(filters={"label": f"io.pnr.domain={domain}"})}
         assert own == {f"{domain}-db", f"{domain}-api"}
+
+
+def test_a_forked_worker_ends_when_idle_and_the_next_run_forks_a_fresh_one(tmp_path, domain_name, cleanup, monkeypatch):
+    """At rest a forking pool is its leader alone: the worker that ran a bring-up ends after
+    PNR_RUNNER_IDLE_SECONDS without a connection (the memory its run dirtied goes with it), and the next
+    `pnr up` gets a fresh worker forked from the leader, which stays the same process."""
+    cleanup.append(domain_name)
+    monkeypatch.setenv("PNR_RUNNER_START", "fork")
+    monkeypatch.setenv("PNR_RUNNER_IDLE_SECONDS", "3")
+    info, _ = server.ensure_running()
+    runner.stop_runner(info.state_dir)
+    log = runner.RunnerPaths(info.state_dir).log_file
+    cfg, rdir = _config(tmp_path, domain_name), str(tmp_path / "rt")
+    try:
+        leader = runner.ensure_runner(info.state_dir, info.api_url)
+        assert leader is not None and leader["workers"] == []
+        offset = log.stat().st_size
+        first = pnr_cli("up", str(cfg), "--runtime-dir", rdir)
+        assert first.returncode == 0, first.stdout + first.stderr
+
+        def ended() -> list[int]:
+            pong = runner.runner_status(info.state_dir)
+            text = log.read_text(errors="replace")[offset:]
+            gone = [int(pid) for pid in re.findall(r"pnr runner (\d+) ends: idle for 3s", text)]
+            return gone if pong is not None and pong["workers"] == [] else []
+
+        deadline = time.monotonic() + 90
+        while not (gone := ended()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert gone, log.read_text(errors="replace")[offset:]
+        assert not any(runner.processes.alive(pid) for pid in gone)
+        again = pnr_cli("up", str(cfg), "--runtime-dir", rdir)
+        assert again.returncode == 0, again.stdout + again.stderr
+        text = log.read_text(errors="replace")[offset:]
+        forked = [int(pid) for pid in re.findall(r"pnr runner (\d+) \(member \d+, fork", text)]
+        assert len(set(forked)) >= 2 and not set(forked) & {leader["pid"]}, forked
+        assert runner.runner_status(info.state_dir)["pid"] == leader["pid"]
+    finally:
+        pnr_cli("down", str(cfg), "--runtime-dir", rdir)
+        runner.stop_runner(info.state_dir)  # the next test's pool has the session's settings
 
 
 def test_throw_away_server_when_asked(tmp_path, domain_name, cleanup):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -82,3 +83,41 @@ def test_schedules_get_runs_and_missed_runs_are_marked_late(api_url: str) -> Non
     scheduled, state = asyncio.run(_scenario(api_url))
     assert scheduled > 0, "the scheduler created no runs for an active hourly schedule"
     assert state == "Late"
+
+
+def test_an_automation_reacts_to_an_event_on_pnrs_server(api_url: str) -> None:
+    """Reactive triggers act on each event as it arrives (the housekeeping loop is what pnr slows down): an
+    automation that expects a state event of one flow run is triggered once the run is created."""
+    import httpx
+
+    name = f"pnr-test-react-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        automation = {
+            "name": name,
+            "trigger": {
+                "type": "event",
+                "posture": "Reactive",
+                "expect": ["prefect.flow-run.*"],
+                "match": {"prefect.resource.name": name},
+                "threshold": 1,
+                "within": 0,
+            },
+            "actions": [{"type": "do-nothing"}],
+        }
+        created = client.post("/automations/", json=automation)
+        assert created.status_code == 201, created.text
+        automation_id = created.json()["id"]
+        flow = client.post("/flows/", json={"name": name}).json()
+        run = client.post("/flow_runs/", json={"flow_id": flow["id"], "name": name, "state": {"type": "SCHEDULED"}})
+        assert run.status_code == 201, run.text
+        wanted = {
+            "event": {"name": ["prefect.automation.triggered"]},
+            "resource": {"id": [f"prefect.automation.{automation_id}"]},
+        }
+        found: list[object] = []
+        for _ in range(WAIT_SECONDS):
+            found = client.post("/events/filter", json={"filter": wanted, "limit": 5}).json().get("events") or []
+            if found:
+                break
+            time.sleep(1)
+        assert found, f"automation {automation_id} was not triggered"

@@ -52,6 +52,24 @@ def test_cpu_and_memory_come_from_the_processes_own_counters(children: dict[str,
     assert "| **total** |" in at_rest.table(result)
 
 
+def test_a_process_that_ends_in_the_window_counts_its_cpu_and_no_memory(children: dict[str, Any]) -> None:
+    """A runner worker that ends while the backend idles: memory is what is left at the end of the window."""
+    import threading
+
+    short = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    threading.Thread(target=short.wait, daemon=True).start()  # reaped as the runner's leader reaps its workers
+    threading.Timer(0.5, short.stdin.close).start()  # type: ignore[union-attr]  # it ends in the window
+    try:
+        result = at_rest.measure({"short": short.pid, "idle": children["idle"].pid}, seconds=3.0, step=0.1)
+    finally:
+        short.kill()
+    ended, idle = result["processes"]["short"], result["processes"]["idle"]
+    assert ended["ended"] and ended["rss_mb"] == 0 and "ended" not in idle
+    assert result["total"]["rss_mb"] == idle["rss_mb"] > 0
+    assert result["start"]["total"]["rss_mb"] > idle["rss_mb"]  # at the start both were there
+    assert "| short (ended) |" in at_rest.table(result)
+
+
 def test_a_backend_is_its_server_and_each_runner_member(tmp_path: Path, children: dict[str, Any]) -> None:
     (tmp_path / "server.pid").write_text(json.dumps({"pid": children["idle"].pid}))
     (tmp_path / "runner.pid").write_text(json.dumps({"pid": children["busy"].pid}))

@@ -86,3 +86,83 @@ def test_the_quiet_worker_runs_tasks_due_now_and_later_and_stops(monkeypatch: py
 
     asyncio.run(scenario())
     assert sorted(ran) == ["later", "now"]
+
+
+def test_the_automations_housekeeping_runs_at_pnrs_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reactive-triggers service asks `triggers.consumer()` with no arguments: pnr's wrapper gives it
+    TRIGGER_SWEEP_SECONDS, wrapped once; an explicit granularity still wins."""
+    from prefect.server.events import triggers
+
+    original = triggers.consumer
+    monkeypatch.setattr(triggers, "consumer", original)
+    seen: list[timedelta] = []
+
+    def fake(periodic_granularity: timedelta = timedelta(seconds=5)) -> Any:
+        seen.append(periodic_granularity)
+
+    monkeypatch.setattr(triggers, "consumer", fake)
+    assert server_app.quiet_triggers()
+    assert server_app.quiet_triggers()  # a second create_app: no second wrapping
+    triggers.consumer()
+    triggers.consumer(periodic_granularity=timedelta(seconds=7))
+    assert seen == [timedelta(seconds=server_app.TRIGGER_SWEEP_SECONDS), timedelta(seconds=7)]
+    assert triggers.consumer._pnr_original is fake  # type: ignore[attr-defined]
+
+
+def test_prefects_triggers_consumer_takes_the_granularity_pnr_sets() -> None:
+    import inspect
+
+    from prefect.server.events import triggers
+
+    consumer = getattr(triggers.consumer, "_pnr_original", triggers.consumer)
+    assert "periodic_granularity" in inspect.signature(consumer).parameters
+
+
+def test_uvicorns_main_loop_ticks_at_pnrs_pace_and_still_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pnr's main loop sleeps UVICORN_TICK_SECONDS between calls of uvicorn's own on_tick, with the counter in
+    tenths of a second that on_tick expects (a multiple of 10 refreshes the Date header), and returns when
+    on_tick says to exit."""
+    from uvicorn.server import Server
+
+    monkeypatch.setattr(Server, "main_loop", Server.main_loop)
+    assert server_app.quiet_uvicorn()
+    assert server_app.quiet_uvicorn()  # a second create_app: no second wrapping
+    slept: list[float] = []
+    counters: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    class Fake:
+        async def on_tick(self, counter: int) -> bool:
+            counters.append(counter)
+            return len(counters) == 4
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asyncio.run(Server.main_loop(Fake()))  # type: ignore[arg-type]
+    assert counters == [0, 10, 20, 30]
+    assert slept == [server_app.UVICORN_TICK_SECONDS] * 3
+
+
+def test_memory_is_trimmed_after_the_start_and_then_every_so_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    calls: list[int] = []
+
+    class Libc:
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(pad)
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda _name: Libc())
+    monkeypatch.setattr(server_app, "TRIM_FIRST_SECONDS", 0.01)
+    monkeypatch.setattr(server_app, "TRIM_EVERY_SECONDS", 0.01)
+
+    async def scenario() -> None:
+        assert server_app.trim_memory_later()
+        while len(calls) < 3:  # the first trim, then the repeated one
+            await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert calls[:3] == [0, 0, 0]
+    assert not server_app.trim_memory_later()  # outside an event loop: nothing to schedule it on
