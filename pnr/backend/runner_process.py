@@ -444,6 +444,8 @@ _RUN_IMPORTS = (
     "pydantic.color",
     "anyio._backends._asyncio",
     "netrc",
+    "fastapi",  # Prefect's flow engine imports it lazily on a flow call
+    "pnr.locks",  # filelock
 )
 
 

@@ -25,8 +25,9 @@ from pnr.model import CheckBase, DesignChunk, PnR, SignalCheck, domain_environ, 
 from pnr.probes import Aborted, Attempt, ContainerGone, NeverReady, Probe, ProbeContext, ProbeResult, make_probe
 
 LOG_TAIL_LINES = 15
-# while a health check probes, the container's state is asked of the engine at most this often (and before the
-# first attempt): a probe every 0.05 s would otherwise add 20 `docker inspect`s a second per probing chunk
+# while a health check probes, the container's state is asked of the engine at most this often (the state
+# inspected when it started counts as the first ask): a probe every 0.05 s would otherwise add 20 `docker
+# inspect`s a second per probing chunk
 ALIVE_EVERY_SECONDS = 0.25
 Log = Callable[[str], None]
 
@@ -44,6 +45,7 @@ class ChunkDriver:
         self.spec: DesignChunk = state.plan.chunks[name]
         self.engine: ContainerEngine = state.engine_of(name)  # the engine this chunk runs on
         self._env: dict[str, str] | None = None
+        self._running_at: float | None = None  # when the engine last said the container runs (monotonic)
 
     @property
     def progress(self) -> ChunkProgress:
@@ -126,6 +128,7 @@ class ChunkDriver:
             if isinstance(exc, EngineUnreachable):
                 st.engine_lost(exc.engine, str(exc))
             raise self.fail(str(exc)) from None
+        self._running_at = time.monotonic() if container.running else None
         if spec.on_start:  # "started": dependents that wait only for a running container may go now
             st.store.set(dict(spec.on_start))
         st.set_phase(
@@ -219,7 +222,9 @@ class ChunkDriver:
         """The probe's `alive` callback: Aborted if the run was; ContainerGone (why, appended to `gone`) if the
         container exited or was removed — asked of the engine at most every ALIVE_EVERY_SECONDS."""
         st = self.state
-        asked = [float("-inf")]  # when the engine was last asked (monotonic)
+        # when the engine was last asked (monotonic): the start's own inspect counts, once
+        asked = [self._running_at if self._running_at is not None else float("-inf")]
+        self._running_at = None
 
         def alive() -> None:
             if st.aborted:

@@ -23,7 +23,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectConcurrentFuture, wait
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, PrivateAttr
 
@@ -571,8 +571,26 @@ def quiet_prefect_run() -> Iterator[None]:
     if get_settings().heartbeat:
         yield
         return
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    from prefect.context import SettingsContext, get_settings_context
+
+    context = get_settings_context()
+    with SettingsContext(profile=context.profile, settings=_without_heartbeat(context.settings)):
         yield
+
+
+_QUIET_SETTINGS: list[tuple[Settings, Settings]] = []  # (settings, the same without the heartbeat), newest last
+
+
+def _without_heartbeat(settings: Settings) -> Settings:
+    """`settings` with the flow heartbeat off, made once per settings object: building a Prefect `Settings`
+    reads the environment and the profile files again (~0.1 s of CPU), and the runner's every run asked for the
+    same copy. Nothing changes a settings object once made (a change is a new one); a few recent ones are kept."""
+    for seen, quiet in _QUIET_SETTINGS:
+        if seen is settings:
+            return quiet
+    quiet = settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    _QUIET_SETTINGS[:] = [*_QUIET_SETTINGS[-3:], (settings, quiet)]
+    return quiet
 
 
 def start_detached_ephemeral_server() -> None:

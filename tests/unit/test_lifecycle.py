@@ -479,6 +479,54 @@ def test_a_probing_chunk_asks_the_engine_about_its_container_at_most_every_quart
     assert took < 0.3 + chunk_mod.ALIVE_EVERY_SECONDS + 0.2
 
 
+def test_the_start_inspect_counts_as_the_probes_first_look_at_its_container(tmp_path, monkeypatch):
+    """A chunk that just started (the engine said it runs) is not inspected again before its first attempt;
+    a container that did not run at its start is looked at before any attempt, as before."""
+    from pnr.lifecycle import chunk as chunk_mod
+    from pnr.probes import Probe
+
+    looks: list[int] = []
+
+    class CountingEngine(FakeEngine):
+        inspects = 0
+
+        def inspect(self, name_or_id: str) -> ContainerState | None:
+            self.inspects += 1
+            return super().inspect(name_or_id)
+
+    engine = CountingEngine()
+
+    class Ready(Probe):
+        def describe(self) -> str:
+            return "tcp 127.0.0.1:1"
+
+        def attempt(self) -> tuple[bool, str]:
+            looks.append(engine.inspects)
+            return True, "open"
+
+    monkeypatch.setattr(chunk_mod, "make_probe", lambda check, ctx: Ready(interval=0.02, timeout=1, deadline=5))
+    spec = chunk("a", {"system_ready": "Y"}, "a_ok")
+    spec["container"]["ports"] = {"80": "127.0.0.1:18080"}
+    spec["health_check"] = {
+        "type": "tcp",
+        "port_key": "80",
+        "status_mapping": {"success": {"key": "a_ok", "response": ["yes"], "tv": "Y"}},
+    }
+    run = make_run(tmp_path, [spec], engine=engine)
+    driver = run.drivers["a"]
+    after_start: list[int] = []
+
+    def run_probe(name: str) -> None:
+        after_start.append(engine.inspects)
+        driver.probe()
+
+    driver.bring_up(run_probe)
+    assert looks == after_start  # no inspect between the start and the first attempt
+    driver._running_at = None  # e.g. probed again by the watch: it looks first
+    driver.probe()
+    assert looks[-1] == after_start[0] + 1
+
+
 def test_a_passed_probe_without_a_success_mapping_writes_the_flowout_at_once(tmp_path, monkeypatch):
     """The chunk is ready when its probe passes; with nothing mapped, its flowout is what says so."""
     from pnr.lifecycle import chunk as chunk_mod
