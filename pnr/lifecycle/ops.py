@@ -54,34 +54,15 @@ def tear_down_domain(
     domain = plan.domain.name
     removed = []
     owned = [(e, state) for _name, e in reachable for state in e.owned_containers(domain)]
-    if not force and not plan.source.startswith("<"):
-        this = str(Path(plan.source).resolve())
-        others = other_configs([state.labels for _e, state in owned], domain, this)
-        if others:
-            fix = (
-                f"remove it with `pnr down {sorted(others)[0]}`, or with `pnr down --force {plan.source}` anyway "
-                "(the pnr-down flow: force=true)"
-            )
-            raise other_config_error(domain, plan.source, others, fix, this)
+    if not force:
+        _refuse_other_configs(plan, [state for _e, state in owned])
     by_state = {id(state): e for e, state in owned}
     for group in _reverse_levels(plan, [state for _e, state in owned]):
         # one level at a time, dependents first; within a level in parallel (a slow stop costs once, not per container)
         with ThreadPoolExecutor(max_workers=min(DOWN_PARALLEL, len(group))) as pool:
             list(pool.map(lambda state: _stop_and_remove(by_state[id(state)], state, told, stop_timeout), group))
         removed.extend(sorted(state.name for state in group))
-    networks = []
-    vols = []
-    for ename, e in reachable:
-        on = "" if len(engines) == 1 else f" (engine {ename})"
-        for net in e.owned_networks(domain):
-            e.remove_network(net["Id"])
-            networks.append(net["Name"] + on)
-            told("network", networks[-1])
-        if volumes:
-            for vol in e.owned_volumes(domain):
-                e.remove_volume(vol)
-                vols.append(vol + on)
-                told("volume", vols[-1])
+    networks, vols = _remove_networks_and_volumes(domain, reachable, len(engines) > 1, volumes, told)
     report: dict[str, str | list[str]] = {
         "domain": domain,
         "containers": removed,
@@ -92,6 +73,45 @@ def tear_down_domain(
         raise EngineUnreachable(_partial_down_message(engines, report, lost), next(iter(lost)))
     remove_domain_files(runtime_dir, domain)
     return report
+
+
+def _refuse_other_configs(plan: Plan, owned: list[ContainerState]) -> None:
+    """ConfigError naming the other file when the domain's containers were made from another config file."""
+    if plan.source.startswith("<"):
+        return
+    domain, this = plan.domain.name, str(Path(plan.source).resolve())
+    others = other_configs([state.labels for state in owned], domain, this)
+    if others:
+        fix = (
+            f"remove it with `pnr down {sorted(others)[0]}`, or with `pnr down --force {plan.source}` anyway "
+            "(the pnr-down flow: force=true)"
+        )
+        raise other_config_error(domain, plan.source, others, fix, this)
+
+
+def _remove_networks_and_volumes(
+    domain: str,
+    reachable: list[tuple[str, ContainerEngine]],
+    several: bool,
+    volumes: bool,
+    told: Callable[[str, str], None],
+) -> tuple[list[str], list[str]]:
+    """The domain's networks (and with `volumes` its volumes) on each engine; their names, with the engine's
+    when the domain has several."""
+    networks: list[str] = []
+    vols: list[str] = []
+    for ename, e in reachable:
+        on = f" (engine {ename})" if several else ""
+        for net in e.owned_networks(domain):
+            e.remove_network(net["Id"])
+            networks.append(net["Name"] + on)
+            told("network", networks[-1])
+        if volumes:
+            for vol in e.owned_volumes(domain):
+                e.remove_volume(vol)
+                vols.append(vol + on)
+                told("volume", vols[-1])
+    return networks, vols
 
 
 def remove_started_by(plan: Plan, engine: EngineSource, run_ids: set[str]) -> tuple[list[str], list[str]]:
