@@ -7,7 +7,7 @@ so on stderr) where Prefect's internals are not what it expects:
   arithmetic in asyncpg's encoder is slow.
 - A plain multi-row INSERT runs as one cached statement executed per row (`executemany`) instead of a statement
   compiled anew for every batch. Anything else runs as Prefect wrote it.
-- The docket worker that runs Prefect's periodic services polls every 2 s, without a cancellation listener
+- The docket worker that runs Prefect's periodic services polls every 5 s, without a cancellation listener
   (`quiet_docket`); the automations service sweeps its housekeeping every 30 s instead of 5 (`quiet_triggers`);
   uvicorn's main loop ticks once a second instead of ten times (`quiet_uvicorn`): what an idle server spends
   most of its CPU on (docs/server.md). Memory freed after the start-up and after bursts goes back to the system
@@ -128,7 +128,7 @@ def executemany_inserts() -> bool:
     return True
 
 
-DOCKET_POLL_SECONDS = 2.0  # docket's worker: 0.25 s; how often it checks for due and new background tasks
+DOCKET_POLL_SECONDS = 5.0  # docket's worker: 0.25 s; how often it checks for due and new background tasks
 DOCKET_HEARTBEAT_SECONDS = 10.0  # docket's: 2 s; its worker registry, which Prefect does not read
 
 
