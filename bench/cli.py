@@ -576,12 +576,61 @@ class Bench:
         """A fresh PREFECT_HOME and PNR_STATE_DIR, no server: the first `pnr up` on a new machine, then a second.
         Right before: the floor of that first call, Prefect's own server started on an empty database."""
         floor = self.prefect_cold_start()
+        app_floor = self.prefect_app_start()
         env = self.fresh_env()
         recs = [self.run_pnr(stack, f"first-run #{call}", env, None) for call in (1, 2)]
         recs[0]["prefect_cold_start"] = floor
+        recs[0]["prefect_app_start"] = app_floor
         if self.args.managed_available and state_pids(env["PNR_STATE_DIR"]):
             timed([self.pnr, "server", "stop"], env, 60)  # the server (and runner) the first call started
         return recs
+
+    def prefect_app_start(self) -> dict[str, float] | None:
+        """Prefect's own server app (`uvicorn --factory prefect.server.api.server:create_app`, pnr's server settings)
+        on a copy of pnr's database template, as a new pnr server starts (no migration to run): seconds until it
+        answers /api/health, and until its first API call (`POST /api/flows/`: FastAPI builds its routes on the
+        first request) has answered. What pnr's first call pays before any of pnr's own work, at the least."""
+        import json as _json
+        import urllib.request
+
+        from pnr.backend.server import SERVER_TUNING, seed_database
+
+        home = Path(tempfile.mkdtemp(prefix="app-", dir=self.tmp)) / "home"
+        home.mkdir()
+        if seed_database(home) is None:
+            return None  # no template for this Prefect version
+        port = free_port()
+        env = {**self.base_env(), **SERVER_TUNING, "PREFECT_HOME": str(home)}
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+        command = [str(VENV_BIN / "python"), "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        base = f"http://127.0.0.1:{port}/api"
+        with open(home.parent / "server.log", "wb") as out:
+            began = time.monotonic()
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            healthy = None
+            while time.monotonic() - began < 180 and proc.poll() is None and healthy is None:
+                with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(f"{base}/health", timeout=1) as a:
+                    healthy = time.monotonic() - began if a.status == 200 else None
+                time.sleep(0 if healthy else 0.05)
+            if healthy is None:
+                return None
+            body = _json.dumps({"name": "pnr-bench-first-call"}).encode()
+            request = urllib.request.Request(f"{base}/flows/", body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                answer.read()
+            first_call = time.monotonic() - began
+            log(f"Prefect's app on pnr's template: healthy after {healthy:.2f}s, first API call {first_call:.2f}s")
+            return {"healthy": healthy, "first_call": first_call}
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
 
     def prefect_cold_start(self) -> float | None:
         """Seconds until a bare `prefect server start` (pnr's server settings) on an empty PREFECT_HOME answers
