@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +156,15 @@ def burst(backend: Backend, configs: list[Path]) -> dict[str, Any]:
         )
         for c in configs
     ]
-    walls = []
-    for p in procs:
-        _, err = p.communicate(timeout=600)
-        walls.append(time.monotonic() - began)
-        if p.returncode != 0:
+
+    def ended(proc: subprocess.Popen[str]) -> float:
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
             raise RuntimeError(f"pnr up failed: {err[-800:]}")
+        return time.monotonic() - began
+
+    with ThreadPoolExecutor(len(procs)) as pool:  # each run's own end, not the order they are waited for in
+        walls = list(pool.map(ended, procs))
     now = resource.getrusage(resource.RUSAGE_CHILDREN)  # the `pnr up` processes, reaped above
     clients = now.ru_utime + now.ru_stime - reaped.ru_utime - reaped.ru_stime
     time.sleep(3)  # what the server records after the runs' end
