@@ -604,66 +604,63 @@ class Bench:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
         command = [str(VENV_BIN / "python"), "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
         command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
-        base = f"http://127.0.0.1:{port}/api"
-        with open(home.parent / "server.log", "wb") as out:
-            began = time.monotonic()
-            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            healthy = None
-            while time.monotonic() - began < 180 and proc.poll() is None and healthy is None:
-                with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(f"{base}/health", timeout=1) as a:
-                    healthy = time.monotonic() - began if a.status == 200 else None
-                time.sleep(0 if healthy else 0.05)
+        with started_server(command, env, home.parent / "server.log", port) as (began, healthy):
             if healthy is None:
                 return None
             body = _json.dumps({"name": "pnr-bench-first-call"}).encode()
-            request = urllib.request.Request(f"{base}/flows/", body, {"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/flows/", body, {"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(request, timeout=60) as answer:
                 answer.read()
             first_call = time.monotonic() - began
-            log(f"Prefect's app on pnr's template: healthy after {healthy:.2f}s, first API call {first_call:.2f}s")
-            return {"healthy": healthy, "first_call": first_call}
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        log(f"Prefect's app on pnr's template: healthy after {healthy:.2f}s, first API call {first_call:.2f}s")
+        return {"healthy": healthy, "first_call": first_call}
 
     def prefect_cold_start(self) -> float | None:
         """Seconds until a bare `prefect server start` (pnr's server settings) on an empty PREFECT_HOME answers
         /api/health: its imports and every database migration. What any first call on a new machine pays."""
-        import urllib.request
-
         from pnr.backend.server import SERVER_TUNING
 
         home = Path(tempfile.mkdtemp(prefix="cold-", dir=self.tmp))
         port = free_port()
         env = {**self.base_env(), **SERVER_TUNING, "PREFECT_HOME": str(home / "home")}
         command = [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-        with open(home / "server.log", "wb") as out:
-            began = time.monotonic()
-            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            while time.monotonic() - began < 180 and proc.poll() is None:
-                health = f"http://127.0.0.1:{port}/api/health"
-                with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(health, timeout=1) as answer:
-                    if answer.status == 200:
-                        seconds = time.monotonic() - began
-                        log(f"bare `prefect server start`, empty database: healthy after {seconds:.2f}s")
-                        return seconds
+        with started_server(command, env, home / "server.log", port) as (_began, healthy):
+            if healthy is not None:
+                log(f"bare `prefect server start`, empty database: healthy after {healthy:.2f}s")
+            return healthy
+
+
+@contextlib.contextmanager
+def started_server(
+    command: list[str], env: dict[str, str], log_path: Path, port: int
+) -> Iterator[tuple[float, float | None]]:
+    """Start a Prefect server (`command`, in a session of its own, output to `log_path`) and wait for its
+    /api/health on `port`: (when it was started, seconds until it answered, or None if it exited or 180 s went
+    by). Its process group is stopped on leaving."""
+    import urllib.request
+
+    with open(log_path, "wb") as out:
+        began = time.monotonic()
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        healthy = None
+        while healthy is None and time.monotonic() - began < 180 and proc.poll() is None:
+            health = f"http://127.0.0.1:{port}/api/health"
+            with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(health, timeout=1) as answer:
+                healthy = time.monotonic() - began if answer.status == 200 else None
+            if healthy is None:
                 time.sleep(0.05)
-            return None
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        yield began, healthy
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def fmt_rec(rec: dict[str, Any]) -> str:
