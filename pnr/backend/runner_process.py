@@ -438,15 +438,15 @@ _RUN_IMPORTS = (
     "pnr.model",
     "pnr.prefect.flows",
     # what a process's first run imported besides (~2.5 MB): the probes, graphviz (each flow call), httpx's netrc.
-    # Not fastapi, which Prefect's flow engine imports on a worker's first flow call: 0.16 s of that run's CPU, but
-    # 4.5 MB more in the leader at rest, where the backend keeps under 300 MB
+    # (Not fastapi, which Prefect imports to store a flow run's parameters: pnr's flows do not, see
+    # pnr.prefect.params)
     *(f"pnr.probes.{kind}" for kind in ("composite", "docker", "exec", "http", "log", "signal", "socket", "tcp")),
     "prefect.utilities.visualization",
     "psutil",
     "pydantic.color",
     "anyio._backends._asyncio",
     "netrc",
-    "pnr.locks",  # filelock
+    "filelock",  # pnr.locks imports it when it first takes a lock
 )
 
 

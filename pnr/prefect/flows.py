@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 from uuid import UUID
 
-from prefect import Flow, Task, flow, get_run_logger, task
+from prefect import Flow, Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, RunInput, State, TaskRun, TaskRunResult
@@ -48,6 +48,7 @@ from pnr.lifecycle import (
 from pnr.model import SYSTEM_READY, Plan, PnR, domain_environ, load_plan
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
+from pnr.prefect.params import pnr_flow
 from pnr.processes import detached_popen_options, die_with_parent
 from pnr.runtime import SignalStore
 from pnr.settings import PnrSettings, get_settings, resolve_runtime_dir, run_settings
@@ -207,7 +208,7 @@ def _flow_run_cancelled(flow_run_id: str | None) -> Callable[[], bool]:
     return cancelled
 
 
-@flow(name="pnr-cpux", persist_result=False, validate_parameters=False)
+@pnr_flow(name="pnr-cpux", persist_result=False, validate_parameters=False)
 def cpux_flow(config_path: str, cpux: str, run: RunRef) -> CpuxSummary:
     """One CPUX: every chunk submitted at once (dependencies first); gates decide who starts when."""
     parent = run.live
@@ -361,7 +362,7 @@ def _subflow_run_ids(parent_id: UUID) -> set[str]:
     return {str(r.id) for r in runs}
 
 
-@flow(
+@pnr_flow(
     name="pnr-up",
     persist_result=False,
     on_cancellation=[_remove_what_this_run_started],
@@ -483,7 +484,7 @@ def _run_cpuxs(ref: RunRef, names: list[str], results: FlowResult, config_path: 
         workers = len(run.plan.chunks_of(name)) + 2  # every chunk may wait at once: one thread each, no deadlock
         cpux_flow.with_options(
             flow_run_name=f"{run.plan.domain.name}.{name}",
-            task_runner=_ChunkTaskRunner(max_workers=workers),  # type: ignore[arg-type]
+            task_runner=_ChunkTaskRunner(max_workers=workers),
         )(config_path, name, ref)
         results[name] = run.runs[name].results()
 
@@ -538,7 +539,7 @@ def _result(plan: Plan, results: FlowResult, store: SignalStore) -> FlowResult:
     }
 
 
-@flow(name="pnr-down", persist_result=False)
+@pnr_flow(name="pnr-down", persist_result=False)
 def tear_down(
     config_path: str,
     runtime_dir: str | None = None,
