@@ -741,29 +741,37 @@ def bench_at_rest(bench: Bench, data: dict[str, Any]) -> None:
     log(f"at rest: {total['rss_mb']:.0f} MB RSS, {total['pss_mb']:.0f} MB PSS, {total['cpu_pct']:.2f} % of a core")
 
 
+# the concurrency domains: 3-chunk chains of both shapes (the outside harness measured six at once on its own)
+CONCURRENCY: dict[str, tuple[str, Callable[[], Stack]]] = {
+    "concurrency": ("chain3", SMALL),
+    "concurrency_outside": ("outside3", lambda: outside(3)),
+}
+
+
 def bench_concurrency(bench: Bench, data: dict[str, Any]) -> None:
     """N `pnr up`s of different 3-chunk domains at once against one server, vs one alone; the same for the lower
-    bound (what the machine's 2 cores allow anyway)."""
+    bound (what the machine's 2 cores allow anyway). Once per shape (CONCURRENCY)."""
     n, server = bench.args.concurrency, bench.server(bench.args.backends[0])
     mode = f"warm/{server.kind}"
-    out: dict[str, Any] = {"n": n, "stack": "chain3", "mode": mode, "single": [], "single_lb": []}
-    for _ in range(bench.args.repeats):
-        out["single"].append(bench.run_pnr(SMALL(), mode, server.env(), server))
-        out["single_lb"].append(bench.run_lower_bound(SMALL()))
-    log(f"concurrency: single pnr up {[round(r['wall'], 2) for r in out['single']]}")
-    out["bursts"], out["bursts_lb"] = [], []
-    for _ in range(bench.args.concurrency_repeats):
-        out["bursts"].append(pnr_burst(bench, n, server))
-        lbs = [bench.lower_bound(SMALL(), bench.prefix("lb")) for _ in range(n)]
-        out["bursts_lb"].append([{**t.record()} for t in (r.result(600) for r in lbs)])
-        bench.sweep()
-        log(f"concurrency: {n} at once: pnr {[round(r['wall'], 2) for r in out['bursts'][-1]['runs']]}")
-    data["concurrency"] = out
+    for key, (name, shape) in CONCURRENCY.items():
+        out: dict[str, Any] = {"n": n, "stack": name, "mode": mode, "single": [], "single_lb": []}
+        for _ in range(bench.args.repeats):
+            out["single"].append(bench.run_pnr(shape(), mode, server.env(), server))
+            out["single_lb"].append(bench.run_lower_bound(shape()))
+        log(f"concurrency ({name}): single pnr up {[round(r['wall'], 2) for r in out['single']]}")
+        out["bursts"], out["bursts_lb"] = [], []
+        for _ in range(bench.args.concurrency_repeats):
+            out["bursts"].append(pnr_burst(bench, n, server, shape))
+            lbs = [bench.lower_bound(shape(), bench.prefix("lb")) for _ in range(n)]
+            out["bursts_lb"].append([{**t.record()} for t in (r.result(600) for r in lbs)])
+            bench.sweep()
+            log(f"concurrency ({name}): {n} at once: pnr {[round(r['wall'], 2) for r in out['bursts'][-1]['runs']]}")
+        data[key] = out
 
 
-def pnr_burst(bench: Bench, n: int, server: Server) -> dict[str, Any]:
+def pnr_burst(bench: Bench, n: int, server: Server, shape: Callable[[], Stack]) -> dict[str, Any]:
     load, cpu0 = os.getloadavg()[0], backend_cpu(backend_pids(server.env(), server))
-    started = [bench.pnr_up(SMALL(), bench.prefix(f"k{i}"), server.env()) for i in range(n)]
+    started = [bench.pnr_up(shape(), bench.prefix(f"k{i}"), server.env()) for i in range(n)]
     runs = [bench.pnr_record(run.result(600), f"warm/{server.kind}") for run, _, _ in started]
     server_cpu = cpu_since(cpu0, backend_pids(server.env(), server))
     with ThreadPoolExecutor(n) as pool:
@@ -1000,6 +1008,7 @@ def main(argv: list[str] | None = None) -> None:
         "warmups": [],
         "runs": [],
         "concurrency": None,
+        "concurrency_outside": None,
         "scale": [],
         "at_rest": None,
     }

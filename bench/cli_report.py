@@ -80,7 +80,12 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
             if k.startswith("pnr"):
                 e["fixed_cost_paired"] = stats(_paired(tools[k], tools.get("lower bound", [])))
         stacks[stack] = {"chunks": tools[next(iter(tools))][0].get("chunks"), "tools": table}
-    return {"stacks": stacks, "concurrency": _concurrency(data.get("concurrency")), "scale": _scale(data)}
+    return {
+        "stacks": stacks,
+        "concurrency": _concurrency(data.get("concurrency")),
+        "concurrency_outside": _concurrency(data.get("concurrency_outside")),
+        "scale": _scale(data),
+    }
 
 
 def _paired(pnr: list[dict[str, Any]], lb: list[dict[str, Any]]) -> list[float]:
@@ -106,6 +111,7 @@ def _concurrency(c: dict[str, Any] | None) -> dict[str, Any] | None:
     single_lb = stats([r["wall"] for r in c["single_lb"] if "error" not in r])
     out = {
         "n": c["n"],
+        "stack": c.get("stack", "chain3"),
         "mode": c.get("mode", "warm"),
         "single": single,
         "burst": stats(burst),
@@ -334,22 +340,35 @@ def _at_rest_md(rest: dict[str, Any] | None) -> list[str]:
     return [*lines, table(rest), ""]
 
 
-def _concurrency_md(c: dict[str, Any] | None) -> list[str]:
-    if not c:
+def _concurrency_md(shapes: list[dict[str, Any] | None]) -> list[str]:
+    """One table: per shape, `pnr up` and the lower bound, one alone and N at once."""
+    shapes_run = [c for c in shapes if c]
+    if not shapes_run:
         return []
-    return [
-        f"#### Concurrency: {c['n']} `pnr up`s of different 3-chunk domains at once, one warm server ({c['mode']})",
+    first = shapes_run[0]
+    lines = [
+        f"#### Concurrency: {first['n']} `pnr up`s of different 3-chunk domains at once, one warm server "
+        f"({first['mode']})",
         "",
         "| | one alone | each of N at once | N at once / alone (median; slowest) | server CPU |",
         "|---|---:|---:|---:|---:|",
-        f"| `pnr up` (chain3) | {_s(c['single'])} | {_s(c['burst'])} | "
-        f"{_x(c.get('ratio_median'))}; {_x(c.get('ratio_max'))} | {_s(c['server_cpu_single'])} alone, "
-        f"{_s(c['server_cpu_burst'])} for all N |",
-        f"| lower bound (chain3) | {_s(c['single_lb'])} | {_s(c['burst_lb'])} | "
-        f"{_x(_ratio(c['burst_lb'], c['single_lb']))} | |",
+    ]
+    for c in shapes_run:
+        lines += [
+            f"| `pnr up` ({c['stack']}) | {_s(c['single'])} | {_s(c['burst'])} | "
+            f"{_x(c.get('ratio_median'))}; {_x(c.get('ratio_max'))} | {_s(c['server_cpu_single'])} alone, "
+            f"{_s(c['server_cpu_burst'])} for all N |",
+            f"| lower bound ({c['stack']}) | {_s(c['single_lb'])} | {_s(c['burst_lb'])} | "
+            f"{_x(_ratio(c['burst_lb'], c['single_lb']))} | |",
+        ]
+    failed = ", ".join(f"{c['failed']} ({c['stack']})" for c in shapes_run)
+    loads = ", ".join(f"{x:.1f}" for c in shapes_run for x in c["load1s"])
+    return [
+        *lines,
         "",
-        f"Failed runs in the bursts: {c['failed']}. Load average (1 min) at the bursts' start: "
-        f"{', '.join(f'{x:.1f}' for x in c['load1s'])}.",
+        f"chain3: busybox httpd answering 1 s after its start, probed every 0.005 s; outside3: the outside harness's "
+        f'chain (`sh -c "sleep 1; exec httpd"`, its port published as `PORT:PORT`, probed every 0.02 s). Failed '
+        f"runs in the bursts: {failed}. Load average (1 min) at the bursts' start: {loads}.",
         "",
     ]
 
@@ -428,8 +447,9 @@ def _scale_md(rows: list[dict[str, Any]]) -> list[str]:
 def _observations(data: dict[str, Any]) -> list[str]:
     """What pnr printed that looks wrong, slow exits, things left behind."""
     runs = [r for r in data["runs"] + data.get("scale", []) + data.get("warmups", []) if r["tool"] == "pnr"]
-    for b in (data.get("concurrency") or {}).get("bursts", []):
-        runs += b["runs"]
+    for key in ("concurrency", "concurrency_outside"):
+        for b in (data.get(key) or {}).get("bursts", []):
+            runs += b["runs"]
     lines: list[str] = []
     seen: Counter[str] = Counter()
     for r in runs:
@@ -479,7 +499,7 @@ def section(data: dict[str, Any]) -> str:
         parts += _first_call_table(data, summary)
         parts += _timeline_table(summary)
     parts += _at_rest_md(data.get("at_rest"))
-    parts += _concurrency_md(summary.get("concurrency"))
+    parts += _concurrency_md([summary.get("concurrency"), summary.get("concurrency_outside")])
     parts += _scale_md(summary.get("scale", []))
     parts += _observations(data)
     return "\n".join(parts).rstrip()

@@ -10,7 +10,6 @@ import platform
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +44,8 @@ class Report:
 
 
 def _version(package: str) -> str:
+    from importlib import metadata  # here: every command line imports this module, few ask for versions
+
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
