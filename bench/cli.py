@@ -654,13 +654,10 @@ def started_server(
                 time.sleep(0.05)
         yield began, healthy
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        from pnr.processes import terminate
+
+        terminate(proc.pid, 30)  # SIGTERM to its process group, SIGKILL after 30 s
+        proc.wait(10)
 
 
 def fmt_rec(rec: dict[str, Any]) -> str:
