@@ -114,7 +114,7 @@ class _Handler(socketserver.StreamRequestHandler):
         self.member.started(control, key=request.key)
         result, error = None, None
         try:
-            with quiet_prefect_run(), use_control(control), self.member.shared_client():
+            with quiet_prefect_run(csrf=self.member.csrf), use_control(control), self.member.shared_client():
                 result = bring_up(**request.flow_parameters())
         except BaseException as exc:
             error = exc
@@ -192,6 +192,7 @@ class Member:
         self._last_seen = time.monotonic()
         # one Prefect client (connection pool, TLS context) for every run
         self.client_context: SyncClientContext | None = None
+        self.csrf = True  # whether the server enforces CSRF protection (asked once, by _warm_up)
 
     @contextlib.contextmanager
     def shared_client(self) -> Iterator[None]:
@@ -270,13 +271,14 @@ def serve(state_dir: Path, api_url: str, mode: Mode, index: int = 0, leader: int
     if index == 0 and mode.start == "spawn":  # they import while this process does
         spawned = _spawn_members(state_dir, api_url, mode)
     _import_for_runs()
-    _warm_up()
+    csrf = _warm_up()
 
     token = channel.read_token(state_dir)
     fingerprint = os.environ.get("PNR_RUNNER_FINGERPRINT") or code_fingerprint()
     member = Member(api_url, fingerprint, token, mode, index)
+    member.csrf = csrf
     member.member_pids = [p.pid for p in spawned]
-    member.client_context = _open_client_context()  # opened, not connected: a fork inherits no connection
+    member.client_context = _open_client_context(csrf)  # opened, not connected: a fork inherits no connection
     if index == 0 and mode.start == "fork":
         if threading.active_count() == 1:
             from pnr.backend.runner_zygote import Zygote
@@ -309,7 +311,7 @@ def _serve_worker(leader: Member, index: int, state_dir: Path, first: tuple[Any,
 
     mode = Mode(leader.pool, leader.start, leader.transport)
     worker = Member(leader.api_url, leader.fingerprint, leader.token, mode, index)
-    worker.client_context = leader.client_context
+    worker.client_context, worker.csrf = leader.client_context, leader.csrf
     _serve_member(worker, state_dir, None, get_settings().runner_idle_seconds, first)
 
 
@@ -416,11 +418,14 @@ def _reap(children: list[int], deadline: float) -> None:
     psutil.wait_procs(left, timeout=5)
 
 
-def _open_client_context() -> SyncClientContext | None:
+def _open_client_context(csrf: bool) -> SyncClientContext | None:
     from prefect.context import SyncClientContext
 
+    from pnr.prefect.flows import quiet_prefect_run
+
     try:
-        context = SyncClientContext()
+        with quiet_prefect_run(csrf=csrf):  # the client reads its settings when made
+            context = SyncClientContext()
         context.client.__enter__()
     except Exception as exc:  # each run then opens its own client, as in any process
         print(f"no shared Prefect client: {exc}", flush=True)
@@ -458,8 +463,9 @@ def _import_for_runs() -> None:
         importlib.import_module(name)
 
 
-def _warm_up() -> None:
-    """Before the first client connects: the flows' registration with the API (once the server answers)."""
+def _warm_up() -> bool:
+    """Before the first client connects: the flows' registration with the API (once the server answers), and
+    whether the server enforces CSRF protection (`server_wants_csrf`)."""
     from prefect.client.orchestration import get_client
 
     from pnr.backend.server import _healthy
@@ -475,6 +481,21 @@ def _warm_up() -> None:
                 client.create_flow(flow)
     except Exception as exc:  # a warm-up only: the first run will say what is wrong
         print(f"warm-up could not reach {os.environ.get('PREFECT_API_URL')}: {exc}", flush=True)
+        return True
+    return server_wants_csrf(api_url)
+
+
+def server_wants_csrf(api_url: str) -> bool:
+    """Whether the Prefect server at `api_url` enforces CSRF protection (Prefect's default: it does not). Runs
+    that know it does not skip the token request each new Prefect client makes (`quiet_prefect_run(csrf=False)`).
+    When in doubt (no answer, another answer), it does."""
+    import httpx
+
+    try:  # the answer Prefect's client takes to mean that the server wants no token (prefect.client.base)
+        answer = httpx.get(f"{api_url}/csrf-token", params={"client": "pnr-runner"}, timeout=10)
+    except httpx.HTTPError:
+        return True
+    return not (answer.status_code == 422 and "CSRF protection is disabled." in answer.text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 say why it failed (with the container's last log lines). The bring-up and the watch drive the same driver.
 
     start()           reuse / (re)create the container (pnr.engines.converge decides, with reasons)
+    start_early()     start() ahead of bring_up, for a chunk whose gate holds already
     probe()           the health check until ready or given up; writes the status mapping either way
     await_job()       a job chunk: its container must exit 0; writes the flowout (or N with the exit code)
     bring_up()        the three above in order, then waits for the flowout
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ class ChunkDriver:
         self.engine: ContainerEngine = state.engine_of(name)  # the engine this chunk runs on
         self._env: dict[str, str] | None = None
         self._running_at: float | None = None  # when the engine last said the container runs (monotonic)
+        self._early: Future[tuple[ContainerState, str]] | None = None  # started ahead of its task (start_early)
 
     @property
     def progress(self) -> ChunkProgress:
@@ -117,13 +120,27 @@ class ChunkDriver:
         return state, "created" if existing is None else "recreated (" + "; ".join(decision.reasons) + ")"
 
     # -- a bring-up ------------------------------------------------------------------------------
-    def bring_up(self, run_probe: Callable[[str], object]) -> dict[str, str]:
-        """After the gate opened: start (or reuse) the container, probe it (`run_probe(name)` runs `probe`
-        where the caller wants it, e.g. as a Prefect sub-task), then wait for the flowout."""
-        st, spec = self.state, self.spec
-        st.set_phase(self.name, Phase.STARTING, f"starting {spec.container.name}", started_at=time.time())
+    def start_early(self) -> None:
+        """Start (or reuse) the container now, ahead of `bring_up`, which then carries on from it (its gate holds
+        already: see `CpuxRun.head_start`). An engine error is raised where `bring_up` would have raised it."""
+        early: Future[tuple[ContainerState, str]] = Future()
+        self._early = early
+        self.state.set_phase(self.name, Phase.STARTING, f"starting {self.spec.container.name}", started_at=time.time())
         try:
-            container, action = self.start()
+            early.set_result(self.start())
+        except BaseException as exc:  # raised in bring_up, as a start of its own would have
+            early.set_exception(exc)
+
+    def bring_up(self, run_probe: Callable[[str], object]) -> dict[str, str]:
+        """After the gate opened: start (or reuse) the container — or take the one `start_early` started —, probe
+        it (`run_probe(name)` runs `probe` where the caller wants it, e.g. as a Prefect sub-task), then wait for
+        the flowout."""
+        st, spec = self.state, self.spec
+        early, self._early = self._early, None
+        if early is None:
+            st.set_phase(self.name, Phase.STARTING, f"starting {spec.container.name}", started_at=time.time())
+        try:
+            container, action = early.result() if early is not None else self.start()
         except EngineError as exc:
             if isinstance(exc, EngineUnreachable):
                 st.engine_lost(exc.engine, str(exc))

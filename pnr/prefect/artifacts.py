@@ -215,6 +215,7 @@ class RunArtifacts(RunObserver):
         self._unsubscribe: Callable[[], None] | None = None
         self._background: _Background | None = None
         self._finishing = threading.Event()  # finish(): a queued update goes at once (the final one follows)
+        self._start_queued = False  # the plan and progress artifacts are queued (see _queue_start)
 
     def key(self, what: str) -> str:
         return artifact_key(self.domain, what)
@@ -223,33 +224,47 @@ class RunArtifacts(RunObserver):
         self.enabled = in_flow_run()
         if not self.enabled:
             return
-        from prefect.artifacts import create_markdown_artifact, create_progress_artifact
-
-        def publish_start() -> None:
-            _quietly(
-                "plan",
-                lambda: create_markdown_artifact(
-                    plan_markdown(self.plan, self.cpuxs),
-                    key=self.key("plan"),
-                    description=f"signal graph of {self.domain}",
-                ),
-            )
-            created = _quietly(
-                "progress",
-                lambda: create_progress_artifact(
-                    0.0, key=self.key("progress"), description=f"{self.domain}: 0/{self._progress.total} chunks ready"
-                ),
-            )
-            self._progress.artifact_id = created if isinstance(created, UUID) else None  # called in sync: a UUID
-
-        # in the flow's thread, before any chunk runs: a concurrent write here made the ephemeral (SQLite)
-        # server stall the CPUX subflow's creation for ~2 s, intermittently
-        publish_start()
         self._background = _Background()
         self._unsubscribe = self.control.listen(self._on_phase)
 
+    def _publish_start(self) -> None:
+        """The plan and the progress artifacts (in the background thread, before any progress update)."""
+        from prefect.artifacts import create_markdown_artifact, create_progress_artifact
+
+        _quietly(
+            "plan",
+            lambda: create_markdown_artifact(
+                plan_markdown(self.plan, self.cpuxs), key=self.key("plan"), description=f"signal graph of {self.domain}"
+            ),
+        )
+        created = _quietly(
+            "progress",
+            lambda: create_progress_artifact(
+                0.0, key=self.key("progress"), description=f"{self.domain}: 0/{self._progress.total} chunks ready"
+            ),
+        )
+        self._progress.artifact_id = created if isinstance(created, UUID) else None  # called in sync: a UUID
+
+    def _queue_start(self) -> None:
+        """Queue the first artifacts once: when a chunk first reports more than its start (its CPUX's subflow run
+        exists by then), or at the end of a run that never got that far. Not earlier: each is an API write, and
+        every call before the first container starts is time every `pnr up` waits (six runs at once queue at the
+        one server); a write beside the subflow run's creation also made a SQLite server (Prefect's own, without
+        pnr's IMMEDIATE transactions) stall that creation for ~2 s, intermittently."""
+        with self._lock:
+            if self._start_queued:
+                return
+            self._start_queued = True
+        background = self._background
+        if background is not None:
+            background.submit(self._publish_start)
+
     def _on_phase(self, event: RunEvent) -> None:
-        if not isinstance(event, ProgressEvent) or event.phase != Phase.READY.value or event.what is not None:
+        if not isinstance(event, ProgressEvent):
+            return
+        if not self._start_queued and event.phase != Phase.STARTING.value:  # a start may precede the subflow run
+            self._queue_start()
+        if event.phase != Phase.READY.value or event.what is not None:
             return
         with self._lock:
             if event.chunk in self._counted:
@@ -290,6 +305,7 @@ class RunArtifacts(RunObserver):
             self._unsubscribe()
             self._unsubscribe = None
         if self._background is not None:
+            self._queue_start()  # a run that ended before its first chunk reported: its plan still shows
             self._finishing.set()
             self._background.close()  # every queued update first, so the final one is the last word
             self._background = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -23,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectConcurrentFuture, wait
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
+from prefect.settings import PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, PrivateAttr
 
@@ -35,7 +34,6 @@ from pnr.lifecycle import (
     CpuxRun,
     GateClosed,
     Phase,
-    Prepared,
     RunControl,
     RunNote,
     Watcher,
@@ -89,7 +87,23 @@ class DomainRun:
     force_recreate: bool = False
     timeout_seconds: float | None = None  # what the deadline came from, for messages (a CPUX gets what is left)
     runs: dict[str, CpuxRun] = field(default_factory=dict)  # finished CPUX runs, for the watch
-    early: dict[str, Future[Prepared]] = field(default_factory=dict)  # engine preparation under way, by CPUX
+    head: dict[str, CpuxRun] = field(default_factory=dict)  # CPUX runs under way before their subflow run (the first)
+
+    def cpux_run(self, cpux: str, config_path: str, flow_run_id: str) -> CpuxRun:
+        """The run of one CPUX of this bring-up (its containers labelled with `flow_run_id`)."""
+        return CpuxRun(
+            plan=self.plan,
+            cpux=cpux,
+            store=self.store,
+            engine=self.engines,
+            config_path=config_path,
+            timeout_seconds=max(1.0, self.deadline - time.monotonic()),
+            run_timeout=self.timeout_seconds,
+            control=self.control,
+            flow_run_id=flow_run_id,
+            gate_slice=self.gate_slice,
+            force_recreate=self.force_recreate,
+        )
 
 
 class RunRef(BaseModel):
@@ -114,9 +128,10 @@ class RunRef(BaseModel):
 
 
 @task(name="prepare", cache_policy=NO_CACHE, persist_result=False)
-def prepare_task(run: CpuxRun, build: bool = False, early: Future[Prepared] | None = None) -> dict[str, str]:
-    """Engine, network and images: fails before any container starts (`early`: that work, under way already)."""
-    images = run.prepare(build=build, early=early)
+def prepare_task(run: CpuxRun, build: bool = False) -> dict[str, str]:
+    """Engine, network and images: fails before any container starts (for the first CPUX: that work was under
+    way before its subflow run, and the chunks whose gates held at the start may be starting already)."""
+    images = run.prepare(build=build)
     get_run_logger().info("images ready: %s", ", ".join(f"{k}={v[7:19]}" for k, v in images.items()))
     return images
 
@@ -212,25 +227,13 @@ def _flow_run_cancelled(flow_run_id: str | None) -> Callable[[], bool]:
 def cpux_flow(config_path: str, cpux: str, run: RunRef) -> CpuxSummary:
     """One CPUX: every chunk submitted at once (dependencies first); gates decide who starts when."""
     parent = run.live
-    plan = parent.plan
+    # the first CPUX began before this subflow run existed (see _new_run): its containers carry the bring-up's id
+    cpux_run = parent.head.pop(cpux, None) or parent.cpux_run(cpux, config_path, str(flow_run.id or run.run_id))
     remaining = max(1.0, parent.deadline - time.monotonic())
-    cpux_run = CpuxRun(
-        plan=plan,
-        cpux=cpux,
-        store=parent.store,
-        engine=parent.engines,
-        config_path=config_path,
-        timeout_seconds=remaining,
-        run_timeout=parent.timeout_seconds,
-        control=parent.control,
-        flow_run_id=str(flow_run.id or run.run_id),
-        gate_slice=parent.gate_slice,
-        force_recreate=parent.force_recreate,
-    )
     parent.runs[cpux] = cpux_run
     stop = parent.control.on_interrupt(lambda reason: cpux_run.abort(RunError(reason)))
     try:
-        prepare_task(cpux_run, parent.build, parent.early.pop(cpux, None))
+        prepare_task(cpux_run, parent.build)
         cpux_run.announce()
         _run_chunks(cpux_run, remaining)
     finally:
@@ -441,8 +444,10 @@ def _new_run(
     timeout_seconds: float,
     settings: PnrSettings,
 ) -> DomainRun:
-    """The bring-up's state: its signal store started, the engines of `names`, the deadline; the first CPUX's
-    engine work (ping, images, network) already under way while Prefect creates its subflow run."""
+    """The bring-up's state: its signal store started, the engines of `names`, the deadline; the first CPUX
+    already under way while Prefect creates its subflow run — the engine work (ping, images, network), then the
+    containers of the chunks whose gates hold at the start (`CpuxRun.head_start`), labelled with this flow run's
+    id, so that a cancelled or crashed bring-up removes them as its own."""
     control.flow_run_id = str(flow_run.id) if flow_run.id else None
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
@@ -458,7 +463,10 @@ def _new_run(
         force_recreate=force_recreate,
         timeout_seconds=timeout_seconds,
     )
-    run.early[names[0]] = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    early = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    head = run.cpux_run(names[0], config_path, str(flow_run.id or uuid.uuid4()))
+    head.head_start(build, early)
+    run.head[names[0]] = head
     _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
     return run
 
@@ -567,31 +575,40 @@ def tear_down(
 
 
 @contextmanager
-def quiet_prefect_run() -> Iterator[None]:
-    """Run flows in-process without paying the flow heartbeat (unless PNR_HEARTBEAT=1)."""
-    if get_settings().heartbeat:
+def quiet_prefect_run(csrf: bool = True) -> Iterator[None]:
+    """Run flows in-process without paying the flow heartbeat (unless PNR_HEARTBEAT=1). `csrf=False`: the API is
+    known not to enforce CSRF (pnr's runner asks its server once), so Prefect's clients do not ask each time for a
+    token (one request per client: two or three before a bring-up's first container starts)."""
+    heartbeat = get_settings().heartbeat
+    if heartbeat and csrf:
         yield
         return
     from prefect.context import SettingsContext, get_settings_context
 
     context = get_settings_context()
-    with SettingsContext(profile=context.profile, settings=_without_heartbeat(context.settings)):
+    with SettingsContext(profile=context.profile, settings=_quiet_settings(context.settings, heartbeat, csrf)):
         yield
 
 
-_QUIET_SETTINGS: list[tuple[Settings, Settings]] = []  # (settings, the same without the heartbeat), newest last
+_QUIET_SETTINGS: list[tuple[Settings, bool, bool, Settings]] = []  # (settings, heartbeat, csrf, the copy), newest last
 
 
-def _without_heartbeat(settings: Settings) -> Settings:
-    """`settings` with the flow heartbeat off, made once per settings object: building a Prefect `Settings`
-    reads the environment and the profile files again (~0.1 s of CPU), and the runner's every run asked for the
-    same copy. Nothing changes a settings object once made (a change is a new one); a few recent ones are kept."""
-    for seen, quiet in _QUIET_SETTINGS:
-        if seen is settings:
-            return quiet
-    quiet = settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-    _QUIET_SETTINGS[:] = [*_QUIET_SETTINGS[-3:], (settings, quiet)]
-    return quiet
+def _quiet_settings(settings: Settings, heartbeat: bool, csrf: bool) -> Settings:
+    """`settings` with the flow heartbeat off (unless `heartbeat`) and the clients' CSRF support off (unless `csrf`),
+    made once per settings object: building a Prefect `Settings` reads the environment and the profile files again
+    (~0.1 s of CPU), and the runner's every run asked for the same copy. Nothing changes a settings object once
+    made (a change is a new one); a few recent ones are kept."""
+    for seen, seen_heartbeat, seen_csrf, copy in _QUIET_SETTINGS:
+        if seen is settings and seen_heartbeat == heartbeat and seen_csrf == csrf:
+            return copy
+    updates: dict[Any, Any] = {}
+    if not heartbeat:
+        updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+    if not csrf:
+        updates[PREFECT_CLIENT_CSRF_SUPPORT_ENABLED] = False
+    copy = settings.copy_with_update(updates=updates)
+    _QUIET_SETTINGS[:] = [*_QUIET_SETTINGS[-3:], (settings, heartbeat, csrf, copy)]
+    return copy
 
 
 def start_detached_ephemeral_server() -> None:

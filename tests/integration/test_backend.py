@@ -18,7 +18,7 @@ import httpx
 import pytest
 from conftest import _TEST_ONLY_ENV, PNR, ROOT, free_port, http_chunk, pnr_cli, write_config
 
-from pnr.backend import runner, server
+from pnr.backend import runner, runner_process, server
 
 pytestmark = [pytest.mark.docker, pytest.mark.prefect, pytest.mark.slow]
 
@@ -101,6 +101,8 @@ def test_up_uses_the_resident_server_and_runner_and_links_the_flow_run(tmp_path,
     assert "started pnr's Prefect server" not in again.stdout
     assert server.status().pid == info.pid and runner.runner_status(info.state_dir)["pid"] == pong["pid"]
     _assert_mode(info.state_dir, runner_mode)
+    # pnr's server does not enforce CSRF protection (Prefect's default): the runner's runs ask for no token
+    assert runner_process.server_wants_csrf(info.api_url) is False
     assert pnr_cli("down", str(cfg), "--runtime-dir", rdir).returncode == 0
 
 

@@ -312,6 +312,23 @@ def test_multiple_cpuxs_run_as_subflows_in_signal_order(
     cfg = write_config(tmp_path / "multi.json", data)
     result = bring_up(str(cfg), runtime_dir=str(runtime_dir), timeout_seconds=60)
     assert list(result["cpuxs"]) == ["data", "apps"]
+    # the first CPUX begins while Prefect creates its subflow run: its containers are the bring-up's own
+    # (a cancelled or crashed bring-up removes them); a later CPUX's carry its subflow run's id
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = {
+            r.name: str(r.id)
+            for r in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    name=FlowRunFilterName(any_=[f"{domain_name} · cli", f"{domain_name}.data", f"{domain_name}.apps"])
+                )
+            )
+        }
+    label = "io.pnr.flow-run-id"
+    assert docker_client.containers.get(pre + "db").labels[label] == runs[f"{domain_name} · cli"], runs
+    assert docker_client.containers.get(pre + "app").labels[label] == runs[f"{domain_name}.apps"], runs
     only = bring_up(str(cfg), cpux="data", runtime_dir=str(runtime_dir), timeout_seconds=60)
     assert list(only["cpuxs"]) == ["data"]
 

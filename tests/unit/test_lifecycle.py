@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -548,3 +550,69 @@ def test_a_passed_probe_without_a_success_mapping_writes_the_flowout_at_once(tmp
     driver.bring_up(lambda _name: driver.probe())
     assert run.store.get("a_ok").tv == "Y"
     assert run.progress["a"].phase == Phase.READY
+
+
+def _prepared(run: CpuxRun) -> Future[tuple[dict[str, str], set[str]]]:
+    """What `start_preparing` hands over once the engines are ready: image ids, container names free."""
+    done: Future[tuple[dict[str, str], set[str]]] = Future()
+    done.set_result(({n: "sha256:abc" for n in run.names}, set()))
+    return done
+
+
+def _until(what: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not what():
+        assert time.monotonic() < deadline, "not within 5 s"
+        time.sleep(0.01)
+
+
+def test_a_head_start_starts_the_chunks_whose_gates_hold_and_their_bring_up_carries_on_from_there(tmp_path):
+    """The first CPUX begins before Prefect has created its subflow run: the chunks free to go start at once, the
+    rest wait for their gates as usual, and no container is started twice."""
+    engine = FakeEngine()
+    chunks = [chunk("a", {"system_ready": "Y"}, "a_ok"), chunk("b", {"a_ok": "Y"}, "b_ok")]
+    chunks.append(chunk("c", {"system_ready": "Y"}, "c_ok"))
+    run = make_run(tmp_path, chunks, engine)
+    run.head_start(early=_prepared(run))
+    _until(lambda: sorted(engine.created) == ["c-a", "c-c"])
+    assert run.prepare() == {"a": "sha256:abc", "b": "sha256:abc", "c": "sha256:abc"}
+    assert run.progress["a"].phase == Phase.STARTING and run.progress["a"].started_at is not None
+    assert run.progress["b"].started_at is None  # its gate does not hold: nothing of it happened
+    result = run.drivers["a"].bring_up(lambda _name: None)
+    assert result["action"] == "created" and result["container"] == "c-a"
+    assert run.progress["a"].phase == Phase.READY and run.store.get("a_ok").tv == "Y"
+    run.drivers["b"].bring_up(lambda _name: None)  # a started ahead of its task; b in its own turn
+    assert sorted(engine.created) == ["c-a", "c-b", "c-c"]
+
+
+def test_an_engine_error_of_a_head_start_fails_the_chunk_where_its_bring_up_would_have(tmp_path):
+    class Refusing(FakeEngine):
+        def create_and_start(self, **kwargs: Any) -> ContainerState:
+            raise EngineError("port 8080 is taken")
+
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], Refusing())
+    run.head_start(early=_prepared(run))
+    run.prepare()
+    with pytest.raises(ChunkFailed, match="port 8080 is taken"):
+        run.drivers["a"].bring_up(lambda _name: None)
+    assert run.progress["a"].phase == Phase.FAILED
+
+
+def test_a_head_start_after_an_interrupt_starts_nothing_and_a_failed_preparation_is_raised_by_prepare(tmp_path):
+    engine = FakeEngine()
+    control = RunControl()
+    control.interrupt("interrupted (Ctrl-C)")
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], engine, control=control)
+    run.head_start(early=_prepared(run))
+    run.prepare()
+    time.sleep(0.2)
+    assert engine.created == [] and run.progress["a"].started_at is None
+
+    failed: Future[tuple[dict[str, str], set[str]]] = Future()
+    failed.set_exception(EngineError("image img: not found"))
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], engine, runtime="rt2")
+    run.head_start(early=failed)
+    with pytest.raises(EngineError, match="image img: not found"):
+        run.prepare()
+    time.sleep(0.2)
+    assert engine.created == []
