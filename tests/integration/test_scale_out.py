@@ -448,9 +448,15 @@ def test_four_bring_ups_at_once_across_two_workers(team: Team, docker_client: An
     assert all(list(by_worker.values()).count(w) == 2 for w in ("worker-a", "worker-b")), by_worker  # --limit 2
     assert all(runs[i]["infrastructure_pid"] for i in ids.values())
     assert all(runs[i]["work_queue_name"] == "default" for i in ids.values())
-    starts = [runs[i]["start_time"] for i in ids.values()]
-    ends = [runs[i]["end_time"] for i in ids.values()]
-    assert max(starts) < min(ends), f"the runs did not overlap: starts {starts}, ends {ends}"
+    # more of them ran at one moment than one worker may take: both workers ran runs at the same time. (Not "all
+    # four at one moment": a process worker starts each run in a new Python process, seconds apart on a busy
+    # machine, and the one-chunk run may be done before the last one has started.)
+    spans = [
+        (datetime.fromisoformat(runs[i]["start_time"]), datetime.fromisoformat(runs[i]["end_time"]))
+        for i in ids.values()
+    ]
+    at_once = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+    assert at_once >= 3, f"at most {at_once} runs at one moment: {spans}"
 
     for kind, run_id in ids.items():
         domain = team.domains[kind]
