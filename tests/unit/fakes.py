@@ -4,8 +4,12 @@ Protocol (scripts/check.sh)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 
 from pnr.engines import ContainerState, EngineSet
 from pnr.engines.engineset import EngineSource
@@ -131,3 +135,20 @@ class FakeEngineBase:
 
 _ONE: ContainerEngine = FakeEngineBase()  # mypy: a fake is an engine as the Protocol says
 _SOURCE: EngineSource = FakeEngineBase()  # and may be handed to the lifecycle as "the engine"
+
+
+_H = TypeVar("_H", bound=BaseHTTPRequestHandler)
+
+
+@contextmanager
+def stub_api(handler: type[_H]) -> Iterator[tuple[str, type[_H]]]:
+    """A local HTTP server answering with a fresh subclass of `handler` (a test changes its class attributes):
+    yields (its `/api` URL, that subclass), and stops it afterwards."""
+    answering = type(handler.__name__, (handler,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), answering)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api", answering
+    finally:
+        server.shutdown()
+        server.server_close()

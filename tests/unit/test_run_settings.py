@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -12,6 +11,7 @@ from prefect.settings import PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, PREFECT_FLOWS_
 
 from pnr.backend.runner_process import server_wants_csrf
 from pnr.prefect.flows import quiet_prefect_run
+from tests.unit.fakes import stub_api
 
 
 def test_a_run_without_csrf_makes_clients_that_ask_for_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,14 +42,8 @@ class _Api(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api() -> Iterator[tuple[str, type[_Api]]]:
-    handler = type("Api", (_Api,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with stub_api(_Api) as (url, handler):
+        yield url, handler
 
 
 def test_the_runner_skips_csrf_only_when_the_server_says_it_does_not_enforce_it(api: tuple[str, type[_Api]]) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from pnr.backend.server import _healthy
+from tests.unit.fakes import stub_api
 
 
 class _Api(BaseHTTPRequestHandler):
@@ -28,15 +29,8 @@ class _Api(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api() -> Iterator[tuple[str, type[_Api]]]:
-    handler = type("Api", (_Api,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with stub_api(_Api) as (url, handler):
+        yield url, handler
 
 
 def test_200_is_healthy_and_anything_else_is_not(api: tuple[str, type[_Api]]) -> None:
