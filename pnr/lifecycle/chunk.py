@@ -2,7 +2,7 @@
 say why it failed (with the container's last log lines). The bring-up and the watch drive the same driver.
 
     start()           reuse / (re)create the container (pnr.engines.converge decides, with reasons)
-    start_early()     start() ahead of bring_up, for a chunk whose gate holds already
+    claim_early()     start() ahead of bring_up, for a chunk whose gate holds already
     probe()           the health check until ready or given up; writes the status mapping either way
     await_job()       a job chunk: its container must exit 0; writes the flowout (or N with the exit code)
     bring_up()        the three above in order, then waits for the flowout
@@ -48,7 +48,7 @@ class ChunkDriver:
         self.engine: ContainerEngine = state.engine_of(name)  # the engine this chunk runs on
         self._env: dict[str, str] | None = None
         self._running_at: float | None = None  # when the engine last said the container runs (monotonic)
-        self._early: Future[tuple[ContainerState, str]] | None = None  # started ahead of its task (start_early)
+        self._early: Future[tuple[ContainerState, str]] | None = None  # started ahead of its task (claim_early)
 
     @property
     def progress(self) -> ChunkProgress:
@@ -120,19 +120,27 @@ class ChunkDriver:
         return state, "created" if existing is None else "recreated (" + "; ".join(decision.reasons) + ")"
 
     # -- a bring-up ------------------------------------------------------------------------------
-    def start_early(self) -> None:
-        """Start (or reuse) the container now, ahead of `bring_up`, which then carries on from it (its gate holds
-        already: see `CpuxRun.head_start`). An engine error is raised where `bring_up` would have raised it."""
+    def claim_early(self) -> Callable[[], None]:
+        """Claim this container's start ahead of `bring_up` and return the start, for the caller to run in a
+        thread of its own (its gate holds already: see `CpuxRun.head_start`). From the claim on, `bring_up`
+        carries on from that start instead of starting the container itself, so claim before anything may call
+        `bring_up`. An engine error is raised where `bring_up` would have raised it."""
         early: Future[tuple[ContainerState, str]] = Future()
         self._early = early
-        self.state.set_phase(self.name, Phase.STARTING, f"starting {self.spec.container.name}", started_at=time.time())
-        try:
-            early.set_result(self.start())
-        except BaseException as exc:  # raised in bring_up, as a start of its own would have
-            early.set_exception(exc)
+
+        def start() -> None:
+            self.state.set_phase(
+                self.name, Phase.STARTING, f"starting {self.spec.container.name}", started_at=time.time()
+            )
+            try:
+                early.set_result(self.start())
+            except BaseException as exc:  # raised in bring_up, as a start of its own would have
+                early.set_exception(exc)
+
+        return start
 
     def bring_up(self, run_probe: Callable[[str], object]) -> dict[str, str]:
-        """After the gate opened: start (or reuse) the container — or take the one `start_early` started —, probe
+        """After the gate opened: start (or reuse) the container — or take the one `claim_early` started —, probe
         it (`run_probe(name)` runs `probe` where the caller wants it, e.g. as a Prefect sub-task), then wait for
         the flowout."""
         st, spec = self.state, self.spec

@@ -215,18 +215,25 @@ class CpuxRun(CpuxState):
 
         def work() -> None:
             try:
-                prepared.set_result(self._prepare(build, early))
+                images = self._prepare(build, early)
             except BaseException as exc:  # raised where the CPUX's prepare task asks for it
                 prepared.set_exception(exc)
                 return
-            for name in self.names:
-                if self.aborted or self.control.interrupted:
-                    return
-                if self.store.holds(self.plan.chunks[name].gatekeeper):
-                    start = contextvars.copy_context().run
-                    threading.Thread(
-                        target=start, args=(self.drivers[name].start_early,), name=f"pnr-start-{name}", daemon=True
-                    ).start()
+            # claimed before `prepare` returns: a chunk's task calls `bring_up` only after it, and must find the
+            # start under way rather than start the container a second time
+            starts = (
+                []
+                if self.aborted or self.control.interrupted
+                else [
+                    (name, self.drivers[name].claim_early())
+                    for name in self.names
+                    if self.store.holds(self.plan.chunks[name].gatekeeper)
+                ]
+            )
+            prepared.set_result(images)
+            for name, start in starts:
+                run = contextvars.copy_context().run
+                threading.Thread(target=run, args=(start,), name=f"pnr-start-{name}", daemon=True).start()
 
         threading.Thread(target=context.run, args=(work,), name=f"pnr-head-start-{self.cpux}", daemon=True).start()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -583,6 +584,28 @@ def test_a_head_start_starts_the_chunks_whose_gates_hold_and_their_bring_up_carr
     assert run.progress["a"].phase == Phase.READY and run.store.get("a_ok").tv == "Y"
     run.drivers["b"].bring_up(lambda _name: None)  # a started ahead of its task; b in its own turn
     assert sorted(engine.created) == ["c-a", "c-b", "c-c"]
+
+
+def test_a_chunk_brought_up_the_moment_prepare_returns_takes_the_head_starts_container(tmp_path):
+    """The subflow's task may call `bring_up` as soon as `prepare` returns, before the head start's thread has
+    got to that chunk: it carries on from the head start's container, and nothing of the head start comes after
+    (no second start, no phase going back from ready to starting)."""
+    engine = FakeEngine()
+    run = make_run(tmp_path, [chunk("a", {"system_ready": "Y"}, "a_ok")], engine)
+    holds = run.store.holds
+
+    def slow_holds(*args: Any, **kwargs: Any) -> bool:  # the head start's thread looks at the gates slowly
+        if threading.current_thread().name.startswith("pnr-head-start"):
+            time.sleep(0.3)
+        return holds(*args, **kwargs)
+
+    run.store.holds = slow_holds  # type: ignore[method-assign]
+    run.head_start(early=_prepared(run))
+    run.prepare()
+    result = run.drivers["a"].bring_up(lambda _name: None)
+    time.sleep(0.6)  # a late start of the head start's own would have happened by now
+    assert result["action"] == "created" and engine.created == ["c-a"]
+    assert run.progress["a"].phase == Phase.READY
 
 
 def test_an_engine_error_of_a_head_start_fails_the_chunk_where_its_bring_up_would_have(tmp_path):
