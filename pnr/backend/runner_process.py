@@ -122,9 +122,8 @@ class _Handler(socketserver.StreamRequestHandler):
             self.member.finished(control)
         if self._detached:  # the client has its outcome already (see _event): the rest was bookkeeping
             return
-        outcome = conclude(plan, request, control.flow_run_id, result, error, interrupted=bool(control.interrupted))
         with contextlib.suppress(OSError):
-            self._write(outcome)
+            self._write(_outcome(plan, request, control, result, error))
 
     def _event(self, event: RunEvent, control: RunControl, request: UpRequest) -> None:
         if isinstance(event, RunNote) and event.what == "up.outcome":  # every chunk is ready: tell the client now
@@ -136,10 +135,11 @@ class _Handler(socketserver.StreamRequestHandler):
     def _done_early(self, result: dict[str, object], control: RunControl, request: UpRequest) -> None:
         """The outcome is known: send it, with the status table, while the flow run finishes its bookkeeping
         (artifacts, events, final state) here — nothing the user waits for, and none of it lost."""
-        self._detached = True
         assert self._plan is not None  # checked before the run
+        outcome = _outcome(self._plan, request, control, result)
+        self._detached = True
         with contextlib.suppress(OSError):
-            self._write(conclude(self._plan, request, control.flow_run_id, result))
+            self._write(outcome)
 
     def _watch_client(self, control: RunControl) -> None:
         """Interrupt requests from the client; a closed connection interrupts too (unless it has its outcome)."""
@@ -150,6 +150,24 @@ class _Handler(socketserver.StreamRequestHandler):
                     control.interrupt(str(message.get("reason") or "interrupted (Ctrl-C)"))
         if not self._detached:
             control.interrupt("the pnr up client went away")
+
+
+def _outcome(
+    plan: Plan,
+    request: UpRequest,
+    control: RunControl,
+    result: dict[str, object] | None,
+    error: BaseException | None = None,
+) -> UpOutcome:
+    """`conclude`, and should its report fail (an engine that stopped answering, a bug), the outcome without the
+    report: the client waits for an outcome, and always gets one."""
+    interrupted = bool(control.interrupted)
+    try:
+        return conclude(plan, request, control.flow_run_id, result, error, interrupted=interrupted)
+    except Exception as exc:
+        if error is None and result is not None:
+            return UpOutcome.done(result, control.flow_run_id)
+        return UpOutcome.failed(error or exc, control.flow_run_id, interrupted)
 
 
 def pong(member: Member) -> Pong:

@@ -82,17 +82,29 @@ def server_started(ui_url: str | None) -> None:
 
 
 def on_ctrl_c(interrupt: Callable[[], object]) -> list[bool]:
-    """First Ctrl-C: stop the runs cleanly (they end Failed, state recorded). Second: stop at once."""
+    """First Ctrl-C: stop the runs cleanly (they end Failed, state recorded). Second: stop at once.
+
+    The handler runs in the main thread wherever it was, perhaps holding a lock the run's stoppers take (an
+    event's, a socket's): it only notes the press and hands the stopping to a thread of its own. When there was
+    nothing to stop, that thread raises KeyboardInterrupt in the main thread as a second press would."""
+    import _thread
     import signal
+    import threading
 
     flag: list[bool] = []
 
+    def stop() -> None:
+        if interrupt():
+            err.print("[yellow]Ctrl-C: stopping (press again to stop at once) ...[/]")
+        else:
+            _thread.interrupt_main(signal.SIGINT)  # runs `handler` again, now pressed: KeyboardInterrupt
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        if flag or not interrupt():
+        if flag:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         flag.append(True)
-        err.print("[yellow]Ctrl-C: stopping (press again to stop at once) ...[/]")
+        threading.Thread(target=stop, name="pnr-ctrl-c", daemon=True).start()
 
     signal.signal(signal.SIGINT, handler)
     return flag

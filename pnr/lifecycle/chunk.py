@@ -129,10 +129,10 @@ class ChunkDriver:
         self._early = early
 
         def start() -> None:
-            self.state.set_phase(
-                self.name, Phase.STARTING, f"starting {self.spec.container.name}", started_at=time.time()
-            )
-            try:
+            try:  # whatever happens, `bring_up` gets an answer: it waits for this one
+                self.state.set_phase(
+                    self.name, Phase.STARTING, f"starting {self.spec.container.name}", started_at=time.time()
+                )
                 early.set_result(self.start())
             except BaseException as exc:  # raised in bring_up, as a start of its own would have
                 early.set_exception(exc)
