@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from pnr.settings import resolve_runtime_dir
 
 if TYPE_CHECKING:
     from pnr.model import Plan
+    from pnr.records import DomainStatus, RunTimeline
 
 # installs `stop` as what Ctrl-C does during the run; the list it returns is non-empty once Ctrl-C was pressed
 CtrlC = Callable[[Callable[[], object]], Sequence[bool]]
@@ -84,17 +86,29 @@ def conclude(
     interrupted: bool = False,
 ) -> UpOutcome:
     """The outcome of a bring-up of `plan` (the flow's `result`, or the `error` it raised), with the domain's
-    status table and the run's timeline: the one place that builds it, in this process or in the runner."""
+    status table and the run's timeline: the one place that builds it, in this process or in the runner. Should
+    the report fail (an engine that stopped answering, a bug), the outcome comes without it: a run's client
+    always gets its outcome, and the run's own result or error decides it."""
     from pnr.lifecycle.report import ChunkRows, run_report
 
     rdir = resolve_runtime_dir(request.runtime_dir)
     if error is not None or result is None:
-        failed = UpOutcome.failed(error or RuntimeError("the run ended without a result"), flow_run_id, interrupted)
+        outcome = UpOutcome.failed(error or RuntimeError("the run ended without a result"), flow_run_id, interrupted)
         lost = isinstance(error, EngineUnreachable)
-        return failed.with_report(*run_report(plan, rdir, None, engine_lost=lost))
+        return _with_report(outcome, lambda: run_report(plan, rdir, None, engine_lost=lost))
     cpuxs = result.get("cpuxs")
     rows: Mapping[str, ChunkRows] = cpuxs if isinstance(cpuxs, Mapping) else {}
-    return UpOutcome.done(result, flow_run_id).with_report(*run_report(plan, rdir, rows, watched=request.watch))
+    outcome = UpOutcome.done(result, flow_run_id)
+    return _with_report(outcome, lambda: run_report(plan, rdir, rows, watched=request.watch))
+
+
+def _with_report(outcome: UpOutcome, report: Callable[[], tuple[DomainStatus | None, RunTimeline]]) -> UpOutcome:
+    """`outcome` with the report `report` builds, or as it is (and why on stderr) when building it fails."""
+    try:
+        return outcome.with_report(*report())
+    except Exception as exc:
+        print(f"pnr: the run's status table could not be built: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return outcome
 
 
 def _here(

@@ -159,15 +159,8 @@ def _outcome(
     result: dict[str, object] | None,
     error: BaseException | None = None,
 ) -> UpOutcome:
-    """`conclude`, and should its report fail (an engine that stopped answering, a bug), the outcome without the
-    report: the client waits for an outcome, and always gets one."""
-    interrupted = bool(control.interrupted)
-    try:
-        return conclude(plan, request, control.flow_run_id, result, error, interrupted=interrupted)
-    except Exception as exc:
-        if error is None and result is not None:
-            return UpOutcome.done(result, control.flow_run_id)
-        return UpOutcome.failed(error or exc, control.flow_run_id, interrupted)
+    """The run's outcome for its client (`conclude`: with or without its report, the client always gets one)."""
+    return conclude(plan, request, control.flow_run_id, result, error, interrupted=bool(control.interrupted))
 
 
 def pong(member: Member) -> Pong:

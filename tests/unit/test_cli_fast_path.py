@@ -153,3 +153,16 @@ def test_the_fast_exit_runs_the_exit_handlers_first(code: int | str | None, stat
     assert done.returncode == status
     assert done.stdout == "pendinghandler ran\n"
     assert said in done.stderr
+
+
+def test_up_built_alone_is_the_command_the_whole_app_makes() -> None:
+    import typer.main
+
+    alone, whole = cli._up_command(), typer.main.get_command(cli.app).commands["up"]  # type: ignore[attr-defined]
+    assert alone is not whole  # built alone, not taken from the whole app's
+
+    def described(command: Any) -> list[tuple[object, ...]]:
+        return [(p.name, p.opts, p.multiple, p.default, repr(getattr(p, "type", None))) for p in command.params]
+
+    assert described(alone) == described(whole) and len(alone.params) > 5
+    assert alone.callback is not None and alone.name == whole.name == "up"
