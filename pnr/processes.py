@@ -96,10 +96,17 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return []
 
 
+# How far two readings of one process's start may differ. psutil reads it on Linux as the start in clock ticks
+# since boot plus the boot time of /proc/stat, a whole number of seconds that the kernel derives from the wall
+# clock: as time synchronisation adjusts the clock, it moves by a second now and then, and so does every
+# process's start read after it. A pid taken over by another process started far later (the pid space wraps first).
+START_TOLERANCE = 2.0
+
+
 def started_at(pid: int, created_at: float | None) -> bool:
     """The process `pid` is the one that started at `created_at` (True when either is unknown)."""
     now = created(pid) if created_at is not None else None
-    return now is None or created_at is None or abs(now - created_at) < 0.01
+    return now is None or created_at is None or abs(now - created_at) < START_TOLERANCE
 
 
 def runs(pid: int, marker: str, created_at: float | None = None) -> bool:

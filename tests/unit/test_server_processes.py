@@ -71,6 +71,9 @@ def test_alive_and_identity(started: list[int]) -> None:
     assert not processes.runs(sleeper.pid, "pnr.backend.runner_process", created), "another program's command"
     assert not processes.runs(sleeper.pid, "time.sleep(300)", created - 60), "a reused pid is not the process"
     assert processes.started_at(sleeper.pid, None) and processes.started_at(sleeper.pid, created)
+    # the clock's synchronisation moves the boot time psutil adds (Linux) by whole seconds: still the process
+    assert processes.started_at(sleeper.pid, created - 1.0) and processes.started_at(sleeper.pid, created + 1.0)
+    assert not processes.started_at(sleeper.pid, created - 5.0), "a pid reused seconds later is not the process"
     sleeper.kill()
     sleeper.wait()
     assert not processes.alive(sleeper.pid) and processes.cmdline(sleeper.pid) == []
