@@ -27,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from profile_burst import PNR, Backend
+from profile_burst import Backend
 from stacks import outside, pnr_config
 
 
@@ -37,16 +37,7 @@ def _at(stamp: str | None, began: float) -> float | None:
 
 def one_burst(backend: Backend, api: str, configs: list[Path], label: str) -> None:
     began_wall, began = time.time(), time.monotonic()
-    procs = [
-        subprocess.Popen(
-            [PNR, "up", str(c), "--runtime-dir", str(c.with_suffix(""))],
-            env=backend.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for c in configs
-    ]
+    procs = [backend.start_up(c, subprocess.PIPE, subprocess.STDOUT) for c in configs]
     outputs: list[list[tuple[float, str]]] = [[] for _ in procs]
 
     def read(i: int) -> None:
@@ -83,7 +74,7 @@ def one_burst(backend: Backend, api: str, configs: list[Path], label: str) -> No
             }
         )
     for c in configs:
-        backend.pnr("down", str(c), "--runtime-dir", str(c.with_suffix("")), check=False)
+        backend.down(c)
 
     def median(key: str) -> float:
         values = [r[key] for r in rows if r[key] is not None]
@@ -113,9 +104,7 @@ def main() -> None:
     api = f"http://127.0.0.1:{backend.env['PNR_SERVER_PORT']}/api"
     try:
         backend.pnr("server", "start")
-        for c in configs:  # each domain once, alone: the backend has seen a run
-            backend.pnr("up", str(c), "--runtime-dir", str(c.with_suffix("")))
-            backend.pnr("down", str(c), "--runtime-dir", str(c.with_suffix("")))
+        backend.warm(configs)
         for _ in range(int(os.environ.get("ROUNDS", "3"))):
             one_burst(backend, api, configs[:1], "one alone")
             one_burst(backend, api, configs, f"{len(configs)} at once")

@@ -110,6 +110,20 @@ class Backend:
     def pid(self, name: str) -> int:
         return int(json.loads((self.state / f"{name}.pid").read_text())["pid"])
 
+    def start_up(self, config: Path, stdout: int, stderr: int) -> subprocess.Popen[str]:
+        """A `pnr up` of `config` (its runtime folder beside it), running."""
+        command = [PNR, "up", str(config), "--runtime-dir", str(config.with_suffix(""))]
+        return subprocess.Popen(command, env=self.env, stdout=stdout, stderr=stderr, text=True)
+
+    def down(self, config: Path, check: bool = False) -> None:
+        self.pnr("down", str(config), "--runtime-dir", str(config.with_suffix("")), check=check)
+
+    def warm(self, configs: list[Path]) -> None:
+        """Each domain once, alone: the backend has seen a run, and a runner worker is up."""
+        for c in configs:
+            self.pnr("up", str(c), "--runtime-dir", str(c.with_suffix("")))
+            self.down(c, check=True)
+
 
 def _free_port() -> int:
     import socket
@@ -146,16 +160,7 @@ def burst(backend: Backend, configs: list[Path]) -> dict[str, Any]:
     before = (tree_cpu(server), tree_cpu(runner), engine_cpu())
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            [PNR, "up", str(c), "--runtime-dir", str(c.with_suffix(""))],
-            env=backend.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for c in configs
-    ]
+    procs = [backend.start_up(c, subprocess.DEVNULL, subprocess.PIPE) for c in configs]
 
     def ended(proc: subprocess.Popen[str]) -> float:
         _, err = proc.communicate(timeout=600)
@@ -170,7 +175,7 @@ def burst(backend: Backend, configs: list[Path]) -> dict[str, Any]:
     time.sleep(3)  # what the server records after the runs' end
     after = (tree_cpu(server), tree_cpu(runner), engine_cpu())
     for c in configs:
-        backend.pnr("down", str(c), "--runtime-dir", str(c.with_suffix("")), check=False)
+        backend.down(c)
     return {
         "walls": walls,
         "server_cpu": after[0] - before[0],
@@ -218,9 +223,7 @@ def main() -> None:
     backend = Backend(tmp)
     try:
         backend.pnr("server", "start")
-        for c in configs:  # each domain once, alone: the backend has seen a run, a worker per core is up
-            backend.pnr("up", str(c), "--runtime-dir", str(c.with_suffix("")))
-            backend.pnr("down", str(c), "--runtime-dir", str(c.with_suffix("")))
+        backend.warm(configs)
         alone = burst(backend, configs[:1])
         log(f"one alone: {alone['walls'][0]:.2f}s")
         plain = burst(backend, configs)
