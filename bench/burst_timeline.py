@@ -6,7 +6,8 @@ printed as the medians of the burst.
 
     .venv/bin/python bench/burst_timeline.py [PNR_RUNNERS]      # ROUNDS=3 by default
 
-Everything it creates carries the pnr.bench.run label and is removed at the end; its backend is stopped.
+Everything it creates carries the pnr.bench.run label and is removed at the end; its backend is stopped and its
+temporary folder (configs, state, runtime folders) removed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -110,6 +112,7 @@ def main() -> None:
             one_burst(backend, api, configs, f"{len(configs)} at once")
     finally:
         backend.pnr("server", "stop", check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

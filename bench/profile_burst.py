@@ -116,7 +116,9 @@ class Backend:
         return subprocess.Popen(command, env=self.env, stdout=stdout, stderr=stderr, text=True)
 
     def down(self, config: Path, check: bool = False) -> None:
-        self.pnr("down", str(config), "--runtime-dir", str(config.with_suffix("")), check=check)
+        """`pnr down`, killing at once: no bench times the tear-down, and outside()'s httpd (PID 1, no TERM trap)
+        would otherwise wait its whole grace period per container."""
+        self.pnr("down", str(config), "--runtime-dir", str(config.with_suffix("")), "--timeout", "0", check=check)
 
     def warm(self, configs: list[Path]) -> None:
         """Each domain once, alone: the backend has seen a run, and a runner worker is up."""
