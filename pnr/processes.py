@@ -99,7 +99,8 @@ def _cmdline(process: psutil.Process) -> list[str]:
 # How far two readings of one process's start may differ. psutil reads it on Linux as the start in clock ticks
 # since boot plus the boot time of /proc/stat, a whole number of seconds that the kernel derives from the wall
 # clock: as time synchronisation adjusts the clock, it moves by a second now and then, and so does every
-# process's start read after it. A pid taken over by another process started far later (the pid space wraps first).
+# process's start read after it. A pid taken over by another process has a start far later (the pid space wraps
+# first), well outside this tolerance.
 START_TOLERANCE = 2.0
 
 
