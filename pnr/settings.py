@@ -79,6 +79,12 @@ class PnrSettings:
         None, "postgresql+asyncpg://... for pnr's Prefect server [default: SQLite in the state dir]"
     )
     runner: bool = _setting(True, "let the resident runner next to pnr's Prefect server execute `pnr up` runs", _flag)
+    early_start: bool = _setting(
+        True,
+        "while a `pnr up` waits for pnr's Prefect server or runner to start, bring the domain up already; the run's"
+        " flow run takes over once they answer",
+        _flag,
+    )
     runners: int = _setting(
         0, "processes of the resident runner [default 0: one per CPU core, at most 4]", _number(int, 0, 65, low_ok=True)
     )

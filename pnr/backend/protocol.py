@@ -35,6 +35,7 @@ class UpRequest:
     watch: bool = False
     watch_seconds: float | None = None
     env_files: list[str] | None = None  # extra env files for `${VAR}` values (`pnr up --env-file`), absolute
+    early_start: str | None = None  # the id of the early start this run takes over (pnr.lifecycle.early)
 
     def flow_parameters(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,10 +66,12 @@ class Accepted:
 @dataclass(frozen=True)
 class BackendChosen:
     """The run is handed to its Prefect backend now (client side only); `started_now`: pnr's server was not
-    running and was started in the background for it (its UI at `ui_url`)."""
+    running and was started in the background for it (its UI at `ui_url`); `early`: the run began before, while
+    the server or the runner started (`pnr.lifecycle.early`), and its flow run takes over now."""
 
     ui_url: str | None
     started_now: bool
+    early: bool = False
 
 
 UpEvent = Accepted | BackendChosen | RunEvent  # what the caller of `pnr.backend.run.run_up` hears

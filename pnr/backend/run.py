@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 from pnr.backend.choose import Backend, choose_backend
 from pnr.backend.protocol import Accepted, BackendChosen, UpEvent, UpOutcome, UpRequest, from_message
 from pnr.exceptions import EngineError, EngineUnreachable, PnrError
-from pnr.settings import resolve_runtime_dir
+from pnr.records import ProgressEvent, RunNote
+from pnr.settings import get_settings, resolve_runtime_dir
 
 if TYPE_CHECKING:
+    from pnr.lifecycle.early import EarlyStart
     from pnr.model import Plan
     from pnr.records import DomainStatus, RunTimeline
 
@@ -50,10 +52,25 @@ def run_up(
         if backend is None or not backend.use_runner:  # else pnr's runner checks it (exit 2 before any flow run)
             plan = _checked(request, env)  # here first: a bad config starts no server
             on_event(_accepted(plan, rdir))
-        backend = backend or choose_backend(ephemeral)
     except PnrError as exc:
         return UpOutcome.failed(exc)
-    on_event(BackendChosen(backend.ui_url, backend.started_now))
+    early = _early_start(request, plan, rdir, env, on_event) if backend is None and not ephemeral else None
+    try:
+        backend = backend or choose_backend(ephemeral)
+    except PnrError as exc:  # the server did not start: what the early start made stays, for `pnr down`
+        if early is None:
+            return UpOutcome.failed(exc)
+        early.hand_over(f"stopped: {exc}")
+        return _with_report_here(UpOutcome.failed(exc), request)
+    except KeyboardInterrupt:
+        if early is None:
+            raise
+        early.hand_over("interrupted (Ctrl-C)")
+        return _with_report_here(UpOutcome.stopped(), request)
+    if early is not None:  # the flow run takes over; what the early start showed ready it need not show again
+        on_event = _not_again(on_event, early.hand_over())
+        request = replace(request, early_start=early.id)
+    on_event(BackendChosen(backend.ui_url, backend.started_now, early=early is not None))
     files = [str(Path(f).resolve()) for f in request.env_files] if request.env_files else None
     request = replace(request, runtime_dir=str(rdir), env_files=files)
     if backend.use_runner and backend.state_dir is not None:
@@ -62,6 +79,49 @@ def run_up(
         assert plan is not None  # checked above: a backend without the runner was chosen with start=True
         outcome = _here(backend, request, plan, on_event, on_ctrl_c)
     return replace(outcome, flow_run_url=backend.flow_run_url(outcome.flow_run_id))
+
+
+def _early_start(
+    request: UpRequest,
+    plan: Plan | None,
+    rdir: Path,
+    env: Mapping[str, str] | None,
+    on_event: Callable[[UpEvent], None],
+) -> EarlyStart | None:
+    """The bring-up begun here while pnr's server or runner starts (`pnr.lifecycle.early`), unless settings or
+    the request rule it out: PNR_EARLY_START off, no resident runner, a throw-away or another Prefect server,
+    --build and --force-recreate (the flow run would build or recreate a second time)."""
+    settings = get_settings()
+    if plan is None or not (settings.early_start and settings.runner) or settings.ephemeral_server:
+        return None
+    if os.environ.get("PREFECT_API_URL") or request.build or request.force_recreate:
+        return None
+    from pnr.lifecycle.early import EarlyStart
+
+    names = plan.cpuxs_to_run(request.cpux, request.config_path)
+    timeout = request.timeout_seconds or settings.timeout_seconds
+    files = [str(Path(f).resolve()) for f in request.env_files] if request.env_files else None
+    on_event(RunNote(plan.domain.name, "early.started", EARLY_NOTE))
+    return EarlyStart(plan, request.config_path, rdir, names, timeout, env, files, on_event).start()
+
+
+EARLY_NOTE = "pnr's Prefect server is starting: the domain comes up meanwhile, and its flow run takes over"
+
+
+def _not_again(on_event: Callable[[UpEvent], None], ready: set[str]) -> Callable[[UpEvent], None]:
+    """`on_event` without the flow run's progress of the chunks `ready` (the early start showed them ready; the
+    flow run checks them again): their failures and watch transitions still pass."""
+
+    def forward(event: UpEvent) -> None:
+        if (
+            not isinstance(event, ProgressEvent)
+            or event.chunk not in ready
+            or event.what is not None
+            or event.phase in ("failed", "blocked")
+        ):
+            on_event(event)
+
+    return forward
 
 
 def _checked(request: UpRequest, env: Mapping[str, str] | None) -> Plan:

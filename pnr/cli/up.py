@@ -93,7 +93,10 @@ class _Screen:
         elif isinstance(event, BackendChosen):
             if event.started_now:
                 server_started(event.ui_url)
-            self.progress.restart()  # the run's seconds count from its hand-over
+            if event.early:  # the run began before: its seconds go on
+                self.progress.line("the flow run takes over")
+            else:
+                self.progress.restart()  # the run's seconds count from its hand-over
         else:
             self.progress(event)
 

@@ -45,7 +45,7 @@ class Progress:
         from pnr.records import RunNote
 
         if isinstance(event, RunNote):  # watch started / ended (the outcome note is the caller's)
-            if event.what.startswith("watch."):
+            if event.what.startswith(("watch.", "early.")):
                 self.line(f"[bold]{escape(event.message)}[/]")
             return
         if self.last.get(event.chunk) == (event.phase, event.detail):

@@ -153,6 +153,9 @@ class ChunkDriver:
             if isinstance(exc, EngineUnreachable):
                 st.engine_lost(exc.engine, str(exc))
             raise self.fail(str(exc)) from None
+        # a container the early start of this bring-up made: its action and times, as that start saw them
+        taken = st.early.of(self.name, container) if st.early is not None and action == "reused" else None
+        action, seen = taken if taken is not None else (action, {})
         self._running_at = time.monotonic() if container.running else None
         if spec.on_start:  # "started": dependents that wait only for a running container may go now
             st.store.set(dict(spec.on_start))
@@ -163,6 +166,8 @@ class ChunkDriver:
             container=container.name,
             container_id=container.id,
             action=action,
+            created_at=seen.get("created_at", self.progress.created_at),
+            started_at=seen.get("started_at", self.progress.started_at),
         )
         if spec.health_check is not None or spec.kind == "job":
             run_probe(self.name)  # writes the status mapping (a job: its flowout); raises ChunkFailed on failure
@@ -180,8 +185,15 @@ class ChunkDriver:
         )
         if not holds or st.aborted:
             raise self.fail(f"{self.name}: readiness passed but its flowout never held: {st.unmet_text(spec.flowout)}")
-        # ready_at: when readiness was established (before its signals were written), if that is known
-        st.set_phase(self.name, Phase.READY, f"{container.name} ready", ready_at=self.progress.ready_at or time.time())
+        # ready_at: when readiness was established (before its signals were written), if that is known; for a
+        # container the early start brought to ready, when it did (this run's probe confirmed it)
+        st.set_phase(
+            self.name,
+            Phase.READY,
+            f"{container.name} ready",
+            ready_at=seen.get("ready_at", self.progress.ready_at or time.time()),
+            first_probe_at=seen.get("first_probe_at", self.progress.first_probe_at),
+        )
         return {"chunk": self.name, "container": container.name, "container_id": container.id, "action": action}
 
     def check_alive(self, state: ContainerState | None) -> None:

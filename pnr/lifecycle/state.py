@@ -13,8 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict
 
+from pnr.engines import LABEL_RUN
 from pnr.engines.engineset import EngineSource
-from pnr.engines.protocol import ContainerEngine
+from pnr.engines.protocol import ContainerEngine, ContainerState
 from pnr.exceptions import EngineUnreachable
 from pnr.lifecycle.control import RunControl
 from pnr.model import Plan, PnR
@@ -83,6 +84,37 @@ class ChunkResult(TypedDict):
     ready_at: float | None
 
 
+@dataclass(frozen=True)
+class EarlyFacts:
+    """What the early start a bring-up takes over (pnr.lifecycle.early) left in the domain's chunk-state file:
+    each chunk's phase, container, action and times (`ChunkProgress.to_json`)."""
+
+    run_id: str
+    chunks: Mapping[str, Mapping[str, object]]
+
+    @classmethod
+    def read(cls, runtime_dir: Path, domain: str, run_id: str) -> EarlyFacts | None:
+        """The facts of early start `run_id`, None when the file is another run's (or missing)."""
+        data = ChunkStateFile(runtime_dir, domain).read()
+        chunks = data.get("chunks")
+        if data.get("flow_run_id") != run_id or not isinstance(chunks, dict):
+            return None
+        return cls(run_id, {k: v for k, v in chunks.items() if isinstance(v, dict)})
+
+    def of(self, chunk: str, container: ContainerState) -> tuple[str, dict[str, float]] | None:
+        """`chunk`'s action and times as the early start saw them, if `container` is the one it started for the
+        chunk (else None): created_at, started_at, and first_probe_at, ready_at if it became ready."""
+        fact = self.chunks.get(chunk) or {}
+        if fact.get("container_id") != container.id or container.labels.get(LABEL_RUN) != self.run_id:
+            return None
+        keys = ["created_at", "started_at"]
+        if fact.get("phase") == Phase.READY.value:
+            keys += ["first_probe_at", "ready_at"]
+        times = {k: float(v) for k in keys if isinstance(v := fact.get(k), int | float)}
+        action = fact.get("action")
+        return (action if isinstance(action, str) else "created"), times
+
+
 class CpuxState:
     """The live state of one CPUX bring-up, shared by its scheduler, its chunk drivers and a later watch."""
 
@@ -99,8 +131,10 @@ class CpuxState:
         control: RunControl | None = None,
         flow_run_id: str = "local",
         force_recreate: bool = False,
+        early: EarlyFacts | None = None,
     ) -> None:
         self.plan = plan
+        self.early = early  # the early start this run takes over: its containers' times and actions
         self.domain = plan.domain.name
         self.cpux = cpux
         self.store = store

@@ -36,7 +36,16 @@ from pnr.model.env import (
 from pnr.model.fields import MappedSignal, PnR, StatusMapping, check_signal_name, parse_expected_code, parse_json_path
 from pnr.model.loader import MAX_CONFIG_BYTES, domain_json_schema, load_domain, parse_domain
 from pnr.model.paths import json_path
-from pnr.model.plan import PNR_ITSELF, SYSTEM_READY, Plan, check_config, load_plan, make_plan, produced_by
+from pnr.model.plan import (
+    PNR_ITSELF,
+    SYSTEM_READY,
+    SYSTEM_READY_VALUE,
+    Plan,
+    check_config,
+    load_plan,
+    make_plan,
+    produced_by,
+)
 
 __all__ = [
     "BUILTIN_CHECKS",
@@ -46,6 +55,7 @@ __all__ = [
     "PLUGINS",
     "PNR_ITSELF",
     "SYSTEM_READY",
+    "SYSTEM_READY_VALUE",
     "AllCheck",
     "AnyCheck",
     "CheckBase",

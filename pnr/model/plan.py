@@ -16,8 +16,10 @@ from pnr.model.container import PortBinding
 from pnr.model.domain import Cpux, DesignChunk, Domain
 from pnr.model.engines import DEFAULT_ENGINE
 from pnr.model.env import ChunkReference, chunk_references, domain_environ, expand_env, find_port_key
+from pnr.model.fields import PnR
 
 SYSTEM_READY = "system_ready"
+SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")  # what every bring-up starts from
 PNR_ITSELF = "(pnr)"
 
 

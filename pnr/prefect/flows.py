@@ -32,6 +32,7 @@ from pnr.lifecycle import (
     WATCH_CANCELLED,
     ChunkBlocked,
     CpuxRun,
+    EarlyFacts,
     GateClosed,
     Phase,
     RunControl,
@@ -43,15 +44,13 @@ from pnr.lifecycle import (
     start_preparing,
     tear_down_domain,
 )
-from pnr.model import SYSTEM_READY, Plan, PnR, domain_environ, load_plan
+from pnr.model import SYSTEM_READY, SYSTEM_READY_VALUE, Plan, domain_environ, load_plan
 from pnr.prefect.artifacts import RunArtifacts
 from pnr.prefect.events import RunEvents, emit_domain
 from pnr.prefect.params import pnr_flow
 from pnr.processes import detached_popen_options, die_with_parent
 from pnr.runtime import SignalStore
 from pnr.settings import PnrSettings, get_settings, resolve_runtime_dir, run_settings
-
-SYSTEM_READY_VALUE = PnR(prompt="is system ready?", response=["yes"], tv="Y")
 
 # A task's or flow's result (JSON values): Prefect records it, and the runner sends a bring-up's to its client
 FlowResult = dict[str, object]
@@ -86,6 +85,7 @@ class DomainRun:
     gate_slice: float  # the first gate-wait attempt (PNR_GATE_SLICE_SECONDS of whoever asked for the run)
     force_recreate: bool = False
     timeout_seconds: float | None = None  # what the deadline came from, for messages (a CPUX gets what is left)
+    early: EarlyFacts | None = None  # the early start this run takes over, if any
     runs: dict[str, CpuxRun] = field(default_factory=dict)  # finished CPUX runs, for the watch
     head: dict[str, CpuxRun] = field(default_factory=dict)  # CPUX runs under way before their subflow run (the first)
 
@@ -103,6 +103,7 @@ class DomainRun:
             flow_run_id=flow_run_id,
             gate_slice=self.gate_slice,
             force_recreate=self.force_recreate,
+            early=self.early,
         )
 
 
@@ -335,7 +336,11 @@ def _remove_what_this_run_started(flow: Flow[..., FlowResult], flow_run: FlowRun
     try:
         plan = load_plan(config)
         engines = Engine().engine_set(plan)
-        ids = {str(flow_run.id)} | _subflow_run_ids(flow_run.id)
+        ids = (
+            {str(flow_run.id)}
+            | _subflow_run_ids(flow_run.id)
+            | ({params["early_start"]} if params.get("early_start") else set())
+        )
         ours, rest = remove_started_by(plan, engines, ids)  # on every engine that answers
         if not rest:
             tear_down_domain(plan, engines, resolve_runtime_dir(params.get("runtime_dir")))
@@ -381,6 +386,7 @@ def bring_up(
     watch: bool = False,
     watch_seconds: float | None = None,
     env_files: list[str] | None = None,
+    early_start: str | None = None,
 ) -> FlowResult:
     """Bring a domain up: each CPUX (or only `cpux`) as a subflow run, in signal-dependency order.
 
@@ -390,7 +396,9 @@ def bring_up(
     With `watch`, the run then keeps probing the ready chunks (the `watch` task, see `pnr.lifecycle.watch`) until
     Ctrl-C, cancellation, or `watch_seconds`; the result then has a "watch" entry. `timeout_seconds` bounds
     the bring-up (default: the PNR_TIMEOUT_SECONDS setting, 300). A caller in this process observes and
-    interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`."""
+    interrupts the run through the `RunControl` it hands over with `pnr.lifecycle.use_control`. `early_start`:
+    the id of the bring-up `pnr up` began while pnr's server started (`pnr.lifecycle.early`); this run takes its
+    containers over as its own."""
     control = current_control()
     plan = control.plan_of(config_path) or load_plan(config_path)  # planned once: by the caller that checked it
     settings = run_settings(control.environ)
@@ -398,7 +406,9 @@ def bring_up(
     if env_files:  # the domain's own env_files are read under these by each chunk (see domain_environ)
         control.environ = domain_environ(plan.domain, config_path, control.environ, env_files)
     names = plan.cpuxs_to_run(cpux, config_path)
-    run = _new_run(plan, names, config_path, runtime_dir, control, build, force_recreate, timeout_seconds, settings)
+    run = _new_run(
+        plan, names, config_path, runtime_dir, control, build, force_recreate, timeout_seconds, settings, early_start
+    )
     store = run.store
     ref = RunRef.to(run, str(flow_run.id or uuid.uuid4()))
     artifacts = RunArtifacts(plan, names, store, control)
@@ -443,6 +453,7 @@ def _new_run(
     force_recreate: bool,
     timeout_seconds: float,
     settings: PnrSettings,
+    early_start: str | None = None,
 ) -> DomainRun:
     """The bring-up's state: its signal store started, the engines of `names`, the deadline; the first CPUX
     already under way while Prefect creates its subflow run — the engine work (ping, images, network), then the
@@ -450,6 +461,7 @@ def _new_run(
     id, so that a cancelled or crashed bring-up removes them as its own."""
     control.flow_run_id = str(flow_run.id) if flow_run.id else None
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
+    early = EarlyFacts.read(store.runtime_dir, plan.domain.name, early_start) if early_start else None
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
     engines = Engine().engine_set(plan, names)  # the engines of these cpuxs; pinged before anything starts
     run = DomainRun(
@@ -462,10 +474,11 @@ def _new_run(
         settings.gate_slice_seconds,
         force_recreate=force_recreate,
         timeout_seconds=timeout_seconds,
+        early=early,
     )
-    early = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    preparing = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
     head = run.cpux_run(names[0], config_path, str(flow_run.id or uuid.uuid4()))
-    head.head_start(build, early)
+    head.head_start(build, preparing)
     run.head[names[0]] = head
     _label_flow_run(plan.domain.name)  # ~6 ms of API call, while the engine work above runs
     return run

@@ -139,6 +139,74 @@ def test_a_bad_config_sent_to_the_runner_is_exit_2_before_any_flow_run(tmp_path,
     assert pnr_cli("down", "bad.json", "--runtime-dir", "rt", cwd=tmp_path).returncode == 0
 
 
+def test_a_call_that_starts_the_server_brings_the_domain_up_meanwhile_and_the_flow_run_takes_it_over(
+    tmp_path, domain_name, cleanup, docker_client
+):
+    """A `pnr up` that has to start pnr's server (a state dir of its own) starts the first container at once, on
+    pnr's own gates, before the flow run exists; the flow run then takes the containers over as its own: it names
+    the early start in its parameters, reports them created (not reused) with their real start times, and a
+    crashed or cancelled run removes them. With PNR_EARLY_START=false the call waits for the server first."""
+    from uuid import UUID, uuid4
+
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Crashed
+
+    from pnr.backend.run import EARLY_NOTE
+    from pnr.prefect.flows import _remove_what_this_run_started, bring_up
+
+    cleanup.append(domain_name)
+    state = tmp_path / "state"
+    env = {"PNR_STATE_DIR": str(state), "PNR_SERVER_PORT": str(free_port())}
+    cfg, rdir = _config(tmp_path, domain_name, slow=True), str(tmp_path / "rt")
+    label = f"io.pnr.domain={domain_name}"
+    try:
+        first = pnr_cli("up", str(cfg), "--runtime-dir", rdir, env=env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        out = first.stdout
+        assert EARLY_NOTE in out and "the flow run takes over" in out and "started pnr's Prefect server" in out, out
+        assert "reused" not in out, out  # what the early start made is not reported as found
+        assert out.index(EARLY_NOTE) < out.index(f"{domain_name}-db ready") < out.index("started pnr's Prefect"), out
+        flow_run_id = _flow_run_id(out)
+        api_url = server.status(state_dir=state).api_url
+        with httpx.Client(base_url=api_url, timeout=10) as client:
+            flow_run = client.get(f"/flow_runs/{flow_run_id}").json()
+        early_id = flow_run["parameters"]["early_start"]
+        assert early_id.startswith("early-"), flow_run["parameters"]
+        containers = docker_client.containers.list(filters={"label": label})
+        run_of = {c.name: c.labels["io.pnr.flow-run-id"] for c in containers}
+        assert run_of[f"{domain_name}-db"] == early_id, run_of  # started long before the server answered
+        assert set(run_of.values()) <= {early_id, flow_run_id}, run_of
+        db_started = docker_client.api.inspect_container(f"{domain_name}-db")["State"]["StartedAt"]
+        assert db_started[:23] < flow_run["created"][:23], (db_started, flow_run["created"])  # both UTC ISO
+        chunks = json.loads((Path(rdir) / ".pnr" / f"{domain_name}.chunks.json").read_text())["chunks"]
+        assert {c["action"] for c in chunks.values()} == {"created"}, chunks
+        assert chunks["db"]["started_at"] < chunks["api"]["started_at"] < chunks["api"]["ready_at"]
+
+        # a crashed or cancelled flow run removes what its early start made, as its own
+        crashed = FlowRun(
+            id=UUID(flow_run_id),
+            flow_id=uuid4(),
+            name="crashed",
+            parameters={"config_path": str(cfg), "runtime_dir": rdir, "early_start": early_id},
+        )
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            _remove_what_this_run_started(bring_up, crashed, Crashed())
+        assert not docker_client.containers.list(all=True, filters={"label": label})
+
+        # the next call finds server and runner up: no early start
+        again = pnr_cli("up", str(cfg), "--runtime-dir", rdir, env=env)
+        assert again.returncode == 0 and EARLY_NOTE not in again.stdout, again.stdout + again.stderr
+        assert pnr_cli("server", "stop", env=env).returncode == 0
+        waited = pnr_cli("up", str(cfg), "--runtime-dir", rdir, env={**env, "PNR_EARLY_START": "false"})
+        assert waited.returncode == 0 and EARLY_NOTE not in waited.stdout, waited.stdout + waited.stderr
+        assert "started pnr's Prefect server" in waited.stdout
+        assert pnr_cli("down", str(cfg), "--runtime-dir", rdir, env=env).returncode == 0
+    finally:
+        runner.stop_runner(state)
+        server.stop(state_dir=state)
+
+
 def test_prefect_api_url_wins_and_starts_no_server(tmp_path, domain_name, cleanup):
     """With PREFECT_API_URL set, `pnr up` runs against that server in its own process and starts nothing."""
     cleanup.append(domain_name)
