@@ -248,6 +248,8 @@ def test_the_runner_bounds_a_run_by_the_clients_settings(tmp_path, domain_name, 
 def test_ctrl_c_interrupts_the_run_in_the_runner(tmp_path, domain_name, cleanup, runner_mode):
     """The thin client forwards Ctrl-C: the run in the runner stops, is recorded Failed, exit status 130."""
     cleanup.append(domain_name)
+    info = server.ensure_running()[0]  # a pool of this mode answers already: the run goes to it at once
+    runner.ensure_runner(info.state_dir, info.api_url)
     cfg = _config(tmp_path, domain_name, gate_on_external=True)  # api waits for `go`, which never comes
     rdir = tmp_path / "rt"
     env = {k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)}
