@@ -61,7 +61,7 @@ def run_up(
         if early is None:
             return UpOutcome.failed(exc)
         early.hand_over(f"stopped: {exc}")
-        return _with_report_here(UpOutcome.failed(exc), request)
+        return _early_ended(early, exc, plan, rdir)
     except KeyboardInterrupt:
         if early is None:
             raise
@@ -69,6 +69,8 @@ def run_up(
         return _with_report_here(UpOutcome.stopped(), request)
     if early is not None:  # the flow run takes over; what the early start showed ready it need not show again
         on_event = _not_again(on_event, early.hand_over())
+        if early.engine_lost is not None:  # a flow run would only wait for the same engine again
+            return _early_ended(early, early.engine_lost, plan, rdir)
         request = replace(request, early_start=early.id)
     on_event(BackendChosen(backend.ui_url, backend.started_now, early=early is not None))
     files = [str(Path(f).resolve()) for f in request.env_files] if request.env_files else None
@@ -106,6 +108,21 @@ def _early_start(
 
 
 EARLY_NOTE = "pnr's Prefect server is starting: the domain comes up meanwhile, and its flow run takes over"
+
+
+def _early_ended(early: EarlyStart, error: PnrError, plan: Plan | None, rdir: Path) -> UpOutcome:
+    """The outcome of a call whose early start no flow run takes over: pnr's server or runner did not start
+    (`error`), or an engine stopped answering (then that is the error, and the table asks no engine: that would
+    make the user wait for another ping). What the early start made stays, for `pnr down` or the next `pnr up`."""
+    from pnr.lifecycle.report import run_report
+
+    assert plan is not None  # an early start ran: the config was checked here
+    lost = early.engine_lost
+    outcome = UpOutcome.failed(lost or error)
+    try:
+        return outcome.with_report(*run_report(plan, rdir, None, engine_lost=lost is not None))
+    except PnrError:
+        return outcome
 
 
 def _not_again(on_event: Callable[[UpEvent], None], ready: set[str]) -> Callable[[UpEvent], None]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pnr.engines import Engine, EngineSet
 from pnr.engines.engineset import EngineSource
-from pnr.exceptions import ChunkFailed, RunError
+from pnr.exceptions import ChunkFailed, EngineUnreachable, RunError
 from pnr.lifecycle.control import RunControl
 from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed
 from pnr.lifecycle.state import Phase
@@ -82,6 +82,12 @@ class EarlyStart:
         self._thread.join(timeout)
         return ready
 
+    @property
+    def engine_lost(self) -> EngineUnreachable | None:
+        """The error of an engine that stopped answering during the early start, if one did."""
+        lost = (run.abort_error for run in self.runs if isinstance(run.abort_error, EngineUnreachable))
+        return next(lost, None)
+
     def ready(self) -> set[str]:
         return {name for run in self.runs for name, prog in run.progress.items() if prog.phase == Phase.READY}
 
@@ -130,8 +136,11 @@ class EarlyStart:
             stop()
             if any(t.is_alive() for t in threads):  # supervise raised: release the chunks that still wait
                 run.abort(RunError("the early start ended"))
+            # a start under way ends before the flow run takes over; but a thread in a call to an engine that
+            # stopped answering may sit there until the call's timeout: it is left (the run ends on that engine)
+            lost = isinstance(run.abort_error, EngineUnreachable)
             for thread in threads:
-                if thread.ident is not None:
+                if thread.ident is not None and not lost:
                     thread.join(HAND_OVER_SECONDS)
             run.close()
         return run.outcome_error() is None

@@ -324,6 +324,9 @@ def test_a_hanging_engine_ends_up_status_and_down_within_seconds(tmp_path, domai
     cfg = write_config(tmp_path / "c.json", {"name": domain_name, "cpuxs": {"main": {"design_chunks": [db, web]}}})
     rdir = tmp_path / "rt"
     full_env = {**os.environ, **env}
+    # server and runner up first: the engine freezes during the flow run (pnr.lifecycle.early's own case is a
+    # unit test: tests/unit/test_early_start.py)
+    assert pnr_cli("server", "start", env=env).returncode == 0
     command = [*PNR, "up", str(cfg), "--runtime-dir", str(rdir), "--timeout", "150"]
     up = subprocess.Popen(command, env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     frozen_for: dict[str, float] = {}

@@ -12,6 +12,7 @@ from typing import Any
 
 from pnr.engines.engine import LABEL_RUN
 from pnr.engines.protocol import ContainerState
+from pnr.exceptions import EngineError
 from pnr.lifecycle import CpuxRun, EarlyFacts, EarlyStart, Phase, ProgressEvent
 from pnr.lifecycle.early import EARLY_ID_PREFIX
 from pnr.model import PnR, parse_domain
@@ -116,3 +117,36 @@ def test_the_run_that_takes_over_keeps_the_early_starts_action_and_times_for_its
     taken = run.progress["a"]
     assert result["action"] == "created" and result["container_id"] == a.id and engine.created == ["c-a", "c-b", "c-c"]
     assert (taken.started_at, taken.ready_at, taken.phase) == (seen.started_at, seen.ready_at, Phase.READY)
+
+
+class FreezingEngine(LabellingEngine):
+    """Stops answering once `frozen` is set: pings fail, and a container start under way hangs until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen = threading.Event()
+        self.released = threading.Event()
+
+    def ping(self) -> None:
+        if self.frozen.is_set():
+            raise EngineError("the engine does not answer")
+
+    def create_and_start(self, **kw: Any) -> ContainerState:
+        if kw["chunk"].name == "b":
+            self.frozen.set()
+            self.released.wait(30)
+        return super().create_and_start(**kw)
+
+
+def test_an_engine_that_stops_answering_ends_the_early_start_without_waiting_for_the_call_stuck_in_it(tmp_path):
+    engine = FreezingEngine()
+    early, _ = early_start(tmp_path, engine)
+    try:
+        early.start()
+        wait_for(lambda: early.engine_lost is not None)
+        began = time.monotonic()
+        early.hand_over(timeout=20)
+        assert time.monotonic() - began < 5  # b's start still hangs in the engine: not waited for
+        assert "stopped answering" in str(early.engine_lost) and "b (starting)" in str(early.engine_lost)
+    finally:
+        engine.released.set()
