@@ -1,8 +1,10 @@
 """One call for a bring-up below the CLI: `run_up(request, on_event)` checks the config (unless pnr's resident
 runner does), chooses where the run executes (that runner, or this process), runs it there and returns its
 `UpOutcome`: how it ended, the domain's status table and the run's timeline, built by `conclude` wherever the run
-executed. The caller hears the header facts (`Accepted`), the hand-over (`BackendChosen`) and the run's events,
-and says how Ctrl-C reaches the run (`on_ctrl_c`); it never reads the config itself."""
+executed. When pnr's server or runner has to start first, the bring-up begins here meanwhile (an early start,
+pnr.lifecycle.early) and the flow run takes it over. The caller hears the header facts (`Accepted`), the
+hand-over (`BackendChosen`) and the run's events, and says how Ctrl-C reaches the run (`on_ctrl_c`); it never
+reads the config itself."""
 
 from __future__ import annotations
 
