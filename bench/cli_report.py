@@ -274,8 +274,10 @@ def _first_call_table(data: dict[str, Any], summary: dict[str, Any]) -> list[str
         "",
         "*Prefect's app on pnr's template*: Prefect's own server app started as pnr starts its server (a copy of "
         "the migrated database pnr ships, pnr's server settings), until it has answered its first API call "
-        "(FastAPI builds its routes on the first request); in brackets, until `/api/health` answered. What is "
-        "left after it is pnr's own first-call work (its runner's start, Prefect's first run in a new process).",
+        "(FastAPI builds its routes on the first request); in brackets, until `/api/health` answered. The first "
+        "call brings the domain up while pnr's server starts (docs/server.md, the first call), so the server's "
+        "start is no longer paid on top of the warm call: the last column is the first call's cost over the warm "
+        "call minus that start, negative where the start was hidden behind the bring-up.",
         "",
         "| stack | first call | warm call (median) | first − warm | bare `prefect server start` on an empty "
         "database, to healthy | Prefect's app on pnr's template, to its first API call (healthy) "

@@ -69,7 +69,7 @@ def run_up(
             raise
         early.hand_over("interrupted (Ctrl-C)")
         return _with_report_here(UpOutcome.stopped(), request)
-    if early is not None:  # the flow run takes over; what the early start showed ready it need not show again
+    if early is not None:  # the flow run takes over; what the early start showed it need not show again
         on_event = _not_again(on_event, early.hand_over())
         if early.engine_lost is not None:  # a flow run would only wait for the same engine again
             return _early_ended(early, early.engine_lost, plan, rdir)
@@ -127,17 +127,18 @@ def _early_ended(early: EarlyStart, error: PnrError, plan: Plan | None, rdir: Pa
         return outcome
 
 
-def _not_again(on_event: Callable[[UpEvent], None], ready: set[str]) -> Callable[[UpEvent], None]:
-    """`on_event` without the flow run's progress of the chunks `ready` (the early start showed them ready; the
-    flow run checks them again): their failures and watch transitions still pass."""
+def _not_again(on_event: Callable[[UpEvent], None], shown: Mapping[str, str]) -> Callable[[UpEvent], None]:
+    """`on_event` without what the flow run does again of what the early start showed (`shown`: each chunk's
+    phase then): the progress of a chunk shown ready, a chunk shown started waiting again. Failures and watch
+    transitions always pass."""
+
+    def again(event: ProgressEvent) -> bool:
+        if event.what is not None or event.phase in ("failed", "blocked"):
+            return False
+        return shown.get(event.chunk) == "ready" or (event.chunk in shown and event.phase == "waiting")
 
     def forward(event: UpEvent) -> None:
-        if (
-            not isinstance(event, ProgressEvent)
-            or event.chunk not in ready
-            or event.what is not None
-            or event.phase in ("failed", "blocked")
-        ):
+        if not (isinstance(event, ProgressEvent) and again(event)):
             on_event(event)
 
     return forward

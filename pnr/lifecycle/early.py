@@ -72,15 +72,17 @@ class EarlyStart:
         self._thread.start()
         return self
 
-    def hand_over(self, reason: str = "handed over to the flow run", timeout: float = HAND_OVER_SECONDS) -> set[str]:
+    def hand_over(
+        self, reason: str = "handed over to the flow run", timeout: float = HAND_OVER_SECONDS
+    ) -> dict[str, str]:
         """Stop here, quietly (the caller hears nothing more of it), and wait until nothing of it runs; `reason`
-        is what its chunks that were under way record. The chunks it brought to ready (the flow run checks them
-        again, and its caller need not show that)."""
+        is what its chunks that were under way record. The phase each chunk it had started had reached (the
+        flow run does them again, and its caller need not show all of that twice)."""
         self._unlisten()
-        ready = self.ready()
+        shown = self.reached()
         self.control.interrupt(reason)
         self._thread.join(timeout)
-        return ready
+        return shown
 
     @property
     def engine_lost(self) -> EngineUnreachable | None:
@@ -89,7 +91,16 @@ class EarlyStart:
         return next(lost, None)
 
     def ready(self) -> set[str]:
-        return {name for run in self.runs for name, prog in run.progress.items() if prog.phase == Phase.READY}
+        return {name for name, phase in self.reached().items() if phase == Phase.READY}
+
+    def reached(self) -> dict[str, str]:
+        """The phase of each chunk that got past waiting."""
+        return {
+            name: prog.phase.value
+            for run in self.runs
+            for name, prog in run.progress.items()
+            if prog.phase != Phase.WAITING
+        }
 
     def _run(self) -> None:
         try:

@@ -68,7 +68,7 @@ def test_an_early_start_brings_the_chain_up_and_labels_its_containers_with_its_o
     assert early.id.startswith(EARLY_ID_PREFIX)
     early.start()
     wait_for(lambda: early.ready() == {"a", "b", "c"})
-    assert early.hand_over() == {"a", "b", "c"}
+    assert early.hand_over() == {"a": "ready", "b": "ready", "c": "ready"}
     assert engine.created == ["c-a", "c-b", "c-c"]
     assert {c.labels[LABEL_RUN] for c in engine.containers.values()} == {early.id}
     assert [e.chunk for e in heard if isinstance(e, ProgressEvent) and e.phase == "ready"] == ["a", "b", "c"]
@@ -82,7 +82,7 @@ def test_hand_over_stops_it_quietly_and_leaves_no_thread_running(tmp_path):
     early.start()
     wait_for(lambda: early.ready() == {"a"})
     heard_before = len(heard)
-    assert early.hand_over(timeout=10) == {"a"}
+    assert early.hand_over(timeout=10) == {"a": "ready"}
     assert engine.created == ["c-a"]  # b and c never started
     assert not [t for t in threading.enumerate() if t.name.startswith("pnr-early") and t.name not in before]
     assert len(heard) == heard_before  # the caller hears nothing of the stop: the flow run goes on
@@ -150,3 +150,29 @@ def test_an_engine_that_stops_answering_ends_the_early_start_without_waiting_for
         assert "stopped answering" in str(early.engine_lost) and "b (starting)" in str(early.engine_lost)
     finally:
         engine.released.set()
+
+
+def test_what_the_early_start_showed_is_not_shown_again_when_the_flow_run_does_it_again():
+    from pnr.backend.run import _not_again
+
+    heard: list[object] = []
+    forward = _not_again(heard.append, {"a": "ready", "b": "probing"})
+
+    def event(chunk: str, phase: str, what: str | None = None) -> ProgressEvent:
+        return ProgressEvent("d", "main", chunk, phase, "", 0.0, what)
+
+    sent = [
+        event("a", "waiting"),  # all of a again: not shown
+        event("a", "probing"),
+        event("a", "ready"),
+        event("b", "waiting"),  # b was under way: not shown waiting again, but its end is
+        event("b", "probing"),
+        event("b", "ready"),
+        event("c", "waiting"),  # the early start never reached c: all of it
+        event("c", "ready"),
+        event("a", "failed"),  # a failure always
+        event("a", "lost", what="lost"),  # and the watch's transitions
+    ]
+    for e in sent:
+        forward(e)
+    assert heard == [sent[4], sent[5], sent[6], sent[7], sent[8], sent[9]]
