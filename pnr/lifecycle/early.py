@@ -143,10 +143,11 @@ class EarlyStart:
             for thread in threads:
                 thread.start()
             run.supervise(done=lambda: not any(t.is_alive() for t in threads))
+        except BaseException:
+            run.abort(RunError("the early start ended"))  # release the chunks that still wait
+            raise
         finally:
             stop()
-            if any(t.is_alive() for t in threads):  # supervise raised: release the chunks that still wait
-                run.abort(RunError("the early start ended"))
             # a start under way ends before the flow run takes over; but a thread in a call to an engine that
             # stopped answering may sit there until the call's timeout: it is left (the run ends on that engine)
             lost = isinstance(run.abort_error, EngineUnreachable)

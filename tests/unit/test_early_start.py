@@ -176,3 +176,16 @@ def test_what_the_early_start_showed_is_not_shown_again_when_the_flow_run_does_i
     for e in sent:
         forward(e)
     assert heard == [sent[4], sent[5], sent[6], sent[7], sent[8], sent[9]]
+
+
+def test_an_early_start_goes_through_the_cpuxs_in_order(tmp_path):
+    engine = LabellingEngine()
+    one = {"design_chunks": [chunk("a", {"system_ready": "Y"}, "a_ok")]}
+    two = {"design_chunks": [chunk("b", {"a_ok": "Y"}, "b_ok")]}
+    plan = make_plan(parse_domain({"name": "d", "cpuxs": {"one": one, "two": two}}))
+    (tmp_path / "c.json").write_text("{}")
+    early = EarlyStart(plan, str(tmp_path / "c.json"), tmp_path / "rt", plan.cpux_order, 30.0, engine=engine)  # type: ignore[arg-type]
+    early.start()
+    wait_for(lambda: early.ready() == {"a", "b"})
+    early.hand_over()
+    assert [r.cpux for r in early.runs] == ["one", "two"] and engine.created == ["c-a", "c-b"]
