@@ -5,6 +5,7 @@ minute, so the ratio holds on a busy machine). Per link, the engine's own start 
 (`docker inspect` State.StartedAt) and pnr's chunk-state times (gate open, first probe attempt, ready):
 
     .venv/bin/python bench/fresh_home.py [--stack outside6] [--calls 6] [--burst 6] [--json FILE]
+                                         [--setting PNR_EARLY_START=false]
 
 Prints one line per call and the per-link medians; `--burst N`: then N `pnr up`s of different 3-chunk
 outside-shaped domains at once, against one alone (and the same for the lower bound); --json writes every
@@ -95,6 +96,11 @@ class FreshHome:
         self.tag = uuid.uuid4().hex[:6]
         self.home = Path(tempfile.mkdtemp(prefix=f"pnrhome-{self.tag}-"))
         self.env = user_env(self.home)
+        for setting in args.setting:
+            name, _, value = setting.partition("=")
+            if not name.startswith("PNR_"):
+                raise SystemExit(f"--setting {setting}: a pnr setting is PNR_NAME=VALUE")
+            self.env[name] = value
         self.api = docker.from_env(timeout=300).api
         self.seq = 0
 
@@ -201,6 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=6, help="pnr up calls (the first on the new HOME)")
     parser.add_argument("--burst", type=int, default=0, help="then N 3-chunk pnr ups at once vs one alone")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="PNR_NAME=VALUE",
+        help="a pnr setting the new user has (e.g. PNR_EARLY_START=false); repeatable",
+    )
     args = parser.parse_args(argv)
     bench = FreshHome(args)
     calls: list[dict[str, Any]] = []
