@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -139,6 +140,20 @@ def test_a_bad_config_sent_to_the_runner_is_exit_2_before_any_flow_run(tmp_path,
     assert pnr_cli("down", "bad.json", "--runtime-dir", "rt", cwd=tmp_path).returncode == 0
 
 
+# `bring_up`'s cancellation and crash hook, called as Prefect calls it for a crashed run of CONFIG RUNTIME RUN EARLY
+CRASH_HOOK = """
+import sys
+from uuid import UUID, uuid4
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import Crashed
+from pnr.prefect.flows import _remove_what_this_run_started, bring_up
+config, runtime, run_id, early = sys.argv[1:]
+parameters = {"config_path": config, "runtime_dir": runtime, "early_start": early}
+crashed = FlowRun(id=UUID(run_id), flow_id=uuid4(), name="crashed", parameters=parameters)
+_remove_what_this_run_started(bring_up, crashed, Crashed())
+"""
+
+
 def test_a_call_that_starts_the_server_brings_the_domain_up_meanwhile_and_the_flow_run_takes_it_over(
     tmp_path, domain_name, cleanup, docker_client
 ):
@@ -146,14 +161,7 @@ def test_a_call_that_starts_the_server_brings_the_domain_up_meanwhile_and_the_fl
     pnr's own gates, before the flow run exists; the flow run then takes the containers over as its own: it names
     the early start in its parameters, reports them created (not reused) with their real start times, and a
     crashed or cancelled run removes them. With PNR_EARLY_START=false the call waits for the server first."""
-    from uuid import UUID, uuid4
-
-    from prefect.client.schemas.objects import FlowRun
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect.states import Crashed
-
     from pnr.backend.run import EARLY_NOTE
-    from pnr.prefect.flows import _remove_what_this_run_started, bring_up
 
     cleanup.append(domain_name)
     state = tmp_path / "state"
@@ -183,15 +191,18 @@ def test_a_call_that_starts_the_server_brings_the_domain_up_meanwhile_and_the_fl
         assert {c["action"] for c in chunks.values()} == {"created"}, chunks
         assert chunks["db"]["started_at"] < chunks["api"]["started_at"] < chunks["api"]["ready_at"]
 
-        # a crashed or cancelled flow run removes what its early start made, as its own
-        crashed = FlowRun(
-            id=UUID(flow_run_id),
-            flow_id=uuid4(),
-            name="crashed",
-            parameters={"config_path": str(cfg), "runtime_dir": rdir, "early_start": early_id},
+        # a crashed or cancelled flow run removes what its early start made, as its own (the hook runs in a process
+        # of its own: Prefect's events worker of this one must keep the session's server)
+        env_hook = {k: v for k, v in os.environ.items() if not k.startswith(_TEST_ONLY_ENV)}
+        hook = subprocess.run(
+            [sys.executable, "-c", CRASH_HOOK, str(cfg), rdir, flow_run_id, early_id],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**env_hook, "PREFECT_API_URL": api_url},
         )
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            _remove_what_this_run_started(bring_up, crashed, Crashed())
+        assert hook.returncode == 0, hook.stdout + hook.stderr
         assert not docker_client.containers.list(all=True, filters={"label": label})
 
         # the next call finds server and runner up: no early start
