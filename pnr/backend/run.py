@@ -56,7 +56,8 @@ def run_up(
             on_event(_accepted(plan, rdir))
     except PnrError as exc:
         return UpOutcome.failed(exc)
-    early = _early_start(request, plan, rdir, env, on_event) if backend is None and not ephemeral else None
+    files = [str(Path(f).resolve()) for f in request.env_files] if request.env_files else None
+    early = _early_start(request, plan, rdir, env, files, on_event) if backend is None and not ephemeral else None
     try:
         backend = backend or choose_backend(ephemeral)
     except PnrError as exc:  # the server did not start: what the early start made stays, for `pnr down`
@@ -75,7 +76,6 @@ def run_up(
             return _early_ended(early, early.engine_lost, plan, rdir)
         request = replace(request, early_start=early.id)
     on_event(BackendChosen(backend.ui_url, backend.started_now, early=early is not None))
-    files = [str(Path(f).resolve()) for f in request.env_files] if request.env_files else None
     request = replace(request, runtime_dir=str(rdir), env_files=files)
     if backend.use_runner and backend.state_dir is not None:
         outcome = _on_runner(backend.state_dir, request, rdir, plan is None, on_event, on_ctrl_c, env)
@@ -90,6 +90,7 @@ def _early_start(
     plan: Plan | None,
     rdir: Path,
     env: Mapping[str, str] | None,
+    files: list[str] | None,
     on_event: Callable[[UpEvent], None],
 ) -> EarlyStart | None:
     """The bring-up begun here while pnr's server or runner starts (`pnr.lifecycle.early`), unless settings or
@@ -104,7 +105,6 @@ def _early_start(
 
     names = plan.cpuxs_to_run(request.cpux, request.config_path)
     timeout = request.timeout_seconds or settings.timeout_seconds
-    files = [str(Path(f).resolve()) for f in request.env_files] if request.env_files else None
     on_event(RunNote(plan.domain.name, "early.started", EARLY_NOTE))
     return EarlyStart(plan, request.config_path, rdir, names, timeout, env, files, on_event).start()
 
