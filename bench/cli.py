@@ -41,6 +41,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -747,23 +748,56 @@ CONCURRENCY: dict[str, tuple[str, Callable[[], Stack]]] = {
 
 def bench_concurrency(bench: Bench, data: dict[str, Any]) -> None:
     """N `pnr up`s of different 3-chunk domains at once against one server, vs one alone; the same for the lower
-    bound (what the machine's 2 cores allow anyway). Once per shape (CONCURRENCY)."""
+    bound (what the machine's 2 cores allow anyway). Once per shape (CONCURRENCY), in rounds: each round times one
+    alone and N at once next to each other (the order reversed every other round), so that a ratio compares
+    runs of the same minute — how fast this shared machine runs moves from one minute to the next."""
     n, server = bench.args.concurrency, bench.server(bench.args.backends[0])
     mode = f"warm/{server.kind}"
     for key, (name, shape) in CONCURRENCY.items():
         out: dict[str, Any] = {"n": n, "stack": name, "mode": mode, "single": [], "single_lb": []}
-        for _ in range(bench.args.repeats):
-            out["single"].append(bench.run_pnr(shape(), mode, server.env(), server))
-            out["single_lb"].append(bench.run_lower_bound(shape()))
-        log(f"concurrency ({name}): single pnr up {[round(r['wall'], 2) for r in out['single']]}")
-        out["bursts"], out["bursts_lb"] = [], []
-        for _ in range(bench.args.concurrency_repeats):
-            out["bursts"].append(pnr_burst(bench, n, server, shape))
-            lbs = [bench.lower_bound(shape(), bench.prefix("lb")) for _ in range(n)]
-            out["bursts_lb"].append([{**t.record()} for t in (r.result(600) for r in lbs)])
-            bench.sweep()
-            log(f"concurrency ({name}): {n} at once: pnr {[round(r['wall'], 2) for r in out['bursts'][-1]['runs']]}")
+        out["bursts"], out["bursts_lb"], out["rounds"] = [], [], []
+        for repeat in range(bench.args.concurrency_repeats):
+            order = (
+                ["single", "bursts", "single_lb", "bursts_lb"]
+                if repeat % 2 == 0
+                else ["bursts", "single", "bursts_lb", "single_lb"]
+            )
+            for kind in order:
+                out[kind].append(concurrency_step(bench, kind, n, server, shape))
+            out["rounds"].append(
+                {
+                    "pnr": burst_ratio([r["wall"] for r in out["bursts"][-1]["runs"]], out["single"][-1]),
+                    "lower_bound": burst_ratio([r["wall"] for r in out["bursts_lb"][-1]], out["single_lb"][-1]),
+                }
+            )
+            log(
+                f"concurrency ({name}) round {repeat + 1}: one alone {out['single'][-1]['wall']:.2f} s, {n} at once "
+                f"{[round(r['wall'], 2) for r in out['bursts'][-1]['runs']]}: {out['rounds'][-1]}"
+            )
         data[key] = out
+
+
+def concurrency_step(bench: Bench, kind: str, n: int, server: Server, shape: Callable[[], Stack]) -> Any:
+    """One part of a concurrency round: `single`, `bursts`, `single_lb` or `bursts_lb`."""
+    if kind == "single":
+        return bench.run_pnr(shape(), f"warm/{server.kind}", server.env(), server)
+    if kind == "bursts":
+        return pnr_burst(bench, n, server, shape)
+    if kind == "single_lb":
+        return bench.run_lower_bound(shape())
+    return lower_bound_burst(bench, n, shape)
+
+
+def lower_bound_burst(bench: Bench, n: int, shape: Callable[[], Stack]) -> list[dict[str, Any]]:
+    lbs = [bench.lower_bound(shape(), bench.prefix("lb")) for _ in range(n)]
+    records = [{**t.record()} for t in (r.result(600) for r in lbs)]
+    bench.sweep()
+    return records
+
+
+def burst_ratio(walls: list[float], single: dict[str, Any]) -> float | None:
+    """The median wall of a burst over the wall of the one alone of the same round."""
+    return statistics.median(walls) / single["wall"] if walls and "error" not in single and single["wall"] else None
 
 
 def pnr_burst(bench: Bench, n: int, server: Server, shape: Callable[[], Stack]) -> dict[str, Any]:
@@ -925,7 +959,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick: 1) [default: 5]",
     )
     p.add_argument("--concurrency", type=int, default=6, help="pnr ups at once (0: skip)")
-    p.add_argument("--concurrency-repeats", type=int, default=1)
+    p.add_argument("--concurrency-repeats", type=int, default=3, help="rounds of one alone and N at once")
     p.add_argument("--no-concurrency", action="store_true")
     p.add_argument("--scale", type=int, nargs="*", default=[100, 500], help="chunk counts (none: skip)")
     p.add_argument("--no-scale", action="store_true")

@@ -122,7 +122,14 @@ def _concurrency(c: dict[str, Any] | None) -> dict[str, Any] | None:
         "server_cpu_single": stats([r.get("server_cpu") for r in c["single"]]),
         "load1s": [b["load1"] for b in c["bursts"]],
     }
-    if single and out["burst"]:
+    rounds = c.get("rounds") or []
+    if rounds:  # each round's burst against the one alone of the same round: the median round, and the range
+        out["ratios"] = [r["pnr"] for r in rounds if r.get("pnr")]
+        out["ratios_lb"] = [r["lower_bound"] for r in rounds if r.get("lower_bound")]
+        out["ratio_median"] = statistics.median(out["ratios"]) if out["ratios"] else None
+        out["ratio_lb"] = statistics.median(out["ratios_lb"]) if out["ratios_lb"] else None
+        out["ratio_max"] = max(out["ratios"], default=None)
+    elif single and out["burst"]:
         out["ratio_median"] = out["burst"]["median"] / single["median"]
         out["ratio_max"] = out["burst"]["max"] / single["median"]
     return out
@@ -356,12 +363,29 @@ def _concurrency_md(shapes: list[dict[str, Any] | None]) -> list[str]:
         "|---|---:|---:|---:|---:|",
     ]
     for c in shapes_run:
+        lb_ratio = c.get("ratio_lb") or _ratio(c["burst_lb"], c["single_lb"])
         lines += [
             f"| `pnr up` ({c['stack']}) | {_s(c['single'])} | {_s(c['burst'])} | "
             f"{_x(c.get('ratio_median'))}; {_x(c.get('ratio_max'))} | {_s(c['server_cpu_single'])} alone, "
             f"{_s(c['server_cpu_burst'])} for all N |",
-            f"| lower bound ({c['stack']}) | {_s(c['single_lb'])} | {_s(c['burst_lb'])} | "
-            f"{_x(_ratio(c['burst_lb'], c['single_lb']))} | |",
+            f"| lower bound ({c['stack']}) | {_s(c['single_lb'])} | {_s(c['burst_lb'])} | {_x(lb_ratio)} | |",
+        ]
+    rounds = [c for c in shapes_run if c.get("ratios")]
+    if rounds:
+        lines += [
+            "",
+            "Each round times one alone and N at once next to each other (the order reversed every other round); "
+            "the ratio is the round's median run of the N over its one alone, the table's the median round and "
+            "the slowest. Per round: "
+            + "; ".join(
+                f"{c['stack']} "
+                + ", ".join(_x(x) for x in c["ratios"])
+                + " (lower bound "
+                + ", ".join(_x(x) for x in c["ratios_lb"])
+                + ")"
+                for c in rounds
+            )
+            + ".",
         ]
     failed = ", ".join(f"{c['failed']} ({c['stack']})" for c in shapes_run)
     loads = ", ".join(f"{x:.1f}" for c in shapes_run for x in c["load1s"])
