@@ -2,9 +2,13 @@
 3-chunk chain at once against a backend of its own, and one alone, for ROUNDS rounds. Per run, seconds after
 its `pnr up` process started: its header line (the client has read and checked the config), its `pnr-up` flow
 run created and Running (from Prefect's API), its first container starting (its progress line), its exit;
-printed as the medians of the burst.
+printed as the medians of the burst, with the ratio of the burst's median exit over the one alone's of the same
+round, and the CPU per run of pnr's server, its runner, the container engine and the `pnr up` processes.
 
     .venv/bin/python bench/burst_timeline.py [PNR_RUNNERS]      # ROUNDS=3 by default
+    AB=PNR_CHUNK_EVENTS=false .venv/bin/python bench/burst_timeline.py
+        # each round twice, with and without that setting in the `pnr up` processes' environment (the run reads
+        # its settings from its caller's), the order reversed every other round
 
 Everything it creates carries the pnr.bench.run label and is removed at the end; its backend is stopped and its
 temporary folder (configs, state, runtime folders) removed.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from profile_burst import Backend
+from profile_burst import Backend, engine_cpu, tree_cpu
 from stacks import outside, pnr_config
 
 
@@ -37,7 +42,11 @@ def _at(stamp: str | None, began: float) -> float | None:
     return datetime.datetime.fromisoformat(stamp).timestamp() - began if stamp else None
 
 
-def one_burst(backend: Backend, api: str, configs: list[Path], label: str) -> None:
+def one_burst(backend: Backend, api: str, configs: list[Path], label: str) -> float:
+    """The burst's median exit (seconds after the start); prints its timeline and CPU per run."""
+    server, runner = backend.pid("server"), backend.pid("runner")
+    cpu0 = (tree_cpu(server), tree_cpu(runner), engine_cpu())
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     began_wall, began = time.time(), time.monotonic()
     procs = [backend.start_up(c, subprocess.PIPE, subprocess.STDOUT) for c in configs]
     outputs: list[list[tuple[float, str]]] = [[] for _ in procs]
@@ -54,7 +63,10 @@ def one_burst(backend: Backend, api: str, configs: list[Path], label: str) -> No
         t.start()
     for t in threads:
         t.join()
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)  # the `pnr up` processes, reaped above
+    clients = now.ru_utime + now.ru_stime - reaped.ru_utime - reaped.ru_stime
     time.sleep(2)  # what the server records after the runs' end
+    cpu1 = (tree_cpu(server), tree_cpu(runner), engine_cpu())
     runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=30).json()
     rows = []
     for config, lines in zip(configs, outputs, strict=True):
@@ -86,9 +98,12 @@ def one_burst(backend: Backend, api: str, configs: list[Path], label: str) -> No
     print(
         f"PNR_RUNNERS={pool} {label}: header {median('header'):.2f} flow run created {median('created'):.2f} "
         f"Running {median('running'):.2f} first container {median('first_start'):.2f} exit {median('exit'):.2f} "
-        f"(last {max(r['exit'] for r in rows):.2f})",
+        f"(last {max(r['exit'] for r in rows):.2f}); CPU per run: server {(cpu1[0] - cpu0[0]) / len(rows):.2f} s, "
+        f"runner {(cpu1[1] - cpu0[1]) / len(rows):.2f} s, engine {(cpu1[2] - cpu0[2]) / len(rows):.2f} s, "
+        f"`pnr up` {clients / len(rows):.2f} s",
         flush=True,
     )
+    return median("exit")
 
 
 def main() -> None:
@@ -107,9 +122,18 @@ def main() -> None:
     try:
         backend.pnr("server", "start")
         backend.warm(configs)
-        for _ in range(int(os.environ.get("ROUNDS", "3"))):
-            one_burst(backend, api, configs[:1], "one alone")
-            one_burst(backend, api, configs, f"{len(configs)} at once")
+        setting = os.environ.get("AB", "")
+        variants = [""] + ([setting] if setting else [])
+        for round_ in range(int(os.environ.get("ROUNDS", "3"))):
+            for variant in variants if round_ % 2 == 0 else variants[::-1]:
+                name, _, value = variant.partition("=")
+                backend.env.pop(setting.partition("=")[0], None)
+                if name:
+                    backend.env[name] = value
+                label = f" with {variant}" if variant else ""
+                alone = one_burst(backend, api, configs[:1], f"one alone{label}")
+                at_once = one_burst(backend, api, configs, f"{len(configs)} at once{label}")
+                print(f"  ratio{label}: {at_once / alone:.2f}", flush=True)
     finally:
         backend.pnr("server", "stop", check=False)
         shutil.rmtree(tmp, ignore_errors=True)

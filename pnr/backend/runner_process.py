@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +29,14 @@ from pnr.backend import channel
 from pnr.backend.protocol import Accepted, Message, UpOutcome, UpRequest, encode
 from pnr.backend.run import conclude
 from pnr.backend.runner import MARKER, START_MODES, START_TIMEOUT, Pong, code_fingerprint, engine_env
+from pnr.exceptions import RunError
 from pnr.records import RunEvent, RunNote
 from pnr.settings import quiet_prefect_env
 
 if TYPE_CHECKING:
     from prefect.context import SyncClientContext
 
-    from pnr.lifecycle import RunControl
+    from pnr.lifecycle import PreparingAhead, RunControl
     from pnr.model import Plan
 
 Stop = Callable[[int, FrameType | None], None]  # a signal handler
@@ -75,7 +77,12 @@ class _Handler(socketserver.StreamRequestHandler):
             self._write(pong(self.member))
         elif request.get("op") == "up":
             up = UpRequest.from_json(request.get("args") or {})
-            self._bring_up(up, request.get("env") or {}, request.get("pid"), request.get("shown_as"))
+            try:
+                self._bring_up(up, request.get("env") or {}, request.get("pid"), request.get("shown_as"))
+            except Exception as exc:  # a fault of pnr's own: the client hears of it instead of waiting for ever
+                traceback.print_exc()  # into runner.log
+                with contextlib.suppress(OSError):
+                    self._write(UpOutcome.failed(RunError(f"pnr's runner failed: {type(exc).__name__}: {exc}")))
 
     def finish(self) -> None:
         try:
@@ -114,6 +121,8 @@ class _Handler(socketserver.StreamRequestHandler):
         self.member.started(control, key=request.key)
         result, error = None, None
         try:
+            if not request.build:  # the engine work begins while Prefect creates and starts the flow run
+                control.ahead = _prepare_ahead(plan, request)
             with quiet_prefect_run(csrf=self.member.csrf), use_control(control), self.member.shared_client():
                 result = bring_up(**request.flow_parameters())
         except BaseException as exc:
@@ -150,6 +159,19 @@ class _Handler(socketserver.StreamRequestHandler):
                     control.interrupt(str(message.get("reason") or "interrupted (Ctrl-C)"))
         if not self._detached:
             control.interrupt("the pnr up client went away")
+
+
+def _prepare_ahead(plan: Plan, request: UpRequest) -> PreparingAhead | None:
+    """The first CPUX's engine work under way (`pnr.lifecycle.prepare_ahead`), or None when it cannot begin here
+    (the flow then begins it and reports what is wrong, in its run)."""
+    from pnr.engines import Engine
+    from pnr.lifecycle import prepare_ahead
+
+    try:
+        cpuxs = plan.cpuxs_to_run(request.cpux, request.config_path)
+        return prepare_ahead(plan, cpuxs, Engine().engine_set(plan, cpuxs), request.config_path, request.force_recreate)
+    except Exception:  # the flow run does the same and records the error
+        return None
 
 
 def _outcome(

@@ -14,8 +14,15 @@ timeline.py  the readiness timeline as an SVG Gantt chart (pure), the critical p
 """
 
 from pnr.lifecycle.chunk import ChunkDriver
-from pnr.lifecycle.control import RunControl, current_control, use_control
-from pnr.lifecycle.cpux import ChunkBlocked, CpuxRun, GateClosed, Prepared, gate_attempts, start_preparing
+from pnr.lifecycle.control import Prepared, PreparingAhead, RunControl, current_control, use_control
+from pnr.lifecycle.cpux import (
+    ChunkBlocked,
+    CpuxRun,
+    GateClosed,
+    gate_attempts,
+    prepare_ahead,
+    start_preparing,
+)
 from pnr.lifecycle.early import EarlyStart
 from pnr.lifecycle.ops import plan_actions, remove_started_by, tear_down_domain
 from pnr.lifecycle.state import ChunkProgress, CpuxState, EarlyFacts, Phase
@@ -38,6 +45,7 @@ __all__ = [
     "GateClosed",
     "Phase",
     "Prepared",
+    "PreparingAhead",
     "ProgressEvent",
     "RunControl",
     "RunNote",
@@ -46,6 +54,7 @@ __all__ = [
     "domain_status",
     "gate_attempts",
     "plan_actions",
+    "prepare_ahead",
     "remove_started_by",
     "start_preparing",
     "tear_down_domain",

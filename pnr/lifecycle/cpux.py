@@ -34,6 +34,7 @@ from pnr.exceptions import (
     StallError,
 )
 from pnr.lifecycle.chunk import ChunkDriver
+from pnr.lifecycle.control import Prepared, PreparingAhead
 from pnr.lifecycle.state import ChunkResult, CpuxState, Phase
 from pnr.model import PNR_ITSELF, Plan
 from pnr.runtime import SignalStore
@@ -66,9 +67,6 @@ def gate_attempts(first: float, seconds: float) -> int:
         attempts += 1
         covered += gate_slice(first, attempts)
     return attempts
-
-
-Prepared = tuple[dict[str, str], set[str]]  # image id per chunk; chunks whose container name is free
 
 
 def by_engine(plan: Plan, names: list[str], engines: EngineSet) -> dict[str, list[str]]:
@@ -191,6 +189,15 @@ def start_preparing(
 
     threading.Thread(target=work, name=f"pnr-prepare-{cpux}", daemon=True).start()
     return future
+
+
+def prepare_ahead(
+    plan: Plan, cpuxs: list[str], engines: EngineSet, config_path: str, take_over: bool = False
+) -> PreparingAhead:
+    """`start_preparing` for the first of `cpuxs`, as a `PreparingAhead` the flow takes over. Not for `--build`:
+    a build's output belongs to the flow run's `prepare` task."""
+    preparing = start_preparing(plan, cpuxs[0], engines, config_path, build=False, take_over=take_over)
+    return PreparingAhead(cpuxs[0], False, take_over, engines, preparing)
 
 
 class CpuxRun(CpuxState):

@@ -456,14 +456,17 @@ def _new_run(
     early_start: str | None = None,
 ) -> DomainRun:
     """The bring-up's state: its signal store started, the engines of `names`, the deadline; the first CPUX
-    already under way while Prefect creates its subflow run — the engine work (ping, images, network), then the
+    already under way while Prefect creates its subflow run — the engine work (ping, images, network; begun by
+    the runner before this flow run existed, `control.ahead`, when it ran the same bring-up), then the
     containers of the chunks whose gates hold at the start (`CpuxRun.head_start`), labelled with this flow run's
     id, so that a cancelled or crashed bring-up removes them as its own."""
     control.flow_run_id = str(flow_run.id) if flow_run.id else None
     store = SignalStore(resolve_runtime_dir(runtime_dir), plan.domain.name, scope=plan.signals_produced_in(names))
     early = EarlyFacts.read(store.runtime_dir, plan.domain.name, early_start) if early_start else None
     store.start_run({SYSTEM_READY: SYSTEM_READY_VALUE})
-    engines = Engine().engine_set(plan, names)  # the engines of these cpuxs; pinged before anything starts
+    ahead = control.ahead.take(names[0], build, force_recreate) if control.ahead is not None else None
+    control.ahead = None
+    engines = ahead.engines if ahead else Engine().engine_set(plan, names)  # pinged before anything starts
     run = DomainRun(
         plan,
         store,
@@ -476,7 +479,11 @@ def _new_run(
         timeout_seconds=timeout_seconds,
         early=early,
     )
-    preparing = start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    preparing = (
+        ahead.preparing
+        if ahead
+        else start_preparing(plan, names[0], engines, config_path, build, take_over=force_recreate)
+    )
     head = run.cpux_run(names[0], config_path, str(flow_run.id or uuid.uuid4()))
     head.head_start(build, preparing)
     run.head[names[0]] = head
