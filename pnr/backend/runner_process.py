@@ -103,7 +103,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
         try:  # first of all, and without a flow run: a bad config is exit 2 with nothing started
             plan = check_config(request.config_path, env, shown_as, request.env_files or ())
-            plan.cpuxs_to_run(request.cpux, shown_as or request.config_path)
+            cpuxs = plan.cpuxs_to_run(request.cpux, shown_as or request.config_path)
         except ConfigError as exc:
             with contextlib.suppress(OSError):
                 self._write(UpOutcome.failed(exc))
@@ -122,7 +122,7 @@ class _Handler(socketserver.StreamRequestHandler):
         result, error = None, None
         try:
             if not request.build:  # the engine work begins while Prefect creates and starts the flow run
-                control.ahead = _prepare_ahead(plan, request)
+                control.ahead = _prepare_ahead(plan, cpuxs, request)
             with quiet_prefect_run(csrf=self.member.csrf), use_control(control), self.member.shared_client():
                 result = bring_up(**request.flow_parameters())
         except BaseException as exc:
@@ -161,14 +161,13 @@ class _Handler(socketserver.StreamRequestHandler):
             control.interrupt("the pnr up client went away")
 
 
-def _prepare_ahead(plan: Plan, request: UpRequest) -> PreparingAhead | None:
-    """The first CPUX's engine work under way (`pnr.lifecycle.prepare_ahead`), or None when it cannot begin here
-    (the flow then begins it and reports what is wrong, in its run)."""
+def _prepare_ahead(plan: Plan, cpuxs: list[str], request: UpRequest) -> PreparingAhead | None:
+    """The engine work of the first of `cpuxs` under way (`pnr.lifecycle.prepare_ahead`), or None when it cannot
+    begin here (the flow then begins it and reports what is wrong, in its run)."""
     from pnr.engines import Engine
     from pnr.lifecycle import prepare_ahead
 
     try:
-        cpuxs = plan.cpuxs_to_run(request.cpux, request.config_path)
         return prepare_ahead(plan, cpuxs, Engine().engine_set(plan, cpuxs), request.config_path, request.force_recreate)
     except Exception:  # the flow run does the same and records the error
         return None

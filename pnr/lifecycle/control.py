@@ -38,13 +38,12 @@ class PreparingAhead:
     bring-up would: the network, pulled images)."""
 
     cpux: str
-    build: bool
     take_over: bool
     engines: EngineSet
-    preparing: Future[Prepared]
+    preparing: Future[Prepared]  # never a build: a build's output belongs to the flow run's `prepare` task
 
     def take(self, cpux: str, build: bool, take_over: bool) -> PreparingAhead | None:
-        return self if (cpux, build, take_over) == (self.cpux, self.build, self.take_over) else None
+        return self if not build and (cpux, take_over) == (self.cpux, self.take_over) else None
 
 
 class RunControl:

@@ -197,7 +197,7 @@ def prepare_ahead(
     """`start_preparing` for the first of `cpuxs`, as a `PreparingAhead` the flow takes over. Not for `--build`:
     a build's output belongs to the flow run's `prepare` task."""
     preparing = start_preparing(plan, cpuxs[0], engines, config_path, build=False, take_over=take_over)
-    return PreparingAhead(cpuxs[0], False, take_over, engines, preparing)
+    return PreparingAhead(cpuxs[0], take_over, engines, preparing)
 
 
 class CpuxRun(CpuxState):
