@@ -68,6 +68,7 @@ class Pong(TypedDict):
     transport: str
     workers: NotRequired[list[int]]  # a forking leader's: the indices of its live workers
     workers_max: NotRequired[int]  # a forking leader's: PNR_RUNNERS
+    turn: int  # how many pings it answered before this one: clients that pick at once take turns by it
 
 
 def engine_env(environ: Mapping[str, str] | None = None) -> EngineEnv:
@@ -108,10 +109,6 @@ class RunnerPaths:
     @property
     def lock_file(self) -> Path:
         return self.state_dir / "runner.lock"
-
-    @property
-    def turn_file(self) -> Path:
-        return self.state_dir / "runner.turn"
 
 
 def code_fingerprint() -> str:
@@ -233,20 +230,10 @@ def pick(state_dir: Path, key: str) -> RunnerPaths:
     idle = [p for p in candidates if int(p.get("active") or 0) == least]
     if room and least == 0:
         idle.append(pool[0])  # a new worker too: clients that ask at once do not all land on one idle worker
-    # clients that ask at the same moment all see the same counts: take turns among the least busy
-    chosen = idle[_next_turn(RunnerPaths(state_dir).turn_file) % len(idle)]
+    # clients that ask at the same moment all see the same counts: they take turns among the least busy, each
+    # by the leader's count of the pings it answered (one each, in the order they came)
+    chosen = idle[int(pool[0].get("turn") or 0) % len(idle)]
     return RunnerPaths(state_dir, int(chosen.get("index") or 0))
-
-
-def _next_turn(path: Path) -> int:
-    """A counter shared by every client of this state dir (read and incremented under its lock)."""
-    with file_lock(path.with_name(path.name + ".lock")):  # its own lock: not the one held while a pool starts
-        try:
-            turn = int(path.read_text().strip() or 0)
-        except (OSError, ValueError):
-            turn = 0
-        path.write_text(str(turn + 1))
-        return turn
 
 
 def stop_runner(state_dir: Path, timeout: float = 30.0) -> int | None:

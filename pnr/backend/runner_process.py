@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -199,6 +200,7 @@ def pong(member: Member) -> Pong:
         "engine": engine_env(),
         "start": member.start,
         "transport": member.transport,
+        "turn": next(member.turns),
     }
     if member.workers is not None:
         answer["pool"] = 1 + len(member.workers)
@@ -222,6 +224,7 @@ class Member:
         self._guard = threading.Lock()
         self._connections = 0
         self._last_seen = time.monotonic()
+        self.turns = itertools.count()  # the pings it answered (see `pong`)
         # one Prefect client (connection pool, TLS context) for every run
         self.client_context: SyncClientContext | None = None
         self.csrf = True  # whether the server enforces CSRF protection (asked once, by _warm_up)

@@ -1,28 +1,39 @@
 """The `pnr` command: parses, calls into pnr, renders. Exit status: 0 ok, 1 run failed, 2 bad input.
 
 The commands live in modules by subject (`up`, `ops`, `compose_cmd`, `serve_cmd`, `doctor`, `server_cmd`); this
-module is the typer app that names them, the commands on a config alone (validate, plan, schema) and the entry
-point."""
+module is the typer app that names them and declares `pnr up`'s options, with the commands on a config alone
+(validate, plan, schema). The entry point is pnr.cli.main; a plain `pnr up` line does not come here."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
 
 from pnr.cli import ops
-from pnr.cli.common import ConfigArg, EnvFileOpt, err, escape, out, read_plan
+from pnr.cli.common import out, read_plan
 from pnr.cli.compose_cmd import import_
 from pnr.cli.doctor import doctor
+from pnr.cli.options import (
+    BuildOpt,
+    ConfigArg,
+    CpuxOpt,
+    DryRunOpt,
+    EnvFileOpt,
+    EphemeralOpt,
+    RecreateOpt,
+    RuntimeOpt,
+    TimelineOpt,
+    TimeoutOpt,
+    VerboseOpt,
+    WatchOpt,
+    WatchSecondsOpt,
+)
 from pnr.cli.serve_cmd import serve
 from pnr.cli.server_cmd import server_app
-from pnr.cli.up import up
-from pnr.exceptions import PnrError, exit_status_of
+from pnr.cli.up import up as bring_up
 
 app = typer.Typer(
     name="pnr",
@@ -96,7 +107,43 @@ def schema() -> None:
 app.command()(validate)
 app.command()(plan)
 app.command()(schema)
-app.command()(up)
+
+
+@app.command()
+def up(
+    config: ConfigArg,
+    cpux: CpuxOpt = None,
+    runtime_dir: RuntimeOpt = None,
+    env_file: EnvFileOpt = None,
+    timeout: TimeoutOpt = None,
+    build: BuildOpt = False,
+    force_recreate: RecreateOpt = False,
+    dry_run: DryRunOpt = False,
+    verbose: VerboseOpt = False,
+    watch: WatchOpt = False,
+    watch_seconds: WatchSecondsOpt = None,
+    ephemeral_server: EphemeralOpt = False,
+    timeline: TimelineOpt = None,
+) -> None:
+    """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
+    (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
+    bring_up(
+        config,
+        cpux,
+        runtime_dir,
+        env_file,
+        timeout,
+        build,
+        force_recreate,
+        dry_run,
+        verbose,
+        watch,
+        watch_seconds,
+        ephemeral_server,
+        timeline,
+    )
+
+
 app.command()(ops.status)
 app.command("ps", help="Short for `pnr status`: chunk states, containers, truth values.")(ops.status)
 app.command()(ops.logs)
@@ -106,79 +153,3 @@ app.command()(serve)
 app.command("import")(import_)
 signal_app.command("set")(ops.signal_set)
 signal_app.command("get")(ops.signal_get)
-
-
-def _run_app(argv: list[str]) -> None:
-    """Run the command line `argv`; a plain `pnr up` line calls `up` without typer's value adapters (see
-    pnr.cli.fast), handling what it raises as typer's standalone mode does (typer.core._main)."""
-    kwargs = _plain_up_kwargs(argv)
-    if kwargs is None:
-        app()
-        return
-    try:
-        up(**kwargs)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.TyperException as exc:  # typer.BadParameter and the like, raised by `up` itself
-        from typer import rich_utils
-
-        rich_utils.rich_format_error(exc)  # type: ignore[arg-type]  # typer's ClickException is its only subclass
-        sys.exit(getattr(exc, "exit_code", 1))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except (EOFError, typer.Abort):
-        print("\nAborted!", file=sys.stderr)
-        sys.exit(1)
-
-
-def _plain_up_kwargs(argv: list[str]) -> dict[str, Any] | None:
-    """`up`'s keyword arguments when `argv` is a `pnr up` line its own parser reads plainly, else None."""
-    if not argv or argv[0] != "up":
-        return None
-    from pnr.cli.fast import plain_kwargs
-
-    return plain_kwargs(_up_command(), argv[1:])
-
-
-def _up_command() -> Any:
-    """The click command typer makes of `up`, built alone: the whole app's take ~10 times longer (~30 ms)."""
-    import typer.main
-
-    for info in app.registered_commands:
-        if info.callback is up and info.name is None:
-            try:
-                return typer.main.get_command_from_info(
-                    info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
-                )
-            except (AttributeError, TypeError):  # typer's internals moved: the whole app's command, as typer makes it
-                break
-    return typer.main.get_command(app).commands["up"]  # type: ignore[attr-defined]
-
-
-def main() -> None:
-    """Run the command line, then exit at once (see `_exit_now`)."""
-    code: int | str | None = 0
-    try:
-        _run_app(sys.argv[1:])
-    except PnrError as exc:  # anything not handled by a command
-        err.print(escape(str(exc)))
-        code = exit_status_of(exc)
-    except SystemExit as exc:
-        code = exc.code
-    _exit_now(code)
-
-
-def _exit_now(code: int | str | None) -> NoReturn:
-    """Exit without Python's interpreter teardown, which after a flow ran in this process can take seconds (no
-    Python code runs then). The exit handlers run first (Prefect flushes its events and logs there) and the
-    output is flushed, so nothing is lost; `code` as `sys.exit` takes it (a string is printed, exit 1)."""
-    import atexit
-
-    if isinstance(code, str):
-        err.print(code)
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    atexit._run_exitfuncs()
-    os._exit(code or 0)

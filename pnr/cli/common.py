@@ -1,43 +1,25 @@
-"""What every command shares: the consoles, the options several commands take, errors as exit statuses, the
-config's plan."""
+"""What every command shares: the consoles, errors as exit statuses, the config's plan. Nothing here imports
+typer or rich (a plain `pnr up` line is run without either; see pnr.cli.console and pnr.cli.fast); the options
+several commands take are in pnr.cli.options."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-from rich.console import Console
-
+from pnr.cli.console import Console, escape
 from pnr.exceptions import ConfigError, PnrError, exit_status_of
 
 if TYPE_CHECKING:
+    import typer
+
     from pnr.model.plan import Plan
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+__all__ = ["err", "escape", "exit_with", "fail", "fail_with", "out", "plural", "quiet_prefect", "read_plan"]
 
-ConfigArg = Annotated[Path, typer.Argument(help="domain config (JSON)", show_default=False)]
-RuntimeOpt = Annotated[
-    Path | None, typer.Option("--runtime-dir", help="runtime folder [default: $PNR_RUNTIME_DIR or ./runtime]")
-]
-EnvFileOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--env-file",
-        help="read ${VAR} values from this file too (repeatable; after the domain's env_files, a later file wins; "
-        "the environment wins over every file)",
-        show_default=False,
-    ),
-]
-
-
-def escape(text: str) -> str:
-    """`text` shown as it is by rich (no markup)."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
+out = Console()
+err = Console(stderr=True)
 
 
 def plural(n: int, word: str) -> str:
@@ -52,6 +34,14 @@ def fail(exc: PnrError) -> typer.Exit:
 def fail_with(code: int, message: str) -> typer.Exit:
     """Bad input (2) is printed as is (file: path: problem); a failure (1) is labelled."""
     err.print(f"[bold red]failed:[/] {escape(message)}" if code == 1 else escape(message))
+    return exit_with(code)
+
+
+def exit_with(code: int) -> typer.Exit:
+    """The exit with status `code` that typer's commands raise (typer is imported here, on the way out: a
+    `pnr up` that ends well never imports it)."""
+    import typer
+
     return typer.Exit(code)
 
 

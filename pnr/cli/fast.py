@@ -1,73 +1,98 @@
-"""A plain command line read by the command's own click parser, without typer's value adapters.
+"""A plain `pnr up` line, read without typer.
 
-Typer converts each value with a pydantic adapter it builds per parameter of the command it calls (importing
-pydantic and scanning the installed packages' entry points: ~70 ms of a thin `pnr up` client's ~170 ms of CPU).
-`plain_kwargs` reads the line with the parser typer's own parameter definitions build (options, flags, `--`,
-`--opt=value` as click reads them) and converts only values whose annotation is plain (str, float, Path, a list of
-them, a flag); anything else goes to typer, which converts it or says what is wrong."""
+Every `pnr up` process pays for what it imports before its run begins, and six of them at once pay it on the same
+cores: typer (with the parser and value adapters it builds per command) costs ~20 ms of CPU, rich ~50 ms, of the
+~180 ms a thin client spends. `plain_up_kwargs` reads the options of `pnr up` as typer's parser (click's) reads
+them — `--opt value`, `--opt=value`, flags, `--` — and converts the values itself (str, float with its minimum,
+Path, a list of them). Any line it is not sure of (an unknown or repeated option, --help, a missing or bad value,
+no config or two) gets None, and typer reads it: typer words the errors. `UP_OPTIONS` is kept equal to the
+options pnr.cli.app declares for typer by tests/unit/test_cli_fast_path.py."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import typer
-from typer.core import TyperArgument, TyperCommand, TyperOption
 
-_PLAIN: dict[object, type] = {str: str, float: float, Path: Path, list[str]: str, list[Path]: Path}
+@dataclass(frozen=True)
+class Option:
+    """One option of `pnr up`: the parameter of `pnr.cli.up.up` it sets, its type (bool: a flag)."""
+
+    param: str
+    kind: type
+    multiple: bool = False
+    min: float | None = None
 
 
-def plain_kwargs(command: TyperCommand, args: list[str]) -> dict[str, Any] | None:
-    """The keyword arguments typer would call `command`'s function with for `args`, or None where typer should
-    read the line itself (an error to word, --help, a repeated single option, a value it converts otherwise)."""
-    context = command.context_class(command, info_name=command.name)
-    try:
-        values, extra, order = command.make_parser(context).parse_args(list(args))
-    except typer.TyperException:  # click's usage errors: typer words them
-        return None
-    params = {param.name: param for param in command.params}
-    if extra or any(param.name not in params for param in order):  # --help is no parameter of the function
-        return None
-    kwargs: dict[str, Any] = {}  # the function's own parameters, each of its own type
-    for name, raw in values.items():
-        param = params[name]
-        if order.count(param) > 1 and not param.multiple:
+UP_OPTIONS: dict[str, Option] = {
+    "--cpux": Option("cpux", str),
+    "--runtime-dir": Option("runtime_dir", Path),
+    "--env-file": Option("env_file", Path, multiple=True),
+    "--timeout": Option("timeout", float, min=0.1),
+    "--build": Option("build", bool),
+    "--force-recreate": Option("force_recreate", bool),
+    "--dry-run": Option("dry_run", bool),
+    "--verbose": Option("verbose", bool),
+    "-v": Option("verbose", bool),
+    "--watch": Option("watch", bool),
+    "--watch-seconds": Option("watch_seconds", float, min=0.1),
+    "--ephemeral-server": Option("ephemeral_server", bool),
+    "--timeline": Option("timeline", Path),
+}
+
+
+def plain_up_kwargs(args: list[str]) -> dict[str, Any] | None:
+    """The keyword arguments of `pnr.cli.up.up` for the arguments after `pnr up` (those given: the others keep
+    their defaults), or None where typer should read the line."""
+    kwargs: dict[str, Any] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if token == "--":
+            positional += args[i:]
+            break
+        if not token.startswith("-") or token == "-":
+            positional.append(token)
+            continue
+        name, equals, inline = token.partition("=") if token.startswith("--") else (token, "", "")
+        option = UP_OPTIONS.get(name)
+        if option is None or (option.param in kwargs and not option.multiple):
             return None
-        value = _plain_value(param, raw)
+        if option.kind is bool:
+            if equals:
+                return None
+            kwargs[option.param] = True
+            continue
+        if not equals:
+            if i == len(args):
+                return None
+            inline, i = args[i], i + 1  # click takes the next word as the value, whatever it looks like
+        value = _convert(option, inline)
         if value is None:
             return None
-        kwargs[str(name)] = value
-    return kwargs if all(p.name in kwargs for p in command.params if p.required) else None
+        if option.multiple:
+            kwargs.setdefault(option.param, []).append(value)
+        else:
+            kwargs[option.param] = value
+    if len(positional) != 1 or not positional[0]:
+        return None
+    kwargs["config"] = Path(positional[0])
+    return kwargs
 
 
-def _plain_value(param: object, raw: object) -> object:
-    """`raw` (a string, a flag's True, a list of strings) as the parameter's annotation has it; None when typer
-    should convert it (another type, an empty string, a number out of range or not a number). `param`: one of the
-    command's parameters (typer's own kinds have the annotation)."""
-    if not isinstance(param, TyperArgument | TyperOption):
+def _convert(option: Option, text: str) -> object:
+    """`text` as the option's type; None when typer should convert it (empty, not a number, out of range)."""
+    if not text:
         return None
-    annotation = param.type_descriptor.annotation
-    if annotation is bool:
-        return raw if raw is True else None
-    convert = _PLAIN.get(annotation)
-    if convert is None:
-        return None
-    items = [_convert(convert, item, param) for item in (raw if param.multiple and isinstance(raw, list) else [raw])]
-    if any(item is None for item in items):
-        return None
-    return items if param.multiple else items[0]
-
-
-def _convert(convert: type, text: object, param: TyperArgument | TyperOption) -> object:
-    if not isinstance(text, str) or not text:
-        return None
-    if convert is not float:
-        return convert(text)
+    if option.kind is not float:
+        return option.kind(text)
     try:
         number = float(text)
     except ValueError:
         return None
-    low, high = param.min, param.max
-    if (low is not None and not number >= low) or (high is not None and not number <= high):
+    if option.min is not None and not number >= option.min:
         return None  # NaN too: typer words the error
     return number

@@ -9,9 +9,9 @@ import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from pnr.cli.common import ConfigArg, RuntimeOpt, err, escape, fail, fail_with, out, plural, read_plan
+from pnr.cli.common import err, escape, fail, fail_with, out, plural, read_plan
+from pnr.cli.options import ConfigArg, RuntimeOpt
 from pnr.cli.view import Progress, chunk_table, on_ctrl_c
 from pnr.exceptions import ConfigError, PnrError
 
@@ -41,14 +41,12 @@ def status(
         print(json.dumps(data.to_json(), indent=2))
         return
     chunk_table(data, bool(plan.domain.engines))
-    table = Table(title="signals", title_justify="left")
     stale = data.stale
-    for col in ("signal", "tv", "response", "prompt", *(["note"] if stale else [])):
-        table.add_column(col)
+    rows = []
     for name, s in sorted(data.signals.items()):
         note = [f"[yellow]may be stale: {escape(stale[name])}[/]" if name in stale else ""] if stale else []
-        table.add_row(name, s.tv, ", ".join(s.response), s.prompt, *note)
-    out.print(table)
+        rows.append((name, s.tv, ", ".join(s.response), s.prompt, *note))
+    out.table("signals", ("signal", "tv", "response", "prompt", *(["note"] if stale else [])), rows)
     for file, problem in data.problems.items():
         err.print(f"[yellow]warning:[/] runtime file {file} ignored: {escape(problem)}")
 

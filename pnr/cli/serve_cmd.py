@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from pnr.cli.common import RuntimeOpt, err, escape, fail, out, quiet_prefect, read_plan
+from pnr.cli.common import err, escape, fail, out, quiet_prefect, read_plan
+from pnr.cli.options import RuntimeOpt
 from pnr.cli.view import server_started
 from pnr.exceptions import PnrError
 

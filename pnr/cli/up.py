@@ -1,78 +1,22 @@
 """`pnr up`: hand the bring-up to `run_up` (`pnr.backend.run`), render what it hears and the outcome it returns
 (header, progress lines, chunk table, timeline, last lines); `--dry-run` shows what a bring-up would do
-(`pnr.lifecycle.ops.dry_run`). The config is read below, never here."""
+(`pnr.lifecycle.ops.dry_run`). The config is read below, never here. Neither typer nor rich is imported on the
+way of a bring-up that ends well (pnr.cli.fast reads a plain `pnr up` line; pnr.cli.app declares the command's
+options for typer)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from pnr.backend.protocol import Accepted, BackendChosen, UpEvent, UpOutcome, UpRequest
-from pnr.cli.common import ConfigArg, EnvFileOpt, RuntimeOpt, err, escape, fail, fail_with, out, plural, quiet_prefect
+from pnr.cli.common import err, escape, exit_with, fail, fail_with, out, plural, quiet_prefect
 from pnr.cli.view import Progress, chunk_table, on_ctrl_c, server_started
 from pnr.exceptions import PnrError
 
 if TYPE_CHECKING:
     from pnr.records import RunTimeline
-
-
-def _flag(name: str, help: str, *short: str) -> object:
-    """A flag option: a bool that is False unless given."""
-    return typer.Option(name, *short, help=help)
-
-
-CpuxOpt = Annotated[str | None, typer.Option(help="bring up only this cpux")]
-TimeoutOpt = Annotated[
-    float | None,
-    typer.Option(
-        help="seconds before giving up (bounds waiting on external signals) [default: $PNR_TIMEOUT_SECONDS or 300]",
-        min=0.1,
-    ),
-]
-BuildOpt = Annotated[bool, _flag("--build", "rebuild images that have a build_path")]
-RecreateOpt = Annotated[bool, _flag("--force-recreate", "recreate containers even if unchanged")]
-DryRunOpt = Annotated[
-    bool, _flag("--dry-run", "show what would be created, reused or recreated, and why; touch nothing")
-]
-VerboseOpt = Annotated[
-    bool,
-    _flag(
-        "--verbose",
-        "show Prefect's own logs of a run in this process (a run on pnr's resident runner logs to the UI "
-        "and `pnr server logs`)",
-        "-v",
-    ),
-]
-WatchOpt = Annotated[
-    bool,
-    _flag(
-        "--watch",
-        "after bring-up, keep probing; regressions flip signals and dependents follow on_dependency_lost; "
-        "Ctrl-C ends the watch",
-    ),
-]
-WatchSecondsOpt = Annotated[
-    float | None, typer.Option("--watch-seconds", help="end the watch after this long", min=0.1)
-]
-EphemeralOpt = Annotated[
-    bool,
-    _flag(
-        "--ephemeral-server",
-        "use a throw-away Prefect server for this run instead of pnr's resident one [default: $PNR_EPHEMERAL_SERVER]",
-    ),
-]
-TimelineOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--timeline",
-        help="write the run's readiness timeline as a picture: FILE.svg, or FILE.png (needs chromium)",
-        show_default=False,
-    ),
-]
 
 
 class _Screen:
@@ -102,22 +46,21 @@ class _Screen:
 
 
 def up(
-    config: ConfigArg,
-    cpux: CpuxOpt = None,
-    runtime_dir: RuntimeOpt = None,
-    env_file: EnvFileOpt = None,
-    timeout: TimeoutOpt = None,
-    build: BuildOpt = False,
-    force_recreate: RecreateOpt = False,
-    dry_run: DryRunOpt = False,
-    verbose: VerboseOpt = False,
-    watch: WatchOpt = False,
-    watch_seconds: WatchSecondsOpt = None,
-    ephemeral_server: EphemeralOpt = False,
-    timeline: TimelineOpt = None,
+    config: Path,
+    cpux: str | None = None,
+    runtime_dir: Path | None = None,
+    env_file: list[Path] | None = None,
+    timeout: float | None = None,
+    build: bool = False,
+    force_recreate: bool = False,
+    dry_run: bool = False,
+    verbose: bool = False,
+    watch: bool = False,
+    watch_seconds: float | None = None,
+    ephemeral_server: bool = False,
+    timeline: Path | None = None,
 ) -> None:
-    """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
-    (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
+    """`pnr up` (its options: pnr.cli.app); ends by raising the exit of a run that did not complete."""
     if dry_run:
         _dry_run(config, runtime_dir, force_recreate)
         return
@@ -156,7 +99,7 @@ def _report(outcome: UpOutcome, request: UpRequest, t0: float) -> None:
                 f"[yellow]interrupted.[/] Containers already started are left running (see the table above); "
                 f"remove them with `pnr down {config}`, or run `pnr up {config}` again to continue."
             )
-            raise typer.Exit(130)
+            raise exit_with(130)
         raise fail_with(outcome.exit_status, outcome.message)
     n = outcome.chunk_count
     if request.watch:  # the watch ended cleanly (Ctrl-C, cancellation, --watch-seconds): the domain stays up
@@ -216,18 +159,16 @@ def _dry_run(config: Path, runtime_dir: Path | None, force: bool) -> None:
         raise fail(exc) from None
     title = f"pnr up --dry-run {report.domain} (nothing was touched)"
     if out.is_terminal:
-        table = Table(title=title, title_justify="left")
-        for col in ("chunk", "container", "action", "why"):
-            table.add_column(col)
         style = {"create": "cyan", "reuse": "green", "recreate": "yellow", "refuse": "red"}
-        for row in report.actions:
-            why = escape("; ".join(row.reasons))
-            table.add_row(row.chunk, row.container, f"[{style[row.action]}]{row.action}[/]", why)
-        out.print(table)
+        rows = [
+            (row.chunk, row.container, f"[{style[row.action]}]{row.action}[/]", escape("; ".join(row.reasons)))
+            for row in report.actions
+        ]
+        out.table(title, ("chunk", "container", "action", "why"), rows)
     else:  # piped: one unwrapped line per chunk, so reasons stay whole for grep and scripts
         out.print(title)
         for row in report.actions:
             why = escape("; ".join(row.reasons))
             out.print(f"  {row.chunk:<22} {row.container:<28} {row.action:<9} {why}".rstrip())
     if report.refused:
-        raise typer.Exit(1)
+        raise exit_with(1)

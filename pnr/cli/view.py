@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rich.table import Table
-
 from pnr.cli.common import err, escape, out
 
 if TYPE_CHECKING:
@@ -58,19 +56,20 @@ class Progress:
 
 def chunk_table(status: DomainStatus, engines: bool) -> None:
     """The chunk table of `status`; `engines`: the domain names engines, so say which one each chunk runs on."""
-    table = Table(title=f"domain {status.domain}", title_justify="left")
-    for col in ("chunk", "status", *(["engine"] if engines else []), "container", "detail"):
-        table.add_column(col)
+    rows = []
     for name, c in status.chunks.items():
         style = {"completed": "green", "failed": "red", "stopped": "red"}.get(c.status, "yellow")
-        table.add_row(
-            name,
-            f"[{style}]{c.status}[/]",
-            *([c.engine] if engines else []),
-            c.container or "-",
-            escape(c.detail.splitlines()[0] if c.detail else ""),
+        rows.append(
+            (
+                name,
+                f"[{style}]{c.status}[/]",
+                *([c.engine] if engines else []),
+                c.container or "-",
+                escape(c.detail.splitlines()[0] if c.detail else ""),
+            )
         )
-    out.print(table)
+    columns = ("chunk", "status", *(["engine"] if engines else []), "container", "detail")
+    out.table(f"domain {status.domain}", columns, rows)
 
 
 def server_started(ui_url: str | None) -> None:

@@ -1,8 +1,9 @@
-"""A plain `pnr up` line is read by `up`'s own click parser and called without typer's value adapters; every other
-command line goes through typer."""
+"""A plain `pnr up` line is read without typer (pnr.cli.fast) and runs `pnr.cli.up.up` without typer or rich
+imported; every other line goes through typer, and what the plain reading gives is what typer would."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -11,34 +12,44 @@ from typing import Any
 
 import pytest
 import typer
+import typer.main
 
-from pnr.cli import app as _app  # noqa: F401  (the module below, loaded)
+import pnr.cli
+import pnr.cli.up
+from pnr.cli.app import app
+from pnr.cli.fast import UP_OPTIONS, plain_up_kwargs
 
-cli = sys.modules["pnr.cli.app"]
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "quickstart.json"
+
+
+def _typer_up() -> Any:
+    return typer.main.get_command(app).commands["up"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
-    "argv",
+    "args",
     [
-        ["up"],
-        ["up", "--help"],
-        ["down", "c.json"],
-        ["up", ""],
-        ["up", "a.json", "b.json"],
-        ["up", "--build"],  # no config
-        ["up", "c.json", "--build", "--build"],
-        ["up", "c.json", "--cpux", "a", "--cpux", "b"],
-        ["up", "c.json", "--timeout"],  # no value
-        ["up", "c.json", "--timeout", "0"],  # below its min (0.1)
-        ["up", "c.json", "--timeout", "nan"],
-        ["up", "c.json", "--timeout", "soon"],
-        ["up", "c.json", "--no-such-option"],
-        ["up", "c.json", "-vx"],
-        ["up", "c.json", "--watch-seconds", ""],
+        [],
+        ["--help"],
+        [""],
+        ["a.json", "b.json"],
+        ["--build"],  # no config
+        ["c.json", "--build", "--build"],
+        ["c.json", "--cpux", "a", "--cpux", "b"],
+        ["c.json", "--timeout"],  # no value
+        ["c.json", "--timeout", "0"],  # below its min (0.1)
+        ["c.json", "--timeout", "nan"],
+        ["c.json", "--timeout", "soon"],
+        ["c.json", "--timeout="],
+        ["c.json", "--build=yes"],
+        ["c.json", "--no-such-option"],
+        ["c.json", "-vx"],
+        ["c.json", "-h"],
+        ["c.json", "--watch-seconds", ""],
     ],
 )
-def test_lines_typer_should_read_go_through_typer(argv: list[str]) -> None:
-    assert cli._plain_up_kwargs(argv) is None
+def test_lines_typer_should_read_go_through_typer(args: list[str]) -> None:
+    assert plain_up_kwargs(args) is None
 
 
 @pytest.mark.parametrize(
@@ -51,56 +62,68 @@ def test_lines_typer_should_read_go_through_typer(argv: list[str]) -> None:
         ["c.json", "--cpux", "--build"],  # as click reads it: --build is cpux's value
         ["c.json", "--timeout", "1e3"],
         ["c.json", "--timeout=3"],
+        ["c.json", "--runtime-dir=rt"],
         ["--", "c.json"],
+        ["-"],
         ["c.json", "--env-file", "a.env", "--env-file", "b.env"],
     ],
 )
 def test_a_plain_line_gives_up_what_typer_would(args: list[str]) -> None:
-    import inspect
-
-    import typer.main
-
-    fast = cli._plain_up_kwargs(["up", *args])
+    fast = plain_up_kwargs(args)
     assert fast is not None, args
-    command = typer.main.get_command(cli.app).commands["up"]
+    command = _typer_up()
     multiple = {p.name for p in command.params if getattr(p, "multiple", False)}  # absent: click reads ()
-    defaults = {
-        n: () if n in multiple else p.default for n, p in inspect.signature(cli.up).parameters.items() if n != "config"
-    }
+    defaults = {n: () if n in multiple else p.default for n, p in inspect.signature(pnr.cli.up.up).parameters.items()}
     typer_reads = command.make_context("up", list(args)).params
     assert {**defaults, **fast} == typer_reads
+
+
+def test_the_plain_reading_knows_every_option_of_up_as_typer_declares_it() -> None:
+    """UP_OPTIONS and the options pnr.cli.app declares stay one list: names, flags, types, repetition, minimum."""
+    declared = {}
+    for param in _typer_up().params:
+        if not isinstance(param, typer.core.TyperOption):
+            continue
+        annotation = param.type_descriptor.annotation
+        kind = {list[Path]: Path}.get(annotation, annotation)
+        for opt in param.opts:
+            declared[opt] = (param.name, kind, param.multiple, param.min)
+    assert {k: (o.param, o.kind, o.multiple, o.min) for k, o in UP_OPTIONS.items()} == declared
+
+
+def test_the_command_typer_runs_and_the_plain_one_take_the_same_parameters() -> None:
+    """pnr.cli.app's `up` (typer's declaration) and pnr.cli.up.up (what both run): same names, order, defaults."""
+    import pnr.cli.app
+
+    declared = inspect.signature(pnr.cli.app.up).parameters
+    implemented = inspect.signature(pnr.cli.up.up).parameters
+    assert [(n, p.default) for n, p in declared.items()] == [(n, p.default) for n, p in implemented.items()]
+
+
+def test_the_typer_command_calls_up_with_what_it_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pnr.cli.app
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(pnr.cli.app, "bring_up", lambda *args: calls.append(args))
+    with pytest.raises(SystemExit) as exited:
+        app(args=["up", "c.json", "--cpux", "x", "--timeout", "5", "--build", "-v"], standalone_mode=True)
+    assert exited.value.code == 0
+    config, cpux, _rdir, _env, timeout, build, _recreate, _dry, verbose, *_ = calls[0]
+    assert (config, cpux, timeout, build, verbose) == (Path("c.json"), "x", 5.0, True, True)
 
 
 def test_up_config_calls_up_with_its_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Any, ...]] = []
 
-    def fake_up(config: Path, *args: Any, **kwargs: Any) -> None:
-        calls.append((config, args, kwargs))
+    def fake_up(*args: Any, **kwargs: Any) -> None:
+        calls.append((args, kwargs))
         raise typer.Exit(3)
 
-    monkeypatch.setattr(cli, "up", fake_up)
+    monkeypatch.setattr(pnr.cli.up, "up", fake_up)
     with pytest.raises(SystemExit) as exited:  # typer.Exit becomes the exit status, as under typer
-        cli._run_app(["up", "config/dev_stack.json"])
+        pnr.cli.run_line(["up", "config/dev_stack.json"])
     assert exited.value.code == 3
-    assert calls == [(Path("config/dev_stack.json"), (), {})]
-
-
-def test_up_config_skips_typers_parameter_adapters(tmp_path: Path) -> None:
-    """What the fast path is for: typer builds a pydantic adapter per parameter (pydantic + entry points);
-    a config that is not there fails the same way, exit 2, without any of it."""
-    code = (
-        "import sys; sys.argv = ['pnr', 'up', sys.argv[1]]\n"
-        "from pnr.cli.app import _run_app\n"
-        "try:\n    _run_app(sys.argv[1:])\n"
-        "except SystemExit as e:\n    print('exit', e.code, 'typer._adapters' in sys.modules, file=sys.stderr)\n"
-    )
-    env = {"PNR_STATE_DIR": str(tmp_path / "state"), "PNR_RUNNER": "false", "PATH": "/usr/bin:/bin"}
-    env.update({k: os.environ[k] for k in ("SYSTEMROOT",) if k in os.environ})  # Python on Windows needs it
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "missing.json")], capture_output=True, text=True, env=env
-    )
-    assert "exit 2 False" in done.stderr, done.stderr
-    assert "missing.json" in done.stderr
+    assert calls == [((), {"config": Path("config/dev_stack.json")})]
 
 
 @pytest.mark.parametrize(
@@ -112,29 +135,70 @@ def test_up_config_skips_typers_parameter_adapters(tmp_path: Path) -> None:
     ],
 )
 def test_typer_errors_raised_inside_up_end_as_under_typer(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: Exception, code: int, said: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], raised: BaseException, code: int, said: str
 ) -> None:
-    def fake_up(config: Path, **kwargs: Any) -> None:
+    def fake_up(**kwargs: Any) -> None:
         raise raised
 
-    monkeypatch.setattr(cli, "up", fake_up)
+    monkeypatch.setattr(pnr.cli.up, "up", fake_up)
     with pytest.raises(SystemExit) as exited:
-        cli._run_app(["up", "c.json"])
+        pnr.cli.run_line(["up", "c.json"])
     assert exited.value.code == code
     assert said in capsys.readouterr().err
 
 
-def test_every_option_of_up_is_read_plainly() -> None:
-    """Every option of `up` has a type the plain reading converts itself (else each line using it would pay for
-    typer's adapters)."""
-    import typer.main
+def _run_piped(tmp_path: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PNR_STATE_DIR": str(tmp_path / "state"), "PNR_RUNNER": "false"}
+    for key in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        env.pop(key, None)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
 
-    from pnr.cli.fast import _plain_value
 
-    command = typer.main.get_command(cli.app).commands["up"]
-    for param in command.params:
-        raw = True if param.type_descriptor.annotation is bool else (["1"] if param.multiple else "1")
-        assert _plain_value(param, raw) is not None, param.name
+def test_a_bring_up_with_its_output_piped_imports_neither_typer_nor_rich(tmp_path: Path) -> None:
+    """What the plain reading and pnr.cli.console are for: the whole `pnr up` (header, progress, chunk table,
+    last lines; the run itself faked) without either library; with typer's Exit on a failed run, typer only."""
+    code = (
+        "import sys\n"
+        "import pnr.backend.run as run\n"
+        "from pnr.backend.protocol import Accepted, UpOutcome\n"
+        "from pnr.exceptions import RunError\n"
+        "from pnr.records import ChunkStatus, DomainStatus, ProgressEvent\n"
+        "def fake(request, on_event, **kw):\n"
+        "    on_event(Accepted('d', 1, ['main'], False, 'rt'))\n"
+        "    on_event(ProgressEvent('d', 'main', 'a', 'ready', 'a [ready]', 0.0))\n"
+        "    chunk = ChunkStatus('completed', 'default', 'd-a', 'id1', 'main', 'ready', 'd-a [ready]')\n"
+        "    status = DomainStatus('d', {}, {'a': chunk}, 'rt')\n"
+        "    ok = UpOutcome.done({'cpuxs': {'main': {'a': {}}}})\n"
+        "    return (ok if sys.argv[2] == 'ok' else UpOutcome.failed(RunError('chunk a failed'))).with_report(\n"
+        "        status, None)\n"
+        "run.run_up = fake\n"
+        "from pnr.cli import run_line\n"
+        "code = 0\n"
+        "try:\n    run_line(['up', sys.argv[1]])\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print('exit', code, 'typer' in sys.modules, 'rich' in sys.modules, file=sys.stderr)\n"
+    )
+    done = _run_piped(tmp_path, code, str(CONFIG), "ok")
+    assert "exit 0 False False" in done.stderr, done.stderr
+    assert "pnr up d (1 chunk, cpux main); runtime rt" in done.stdout
+    assert "a                      ready     a [ready]" in done.stdout  # escaped text printed as it is
+    assert "│ a     │ completed │ d-a       │ d-a [ready] │" in done.stdout  # the chunk table
+    assert "up: 1 chunk completed" in done.stdout
+    failed = _run_piped(tmp_path, code, str(CONFIG), "failed")
+    assert "exit 1 True False" in failed.stderr, failed.stderr
+    assert "failed: chunk a failed" in failed.stderr
+
+
+def test_a_missing_config_fails_the_same_way_without_typer(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pnr.cli import run_line\n"
+        "try:\n    run_line(['up', sys.argv[1]])\n"
+        "except SystemExit as e:\n    print('exit', e.code, 'typer._adapters' in sys.modules, file=sys.stderr)\n"
+    )
+    done = _run_piped(tmp_path, code, str(tmp_path / "missing.json"))
+    assert "exit 2 False" in done.stderr, done.stderr
+    assert "missing.json" in done.stderr
 
 
 @pytest.mark.parametrize(("code", "status", "said"), [(None, 0, ""), (3, 3, ""), ("no such thing", 1, "no such thing")])
@@ -144,25 +208,12 @@ def test_the_fast_exit_runs_the_exit_handlers_first(code: int | str | None, stat
     script = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('handler ran', flush=True))\n"
-        "from pnr.cli.app import _exit_now\n"
+        "from pnr.cli import exit_now\n"
         "print('pending', end='')\n"
-        f"_exit_now({code!r})\n"
+        f"exit_now({code!r})\n"
         "print('not reached')\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == status
     assert done.stdout == "pendinghandler ran\n"
     assert said in done.stderr
-
-
-def test_up_built_alone_is_the_command_the_whole_app_makes() -> None:
-    import typer.main
-
-    alone, whole = cli._up_command(), typer.main.get_command(cli.app).commands["up"]  # type: ignore[attr-defined]
-    assert alone is not whole  # built alone, not taken from the whole app's
-
-    def described(command: Any) -> list[tuple[object, ...]]:
-        return [(p.name, p.opts, p.multiple, p.default, repr(getattr(p, "type", None))) for p in command.params]
-
-    assert described(alone) == described(whole) and len(alone.params) > 5
-    assert alone.callback is not None and alone.name == whole.name == "up"

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from pnr.backend import channel, runner
-from pnr.backend.runner_process import Member, Mode
+from pnr.backend.runner import Pong
+from pnr.backend.runner_process import Member, Mode, pong
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the pool forks on Linux only")
 
@@ -161,8 +162,15 @@ def test_a_run_goes_to_an_idle_worker_else_to_the_leader_while_the_pool_has_room
 def test_clients_at_once_take_turns_between_an_idle_worker_and_a_new_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    leader = _pong(0, 0, workers=[1], workers_max=2)
-    monkeypatch.setattr(runner, "pool_status", lambda _state_dir: [leader, _pong(1, 0)])
+    """Each client's ping of the leader gets the next turn (the count of pings the leader answered)."""
+    member = Member("http://127.0.0.1:1/api", "f", "t", Mode(2, "fork", "unix"))
+    member.workers, member.workers_max = [1], 2
+
+    def status(_state_dir: Path) -> list[Pong]:
+        leader = pong(member)  # as the leader answers each ping: its own turn
+        return [leader, _pong(1, 0)]
+
+    monkeypatch.setattr(runner, "pool_status", status)
     assert [runner.pick(tmp_path, "k").index for _ in range(4)] == [1, 0, 1, 0]
 
 
