@@ -23,7 +23,7 @@ _TAG = re.compile(r"((\\*)\[([a-z#/@][^[]*?)])")
 _ESCAPE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
 _STYLES = {"bold", "italic", "dim", "red", "green", "yellow", "blue", "cyan", "magenta", "white"}
 _CONTROL = {7: None, 8: None, 11: None, 12: None, 13: None}  # what rich removes from text it prints
-_FD = {"stdin": 0, "stdout": 1, "stderr": 2}
+_FDS = (1, 2) if sys.platform == "win32" else (0, 1, 2)  # where rich looks for a terminal's size
 
 
 def escape(text: str) -> str:
@@ -151,9 +151,9 @@ def _terminal(file: TextIO) -> bool:
 
 def _width() -> int:
     """The width rich gives a console that is not a terminal: COLUMNS, else the size of a standard stream's
-    terminal (stdin, stdout, stderr, the first that has one), else 80."""
+    terminal (stdin, stdout, stderr, the first that has one; not stdin on Windows), else 80."""
     width = 0
-    for fd in _FD.values():
+    for fd in _FDS:
         try:
             width = os.get_terminal_size(fd).columns
         except (AttributeError, ValueError, OSError):
