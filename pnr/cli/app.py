@@ -127,21 +127,7 @@ def up(
 ) -> None:
     """Bring the domain up as a Prefect flow; chunks start as their gates open. Exit 0 when all completed
     (with --watch: when the watch ends cleanly, on Ctrl-C or after --watch-seconds)."""
-    bring_up(
-        config,
-        cpux,
-        runtime_dir,
-        env_file,
-        timeout,
-        build,
-        force_recreate,
-        dry_run,
-        verbose,
-        watch,
-        watch_seconds,
-        ephemeral_server,
-        timeline,
-    )
+    bring_up(**locals())  # the same parameters by name (tests/unit/test_cli_fast_path.py keeps them one list)
 
 
 app.command()(ops.status)

@@ -34,7 +34,7 @@ def escape(text: str) -> str:
 
 def plain(markup: str) -> str | None:
     """The text rich prints for `markup` without styles, or None where this module leaves it to rich (a tag it
-    does not know, a closing tag that closes nothing, a tab, text rich would turn into emoji)."""
+    does not know, a closing tag that closes nothing, a tab)."""
     if "\t" in markup:
         return None
     pieces: list[str] = []

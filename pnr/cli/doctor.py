@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from pnr.cli.common import escape, out
 from pnr.exceptions import PnrError
-
-out = Console(highlight=False, soft_wrap=True)
 
 
 @dataclass

@@ -6,26 +6,14 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from pnr.exceptions import PnrError, exit_status_of
+from pnr.cli.common import fail, out
+from pnr.exceptions import PnrError
 
 server_app = typer.Typer(
     no_args_is_help=True,
     help="pnr's resident Prefect server: UI, API and the runner that executes `pnr up` (see docs/prefect.md).",
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fail(exc: PnrError) -> typer.Exit:
-    from rich.markup import escape
-
-    if exit_status_of(exc) == 2:  # bad input (a PNR_* setting): as every command, the message alone
-        err.print(escape(str(exc)))
-        return typer.Exit(2)
-    err.print(f"[bold red]failed:[/] {escape(str(exc))}")
-    return typer.Exit(1)
 
 
 @server_app.command()
@@ -49,7 +37,7 @@ def start(
         info, started = server.ensure_running(host, port, database)
         pong = None if no_runner else runner.ensure_runner(info.state_dir, info.api_url)
     except PnrError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     how = f"started in {info.startup_seconds:.1f}s" if started and info.startup_seconds else "already running"
     out.print(f"pnr server {how}: pid {info.pid}, {info.database} database")
     out.print(f"  UI   {info.ui_url}")
@@ -69,7 +57,7 @@ def stop() -> None:
         runner_pid = runner.stop_runner(config.state_dir)
         info = server.stop()
     except PnrError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if runner_pid:
         out.print(f"stopped the runner (pid {runner_pid})")
     out.print(f"stopped pnr's Prefect server (pid {info.pid})" if info else "pnr's Prefect server was not running")

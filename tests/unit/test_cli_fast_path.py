@@ -103,13 +103,20 @@ def test_the_command_typer_runs_and_the_plain_one_take_the_same_parameters() -> 
 def test_the_typer_command_calls_up_with_what_it_read(monkeypatch: pytest.MonkeyPatch) -> None:
     import pnr.cli.app
 
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(pnr.cli.app, "bring_up", lambda *args: calls.append(args))
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(pnr.cli.app, "bring_up", lambda **kwargs: calls.append(kwargs))
     with pytest.raises(SystemExit) as exited:
         app(args=["up", "c.json", "--cpux", "x", "--timeout", "5", "--build", "-v"], standalone_mode=True)
     assert exited.value.code == 0
-    config, cpux, _rdir, _env, timeout, build, _recreate, _dry, verbose, *_ = calls[0]
-    assert (config, cpux, timeout, build, verbose) == (Path("c.json"), "x", 5.0, True, True)
+    got = calls[0]
+    assert (got["config"], got["cpux"], got["timeout"], got["build"], got["verbose"]) == (
+        Path("c.json"),
+        "x",
+        5.0,
+        True,
+        True,
+    )
+    assert list(got) == list(inspect.signature(pnr.cli.up.up).parameters)  # every parameter, by name
 
 
 def test_up_config_calls_up_with_its_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
